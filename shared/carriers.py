@@ -1,0 +1,48 @@
+"""Carrier identities shared by the services: the slugs vtrwatch uses, and the names
+sellers upload to Amazon that map to them.
+
+Whether a carrier is *integrated* with Amazon for a marketplace is scoring policy and
+lives in the scorer's data; this table only says which carrier a name means.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: slug -> names a seller may upload for it (compared case-insensitively, spaces and
+#: punctuation ignored). Add a name here to recognise a new spelling.
+CARRIER_NAMES: dict[str, tuple[str, ...]] = {
+    "china-post": ("China Post", "ChinaPost", "China Post EMS", "EMS", "CNPOST", "中国邮政", "中国邮政速递"),
+    "yunexpress": ("YunExpress", "Yun Express", "YUN", "云途", "云途物流"),
+    "yanwen": ("Yanwen", "YANWEN", "Yan Wen", "燕文", "燕文物流"),
+    "4px": ("4PX", "4PX Worldwide Express", "递四方"),
+    "sf-express": ("SF Express", "SF", "顺丰"),
+    "sfc": ("SFC", "SFC Service", "三态速递"),
+    "dhl-ecommerce": ("DHL eCommerce", "DHL Global Mail", "DHL eCommerce Asia"),
+    "sunyou": ("Sunyou", "SunYou", "顺友"),
+    "wanbexpress": ("WanbExpress", "Wanb Express", "万邦"),
+    "ydh": ("YDH", "义达"),
+    "ups": ("UPS",),
+    "fedex": ("FedEx", "Fedex Express"),
+    "dhl": ("DHL", "DHL Express"),
+    "usps": ("USPS",),
+    "royal-mail": ("Royal Mail",),
+    "japan-post": ("Japan Post", "JP Post"),
+    "singpost": ("SingPost", "Singapore Post"),
+    "aramex": ("Aramex",),
+    "australia-post": ("Australia Post", "AusPost"),
+}
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[\s_\-.]+", "", name).casefold()
+
+
+_BY_SQUASHED_NAME: dict[str, str] = {
+    _squash(alias): slug for slug, aliases in CARRIER_NAMES.items() for alias in (slug, *aliases)
+}
+
+
+def carrier_slug(name: str) -> str | None:
+    """The slug of the carrier a seller-uploaded name means, or None if unknown."""
+    return _BY_SQUASHED_NAME.get(_squash(name))

@@ -1,0 +1,97 @@
+"""Database helpers: engines for PostgreSQL (asyncpg) and local SQLite (aiosqlite), and
+alembic migrations run programmatically.
+
+Each service that keeps state owns its own database and its own migrations folder; its
+alembic ``env.py`` calls :func:`run_alembic_env`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, **options: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and a busy timeout so a reader never blocks the writer."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    options.setdefault("pool_size", 10)
+    options.setdefault("max_overflow", 10)
+    options.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **options)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise if the database does not answer; used by readiness checks."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+def alembic_config(migrations_dir: Path, url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    # Percent signs in passwords would be read as interpolation by configparser.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade_database(migrations_dir: Path, url: str, revision: str = "head") -> None:
+    """Apply the service's migrations (blocking; run it outside an event loop)."""
+    command.upgrade(alembic_config(migrations_dir, url), revision)
+
+
+def run_alembic_env(target_metadata: MetaData) -> None:
+    """Body of every service's alembic ``env.py`` (online, async engines)."""
+    from alembic import context
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url is not set"
+
+    def run(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=is_sqlite(url),
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def main() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(run)
+                await connection.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())

@@ -1,0 +1,265 @@
+"""The canonical messages on vtrwatch's topics, encoded as JSON (UTF-8) with msgspec.
+
+msgspec validates while it decodes and is several times faster than building pydantic
+models, which matters on the ingest and scorer hot paths. :class:`Codec` is the one way
+to turn bytes into messages and back; a malformed message raises :class:`ContractError`
+that says which field is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Generic, TypeVar
+
+import msgspec
+
+UtcDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
+CurrencyCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+DecimalString = Annotated[str, msgspec.Meta(pattern=r"^\d+(\.\d+)?$")]
+
+
+class CanonicalStatus(StrEnum):
+    """Carrier-independent scan status (../shared/carriers.md)."""
+
+    INFO_RECEIVED = "INFO_RECEIVED"
+    ACCEPTED = "ACCEPTED"
+    IN_TRANSIT = "IN_TRANSIT"
+    ARRIVED_DESTINATION = "ARRIVED_DESTINATION"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    ATTEMPTED_DELIVERY = "ATTEMPTED_DELIVERY"
+    DELIVERED = "DELIVERED"
+    RETURNED = "RETURNED"
+    EXCEPTION = "EXCEPTION"
+    UNKNOWN = "UNKNOWN"
+
+
+#: Statuses that are a physical scan. INFO_RECEIVED is electronic only and UNKNOWN is not
+#: a scan until its code is mapped.
+PHYSICAL_SCAN_STATUSES = frozenset(CanonicalStatus) - {CanonicalStatus.INFO_RECEIVED, CanonicalStatus.UNKNOWN}
+#: Statuses that satisfy the delivery requirement of full tracking.
+DELIVERY_SCAN_STATUSES = frozenset({CanonicalStatus.DELIVERED, CanonicalStatus.ATTEMPTED_DELIVERY})
+
+
+class Level(StrEnum):
+    """Risk level of a seller x marketplace x category, worst last."""
+
+    OK = "OK"
+    WATCH = "WATCH"
+    AT_RISK = "AT_RISK"
+    BREACH = "BREACH"
+
+    @property
+    def severity(self) -> int:
+        return list(Level).index(self)
+
+
+class TrackingEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One normalised carrier scan on ``vtr.tracking-events.v1`` (key: tracking number)."""
+
+    event_id: NonEmpty
+    carrier: NonEmpty
+    tracking_number: NonEmpty
+    status: CanonicalStatus
+    carrier_code: str
+    occurred_at: UtcDateTime
+    received_at: UtcDateTime
+    #: Which integration delivered it: ``china-post``, ``17track``, ``aftership``, ...
+    source: NonEmpty
+    description: str = ""
+    location: str = ""
+    #: Other numbers the carrier knows the parcel by (e.g. YunExpress last-mile number).
+    alternate_tracking_numbers: tuple[str, ...] = ()
+
+
+def tracking_event_id(
+    carrier: str, tracking_number: str, carrier_code: str, occurred_at: datetime, location: str
+) -> str:
+    """Deterministic id: the same carrier event re-pushed always gets the same id."""
+    identity = "|".join((carrier, tracking_number, carrier_code, occurred_at.isoformat(), location))
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+class Money(msgspec.Struct, frozen=True):
+    amount: DecimalString
+    currency: CurrencyCode
+
+
+class ShipmentConfirmed(msgspec.Struct, frozen=True, kw_only=True, tag="confirmed", tag_field="type"):
+    """A seller confirmed an order as shipped (``vtr.shipments.v1``, key: tracking number)."""
+
+    order_id: NonEmpty
+    seller_id: NonEmpty
+    marketplace: CountryCode
+    category: NonEmpty
+    #: The carrier name exactly as the seller uploaded it to Amazon.
+    carrier_name: NonEmpty
+    #: Known carrier slug (``china-post``, ...) or None when the name matches no carrier.
+    carrier: str | None
+    tracking_number: NonEmpty
+    order_value: Money
+    confirmed_at: UtcDateTime
+    promised_delivery_date: date
+    received_at: UtcDateTime
+    service: str | None = None
+    ship_from_country: CountryCode = "CN"
+    buy_shipping: bool = False
+    #: Problems noticed at ingest that do not reject the shipment (``malformed_tracking_number``).
+    risk_flags: tuple[str, ...] = ()
+
+
+class ShipmentCancelled(msgspec.Struct, frozen=True, kw_only=True, tag="cancelled", tag_field="type"):
+    """Orders shipped under ``tracking_number`` were cancelled; None means all of them."""
+
+    tracking_number: NonEmpty
+    cancelled_at: UtcDateTime
+    received_at: UtcDateTime
+    seller_id: str | None = None
+    order_id: str | None = None
+
+
+ShipmentMessage = ShipmentConfirmed | ShipmentCancelled
+
+
+class ForecastPoint(msgspec.Struct, frozen=True):
+    date: date
+    vtr: float | None
+
+
+class ScoreSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """A seller x marketplace x category score on ``vtr.scores.v1`` (key: seller id).
+
+    Snapshots are idempotent: the newest ``computed_at`` wins.
+    """
+
+    seller_id: NonEmpty
+    marketplace: CountryCode
+    category: NonEmpty
+    as_of: date
+    computed_at: UtcDateTime
+    #: Whether the scorer's consumer lag was below its threshold when this was computed.
+    caught_up: bool
+    window_from: date
+    window_to: date
+    total: int
+    valid: int
+    invalid: int
+    pending: int
+    vtr: float | None
+    headroom: int
+    forecast: tuple[ForecastPoint, ...]
+    days_to_breach: int | None
+    level: Level
+    reasons: dict[str, int]
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A request body that was authenticated but could not be used, kept for replay."""
+
+    origin: NonEmpty
+    reason: NonEmpty
+    raw_base64: str
+    content_type: str
+    received_at: UtcDateTime
+    headers: dict[str, str] = {}
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.raw_base64)
+
+
+class ContractError(ValueError):
+    """A message that does not match its schema; the text names the field."""
+
+
+MessageT = TypeVar("MessageT")
+
+
+class Codec(Generic[MessageT]):
+    """Encode and decode one message type to and from JSON bytes."""
+
+    def __init__(self, message_type: type[MessageT] | object, name: str) -> None:
+        self.name = name
+        self._decoder: msgspec.json.Decoder[MessageT] = msgspec.json.Decoder(message_type)  # type: ignore[arg-type]
+        self._encoder = msgspec.json.Encoder()
+
+    def encode(self, message: MessageT) -> bytes:
+        return self._encoder.encode(message)
+
+    def decode(self, payload: bytes) -> MessageT:
+        try:
+            return self._decoder.decode(payload)
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+            raise ContractError(f"invalid {self.name} message: {error}") from error
+
+
+TRACKING_EVENT_CODEC: Codec[TrackingEvent] = Codec(TrackingEvent, "tracking event")
+SHIPMENT_CODEC: Codec[ShipmentMessage] = Codec(ShipmentMessage, "shipment")
+SCORE_CODEC: Codec[ScoreSnapshot] = Codec(ScoreSnapshot, "score snapshot")
+DEADLETTER_CODEC: Codec[DeadLetter] = Codec(DeadLetter, "dead letter")
+
+
+class PackageState(StrEnum):
+    VALID = "valid"
+    INVALID = "invalid"
+    PENDING = "pending"
+    CANCELLED = "cancelled"
+
+
+class Reason(StrEnum):
+    """Why a package is (or risks becoming) invalid. The notifier words each one per language."""
+
+    CARRIER_NOT_INTEGRATED = "carrier_not_integrated"
+    NO_PHYSICAL_SCAN = "no_physical_scan"
+    MISSING_DELIVERY_SCAN = "missing_delivery_scan"
+    SERVICE_LACKS_DELIVERY_SCAN = "service_lacks_delivery_scan"
+    MALFORMED_TRACKING_NUMBER = "malformed_tracking_number"
+    AWAITING_FIRST_SCAN = "awaiting_first_scan"
+    AWAITING_DELIVERY_SCAN = "awaiting_delivery_scan"
+    CANCELLED = "cancelled"
+
+
+class TrackingLevel(StrEnum):
+    PARTIAL = "partial"
+    FULL = "full"
+
+
+class PackageView(msgspec.Struct, frozen=True, kw_only=True):
+    """One package as the scorer's ``GET /v1/sellers/{seller_id}/shipments`` lists it.
+
+    The notifier reads these to name the orders to fix; ``action`` is the scorer's English
+    advice, the notifier words its own per language from ``reason``.
+    """
+
+    order_id: str
+    tracking_number: str
+    marketplace: str
+    category: str
+    carrier_name: str
+    carrier: str | None
+    service: str | None
+    order_value: Money
+    confirmed_at: UtcDateTime
+    promised_delivery_date: date
+    state: PackageState
+    reason: Reason | None
+    required_tracking: TrackingLevel
+    physical_scans: int
+    last_scan_at: UtcDateTime | None
+    #: Probability of being valid by the promised date (1 when valid, 0 when impossible).
+    probability_valid: float
+    action: str
+
+
+class PackagePage(msgspec.Struct, frozen=True, kw_only=True):
+    seller_id: str
+    packages: tuple[PackageView, ...]
+    #: Opaque; pass back as ``cursor`` for the next page. None on the last page.
+    next_cursor: str | None
+
+
+PACKAGE_PAGE_CODEC: Codec[PackagePage] = Codec(PackagePage, "package page")

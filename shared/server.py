@@ -1,0 +1,59 @@
+"""Command-line entry point shared by the services.
+
+``python -m services.<name>`` serves the HTTP API (and the service's background work,
+started from the app's lifespan); ``python -m services.<name> migrate`` applies the
+service's database migrations and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.db import upgrade_database
+from shared.observability import configure_logging
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.drain_seconds),
+    )
+    uvicorn.Server(config).run()
+
+
+def service_main(
+    settings_factory: Callable[[], ServiceSettings],
+    app_factory: Callable[[ServiceSettings], FastAPI],
+    migrations_dir: Path | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    settings = settings_factory()
+    configure_logging(settings.log_level)
+    if args.command == "migrate":
+        if migrations_dir is None:
+            log.info("this service keeps no database; nothing to migrate")
+            return
+        upgrade_database(migrations_dir, settings.database_url)
+        log.info("database migrated", extra={"service": settings.service_name})
+        return
+    serve(app_factory(settings), settings)

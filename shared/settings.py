@@ -1,0 +1,108 @@
+"""Settings base for every service: environment variables prefixed ``VTR_``.
+
+Each service subclasses :class:`ServiceSettings`, sets its own defaults (port, database
+file) and declares its secrets with :func:`secret_field`. In ``prod`` a secret that is
+missing or still holds a development default makes the service refuse to start, with a
+message that names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "VTR_"
+
+#: Values that ship as local-run defaults. They are fine on a laptop and refused in prod.
+DEV_SECRET_PREFIX = "dev-"  # noqa: S105 - the marker of a non-secret default
+
+#: Where local runs keep their SQLite files and file outboxes.
+LOCAL_STATE_DIR = Path(".vtr")
+
+
+def secret_field(default: str = "", description: str = "") -> Any:
+    """A setting that is a secret: never printed, required (non-dev) in prod."""
+    return Field(default=SecretStr(default), description=description, json_schema_extra={"secret": True})
+
+
+def comma_separated(value: Any) -> Any:
+    """Parse ``a,b , c`` into ``["a", "b", "c"]`` (environment variables are flat strings)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def local_sqlite_url(service_name: str) -> str:
+    return f"sqlite+aiosqlite:///{LOCAL_STATE_DIR / (service_name + '.db')}"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings common to every vtrwatch service."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    #: The service's name, used for the default database file and client ids.
+    service_name: ClassVar[str] = "vtrwatch"
+
+    env: Literal["dev", "prod"] = "dev"
+    log_level: str = "INFO"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    #: Seconds in-flight requests get to finish on SIGTERM.
+    drain_seconds: float = 10.0
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=lambda: [SecretStr("dev-api-key")],
+        description="Comma-separated bearer tokens accepted on the non-carrier APIs.",
+        json_schema_extra={"secret": True},
+    )
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    #: Off by default because the local broker (Tansu) has no idempotent producer.
+    kafka_enable_idempotence: bool = False
+    kafka_topic_partitions: int = Field(default=6, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    #: Seconds the producer may take to get a record acknowledged (acks=all).
+    kafka_produce_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    database_url: str = ""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: Any) -> Any:
+        return comma_separated(value)
+
+    @model_validator(mode="after")
+    def _defaults_and_prod_safety(self) -> ServiceSettings:
+        if not self.database_url:
+            self.database_url = local_sqlite_url(self.service_name)
+        if self.env == "prod":
+            self._refuse_unsafe_prod_config()
+        return self
+
+    def _refuse_unsafe_prod_config(self) -> None:
+        problems: list[str] = []
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra
+            if not (isinstance(extra, dict) and extra.get("secret")):
+                continue
+            value = getattr(self, name)
+            values = value if isinstance(value, list) else [value]
+            plain = [v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in values]
+            if not plain or any(not v or v.startswith(DEV_SECRET_PREFIX) for v in plain):
+                problems.append(f"{ENV_PREFIX}{name.upper()} is missing or a development default")
+        if self.database_url.startswith("sqlite"):
+            problems.append(f"{ENV_PREFIX}DATABASE_URL points at SQLite; prod needs PostgreSQL")
+        if problems:
+            raise ValueError("refusing to start in prod: " + "; ".join(problems))
+
+    def api_key_values(self) -> list[bytes]:
+        return [key.get_secret_value().encode() for key in self.api_keys]

@@ -1,0 +1,40 @@
+"""Topic names and their Kafka configuration.
+
+Both inputs of the scorer (shipments and tracking events) are keyed by the normalised
+tracking number and created with the same partition count, so partition *i* of both
+topics holds every message of the same packages and one scorer instance sees all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TRACKING_EVENTS = "vtr.tracking-events.v1"
+SHIPMENTS = "vtr.shipments.v1"
+SCORES = "vtr.scores.v1"
+DEADLETTER = "vtr.deadletter.v1"
+
+#: Dead letters carry a whole rejected request body; leave room for the envelope.
+DEADLETTER_OVERHEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    #: Topic-level configs (``retention.ms``, ``max.message.bytes``, ...).
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def normalise_tracking_number(tracking_number: str) -> str:
+    """Tracking numbers are compared after trimming and upper-casing (carriers.md)."""
+    return tracking_number.strip().upper()
+
+
+def deadletter_spec(max_body_bytes: int) -> TopicSpec:
+    # Base64 makes the body a third larger; the envelope adds a little more.
+    size = max_body_bytes * 4 // 3 + DEADLETTER_OVERHEAD_BYTES
+    return TopicSpec(DEADLETTER, {"max.message.bytes": str(size)})
+
+
+INPUT_TOPICS = (TopicSpec(SHIPMENTS), TopicSpec(TRACKING_EVENTS))
+SCORES_TOPIC = TopicSpec(SCORES)

@@ -1,0 +1,81 @@
+"""`make run`: the local broker, migrations, and every service, until Ctrl-C.
+
+Services run as they do in production (``python -m services.<name>``) on the embedded
+defaults: Tansu on 127.0.0.1:9092 and SQLite files under ``.vtr/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tools.localstack import TansuBroker, wait_for_port
+
+#: (service, default port, keeps a database)
+SERVICES: tuple[tuple[str, int, bool], ...] = (
+    ("ingest", 8000, False),
+    ("scorer", 8001, True),
+    ("notifier", 8002, True),
+)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def available_services() -> list[tuple[str, int, bool]]:
+    return [entry for entry in SERVICES if (ROOT / "services" / entry[0] / "__main__.py").exists()]
+
+
+def migrate(services: list[tuple[str, int, bool]]) -> None:
+    for name, _port, has_database in services:
+        if has_database:
+            subprocess.run([sys.executable, "-m", f"services.{name}", "migrate"], check=True, cwd=ROOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--migrate-only", action="store_true")
+    parser.add_argument("--kafka-port", type=int, default=9092)
+    args = parser.parse_args()
+    services = available_services()
+    (ROOT / ".vtr").mkdir(exist_ok=True)
+    migrate(services)
+    if args.migrate_only:
+        return
+
+    broker = TansuBroker(args.kafka_port, log_path=ROOT / ".vtr" / "tansu.log").start()
+    env = {**os.environ, "VTR_KAFKA_BOOTSTRAP": broker.bootstrap}
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, port, _ in services:
+            service_env = {**env, "VTR_HTTP_PORT": os.environ.get(f"VTR_{name.upper()}_PORT", str(port))}
+            processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=service_env))
+        for _name, port, _ in services:
+            wait_for_port("127.0.0.1", port, timeout_seconds=60)
+        print(f"\nvtrwatch is running (broker {broker.bootstrap}, state in .vtr/):")
+        for name, port, _ in services:
+            print(f"  {name:<9} http://127.0.0.1:{port}   docs /docs   health /healthz /readyz   metrics /metrics")
+        print("Ctrl-C stops everything.\n", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        print("a service exited; stopping the rest", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
