@@ -1,0 +1,294 @@
+"""Compose alert messages (pure: the caller supplies the snapshot, the packages and the clock).
+
+Wording lives in two places: sentence structure in the Jinja2 templates under
+``templates/<language>/`` and the short phrases (level names, reason labels, the action
+for each :class:`~shared.schemas.Reason`) in the tables below, so a translator edits
+data, not code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from services.notifier.alerts import NoticeKind
+from shared.schemas import Level, PackageView, Reason, ScoreSnapshot
+
+
+class Language(StrEnum):
+    EN = "en"
+    ZH_CN = "zh-CN"
+
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+LEVEL_LABELS: Mapping[Language, Mapping[Level, str]] = {
+    Language.EN: {Level.OK: "OK", Level.WATCH: "WATCH", Level.AT_RISK: "AT RISK", Level.BREACH: "BREACH"},
+    Language.ZH_CN: {Level.OK: "正常", Level.WATCH: "关注", Level.AT_RISK: "有风险", Level.BREACH: "已低于 95%"},
+}
+
+#: The bracketed tag that opens a subject, by kind of message.
+KIND_TAGS: Mapping[Language, Mapping[NoticeKind, str]] = {
+    Language.EN: {
+        NoticeKind.ESCALATED: "{level}",
+        NoticeKind.IMPROVED: "IMPROVED: {level}",
+        NoticeKind.RECOVERED: "RECOVERED",
+        NoticeKind.REMINDER: "REMINDER: {level}",
+    },
+    Language.ZH_CN: {
+        NoticeKind.ESCALATED: "{level}",
+        NoticeKind.IMPROVED: "好转：{level}",
+        NoticeKind.RECOVERED: "已恢复",
+        NoticeKind.REMINDER: "提醒：{level}",
+    },
+}
+
+REASON_LABELS: Mapping[Language, Mapping[Reason, str]] = {
+    Language.EN: {
+        Reason.CARRIER_NOT_INTEGRATED: "carrier not integrated",
+        Reason.NO_PHYSICAL_SCAN: "no carrier scan",
+        Reason.MISSING_DELIVERY_SCAN: "missing delivery scan",
+        Reason.SERVICE_LACKS_DELIVERY_SCAN: "service has no delivery scans",
+        Reason.MALFORMED_TRACKING_NUMBER: "malformed tracking number",
+        Reason.AWAITING_FIRST_SCAN: "awaiting first scan",
+        Reason.AWAITING_DELIVERY_SCAN: "awaiting delivery scan",
+        Reason.CANCELLED: "cancelled",
+    },
+    Language.ZH_CN: {
+        Reason.CARRIER_NOT_INTEGRATED: "承运商未与亚马逊对接",
+        Reason.NO_PHYSICAL_SCAN: "无实物扫描",
+        Reason.MISSING_DELIVERY_SCAN: "缺少妥投扫描",
+        Reason.SERVICE_LACKS_DELIVERY_SCAN: "物流服务无妥投扫描",
+        Reason.MALFORMED_TRACKING_NUMBER: "追踪号格式错误",
+        Reason.AWAITING_FIRST_SCAN: "等待首次扫描",
+        Reason.AWAITING_DELIVERY_SCAN: "等待妥投扫描",
+        Reason.CANCELLED: "已取消",
+    },
+}
+
+#: What the seller should do, per reason. Placeholders: {threshold} (the marketplace's
+#: full-tracking threshold), {days} (days since confirmation), {carrier_name}, {marketplace}.
+ACTIONS: Mapping[Language, Mapping[Reason, str]] = {
+    Language.EN: {
+        Reason.CARRIER_NOT_INTEGRATED: (
+            'the carrier name "{carrier_name}" is not a carrier Amazon integrates for {marketplace}: '
+            "upload the exact name of an integrated carrier or ship with one"
+        ),
+        Reason.NO_PHYSICAL_SCAN: (
+            "no carrier scan {days} days after confirmation: check the carrier pickup and the tracking number "
+            "uploaded to Amazon"
+        ),
+        Reason.MISSING_DELIVERY_SCAN: (
+            "full tracking is required for orders of {threshold} or more: ask the carrier to record the "
+            "delivery or delivery-attempt scan"
+        ),
+        Reason.SERVICE_LACKS_DELIVERY_SCAN: (
+            "full tracking is required for orders of {threshold} or more: use a service with delivery scans"
+        ),
+        Reason.MALFORMED_TRACKING_NUMBER: (
+            "the tracking number does not match the carrier's format: correct it in Seller Central"
+        ),
+        Reason.AWAITING_FIRST_SCAN: "waiting for the first carrier scan: make sure the parcel was handed over",
+        Reason.AWAITING_DELIVERY_SCAN: (
+            "full tracking is required for orders of {threshold} or more: follow the parcel until the carrier "
+            "records delivery"
+        ),
+        Reason.CANCELLED: "cancelled: nothing to do",
+    },
+    Language.ZH_CN: {
+        Reason.CARRIER_NOT_INTEGRATED: (
+            "承运商名称“{carrier_name}”不是亚马逊在 {marketplace} 站点对接的承运商："
+            "请上传对接承运商的准确名称，或改用对接承运商"
+        ),
+        Reason.NO_PHYSICAL_SCAN: (
+            "确认发货 {days} 天后仍无承运商扫描：请核实承运商是否已揽收，以及上传到亚马逊的追踪号是否正确"
+        ),
+        Reason.MISSING_DELIVERY_SCAN: "订单金额 {threshold} 及以上需要全程追踪：请联系承运商补录妥投或尝试投递扫描",
+        Reason.SERVICE_LACKS_DELIVERY_SCAN: "订单金额 {threshold} 及以上需要全程追踪：请改用有妥投扫描的物流服务",
+        Reason.MALFORMED_TRACKING_NUMBER: "追踪号不符合承运商格式：请在卖家平台更正",
+        Reason.AWAITING_FIRST_SCAN: "等待承运商首次扫描：请确认包裹已交给承运商",
+        Reason.AWAITING_DELIVERY_SCAN: "订单金额 {threshold} 及以上需要全程追踪：请跟进包裹直至承运商记录妥投",
+        Reason.CANCELLED: "已取消：无需处理",
+    },
+}
+
+#: Full-tracking thresholds by marketplace (../shared/domain.md); others use 5 USD at an FX rate.
+FULL_TRACKING_THRESHOLDS: Mapping[str, str] = {
+    "US": "5 USD",
+    "UK": "5 GBP",
+    "GB": "5 GBP",
+    **dict.fromkeys(("DE", "FR", "IT", "ES", "NL", "SE", "PL", "BE"), "5 EUR"),
+    "JP": "1000 JPY",
+    "SG": "7 SGD",
+    "AE": "20 AED",
+    "SA": "20 SAR",
+}
+DEFAULT_THRESHOLD: Mapping[Language, str] = {Language.EN: "5 USD (converted)", Language.ZH_CN: "5 美元（折算）"}
+
+#: Where a seller appeals a category whose selling privileges are restricted (Account Health).
+SELLER_CENTRAL_HOSTS: Mapping[str, str] = {
+    "US": "sellercentral.amazon.com",
+    "CA": "sellercentral.amazon.ca",
+    "MX": "sellercentral.amazon.com.mx",
+    "BR": "sellercentral.amazon.com.br",
+    "UK": "sellercentral.amazon.co.uk",
+    "GB": "sellercentral.amazon.co.uk",
+    **dict.fromkeys(("DE", "FR", "IT", "ES", "NL", "SE", "PL", "BE"), "sellercentral-europe.amazon.com"),
+    "JP": "sellercentral.amazon.co.jp",
+    "AU": "sellercentral.amazon.com.au",
+    "SG": "sellercentral.amazon.sg",
+    "AE": "sellercentral.amazon.ae",
+    "SA": "sellercentral.amazon.sa",
+    "EG": "sellercentral.amazon.eg",
+    "TR": "sellercentral.amazon.com.tr",
+    "IN": "sellercentral.amazon.in",
+}
+APPEAL_PATH = "/performance/account/health"
+
+NOT_AVAILABLE: Mapping[Language, str] = {Language.EN: "n/a", Language.ZH_CN: "无数据"}
+
+
+def appeal_url(marketplace: str) -> str:
+    return "https://" + SELLER_CENTRAL_HOSTS.get(marketplace, "sellercentral.amazon.com") + APPEAL_PATH
+
+
+def percent(value: float | None, language: Language) -> str:
+    return NOT_AVAILABLE[language] if value is None else f"{value * 100:.1f}%"
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """What to say: one notice about one seller x marketplace x category."""
+
+    kind: NoticeKind
+    previous_level: Level
+    level: Level
+    snapshot: ScoreSnapshot
+    #: None when the scorer's package list could not be fetched.
+    packages: Sequence[PackageView] | None
+    language: Language
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    subject: str
+    text: str
+    html: str
+
+
+def action_for(package: PackageView, language: Language, now: datetime) -> str:
+    if package.reason is None:
+        return package.action
+    threshold = FULL_TRACKING_THRESHOLDS.get(package.marketplace, DEFAULT_THRESHOLD[language])
+    days = max(0, (now - package.confirmed_at).days)
+    return ACTIONS[language][package.reason].format(
+        threshold=threshold, days=days, carrier_name=package.carrier_name, marketplace=package.marketplace
+    )
+
+
+def _reason_label(reason: str, language: Language) -> str:
+    try:
+        return REASON_LABELS[language][Reason(reason)]
+    except ValueError:
+        return reason
+
+
+def template_context(message: AlertMessage) -> dict[str, Any]:
+    snapshot, language = message.snapshot, message.language
+    labels = LEVEL_LABELS[language]
+    level_label = labels[message.level]
+    tag = KIND_TAGS[language][message.kind].format(level=level_label)
+    packages = [
+        {
+            "order_id": package.order_id,
+            "tracking_number": package.tracking_number,
+            "carrier": package.carrier_name,
+            "reason": _reason_label(package.reason, language) if package.reason else "",
+            "action": action_for(package, language, snapshot.computed_at),
+        }
+        for package in (message.packages or ())
+    ]
+    reasons = sorted(snapshot.reasons.items(), key=lambda item: (-item[1], item[0]))
+    return {
+        "kind": message.kind.value,
+        "level": message.level.value,
+        "previous_level": message.previous_level.value,
+        "level_label": level_label,
+        "previous_label": labels[message.previous_level],
+        "tag": tag,
+        "seller_id": snapshot.seller_id,
+        "marketplace": snapshot.marketplace,
+        "category": snapshot.category,
+        "vtr": percent(snapshot.vtr, language),
+        "headroom": snapshot.headroom,
+        "total": snapshot.total,
+        "valid": snapshot.valid,
+        "invalid": snapshot.invalid,
+        "pending": snapshot.pending,
+        "days_to_breach": snapshot.days_to_breach,
+        "breached": snapshot.level is Level.BREACH,
+        "as_of": snapshot.as_of.isoformat(),
+        "window_from": snapshot.window_from.isoformat(),
+        "window_to": snapshot.window_to.isoformat(),
+        "computed_at": snapshot.computed_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "forecast": [(point.date.isoformat(), percent(point.vtr, language)) for point in snapshot.forecast],
+        "reasons": [(_reason_label(reason, language), count) for reason, count in reasons if count > 0],
+        "packages": packages,
+        "packages_unavailable": message.packages is None,
+        "appeal_url": appeal_url(snapshot.marketplace) if snapshot.level is Level.BREACH else None,
+    }
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn treats ``&``, ``<`` and ``>`` as control characters."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["slack_escape"] = slack_escape
+    return environment
+
+
+_ENVIRONMENT = _environment()
+
+
+def _render(language: Language, name: str, context: Mapping[str, Any]) -> str:
+    return _ENVIRONMENT.get_template(f"{language.value}/{name}").render(context)
+
+
+def _subject(message: AlertMessage, context: Mapping[str, Any]) -> str:
+    # The template puts each clause on its own line for readability; a subject is one line.
+    lines = _render(message.language, "email_subject.txt", context).splitlines()
+    return "".join(line.strip() for line in lines)
+
+
+def compose_email(message: AlertMessage) -> EmailContent:
+    context = template_context(message)
+    return EmailContent(
+        subject=_subject(message, context),
+        text=_render(message.language, "email.txt", context),
+        html=_render(message.language, "email.html", context),
+    )
+
+
+def compose_slack(message: AlertMessage) -> dict[str, Any]:
+    """A Block Kit payload (``text`` is the notification fallback)."""
+    context = template_context(message)
+    context["subject"] = _subject(message, context)
+    payload: dict[str, Any] = json.loads(_render(message.language, "slack.json", context))
+    return payload

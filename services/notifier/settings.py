@@ -1,0 +1,74 @@
+"""Notifier settings (environment variables prefixed ``VTR_``).
+
+Every duration is in seconds so tests can shrink them to fractions of a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from shared.settings import LOCAL_STATE_DIR, ServiceSettings, comma_separated, secret_field
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+class NotifierSettings(ServiceSettings):
+    service_name: ClassVar[str] = "notifier"
+
+    http_port: int = 8002
+    consumer_group: str = "vtr-notifier"
+    scores_topic: str = "vtr.scores.v1"
+
+    scorer_url: str = "http://127.0.0.1:8001"
+    scorer_api_key: SecretStr = secret_field(
+        default="dev-api-key", description="Bearer token for the scorer's API (one of its VTR_API_KEYS)."
+    )
+    scorer_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: How long an alert may wait for the scorer's package list before it goes out without it.
+    scorer_wait_seconds: float = Field(default=120.0, ge=0)
+    #: Packages listed per message.
+    package_list_limit: int = Field(default=20, ge=0, le=100)
+
+    #: ``smtp://user:pass@host:587?starttls=true`` or ``smtps://...``; empty: write .eml files.
+    smtp_url: SecretStr = SecretStr("")
+    smtp_timeout_seconds: float = Field(default=15.0, gt=0)
+    mail_from: str = "vtrwatch <alerts@vtrwatch.local>"
+    #: Where local runs (no SMTP URL) write .eml files and Slack JSON instead of sending.
+    outbox_dir: Path = LOCAL_STATE_DIR / "outbox"
+    slack_allowed_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["https://hooks.slack.com/"])
+    slack_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    #: An escalation must hold this long (and the scorer be caught up) before it is sent.
+    debounce_seconds: float = Field(default=60.0, ge=0)
+    #: A better level must hold this long before the seller is told.
+    deescalation_hold_seconds: float = Field(default=DAY, ge=0)
+    #: While a level holds, remind at most this often.
+    reminder_interval_seconds: float = Field(default=DAY, gt=0)
+    #: ``per_category``: one reminder per category and interval; ``daily_digest``: one
+    #: message per seller listing every category still at risk.
+    reminder_mode: Literal["per_category", "daily_digest"] = "per_category"
+    #: How often pending transitions and reminders are re-evaluated without new snapshots.
+    tick_seconds: float = Field(default=5.0, gt=0)
+
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=50, ge=1)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=900.0, gt=0)
+    #: After this long without success a notification is marked failed.
+    give_up_after_seconds: float = Field(default=2 * DAY, gt=0)
+    #: A worker's claim on an outbox row expires after this long (crashed worker).
+    claim_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("slack_allowed_prefixes", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: Any) -> Any:
+        return comma_separated(value)
+
+    @property
+    def deliver_live(self) -> bool:
+        return bool(self.smtp_url.get_secret_value())
