@@ -1,0 +1,32 @@
+"""The scorer's Prometheus metrics (docs/metrics.md). No seller ids as labels."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.observability import LATENCY_BUCKETS
+
+RECORDS = Counter("vtr_scorer_records_total", "Records consumed by topic and outcome.", ["topic", "outcome"])
+BATCH_SIZE = Histogram(
+    "vtr_scorer_batch_size",
+    "Records per applied batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
+BATCH_DURATION = Histogram(
+    "vtr_scorer_batch_duration_seconds", "Time to apply one batch, fetch to commit.", buckets=LATENCY_BUCKETS
+)
+DB_TRANSACTION = Histogram(
+    "vtr_scorer_db_transaction_seconds", "Database work per batch inside its transaction.", buckets=LATENCY_BUCKETS
+)
+CONSUMER_LAG = Gauge("vtr_scorer_consumer_lag", "Records behind the high watermark.", ["topic", "partition"])
+LAST_EVENT = Gauge("vtr_scorer_last_event_timestamp_seconds", "received_at of the newest applied record.")
+PACKAGES = Gauge("vtr_scorer_packages", "Packages in the current window by state.", ["state"])
+SELLER_CATEGORIES = Gauge(
+    "vtr_scorer_seller_categories", "Seller x category pairs by risk level.", ["level", "marketplace"]
+)
+SCORES_PUBLISHED = Counter("vtr_scorer_scores_published_total", "Snapshots produced to vtr.scores.v1.")
+OUTBOX_BACKLOG = Gauge("vtr_scorer_outbox_backlog", "Changed seller-categories not yet published.")
+CLOCK_RUNS = Counter("vtr_scorer_clock_runs_total", "Clock job runs by outcome.", ["outcome"])
+EXPIRED_PACKAGES = Counter(
+    "vtr_scorer_expired_packages_total", "Pending packages turned invalid by the clock job (promised date passed)."
+)

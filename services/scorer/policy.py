@@ -1,0 +1,320 @@
+"""Whether a package's tracking is valid: the rules of domain.md section 2, as a pure function.
+
+The policy data (integrated carriers, thresholds, FX rates, partial-only services, Buy
+Shipping treatment, forecast prior) lives in ``policy.toml`` and is loaded into
+:class:`Policy`; nothing here does I/O except :func:`load_policy`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from shared.schemas import DELIVERY_SCAN_STATUSES, PHYSICAL_SCAN_STATUSES, PackageState, Reason, TrackingLevel
+
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policy.toml"
+
+#: Marketplace -> its currency, for thresholds of marketplaces without their own entry.
+MARKETPLACE_CURRENCIES: dict[str, str] = {
+    "US": "USD", "CA": "CAD", "MX": "MXN", "BR": "BRL", "UK": "GBP", "GB": "GBP", "DE": "EUR", "FR": "EUR",
+    "IT": "EUR", "ES": "EUR", "NL": "EUR", "BE": "EUR", "SE": "SEK", "PL": "PLN", "JP": "JPY", "AU": "AUD",
+    "SG": "SGD", "AE": "AED", "SA": "SAR", "EG": "EGP", "TR": "TRY", "IN": "INR",
+}  # fmt: skip
+
+#: Reasons that make a package invalid the moment it is confirmed (probability 0).
+STRUCTURAL_REASONS = frozenset({Reason.CARRIER_NOT_INTEGRATED, Reason.SERVICE_LACKS_DELIVERY_SCAN})
+
+#: Scans within the same minute with the same status are one physical scan reported twice
+#: (e.g. by China Post directly and by 17TRACK, with different event ids).
+SCAN_IDENTITY_RESOLUTION_SECONDS = 60
+
+#: Why a not-yet-valid package is not valid, before and after its promised date passes.
+_PENDING_REASON_TO_INVALID: dict[Reason, Reason] = {
+    Reason.AWAITING_FIRST_SCAN: Reason.NO_PHYSICAL_SCAN,
+    Reason.AWAITING_DELIVERY_SCAN: Reason.MISSING_DELIVERY_SCAN,
+    Reason.MALFORMED_TRACKING_NUMBER: Reason.MALFORMED_TRACKING_NUMBER,
+}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class ForecastPrior:
+    prior_partial: float = 0.95
+    prior_full: float = 0.85
+    prior_weight: float = 20.0
+    history_weeks: int = 8
+    malformed_factor: float = 0.2
+
+    def prior(self, level: TrackingLevel) -> float:
+        return self.prior_full if level is TrackingLevel.FULL else self.prior_partial
+
+
+@dataclass(frozen=True)
+class Policy:
+    integrated_carriers: frozenset[str]
+    integrated_carriers_by_marketplace: Mapping[str, frozenset[str]]
+    thresholds: Mapping[str, Threshold]
+    default_threshold: Threshold
+    fx_per_usd: Mapping[str, Decimal]
+    threshold_origins: frozenset[str]
+    partial_only_service_keywords: tuple[str, ...]
+    tracking_number_patterns: Mapping[str, re.Pattern[str]]
+    buy_shipping_protected: bool = False
+    forecast: ForecastPrior = field(default_factory=ForecastPrior)
+
+    def is_integrated(self, carrier: str | None, marketplace: str) -> bool:
+        if carrier is None:
+            return False
+        return carrier in self.integrated_carriers or carrier in self.integrated_carriers_by_marketplace.get(
+            marketplace, frozenset()
+        )
+
+    def is_partial_only(self, service: str | None) -> bool:
+        if not service:
+            return False
+        name = service.casefold()
+        return any(keyword in name for keyword in self.partial_only_service_keywords)
+
+    def convert(self, amount: Decimal, from_currency: str, to_currency: str) -> Decimal | None:
+        """``amount`` in ``to_currency``, or None when a rate is missing."""
+        if from_currency == to_currency:
+            return amount
+        source, target = self.fx_per_usd.get(from_currency), self.fx_per_usd.get(to_currency)
+        if source is None or target is None or source == 0:
+            return None
+        return amount / source * target
+
+    def threshold(self, marketplace: str) -> Threshold:
+        known = self.thresholds.get(marketplace)
+        if known is not None:
+            return known
+        local_currency = MARKETPLACE_CURRENCIES.get(marketplace)
+        if local_currency is not None:
+            converted = self.convert(self.default_threshold.amount, self.default_threshold.currency, local_currency)
+            if converted is not None:
+                return Threshold(converted, local_currency)
+        return self.default_threshold
+
+
+def load_policy(path: Path = DEFAULT_POLICY_FILE) -> Policy:
+    with path.open("rb") as file:
+        data = tomllib.load(file)
+    return policy_from_mapping(data)
+
+
+def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
+    def threshold(entry: Mapping[str, Any]) -> Threshold:
+        return Threshold(Decimal(str(entry["amount"])), str(entry["currency"]))
+
+    forecast = data.get("forecast", {})
+    return Policy(
+        integrated_carriers=frozenset(data["integrated_carriers"]),
+        integrated_carriers_by_marketplace={
+            marketplace: frozenset(carriers)
+            for marketplace, carriers in data.get("integrated_carriers_by_marketplace", {}).items()
+        },
+        thresholds={marketplace: threshold(entry) for marketplace, entry in data["thresholds"].items()},
+        default_threshold=threshold(data["default_threshold"]),
+        fx_per_usd={currency: Decimal(str(rate)) for currency, rate in data["fx_per_usd"].items()},
+        threshold_origins=frozenset(data.get("threshold_origins", ["CN"])),
+        partial_only_service_keywords=tuple(k.casefold() for k in data.get("partial_only_service_keywords", ())),
+        tracking_number_patterns={
+            carrier: re.compile(pattern) for carrier, pattern in data.get("tracking_number_patterns", {}).items()
+        },
+        buy_shipping_protected=bool(data.get("buy_shipping", {}).get("protected", False)),
+        forecast=ForecastPrior(
+            prior_partial=float(forecast.get("prior_partial", 0.95)),
+            prior_full=float(forecast.get("prior_full", 0.85)),
+            prior_weight=float(forecast.get("prior_weight", 20)),
+            history_weeks=int(forecast.get("history_weeks", 8)),
+            malformed_factor=float(forecast.get("malformed_factor", 0.2)),
+        ),
+    )
+
+
+# -- facts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentFacts:
+    """What the policy needs to know about a confirmed order."""
+
+    marketplace: str
+    carrier: str | None
+    service: str | None
+    tracking_number: str
+    order_amount: str
+    order_currency: str
+    ship_from_country: str = "CN"
+    buy_shipping: bool = False
+    risk_flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    status: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSummary:
+    """Distinct physical scans of a tracking number."""
+
+    physical_scans: int = 0
+    has_delivery_scan: bool = False
+    last_scan_at: datetime | None = None
+
+
+NO_SCANS = ScanSummary()
+
+
+def _minute(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) // SCAN_IDENTITY_RESOLUTION_SECONDS
+
+
+def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = None) -> ScanSummary:
+    """Count distinct physical scans; ``occurred_before`` limits them to an evaluation day."""
+    distinct: set[tuple[str, int]] = set()
+    has_delivery = False
+    last: datetime | None = None
+    for scan in scans:
+        if scan.status not in PHYSICAL_SCAN_STATUSES:
+            continue
+        if occurred_before is not None and scan.occurred_at >= occurred_before:
+            continue
+        distinct.add((scan.status, _minute(scan.occurred_at)))
+        has_delivery = has_delivery or scan.status in DELIVERY_SCAN_STATUSES
+        if last is None or scan.occurred_at > last:
+            last = scan.occurred_at
+    return ScanSummary(len(distinct), has_delivery, last)
+
+
+# -- the decision ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: PackageState
+    reason: Reason | None
+    required: TrackingLevel
+    #: Probability of being valid by the promised date: 1 valid, 0 structurally impossible.
+    probability: float
+
+
+def required_tracking(policy: Policy, facts: ShipmentFacts) -> TrackingLevel:
+    """Partial below the marketplace threshold, full at or above it (CN origin only)."""
+    if facts.ship_from_country not in policy.threshold_origins:
+        return TrackingLevel.PARTIAL
+    threshold = policy.threshold(facts.marketplace)
+    try:
+        amount = Decimal(facts.order_amount)
+    except InvalidOperation:
+        return TrackingLevel.FULL
+    value = policy.convert(amount, facts.order_currency, threshold.currency)
+    if value is None:
+        # Without a rate the value cannot be placed; assume the stricter requirement.
+        return TrackingLevel.FULL
+    return TrackingLevel.FULL if value >= threshold.amount else TrackingLevel.PARTIAL
+
+
+def tracking_number_malformed(policy: Policy, facts: ShipmentFacts) -> bool:
+    if Reason.MALFORMED_TRACKING_NUMBER.value in facts.risk_flags:
+        return True
+    if facts.carrier == "china-post" and len(facts.tracking_number) == 13 and facts.tracking_number[:2].isalpha():
+        return not s10_valid(facts.tracking_number)
+    pattern = policy.tracking_number_patterns.get(facts.carrier or "")
+    return pattern is not None and pattern.fullmatch(facts.tracking_number) is None
+
+
+_S10 = re.compile(r"^[A-Z]{2}(\d{8})(\d)([A-Z]{2})$")
+_S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
+
+
+def s10_valid(number: str) -> bool:
+    """UPU S10: 2 letters, 8 digits, mod-11 check digit, country; China Post items end in CN."""
+    match = _S10.fullmatch(number)
+    if match is None or match.group(3) != "CN":
+        return False
+    remainder = 11 - sum(int(d) * w for d, w in zip(match.group(1), _S10_WEIGHTS, strict=True)) % 11
+    check = {10: 0, 11: 5}.get(remainder, remainder)
+    return check == int(match.group(2))
+
+
+def requirement_met(level: TrackingLevel, scans: ScanSummary) -> bool:
+    if level is TrackingLevel.FULL:
+        return scans.physical_scans >= 2 and scans.has_delivery_scan
+    return scans.physical_scans >= 1
+
+
+def structural_reason(policy: Policy, facts: ShipmentFacts, level: TrackingLevel) -> Reason | None:
+    """A reason the package can never become valid, known at confirmation."""
+    if not policy.is_integrated(facts.carrier, facts.marketplace):
+        return Reason.CARRIER_NOT_INTEGRATED
+    if level is TrackingLevel.FULL and policy.is_partial_only(facts.service):
+        return Reason.SERVICE_LACKS_DELIVERY_SCAN
+    return None
+
+
+def pending_reason(level: TrackingLevel, scans: ScanSummary, malformed: bool) -> Reason:
+    if scans.physical_scans == 0:
+        return Reason.MALFORMED_TRACKING_NUMBER if malformed else Reason.AWAITING_FIRST_SCAN
+    return Reason.AWAITING_DELIVERY_SCAN if level is TrackingLevel.FULL else Reason.AWAITING_FIRST_SCAN
+
+
+def invalid_reason_for(pending: Reason) -> Reason:
+    """The reason a pending package carries once its promised date has passed."""
+    return _PENDING_REASON_TO_INVALID.get(pending, pending)
+
+
+def learnt_probability(prior: ForecastPrior, level: TrackingLevel, resolved_valid: int, resolved_invalid: int) -> float:
+    """Share of resolved packages that became valid, shrunk towards the prior (a Beta prior)."""
+    weight = prior.prior_weight
+    return (resolved_valid + weight * prior.prior(level)) / (resolved_valid + resolved_invalid + weight)
+
+
+def decide(
+    policy: Policy,
+    facts: ShipmentFacts,
+    scans: ScanSummary,
+    *,
+    promised_date: date,
+    today: date,
+    cancelled: bool = False,
+    probability_if_pending: float | None = None,
+) -> Decision:
+    """State of one package on ``today`` given its distinct scans.
+
+    ``probability_if_pending`` is the learnt chance for packages like this one (same
+    carrier, service, marketplace and requirement); the prior is used when it is None.
+    """
+    level = required_tracking(policy, facts)
+    if cancelled:
+        return Decision(PackageState.CANCELLED, Reason.CANCELLED, level, 0.0)
+    if facts.buy_shipping and policy.buy_shipping_protected:
+        return Decision(PackageState.VALID, None, level, 1.0)
+    structural = structural_reason(policy, facts, level)
+    if structural is not None:
+        return Decision(PackageState.INVALID, structural, level, 0.0)
+    if requirement_met(level, scans):
+        return Decision(PackageState.VALID, None, level, 1.0)
+    malformed = tracking_number_malformed(policy, facts)
+    reason = pending_reason(level, scans, malformed)
+    if promised_date < today:
+        return Decision(PackageState.INVALID, invalid_reason_for(reason), level, 0.0)
+    probability = policy.forecast.prior(level) if probability_if_pending is None else probability_if_pending
+    if malformed:
+        probability *= policy.forecast.malformed_factor
+    return Decision(PackageState.PENDING, reason, level, min(1.0, max(0.0, probability)))

@@ -1,0 +1,159 @@
+"""The scorer's tables (SQLAlchemy core; PostgreSQL and SQLite).
+
+Date-times are stored as naive UTC (both backends compare them correctly that way).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from shared.transactional_consumer import consumer_offsets_table
+
+metadata = MetaData()
+
+#: SQLite only auto-increments an INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+offsets = consumer_offsets_table(metadata)
+
+#: One row per confirmed order; orders shipped together share the scans of their tracking number.
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("seller_id", String(128), nullable=False),
+    Column("order_id", String(128), nullable=False),
+    Column("marketplace", String(2), nullable=False),
+    Column("category", String(200), nullable=False),
+    Column("tracking_number", String(128), nullable=False),
+    Column("carrier_name", String(200), nullable=False),
+    Column("carrier", String(64), nullable=True),
+    Column("service", String(200), nullable=True),
+    Column("order_amount", String(32), nullable=False),
+    Column("order_currency", String(3), nullable=False),
+    Column("ship_from_country", String(2), nullable=False),
+    Column("buy_shipping", Boolean, nullable=False),
+    Column("risk_flags", String(400), nullable=False),
+    Column("confirmed_at", DateTime, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("promised_date", Date, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(48), nullable=True),
+    Column("required_tracking", String(8), nullable=False),
+    Column("probability_micro", Integer, nullable=False),
+    Column("physical_scans", Integer, nullable=False),
+    Column("last_scan_at", DateTime, nullable=True),
+    #: Optimistic concurrency: every write checks and bumps it (consumer vs clock job).
+    Column("version", BigInteger, nullable=False),
+    UniqueConstraint("seller_id", "order_id", name="uq_packages_seller_order"),
+    Index("ix_packages_tracking_number", "tracking_number"),
+    Index("ix_packages_seller_promised", "seller_id", "promised_date"),
+    Index("ix_packages_state_promised", "state", "promised_date"),
+)
+
+#: Every distinct tracking event (physical or not), kept whether or not its shipment is known yet.
+scans = Table(
+    "scans",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("tracking_number", String(128), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("occurred_at", DateTime, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("source", String(64), nullable=False),
+    Index("ix_scans_tracking_number", "tracking_number"),
+)
+
+#: Cancellations are kept as facts; a package is cancelled when one matches it and is not
+#: older than its confirmation, whatever order the two messages arrived in.
+cancellations = Table(
+    "cancellations",
+    metadata,
+    Column("cancel_key", String(600), primary_key=True),
+    Column("tracking_number", String(128), nullable=False),
+    Column("seller_id", String(128), nullable=True),
+    Column("order_id", String(128), nullable=True),
+    Column("cancelled_at", DateTime, nullable=False),
+    Index("ix_cancellations_tracking_number", "tracking_number"),
+)
+
+#: Per seller x marketplace x category x promised date, maintained by deltas.
+daily_counts = Table(
+    "daily_counts",
+    metadata,
+    Column("seller_id", String(128), primary_key=True),
+    Column("marketplace", String(2), primary_key=True),
+    Column("category", String(200), primary_key=True),
+    Column("promised_date", Date, primary_key=True),
+    Column("valid", Integer, nullable=False),
+    Column("invalid", Integer, nullable=False),
+    Column("pending", Integer, nullable=False),
+    #: Sum of pending packages' probabilities, in millionths (integers add up exactly).
+    Column("expected_valid_micro", BigInteger, nullable=False),
+)
+
+daily_reasons = Table(
+    "daily_reasons",
+    metadata,
+    Column("seller_id", String(128), primary_key=True),
+    Column("marketplace", String(2), primary_key=True),
+    Column("category", String(200), primary_key=True),
+    Column("promised_date", Date, primary_key=True),
+    Column("state", String(16), primary_key=True),
+    Column("reason", String(48), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+#: Seller-categories whose numbers changed and must be published (the outbox).
+outbox = Table(
+    "score_outbox",
+    metadata,
+    Column("seller_id", String(128), primary_key=True),
+    Column("marketplace", String(2), primary_key=True),
+    Column("category", String(200), primary_key=True),
+    #: Bumped on every change, so publishing deletes the row only if nothing changed since.
+    Column("version", BigInteger, nullable=False),
+)
+
+#: Resolved packages per carrier x service x marketplace x requirement x promised week.
+carrier_stats = Table(
+    "carrier_stats",
+    metadata,
+    Column("carrier", String(64), primary_key=True),
+    Column("service", String(200), primary_key=True),
+    Column("marketplace", String(2), primary_key=True),
+    Column("required_tracking", String(8), primary_key=True),
+    Column("week_start", Date, primary_key=True),
+    Column("resolved_valid", Integer, nullable=False),
+    Column("resolved_invalid", Integer, nullable=False),
+)
+
+#: Last level published per seller-category, for the level gauge.
+score_levels = Table(
+    "score_levels",
+    metadata,
+    Column("seller_id", String(128), primary_key=True),
+    Column("marketplace", String(2), primary_key=True),
+    Column("category", String(200), primary_key=True),
+    Column("level", String(16), nullable=False),
+)
+
+#: The last day whose window slide has been marked (one instance does it per day).
+clock_state = Table(
+    "clock_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("day", Date, nullable=False),
+)

@@ -1,0 +1,56 @@
+"""Scorer settings (environment variables prefixed ``VTR_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from services.scorer.levels import LevelThresholds
+from services.scorer.policy import DEFAULT_POLICY_FILE
+from shared.settings import ServiceSettings
+
+
+class ScorerSettings(ServiceSettings):
+    service_name: ClassVar[str] = "scorer"
+
+    http_port: int = 8001
+
+    #: The scoring policy data file (integrated carriers, thresholds, FX, services).
+    policy_file: Path = DEFAULT_POLICY_FILE
+    #: Days by which the window is shifted back beyond Amazon's [d-30, d-1].
+    window_lag_days: int = Field(default=0, ge=0, le=30)
+
+    consumer_group_id: str = "vtr-scorer"
+    #: Static group membership (``group.instance.id``): a restart within the session timeout keeps the partitions.
+    scorer_instance_id: str | None = None
+    batch_max_records: int = Field(default=5000, ge=1)
+    poll_timeout_ms: int = Field(default=200, ge=10)
+
+    #: Seconds between runs of the clock job (promised dates passing, window sliding).
+    clock_interval_seconds: float = Field(default=60.0, gt=0)
+    #: Pending packages turned invalid per clock transaction.
+    clock_batch_size: int = Field(default=2000, ge=1)
+    #: Seconds between outbox publication rounds.
+    publish_interval_seconds: float = Field(default=0.5, gt=0)
+    publish_batch_size: int = Field(default=500, ge=1)
+    #: Snapshots say ``caught_up`` while this instance's consumer lag is at most this many records.
+    caught_up_max_lag: int = Field(default=1000, ge=0)
+
+    vtr_floor: float = Field(default=0.95, gt=0, le=1)
+    at_risk_below: float = Field(default=0.955, gt=0, le=1)
+    watch_below: float = Field(default=0.97, gt=0, le=1)
+    watch_forecast_below: float = Field(default=0.96, gt=0, le=1)
+    min_packages_for_alert: int = Field(default=10, ge=0)
+    #: A pending package below this probability of becoming valid in time is "at risk".
+    at_risk_probability: float = Field(default=0.9, ge=0, le=1)
+
+    def level_thresholds(self) -> LevelThresholds:
+        return LevelThresholds(
+            floor=self.vtr_floor,
+            at_risk_below=self.at_risk_below,
+            watch_below=self.watch_below,
+            watch_forecast_below=self.watch_forecast_below,
+            min_packages=self.min_packages_for_alert,
+        )

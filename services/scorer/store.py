@@ -1,0 +1,872 @@
+"""The scorer's state in the database: applying a batch of input records, the clock job's
+writes, and the reads behind the API.
+
+Every write path goes through :func:`reevaluate`: given packages before and after a change
+it evaluates them with the policy, and writes, with one statement per kind of row, the
+changed packages (version-checked), the counter deltas, the learning-statistics deltas and
+the outbox marks. Counters are sorted by key so concurrent transactions lock rows in the
+same order.
+
+The state is a function of the *set* of messages seen, not of their order: scans are
+stored by event id, the newest confirmation of an order wins, and a cancellation applies
+to confirmations not newer than itself. Redelivered or reordered records change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scorer import metrics
+from services.scorer.forecast import DayCounts
+from services.scorer.policy import (
+    STRUCTURAL_REASONS,
+    Policy,
+    Scan,
+    ShipmentFacts,
+    decide,
+    invalid_reason_for,
+    learnt_probability,
+    required_tracking,
+    summarise_scans,
+)
+from services.scorer.schema import (
+    cancellations,
+    carrier_stats,
+    clock_state,
+    daily_counts,
+    daily_reasons,
+    outbox,
+    packages,
+    scans,
+)
+from shared.schemas import (
+    SHIPMENT_CODEC,
+    TRACKING_EVENT_CODEC,
+    ContractError,
+    PackageState,
+    Reason,
+    ShipmentCancelled,
+    ShipmentConfirmed,
+    TrackingEvent,
+    TrackingLevel,
+)
+from shared.topics import SHIPMENTS, TRACKING_EVENTS, normalise_tracking_number
+
+log = logging.getLogger(__name__)
+
+MICRO = 1_000_000
+#: Bound on bound parameters per IN list (SQLite and asyncpg both cap parameters per statement).
+IN_CHUNK = 2000
+
+
+class ConcurrentUpdate(RuntimeError):
+    """A package changed under this transaction (another writer won); retry the batch."""
+
+
+def naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def week_start(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def service_key(service: str | None) -> str:
+    return (service or "").strip().casefold()[:200]
+
+
+def dialect_insert(connection: AsyncConnection, table: Table) -> Any:
+    """INSERT with ON CONFLICT support for the connection's backend."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# -- packages in memory ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PackageRow:
+    seller_id: str
+    order_id: str
+    marketplace: str
+    category: str
+    tracking_number: str
+    carrier_name: str
+    carrier: str | None
+    service: str | None
+    order_amount: str
+    order_currency: str
+    ship_from_country: str
+    buy_shipping: bool
+    risk_flags: str
+    confirmed_at: datetime
+    received_at: datetime
+    promised_date: date
+    state: str = PackageState.PENDING.value
+    reason: str | None = None
+    required_tracking: str = TrackingLevel.PARTIAL.value
+    probability_micro: int = 0
+    physical_scans: int = 0
+    last_scan_at: datetime | None = None
+    version: int = 0
+    id: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.seller_id, self.order_id)
+
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        return (self.seller_id, self.marketplace, self.category)
+
+    def facts(self) -> ShipmentFacts:
+        return ShipmentFacts(
+            marketplace=self.marketplace,
+            carrier=self.carrier,
+            service=self.service,
+            tracking_number=self.tracking_number,
+            order_amount=self.order_amount,
+            order_currency=self.order_currency,
+            ship_from_country=self.ship_from_country,
+            buy_shipping=self.buy_shipping,
+            risk_flags=tuple(flag for flag in self.risk_flags.split(",") if flag),
+        )
+
+    def content(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("version", "id"))
+
+    def as_values(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        del values["id"]
+        return values
+
+
+PACKAGE_COLUMNS = tuple(f.name for f in fields(PackageRow))
+
+
+def package_from_confirmation(message: ShipmentConfirmed) -> PackageRow:
+    return PackageRow(
+        seller_id=message.seller_id,
+        order_id=message.order_id,
+        marketplace=message.marketplace,
+        category=message.category,
+        tracking_number=normalise_tracking_number(message.tracking_number),
+        carrier_name=message.carrier_name,
+        carrier=message.carrier,
+        service=message.service,
+        order_amount=message.order_value.amount,
+        order_currency=message.order_value.currency,
+        ship_from_country=message.ship_from_country,
+        buy_shipping=message.buy_shipping,
+        risk_flags=",".join(sorted(message.risk_flags)),
+        confirmed_at=naive_utc(message.confirmed_at),
+        received_at=naive_utc(message.received_at),
+        promised_date=message.promised_delivery_date,
+    )
+
+
+def _row_to_package(row: Any) -> PackageRow:
+    return PackageRow(**{name: getattr(row, name) for name in PACKAGE_COLUMNS})
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    seller_id: str | None
+    order_id: str | None
+    cancelled_at: datetime
+
+    def applies_to(self, package: PackageRow) -> bool:
+        return (
+            (self.seller_id is None or self.seller_id == package.seller_id)
+            and (self.order_id is None or self.order_id == package.order_id)
+            and self.cancelled_at >= package.confirmed_at
+        )
+
+
+# -- deltas ----------------------------------------------------------------------------
+
+CountKey = tuple[str, str, str, date]
+ReasonKey = tuple[str, str, str, date, str, str]
+StatsKey = tuple[str, str, str, str, date]
+
+
+@dataclass
+class Deltas:
+    counts: dict[CountKey, list[int]]
+    reasons: dict[ReasonKey, int]
+    stats: dict[StatsKey, list[int]]
+    scopes: set[tuple[str, str, str]]
+
+    @classmethod
+    def empty(cls) -> Deltas:
+        return cls(defaultdict(lambda: [0, 0, 0, 0]), defaultdict(int), defaultdict(lambda: [0, 0]), set())
+
+    def add(self, package: PackageRow, sign: int) -> None:
+        state = package.state
+        if state == PackageState.CANCELLED:
+            return
+        count = self.counts[(*package.scope, package.promised_date)]
+        if state == PackageState.VALID:
+            count[0] += sign
+        elif state == PackageState.INVALID:
+            count[1] += sign
+        else:
+            count[2] += sign
+            count[3] += sign * package.probability_micro
+        if package.reason:
+            self.reasons[(*package.scope, package.promised_date, state, package.reason)] += sign
+        if state in (PackageState.VALID, PackageState.INVALID) and package.reason not in STRUCTURAL_REASONS:
+            stats = self.stats[
+                (
+                    package.carrier or "",
+                    service_key(package.service),
+                    package.marketplace,
+                    package.required_tracking,
+                    week_start(package.promised_date),
+                )
+            ]
+            stats[0 if state == PackageState.VALID else 1] += sign
+
+    def change(self, before: PackageRow | None, after: PackageRow) -> None:
+        if before is not None:
+            self.add(before, -1)
+            self.scopes.add(before.scope)
+        self.add(after, +1)
+        self.scopes.add(after.scope)
+
+
+# -- evaluation ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    policy: Policy
+
+    def evaluate(
+        self,
+        package: PackageRow,
+        package_scans: Sequence[Scan],
+        package_cancellations: Sequence[Cancellation],
+        stats: Mapping[tuple[str, str, str, str], tuple[int, int]],
+        today: date,
+        occurred_before: datetime | None = None,
+    ) -> PackageRow:
+        facts = package.facts()
+        level = required_tracking(self.policy, facts)
+        resolved = stats.get((package.carrier or "", service_key(package.service), package.marketplace, level.value))
+        probability = (
+            learnt_probability(self.policy.forecast, level, resolved[0], resolved[1]) if resolved is not None else None
+        )
+        summary = summarise_scans(package_scans, occurred_before)
+        decision = decide(
+            self.policy,
+            facts,
+            summary,
+            promised_date=package.promised_date,
+            today=today,
+            cancelled=any(c.applies_to(package) for c in package_cancellations),
+            probability_if_pending=probability,
+        )
+        return replace(
+            package,
+            state=decision.state.value,
+            reason=decision.reason.value if decision.reason else None,
+            required_tracking=decision.required.value,
+            probability_micro=round(decision.probability * MICRO),
+            physical_scans=summary.physical_scans,
+            last_scan_at=summary.last_scan_at,
+        )
+
+
+async def load_scans(connection: AsyncConnection, tracking_numbers: Iterable[str]) -> dict[str, list[Scan]]:
+    found: dict[str, list[Scan]] = defaultdict(list)
+    for chunk in chunks(sorted(set(tracking_numbers))):
+        result = await connection.execute(
+            select(scans.c.tracking_number, scans.c.status, scans.c.occurred_at).where(
+                scans.c.tracking_number.in_(chunk)
+            )
+        )
+        for tracking_number, status, occurred_at in result:
+            found[tracking_number].append(Scan(status, occurred_at))
+    return found
+
+
+async def load_cancellations(
+    connection: AsyncConnection, tracking_numbers: Iterable[str]
+) -> dict[str, list[Cancellation]]:
+    found: dict[str, list[Cancellation]] = defaultdict(list)
+    for chunk in chunks(sorted(set(tracking_numbers))):
+        result = await connection.execute(
+            select(
+                cancellations.c.tracking_number,
+                cancellations.c.seller_id,
+                cancellations.c.order_id,
+                cancellations.c.cancelled_at,
+            ).where(cancellations.c.tracking_number.in_(chunk))
+        )
+        for tracking_number, seller_id, order_id, cancelled_at in result:
+            found[tracking_number].append(Cancellation(seller_id, order_id, cancelled_at))
+    return found
+
+
+async def load_stats(
+    connection: AsyncConnection, policy: Policy, marketplaces: Iterable[str], today: date
+) -> dict[tuple[str, str, str, str], tuple[int, int]]:
+    """Resolved packages of recent weeks per carrier x service x marketplace x requirement."""
+    marketplaces = sorted(set(marketplaces))
+    if not marketplaces:
+        return {}
+    since = week_start(today) - timedelta(weeks=policy.forecast.history_weeks)
+    result = await connection.execute(
+        select(
+            carrier_stats.c.carrier,
+            carrier_stats.c.service,
+            carrier_stats.c.marketplace,
+            carrier_stats.c.required_tracking,
+            func.sum(carrier_stats.c.resolved_valid),
+            func.sum(carrier_stats.c.resolved_invalid),
+        )
+        .where(carrier_stats.c.marketplace.in_(marketplaces), carrier_stats.c.week_start >= since)
+        .group_by(
+            carrier_stats.c.carrier,
+            carrier_stats.c.service,
+            carrier_stats.c.marketplace,
+            carrier_stats.c.required_tracking,
+        )
+    )
+    return {(c, s, m, r): (int(v or 0), int(i or 0)) for c, s, m, r, v, i in result}
+
+
+async def reevaluate(
+    connection: AsyncConnection,
+    evaluator: Evaluator,
+    changes: Sequence[tuple[PackageRow | None, PackageRow]],
+    today: date,
+) -> int:
+    """Evaluate ``(before, after)`` pairs and write whatever changed; returns packages written."""
+    if not changes:
+        return 0
+    tracking_numbers = {after.tracking_number for _, after in changes}
+    found_scans = await load_scans(connection, tracking_numbers)
+    found_cancellations = await load_cancellations(connection, tracking_numbers)
+    stats = await load_stats(connection, evaluator.policy, {after.marketplace for _, after in changes}, today)
+    deltas = Deltas.empty()
+    writes: list[PackageRow] = []
+    for before, after in changes:
+        evaluated = evaluator.evaluate(
+            after,
+            found_scans.get(after.tracking_number, ()),
+            found_cancellations.get(after.tracking_number, ()),
+            stats,
+            today,
+        )
+        if before is not None and before.content() == evaluated.content():
+            continue
+        evaluated.version = (before.version if before is not None else 0) + 1
+        deltas.change(before, evaluated)
+        writes.append(evaluated)
+    await write_packages(connection, writes)
+    await write_deltas(connection, deltas)
+    return len(writes)
+
+
+async def write_packages(connection: AsyncConnection, rows: Sequence[PackageRow]) -> None:
+    if not rows:
+        return
+    statement = dialect_insert(connection, packages)
+    updatable = [name for name in PACKAGE_COLUMNS if name not in ("id", "seller_id", "order_id")]
+    statement = statement.on_conflict_do_update(
+        index_elements=[packages.c.seller_id, packages.c.order_id],
+        set_={name: statement.excluded[name] for name in updatable},
+        where=packages.c.version == statement.excluded.version - 1,
+    ).returning(packages.c.id)
+    ordered = sorted(rows, key=lambda row: row.key)
+    result = await connection.execute(statement, [row.as_values() for row in ordered])
+    written = len(result.all())
+    if written != len(ordered):
+        raise ConcurrentUpdate(f"{len(ordered) - written} package(s) changed concurrently")
+
+
+async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
+    count_rows = [
+        {
+            "seller_id": key[0],
+            "marketplace": key[1],
+            "category": key[2],
+            "promised_date": key[3],
+            "valid": value[0],
+            "invalid": value[1],
+            "pending": value[2],
+            "expected_valid_micro": value[3],
+        }
+        for key, value in sorted(deltas.counts.items())
+        if any(value)
+    ]
+    if count_rows:
+        statement = dialect_insert(connection, daily_counts)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(daily_counts.primary_key.columns),
+            set_={
+                name: daily_counts.c[name] + statement.excluded[name]
+                for name in ("valid", "invalid", "pending", "expected_valid_micro")
+            },
+        )
+        await connection.execute(statement, count_rows)
+    reason_rows = [
+        {
+            "seller_id": key[0],
+            "marketplace": key[1],
+            "category": key[2],
+            "promised_date": key[3],
+            "state": key[4],
+            "reason": key[5],
+            "count": value,
+        }
+        for key, value in sorted(deltas.reasons.items())
+        if value
+    ]
+    if reason_rows:
+        statement = dialect_insert(connection, daily_reasons)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(daily_reasons.primary_key.columns),
+            set_={"count": daily_reasons.c.count + statement.excluded["count"]},
+        )
+        await connection.execute(statement, reason_rows)
+    stats_rows = [
+        {
+            "carrier": key[0],
+            "service": key[1],
+            "marketplace": key[2],
+            "required_tracking": key[3],
+            "week_start": key[4],
+            "resolved_valid": value[0],
+            "resolved_invalid": value[1],
+        }
+        for key, value in sorted(deltas.stats.items())
+        if any(value)
+    ]
+    if stats_rows:
+        statement = dialect_insert(connection, carrier_stats)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(carrier_stats.primary_key.columns),
+            set_={
+                name: carrier_stats.c[name] + statement.excluded[name]
+                for name in ("resolved_valid", "resolved_invalid")
+            },
+        )
+        await connection.execute(statement, stats_rows)
+    if count_rows or reason_rows:
+        await mark_changed(connection, sorted(deltas.scopes))
+
+
+async def mark_changed(connection: AsyncConnection, scopes: Sequence[tuple[str, str, str]]) -> None:
+    if not scopes:
+        return
+    statement = dialect_insert(connection, outbox)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(outbox.primary_key.columns), set_={"version": outbox.c.version + 1}
+    )
+    await connection.execute(
+        statement, [{"seller_id": s, "marketplace": m, "category": c, "version": 1} for s, m, c in scopes]
+    )
+
+
+# -- applying a batch of input records -------------------------------------------------
+
+
+@dataclass
+class DecodedBatch:
+    events: list[TrackingEvent]
+    confirmations: list[ShipmentConfirmed]
+    cancellations: list[ShipmentCancelled]
+    newest_received_at: datetime | None = None
+
+
+def decode_records(records: Sequence[ConsumerRecord[bytes, bytes]]) -> DecodedBatch:
+    batch = DecodedBatch([], [], [])
+    for record in records:
+        try:
+            if record.value is None:
+                raise ContractError("empty record value")
+            if record.topic == TRACKING_EVENTS or record.topic.endswith(TRACKING_EVENTS):
+                event = TRACKING_EVENT_CODEC.decode(record.value)
+                batch.events.append(event)
+                received_at = event.received_at
+            elif record.topic == SHIPMENTS or record.topic.endswith(SHIPMENTS):
+                message = SHIPMENT_CODEC.decode(record.value)
+                if isinstance(message, ShipmentConfirmed):
+                    batch.confirmations.append(message)
+                else:
+                    batch.cancellations.append(message)
+                received_at = message.received_at
+            else:
+                raise ContractError(f"unexpected topic {record.topic}")
+        except ContractError as error:
+            # A record that can never be applied must not block the partition: count and skip it.
+            metrics.RECORDS.labels(record.topic, "invalid").inc()
+            log.warning(
+                "skipping undecodable record",
+                extra={
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "error": str(error),
+                },
+            )
+            continue
+        if batch.newest_received_at is None or received_at > batch.newest_received_at:
+            batch.newest_received_at = received_at
+    return batch
+
+
+async def insert_scans(connection: AsyncConnection, events: Sequence[TrackingEvent]) -> set[str]:
+    """Store new events; returns the tracking numbers that got a new one."""
+    unique = {event.event_id: event for event in events}
+    if not unique:
+        return set()
+    rows = [
+        {
+            "event_id": event.event_id,
+            "tracking_number": normalise_tracking_number(event.tracking_number),
+            "status": event.status.value,
+            "occurred_at": naive_utc(event.occurred_at),
+            "received_at": naive_utc(event.received_at),
+            "source": event.source[:64],
+        }
+        for event in sorted(unique.values(), key=lambda e: e.event_id)
+    ]
+    statement = dialect_insert(connection, scans).on_conflict_do_nothing().returning(scans.c.event_id)
+    inserted = {row[0] for row in (await connection.execute(statement, rows)).all()}
+    metrics.RECORDS.labels(TRACKING_EVENTS, "applied").inc(len(inserted))
+    metrics.RECORDS.labels(TRACKING_EVENTS, "duplicate").inc(len(events) - len(inserted))
+    return {row["tracking_number"] for row in rows if row["event_id"] in inserted}
+
+
+def cancel_key(message: ShipmentCancelled) -> str:
+    return "|".join(
+        (
+            normalise_tracking_number(message.tracking_number),
+            message.seller_id or "",
+            message.order_id or "",
+            naive_utc(message.cancelled_at).isoformat(),
+        )
+    )
+
+
+async def insert_cancellations(connection: AsyncConnection, messages: Sequence[ShipmentCancelled]) -> set[str]:
+    unique = {cancel_key(message): message for message in messages}
+    if not unique:
+        return set()
+    rows = [
+        {
+            "cancel_key": key,
+            "tracking_number": normalise_tracking_number(message.tracking_number),
+            "seller_id": message.seller_id,
+            "order_id": message.order_id,
+            "cancelled_at": naive_utc(message.cancelled_at),
+        }
+        for key, message in sorted(unique.items())
+    ]
+    statement = dialect_insert(connection, cancellations).on_conflict_do_nothing().returning(cancellations.c.cancel_key)
+    inserted = {row[0] for row in (await connection.execute(statement, rows)).all()}
+    metrics.RECORDS.labels(SHIPMENTS, "applied").inc(len(inserted))
+    metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(len(messages) - len(inserted))
+    return {row["tracking_number"] for row in rows if row["cancel_key"] in inserted}
+
+
+async def load_packages(
+    connection: AsyncConnection, tracking_numbers: Iterable[str], order_keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], PackageRow]:
+    found: dict[tuple[str, str], PackageRow] = {}
+    columns = [packages.c[name] for name in PACKAGE_COLUMNS]
+    for chunk in chunks(sorted(set(tracking_numbers))):
+        for row in await connection.execute(select(*columns).where(packages.c.tracking_number.in_(chunk))):
+            package = _row_to_package(row)
+            found[package.key] = package
+    wanted = set(order_keys) - set(found)
+    for chunk in chunks(sorted({order_id for _, order_id in wanted})):
+        for row in await connection.execute(select(*columns).where(packages.c.order_id.in_(chunk))):
+            if (row.seller_id, row.order_id) in wanted:
+                package = _row_to_package(row)
+                found[package.key] = package
+    return found
+
+
+def _newer(message: ShipmentConfirmed, than: PackageRow) -> bool:
+    return (naive_utc(message.confirmed_at), naive_utc(message.received_at)) > (than.confirmed_at, than.received_at)
+
+
+@dataclass
+class BatchOutcome:
+    records: int
+    new_scans_for: int
+    packages_written: int
+
+
+async def apply_records(
+    connection: AsyncConnection,
+    evaluator: Evaluator,
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+    today: date,
+) -> BatchOutcome:
+    """Apply one batch of shipment and tracking records (any order, any mix, redeliveries included)."""
+    batch = decode_records(records)
+    scanned = await insert_scans(connection, batch.events)
+    cancelled = await insert_cancellations(connection, batch.cancellations)
+
+    latest: dict[tuple[str, str], ShipmentConfirmed] = {}
+    for message in batch.confirmations:
+        key = (message.seller_id, message.order_id)
+        current = latest.get(key)
+        if current is None or (message.confirmed_at, message.received_at) > (
+            current.confirmed_at,
+            current.received_at,
+        ):
+            latest[key] = message
+    confirmed_numbers = {normalise_tracking_number(m.tracking_number) for m in latest.values()}
+    existing = await load_packages(connection, scanned | cancelled | confirmed_numbers, latest)
+
+    changes: dict[tuple[str, str], tuple[PackageRow | None, PackageRow]] = {
+        key: (package, replace(package)) for key, package in existing.items()
+    }
+    applied_confirmations = 0
+    for key, message in latest.items():
+        before = existing.get(key)
+        if before is not None and not _newer(message, before):
+            continue
+        applied_confirmations += 1
+        fresh = package_from_confirmation(message)
+        if before is not None:
+            # Keep the evaluation fields; they are recomputed below and compared with the old ones.
+            fresh = replace(fresh, version=before.version, id=before.id)
+        changes[key] = (before, fresh)
+    metrics.RECORDS.labels(SHIPMENTS, "applied").inc(applied_confirmations)
+    metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(len(batch.confirmations) - applied_confirmations)
+
+    written = await reevaluate(connection, evaluator, list(changes.values()), today)
+    if batch.newest_received_at is not None:
+        metrics.LAST_EVENT.set(batch.newest_received_at.timestamp())
+    return BatchOutcome(len(records), len(scanned), written)
+
+
+# -- clock-driven work -----------------------------------------------------------------
+
+
+async def expire_pending(connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int) -> int:
+    """Re-evaluate up to ``limit`` pending packages whose promised date has passed."""
+    columns = [packages.c[name] for name in PACKAGE_COLUMNS]
+    query = (
+        select(*columns)
+        .where(packages.c.state == PackageState.PENDING.value, packages.c.promised_date < today)
+        .order_by(packages.c.id)
+        .limit(limit)
+    )
+    if connection.dialect.name == "postgresql":
+        # Another scorer instance's clock job takes other rows instead of waiting for these.
+        query = query.with_for_update(skip_locked=True)
+    rows = [_row_to_package(row) for row in await connection.execute(query)]
+    return await reevaluate(connection, evaluator, [(row, replace(row)) for row in rows], today)
+
+
+async def mark_window_slide(connection: AsyncConnection, today: date, lag_days: int, forecast_days: int) -> bool:
+    """Once per day (across instances): mark every seller-category whose window moved."""
+    result = await connection.execute(
+        update(clock_state).where(clock_state.c.name == "window", clock_state.c.day < today).values(day=today)
+    )
+    if result.rowcount == 0:
+        exists = (await connection.execute(select(clock_state.c.day).where(clock_state.c.name == "window"))).first()
+        if exists is not None:
+            return False
+        inserted = await connection.execute(
+            dialect_insert(connection, clock_state)
+            .values(name="window", day=today)
+            .on_conflict_do_nothing()
+            .returning(clock_state.c.name)
+        )
+        if inserted.first() is None:
+            return False
+    # Every seller-category with a package that was or will be in a window around today.
+    first = today - timedelta(days=31 + lag_days)
+    last = today + timedelta(days=forecast_days)
+    scopes = await connection.execute(
+        select(daily_counts.c.seller_id, daily_counts.c.marketplace, daily_counts.c.category)
+        .where(daily_counts.c.promised_date.between(first, last))
+        .distinct()
+    )
+    await mark_changed(connection, sorted((s, m, c) for s, m, c in scopes))
+    return True
+
+
+# -- reads -----------------------------------------------------------------------------
+
+Scope = tuple[str, str]
+
+
+@dataclass
+class ScopeCounts:
+    days: dict[date, DayCounts]
+    reasons: dict[str, int]
+
+
+async def seller_exists(connection: AsyncConnection, seller_id: str) -> bool:
+    row = await connection.execute(select(packages.c.id).where(packages.c.seller_id == seller_id).limit(1))
+    return row.first() is not None
+
+
+async def read_counts(
+    connection: AsyncConnection,
+    seller_id: str,
+    first: date,
+    last: date,
+    window_first: date,
+    window_last: date,
+    scope: tuple[str, str] | None = None,
+) -> dict[Scope, ScopeCounts]:
+    """Counter rows of a seller for promised dates ``first .. last``, reasons over the window."""
+    conditions = [daily_counts.c.seller_id == seller_id, daily_counts.c.promised_date.between(first, last)]
+    if scope is not None:
+        conditions += [daily_counts.c.marketplace == scope[0], daily_counts.c.category == scope[1]]
+    found: dict[Scope, ScopeCounts] = {}
+    result = await connection.execute(
+        select(
+            daily_counts.c.marketplace,
+            daily_counts.c.category,
+            daily_counts.c.promised_date,
+            daily_counts.c.valid,
+            daily_counts.c.invalid,
+            daily_counts.c.pending,
+            daily_counts.c.expected_valid_micro,
+        ).where(*conditions)
+    )
+    for marketplace, category, promised, valid, invalid, pending, expected in result:
+        entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
+        entry.days[promised] = DayCounts(valid, invalid, pending, expected / MICRO)
+    reason_conditions = [
+        daily_reasons.c.seller_id == seller_id,
+        daily_reasons.c.promised_date.between(window_first, window_last),
+        daily_reasons.c.state.in_([PackageState.INVALID.value, PackageState.PENDING.value]),
+    ]
+    if scope is not None:
+        reason_conditions += [daily_reasons.c.marketplace == scope[0], daily_reasons.c.category == scope[1]]
+    reasons = await connection.execute(
+        select(
+            daily_reasons.c.marketplace,
+            daily_reasons.c.category,
+            daily_reasons.c.reason,
+            func.sum(daily_reasons.c.count),
+        )
+        .where(*reason_conditions)
+        .group_by(daily_reasons.c.marketplace, daily_reasons.c.category, daily_reasons.c.reason)
+    )
+    for marketplace, category, reason, count in reasons:
+        if not count:
+            continue
+        entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
+        # In the window every promised date has passed: a still-pending reason is the invalid one.
+        name = invalid_reason_for(Reason(reason)).value
+        entry.reasons[name] = entry.reasons.get(name, 0) + int(count)
+    return found
+
+
+async def recompute_counts(
+    connection: AsyncConnection,
+    evaluator: Evaluator,
+    seller_id: str,
+    as_of: date,
+    first: date,
+    last: date,
+    window_first: date,
+    window_last: date,
+) -> dict[Scope, ScopeCounts]:
+    """Counts as they were on ``as_of``: scans that occurred before the end of that day, all data known now."""
+    columns = [packages.c[name] for name in PACKAGE_COLUMNS]
+    rows = [
+        _row_to_package(row)
+        for row in await connection.execute(
+            select(*columns).where(packages.c.seller_id == seller_id, packages.c.promised_date.between(first, last))
+        )
+    ]
+    tracking_numbers = {row.tracking_number for row in rows}
+    found_scans = await load_scans(connection, tracking_numbers)
+    found_cancellations = await load_cancellations(connection, tracking_numbers)
+    stats = await load_stats(connection, evaluator.policy, {row.marketplace for row in rows}, as_of)
+    end_of_day = datetime.combine(as_of + timedelta(days=1), time())
+    deltas = Deltas.empty()
+    for row in rows:
+        evaluated = evaluator.evaluate(
+            row,
+            found_scans.get(row.tracking_number, ()),
+            found_cancellations.get(row.tracking_number, ()),
+            stats,
+            as_of,
+            occurred_before=end_of_day,
+        )
+        deltas.add(evaluated, +1)
+    found: dict[Scope, ScopeCounts] = {}
+    for (_, marketplace, category, promised), (valid, invalid, pending, expected) in deltas.counts.items():
+        entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
+        entry.days[promised] = DayCounts(valid, invalid, pending, expected / MICRO)
+    for (_, marketplace, category, promised, _state, reason), count in deltas.reasons.items():
+        if window_first <= promised <= window_last and count:
+            entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
+            name = invalid_reason_for(Reason(reason)).value
+            entry.reasons[name] = entry.reasons.get(name, 0) + count
+    return found
+
+
+async def outbox_batch(connection: AsyncConnection, limit: int) -> list[tuple[str, str, str, int]]:
+    result = await connection.execute(
+        select(outbox.c.seller_id, outbox.c.marketplace, outbox.c.category, outbox.c.version)
+        .order_by(outbox.c.seller_id, outbox.c.marketplace, outbox.c.category)
+        .limit(limit)
+    )
+    return [(s, m, c, int(v)) for s, m, c, v in result]
+
+
+async def outbox_remove(connection: AsyncConnection, published: Sequence[tuple[str, str, str, int]]) -> None:
+    """Delete published marks unless they changed meanwhile (then they are published again)."""
+    for chunk in chunks(list(published), 500):
+        await connection.execute(
+            delete(outbox).where(
+                or_(
+                    *(
+                        and_(
+                            outbox.c.seller_id == s,
+                            outbox.c.marketplace == m,
+                            outbox.c.category == c,
+                            outbox.c.version == v,
+                        )
+                        for s, m, c, v in chunk
+                    )
+                )
+            )
+        )
+
+
+async def outbox_size(connection: AsyncConnection) -> int:
+    return int((await connection.execute(select(func.count()).select_from(outbox))).scalar_one())
+
+
+TodayFunction = Callable[[], date]
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
