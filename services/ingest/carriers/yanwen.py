@@ -1,0 +1,93 @@
+"""Yanwen: a push in the shape of Yanwen's tracking API result."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+
+from services.ingest.carriers.common import (
+    Code,
+    PushError,
+    alternate_numbers,
+    decode,
+    make_event,
+    moment,
+    text,
+    tracking_number,
+)
+from services.ingest.mapping import MAPPINGS
+from services.ingest.timezones import TimeFormatError, parse_utc_offset
+from shared.schemas import TrackingEvent
+
+SOURCE = "yanwen"
+CARRIER = "yanwen"
+MAPPING = MAPPINGS[SOURCE]
+
+
+class Checkpoint(msgspec.Struct):
+    time_stamp: str
+    tracking_status: Code
+    time_zone: str | int | float | None = None
+    message: Any = None
+    location: Any = None
+
+
+class Parcel(msgspec.Struct):
+    tracking_number: str
+    waybill_number: str | None = None
+    exchange_number: str | None = None
+    checkpoints: list[Checkpoint] = []
+
+
+class Push(msgspec.Struct):
+    result: list[Parcel]
+    code: Any = None
+    message: Any = None
+
+
+_PUSH = msgspec.json.Decoder(Push)
+
+
+def _zone(value: str | int | float | None, where: str) -> timezone:
+    if value is None or value == "":
+        return MAPPING.timezone
+    spelled = value if isinstance(value, str) else f"{value:+g}"
+    try:
+        return parse_utc_offset(spelled)
+    except TimeFormatError as error:
+        raise PushError(f"{where}.time_zone: {error}") from None
+
+
+def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
+    push = decode(_PUSH, raw_body)
+    events = []
+    for parcel_index, parcel in enumerate(push.result):
+        parcel_path = f"$.result[{parcel_index}]"
+        number = tracking_number(parcel.tracking_number, f"{parcel_path}.tracking_number")
+        alternates = alternate_numbers(number, parcel.waybill_number, parcel.exchange_number)
+        for index, checkpoint in enumerate(parcel.checkpoints):
+            code = str(checkpoint.tracking_status).strip()
+            if code in MAPPING.metadata_only:
+                continue
+            where = f"{parcel_path}.checkpoints[{index}]"
+            zone = _zone(checkpoint.time_zone, where)
+            events.append(
+                make_event(
+                    MAPPING,
+                    carrier=CARRIER,
+                    number=number,
+                    code=code,
+                    occurred_at=moment(checkpoint.time_stamp, zone, f"{where}.time_stamp"),
+                    received_at=received_at,
+                    description=text(checkpoint.message),
+                    location=text(checkpoint.location),
+                    alternates=alternates,
+                )
+            )
+    return events
+
+
+def ack(accepted: int) -> dict[str, object]:
+    return {"code": 0, "message": "success", "accepted": accepted}

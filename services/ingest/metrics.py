@@ -1,0 +1,31 @@
+"""The ingest's Prometheus metrics (docs/metrics.md). Labels are bounded: sources,
+carrier slugs, canonical statuses, outcomes, topics; never tracking numbers or sellers."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.observability import LATENCY_BUCKETS
+
+WEBHOOKS = Counter("vtr_ingest_webhooks", "Carrier pushes by result.", ["carrier", "outcome"])
+LAST_WEBHOOK = Gauge(
+    "vtr_ingest_last_webhook_timestamp_seconds", "Unix time of the last authenticated push.", ["carrier"]
+)
+EVENTS_PRODUCED = Counter(
+    "vtr_ingest_events_produced", "Canonical tracking events put on Kafka.", ["carrier", "status"]
+)
+UNMAPPED_CODES = Counter("vtr_ingest_unmapped_codes", "Events whose carrier code is not in the mapping.", ["carrier"])
+DEADLETTERS = Counter("vtr_ingest_deadletters", "Request bodies sent to vtr.deadletter.v1.", ["origin"])
+SHIPMENTS = Counter("vtr_ingest_shipments", "Shipment records by kind and outcome.", ["kind", "outcome"])
+PRODUCE_LATENCY = Histogram(
+    "vtr_ingest_produce_latency_seconds",
+    "Time from send to broker acknowledgement (acks=all).",
+    ["topic"],
+    buckets=LATENCY_BUCKETS,
+)
+
+ACCEPTED = "accepted"
+UNAUTHORIZED = "unauthorized"
+INVALID = "invalid"
+TOO_LARGE = "too_large"
+UNAVAILABLE = "unavailable"

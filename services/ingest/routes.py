@@ -1,0 +1,489 @@
+"""HTTP adapters: carrier webhooks and shipment confirmations.
+
+Every webhook follows the same steps: read the raw body (413 past the limit), verify
+(401, nothing stored), parse (4xx + dead letter), produce with acks=all (503 +
+Retry-After), and only then acknowledge in the carrier's shape. Handlers take the raw
+``Request`` so no per-request pydantic models are built on the hot path; the body
+schemas still appear in the OpenAPI docs through ``openapi_extra``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import ValidationError
+
+from services.ingest import metrics, signatures
+from services.ingest.carriers import aftership, china_post, seventeen_track, yanwen, yunexpress
+from services.ingest.carriers.common import PushError, unique
+from services.ingest.publisher import BrokerUnavailable, Publisher, Record
+from services.ingest.settings import IngestSettings
+from services.ingest.shipments import BodyError, CancellationIn, ShipmentIn, confirmations, split_records
+from services.ingest.shipments import validation_errors as pydantic_errors
+from shared.http import bearer_auth
+from shared.schemas import (
+    DEADLETTER_CODEC,
+    SHIPMENT_CODEC,
+    TRACKING_EVENT_CODEC,
+    CanonicalStatus,
+    DeadLetter,
+    TrackingEvent,
+)
+from shared.topics import DEADLETTER, SHIPMENTS, TRACKING_EVENTS, normalise_tracking_number
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+#: Request headers worth keeping with a dead letter (never signatures or tokens).
+_REPLAY_HEADERS = ("content-type", "user-agent", signatures.YUNEXPRESS_TIMESTAMP_HEADER)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type=JSON, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (before reading it all) one larger than ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def dead_letter(origin: str, reason: str, raw_body: bytes, request: Request, received_at: datetime) -> Record:
+    headers = {name: value for name in _REPLAY_HEADERS if (value := request.headers.get(name)) is not None}
+    letter = DeadLetter(
+        origin=origin,
+        reason=reason,
+        raw_base64=base64.b64encode(raw_body).decode("ascii"),
+        content_type=request.headers.get("content-type", ""),
+        received_at=received_at,
+        headers=headers,
+    )
+    return Record(DEADLETTER, origin.encode(), DEADLETTER_CODEC.encode(letter))
+
+
+def _event_record(event: TrackingEvent) -> Record:
+    return Record(TRACKING_EVENTS, event.tracking_number.encode(), TRACKING_EVENT_CODEC.encode(event))
+
+
+#: (verified payload, context echoed in the acknowledgement)
+Verified = tuple[bytes, Any]
+
+
+@dataclass(frozen=True)
+class WebhookSource:
+    """One carrier integration: how to verify, parse and acknowledge its pushes."""
+
+    source: str
+    verify: Callable[[Request, bytes], Verified]
+    parse: Callable[[bytes, datetime, Any], list[TrackingEvent]]
+    ack: Callable[[Any, int], dict[str, Any]]
+    #: The body of a failure reply, in the carrier's shape where it has one.
+    failure: Callable[[Any, str], dict[str, Any]]
+
+
+def _plain_failure(_context: Any, detail: str) -> dict[str, Any]:
+    return {"detail": detail}
+
+
+class WebhookHandler:
+    def __init__(self, settings: IngestSettings, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self._limit = settings.max_body_bytes
+        self._retry_after = {"Retry-After": str(settings.retry_after_seconds)}
+        self._outcomes: dict[tuple[str, str], Any] = {}
+
+    def _count(self, source: str, outcome: str) -> None:
+        child = self._outcomes.get((source, outcome))
+        if child is None:
+            child = self._outcomes[(source, outcome)] = metrics.WEBHOOKS.labels(source, outcome)
+        child.inc()
+
+    async def handle(self, spec: WebhookSource, request: Request) -> Response:
+        source = spec.source
+        try:
+            raw_body = await read_body(request, self._limit)
+        except BodyTooLarge:
+            self._count(source, metrics.TOO_LARGE)
+            return json_response({"detail": f"body larger than {self._limit} bytes"}, 413)
+        try:
+            payload, context = spec.verify(request, raw_body)
+        except Unauthenticated as error:
+            self._count(source, metrics.UNAUTHORIZED)
+            return json_response(spec.failure(None, str(error) or "invalid signature"), 401)
+        received_at = datetime.now(UTC)
+        metrics.LAST_WEBHOOK.labels(source).set(received_at.timestamp())
+        try:
+            events = unique(spec.parse(payload, received_at, context))
+        except PushError as error:
+            reason = str(error)
+            try:
+                await self._publisher.publish([dead_letter(source, reason, raw_body, request, received_at)])
+            except BrokerUnavailable:
+                return self._unavailable(spec, context)
+            self._count(source, metrics.INVALID)
+            metrics.DEADLETTERS.labels(source).inc()
+            return json_response(spec.failure(context, reason), 400)
+        if events:
+            try:
+                await self._publisher.publish([_event_record(event) for event in events])
+            except BrokerUnavailable:
+                return self._unavailable(spec, context)
+            self._count_events(events)
+        self._count(source, metrics.ACCEPTED)
+        return json_response(spec.ack(context, len(events)))
+
+    def _unavailable(self, spec: WebhookSource, context: Any) -> Response:
+        self._count(spec.source, metrics.UNAVAILABLE)
+        detail = "the event store is unavailable; retry later"
+        return json_response(spec.failure(context, detail), 503, self._retry_after)
+
+    @staticmethod
+    def _count_events(events: Sequence[TrackingEvent]) -> None:
+        by_label = Counter((event.carrier, event.status) for event in events)
+        for (carrier, status), count in by_label.items():
+            metrics.EVENTS_PRODUCED.labels(carrier, status).inc(count)
+            if status is CanonicalStatus.UNKNOWN:
+                metrics.UNMAPPED_CODES.labels(carrier).inc(count)
+
+
+# --- Verification, one per source -------------------------------------------------------
+
+
+def _header_or_query(request: Request, name: str) -> str | None:
+    return request.query_params.get(name) or request.headers.get(name) or request.headers.get(name.replace("_", "-"))
+
+
+def china_post_source(settings: IngestSettings) -> WebhookSource:
+    sm4_key = settings.chinapost_sm4_key_hex()
+    digest_key = settings.chinapost_digest_key.get_secret_value()
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        digest = _header_or_query(request, signatures.CHINAPOST_DIGEST_PARAMETER)
+        if digest is not None:
+            expected = signatures.chinapost_data_digest(raw_body, digest_key)
+            if not signatures.signatures_match(digest, expected):
+                raise Unauthenticated("data_digest does not match")
+            return raw_body, None
+        envelope = china_post.parse_envelope(raw_body, request.headers.get("content-type", ""))
+        if envelope is None:
+            raise Unauthenticated("neither a data_digest nor an encrypted logitcsInterface")
+        try:
+            return signatures.chinapost_sm4_decrypt(envelope.encrypted, sm4_key), envelope
+        except signatures.SignatureError as error:
+            raise Unauthenticated(str(error)) from None
+
+    def parse(payload: bytes, received_at: datetime, envelope: Any) -> list[TrackingEvent]:
+        if envelope is None:
+            return china_post.parse_traces_push(payload, received_at)
+        return china_post.parse_ems_payload(payload, received_at)
+
+    return WebhookSource(
+        source=china_post.SOURCE,
+        verify=verify,
+        parse=parse,
+        ack=lambda envelope, _count: china_post.ack(envelope, success=True),
+        failure=lambda envelope, detail: {**china_post.ack(envelope, success=False, message=detail), "detail": detail},
+    )
+
+
+def yunexpress_source(settings: IngestSettings) -> WebhookSource:
+    secret = settings.yunexpress_secret.get_secret_value()
+    window = settings.yunexpress_timestamp_window_seconds
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        timestamp = request.headers.get(signatures.YUNEXPRESS_TIMESTAMP_HEADER)
+        if not signatures.yunexpress_timestamp_fresh(timestamp, int(time.time() * 1000), window):
+            raise Unauthenticated(f"{signatures.YUNEXPRESS_TIMESTAMP_HEADER} missing or outside the allowed window")
+        assert timestamp is not None
+        expected = signatures.yunexpress_signature(timestamp.strip(), raw_body, secret)
+        presented = request.headers.get(signatures.YUNEXPRESS_SIGNATURE_HEADER)
+        if not signatures.signatures_match(presented, expected, case_insensitive=True):
+            raise Unauthenticated("invalid signature")
+        return raw_body, None
+
+    return WebhookSource(
+        source=yunexpress.SOURCE,
+        verify=verify,
+        parse=lambda payload, received_at, _context: yunexpress.parse(payload, received_at),
+        ack=lambda _context, count: yunexpress.ack(count),
+        failure=lambda _context, detail: {"success": False, "code": 1, "message": detail, "detail": detail},
+    )
+
+
+def yanwen_source(settings: IngestSettings) -> WebhookSource:
+    token = settings.yanwen_token.get_secret_value()
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        presented = request.headers.get(signatures.YANWEN_TOKEN_HEADER, "")
+        presented = presented[7:] if presented[:7].lower() == "bearer " else presented
+        if not signatures.signatures_match(presented, token):
+            raise Unauthenticated("invalid Authorization token")
+        return raw_body, None
+
+    return WebhookSource(
+        source=yanwen.SOURCE,
+        verify=verify,
+        parse=lambda payload, received_at, _context: yanwen.parse(payload, received_at),
+        ack=lambda _context, count: yanwen.ack(count),
+        failure=lambda _context, detail: {"code": 1, "message": detail, "detail": detail},
+    )
+
+
+def seventeen_track_source(settings: IngestSettings) -> WebhookSource:
+    api_key = settings.seventeen_track_api_key.get_secret_value()
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        expected = signatures.seventeen_track_signature(raw_body, api_key)
+        presented = request.headers.get(signatures.SEVENTEEN_TRACK_SIGNATURE_HEADER)
+        if not signatures.signatures_match(presented, expected, case_insensitive=True):
+            raise Unauthenticated("invalid sign header")
+        return raw_body, None
+
+    return WebhookSource(
+        source=seventeen_track.SOURCE,
+        verify=verify,
+        parse=lambda payload, received_at, _context: seventeen_track.parse(payload, received_at),
+        ack=lambda _context, count: seventeen_track.ack(count),
+        failure=_plain_failure,
+    )
+
+
+def aftership_source(settings: IngestSettings) -> WebhookSource:
+    secret = settings.aftership_secret.get_secret_value()
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        expected = signatures.aftership_signature(raw_body, secret)
+        presented = request.headers.get(signatures.AFTERSHIP_SIGNATURE_HEADER)
+        if not signatures.signatures_match(presented, expected):
+            raise Unauthenticated("invalid aftership-hmac-sha256 header")
+        return raw_body, None
+
+    return WebhookSource(
+        source=aftership.SOURCE,
+        verify=verify,
+        parse=lambda payload, received_at, _context: aftership.parse(payload, received_at),
+        ack=lambda _context, count: aftership.ack(count),
+        failure=_plain_failure,
+    )
+
+
+# --- OpenAPI: the body schemas of endpoints that read the raw body ------------------------
+
+
+class ChinaPostEmsPush(msgspec.Struct):
+    """EMS open-platform push (method 040002); also accepted form-encoded."""
+
+    logitcsInterface: str
+    method: str | None = None
+    msgType: str | None = None
+    senderNo: str | None = None
+    serialNo: str | None = None
+    timeStamp: str | None = None
+    version: str | None = None
+
+
+_SHIPMENT_REF = {"$ref": "#/components/schemas/ShipmentIn"}
+_SHIPMENTS_SCHEMA = {"oneOf": [_SHIPMENT_REF, {"type": "array", "items": _SHIPMENT_REF, "maxItems": 10_000}]}
+
+_DOCUMENTED_TYPES: list[Any] = [
+    ChinaPostEmsPush,
+    china_post.TracesPush,
+    yunexpress.Push,
+    yanwen.Push,
+    seventeen_track.Push,
+    aftership.Push,
+]
+_SCHEMAS, OPENAPI_COMPONENTS = msgspec.json.schema_components(
+    _DOCUMENTED_TYPES, ref_template="#/components/schemas/{name}"
+)
+_BODY_SCHEMAS: dict[str, dict[str, Any]] = dict(
+    zip(["china-post-ems", "china-post-traces", "yunexpress", "yanwen", "17track", "aftership"], _SCHEMAS, strict=True)
+)
+for _key, _model in (("ShipmentIn", ShipmentIn), ("CancellationIn", CancellationIn)):
+    _schema = _model.model_json_schema(ref_template="#/components/schemas/{model}")
+    OPENAPI_COMPONENTS.update(_schema.pop("$defs", {}))
+    OPENAPI_COMPONENTS[_key] = _schema
+
+
+def _body(schema: dict[str, Any], media_types: Sequence[str] = (JSON,), required: bool = True) -> dict[str, Any]:
+    return {"requestBody": {"required": required, "content": {media: {"schema": schema} for media in media_types}}}
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Authenticated but unusable body (names the field); kept as a dead letter."},
+    401: {"description": "Signature or token missing or wrong; nothing is stored."},
+    413: {"description": "Body over the size limit."},
+    503: {"description": "The broker did not acknowledge in time; retry after `Retry-After` seconds."},
+}
+
+
+# --- The routers -----------------------------------------------------------------------------
+
+
+def webhook_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
+    handler = WebhookHandler(settings, publisher)
+    router = APIRouter(prefix="/v1/webhooks", tags=["carrier webhooks"], responses=_ERROR_RESPONSES)
+    sources = {
+        "china-post": china_post_source(settings),
+        "yunexpress": yunexpress_source(settings),
+        "yanwen": yanwen_source(settings),
+        "17track": seventeen_track_source(settings),
+        "aftership": aftership_source(settings),
+    }
+    bodies = {
+        "china-post": {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {"schema": {"oneOf": [_BODY_SCHEMAS["china-post-ems"], _BODY_SCHEMAS["china-post-traces"]]}},
+                    "application/x-www-form-urlencoded": {"schema": _BODY_SCHEMAS["china-post-ems"]},
+                },
+            }
+        },
+        "yunexpress": _body(_BODY_SCHEMAS["yunexpress"]),
+        "yanwen": _body(_BODY_SCHEMAS["yanwen"]),
+        "17track": _body(_BODY_SCHEMAS["17track"]),
+        "aftership": _body(_BODY_SCHEMAS["aftership"]),
+    }
+    summaries = {
+        "china-post": "China Post: EMS open-platform push (SM4) or traces push (data_digest)",
+        "yunexpress": "YunExpress tisPushData (X-Openapi-Signature)",
+        "yanwen": "Yanwen tracking result (Authorization token)",
+        "17track": "17TRACK webhook v2 (sign header)",
+        "aftership": "AfterShip tracking_update (aftership-hmac-sha256 header)",
+    }
+
+    def add(slug: str) -> None:
+        spec = sources[slug]
+
+        async def receive(request: Request) -> Response:
+            return await handler.handle(spec, request)
+
+        receive.__name__ = f"webhook_{slug.replace('-', '_')}"
+        router.add_api_route(f"/{slug}", receive, methods=["POST"], summary=summaries[slug], openapi_extra=bodies[slug])
+
+    for slug in sources:
+        add(slug)
+    return router
+
+
+def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
+    router = APIRouter(
+        prefix="/v1/shipments",
+        tags=["shipments"],
+        dependencies=[Depends(bearer_auth(settings.api_key_values))],
+        responses={**_ERROR_RESPONSES, 401: {"description": "Missing or invalid bearer token."}},
+    )
+    limit = settings.max_shipments_body_bytes
+    max_records = settings.max_shipments_per_request
+    retry_after = {"Retry-After": str(settings.retry_after_seconds)}
+    unavailable = {"detail": "the event store is unavailable; retry later"}
+
+    async def reject(origin: str, status: int, body: dict[str, Any], letter: Record) -> Response:
+        try:
+            await publisher.publish([letter])
+        except BrokerUnavailable:
+            return json_response(unavailable, 503, retry_after)
+        metrics.DEADLETTERS.labels(origin).inc()
+        return json_response(body, status)
+
+    @router.post(
+        "",
+        status_code=202,
+        summary="Confirm shipments: one JSON object, a JSON array, or NDJSON (up to 10,000)",
+        openapi_extra=_body(_SHIPMENTS_SCHEMA, (JSON, "application/x-ndjson")),
+    )
+    async def confirm_shipments(request: Request) -> Response:
+        try:
+            raw_body = await read_body(request, limit)
+        except BodyTooLarge:
+            return json_response({"detail": f"body larger than {limit} bytes"}, 413)
+        received_at = datetime.now(UTC)
+        content_type = request.headers.get("content-type", "")
+        try:
+            records, unreadable = split_records(raw_body, content_type, max_records)
+        except BodyError as error:
+            letter = dead_letter("shipments", str(error), raw_body, request, received_at)
+            return await reject("shipments", 400, {"detail": str(error)}, letter)
+        accepted, rejected = confirmations(records, unreadable, received_at)
+        outgoing = [
+            Record(SHIPMENTS, message.tracking_number.encode(), SHIPMENT_CODEC.encode(message)) for message in accepted
+        ]
+        if rejected:
+            reason = f"{len(rejected)} of {len(records)} records rejected: " + orjson.dumps(rejected[:20]).decode()
+            outgoing.append(dead_letter("shipments", reason, raw_body, request, received_at))
+        if not accepted:
+            metrics.SHIPMENTS.labels("confirmed", "rejected").inc(len(rejected))
+            body = {"detail": "no valid shipment in the request", "accepted": 0, "rejected": rejected}
+            return await reject("shipments", 422, body, outgoing[-1])
+        try:
+            await publisher.publish(outgoing)
+        except BrokerUnavailable:
+            return json_response(unavailable, 503, retry_after)
+        metrics.SHIPMENTS.labels("confirmed", "accepted").inc(len(accepted))
+        if rejected:
+            metrics.SHIPMENTS.labels("confirmed", "rejected").inc(len(rejected))
+            metrics.DEADLETTERS.labels("shipments").inc()
+        return json_response({"accepted": len(accepted), "rejected": rejected}, 202)
+
+    @router.post(
+        "/{tracking_number}/cancel",
+        status_code=202,
+        summary="Cancel the orders shipped under a tracking number (excluded from VTR)",
+        openapi_extra=_body({"$ref": "#/components/schemas/CancellationIn"}, required=False),
+    )
+    async def cancel_shipment(tracking_number: str, request: Request) -> Response:
+        number = normalise_tracking_number(tracking_number)
+        try:
+            raw_body = await read_body(request, settings.max_body_bytes)
+        except BodyTooLarge:
+            return json_response({"detail": f"body larger than {settings.max_body_bytes} bytes"}, 413)
+        received_at = datetime.now(UTC)
+        try:
+            document = orjson.loads(raw_body) if raw_body.strip() else {}
+            cancellation = CancellationIn.model_validate(document if document is not None else {})
+        except orjson.JSONDecodeError as error:
+            metrics.SHIPMENTS.labels("cancelled", "rejected").inc()
+            letter = dead_letter("shipments-cancel", f"body is not JSON: {error}", raw_body, request, received_at)
+            return await reject("shipments-cancel", 400, {"detail": f"body is not JSON: {error}"}, letter)
+        except ValidationError as error:
+            metrics.SHIPMENTS.labels("cancelled", "rejected").inc()
+            errors = pydantic_errors(error)
+            letter = dead_letter("shipments-cancel", orjson.dumps(errors).decode(), raw_body, request, received_at)
+            return await reject("shipments-cancel", 422, {"detail": errors}, letter)
+        message = cancellation.to_message(number, received_at)
+        try:
+            await publisher.publish([Record(SHIPMENTS, number.encode(), SHIPMENT_CODEC.encode(message))])
+        except BrokerUnavailable:
+            return json_response(unavailable, 503, retry_after)
+        metrics.SHIPMENTS.labels("cancelled", "accepted").inc()
+        return json_response({"accepted": 1, "rejected": []}, 202)
+
+    return router

@@ -1,0 +1,77 @@
+"""Settings of the ingest service (environment variables prefixed ``VTR_``)."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+
+from shared.settings import DEV_SECRET_PREFIX, ServiceSettings, secret_field
+
+#: The 17TRACK key's variable starts with a digit after the prefix, which no Python name can.
+SEVENTEEN_TRACK_ENV = "VTR_17TRACK_API_KEY"
+_SEVENTEEN_TRACK_FIELD_ENV = "VTR_SEVENTEEN_TRACK_API_KEY"
+_SQLITE_OBJECTION = "VTR_DATABASE_URL points at SQLite; prod needs PostgreSQL"
+_HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class IngestSettings(ServiceSettings):
+    service_name: ClassVar[str] = "ingest"
+
+    http_port: int = 8000
+
+    chinapost_sm4_key: SecretStr = secret_field(
+        default="dev-0123456789abcdeffedcba9876543210",
+        description="China Post open-platform SM4 key, 32 hex characters (16 bytes).",
+    )
+    chinapost_digest_key: SecretStr = secret_field(
+        default="dev-chinapost-digest-key", description="Key of the China Post traces push data_digest."
+    )
+    yunexpress_secret: SecretStr = secret_field(default="dev-yunexpress-secret", description="YunExpress secret.")
+    yanwen_token: SecretStr = secret_field(default="dev-yanwen-token", description="Yanwen customer token.")
+    seventeen_track_api_key: SecretStr = Field(
+        default=SecretStr("dev-17track-api-key"),
+        validation_alias=AliasChoices(SEVENTEEN_TRACK_ENV, "seventeen_track_api_key"),
+        description="17TRACK API key (signs webhook v2 pushes).",
+        json_schema_extra={"secret": True},
+    )
+    aftership_secret: SecretStr = secret_field(default="dev-aftership-secret", description="AfterShip webhook secret.")
+
+    #: Larger bodies get 413 before they are read in full.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: YunExpress pushes whose timestamp is further than this from now are refused.
+    yunexpress_timestamp_window_seconds: float = Field(default=300.0, gt=0)
+    #: Seconds a request waits for the broker to acknowledge (acks=all) before answering 503.
+    produce_deadline_seconds: float = Field(default=5.0, gt=0)
+    #: The ``Retry-After`` sent with a 503.
+    retry_after_seconds: int = Field(default=5, ge=1)
+    max_shipments_per_request: int = Field(default=10_000, ge=1)
+    #: Shipment batches are bigger than carrier pushes: 10,000 records need several MiB.
+    max_shipments_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+    @field_validator("chinapost_sm4_key")
+    @classmethod
+    def _sm4_key_is_hex(cls, value: SecretStr) -> SecretStr:
+        if not _HEX_KEY.match(value.get_secret_value().removeprefix(DEV_SECRET_PREFIX)):
+            raise ValueError("VTR_CHINAPOST_SM4_KEY must be 32 hex characters")
+        return value
+
+    def largest_body_bytes(self) -> int:
+        """The largest body any endpoint accepts; the dead-letter topic must hold it."""
+        return max(self.max_body_bytes, self.max_shipments_body_bytes)
+
+    def chinapost_sm4_key_hex(self) -> str:
+        # The dev default carries the "dev-" marker so prod refuses it; the key is the rest.
+        return self.chinapost_sm4_key.get_secret_value().removeprefix(DEV_SECRET_PREFIX)
+
+    def _refuse_unsafe_prod_config(self) -> None:
+        try:
+            super()._refuse_unsafe_prod_config()
+        except ValueError as error:
+            heading, _, listed = str(error).partition(": ")
+            # The ingest keeps no database, so the base class's SQLite objection does not apply.
+            listed = listed.replace(_SQLITE_OBJECTION, "").replace(_SEVENTEEN_TRACK_FIELD_ENV, SEVENTEEN_TRACK_ENV)
+            problems = [problem for problem in listed.split("; ") if problem.strip()]
+            if problems:
+                raise ValueError(f"{heading}: " + "; ".join(problems)) from None
