@@ -1,0 +1,155 @@
+"""Wires the notifier: HTTP API, the score consumer, the tick and the outbox worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from services.notifier import db, metrics
+from services.notifier.alerts import Clock, Timings
+from services.notifier.api import subscription_router
+from services.notifier.delivery import (
+    EmailSender,
+    FileEmailSender,
+    FileSlackSender,
+    SlackSender,
+    SmtpConfig,
+    SmtpEmailSender,
+    WebhookSlackSender,
+)
+from services.notifier.outbox import OutboxWorker, RetryPolicy
+from services.notifier.processing import AlertProcessor
+from services.notifier.scorer_client import ScorerClient
+from services.notifier.settings import NotifierSettings
+from shared.db import create_engine, ping
+from shared.http import operations_router
+from shared.kafka import broker_reachable, ensure_topics
+from shared.observability import HttpMetricsMiddleware
+from shared.topics import TopicSpec
+from shared.transactional_consumer import TransactionalConsumer
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timings_from(settings: NotifierSettings) -> Timings:
+    return Timings.from_seconds(
+        settings.debounce_seconds, settings.deescalation_hold_seconds, settings.reminder_interval_seconds
+    )
+
+
+def senders_from(settings: NotifierSettings) -> tuple[EmailSender, SlackSender]:
+    smtp_url = settings.smtp_url.get_secret_value()
+    if not smtp_url:
+        directory = settings.outbox_dir
+        return FileEmailSender(directory, settings.mail_from), FileSlackSender(directory)
+    return (
+        SmtpEmailSender(SmtpConfig.from_url(smtp_url), settings.mail_from, settings.smtp_timeout_seconds),
+        WebhookSlackSender(settings.slack_timeout_seconds),
+    )
+
+
+@dataclass
+class Runtime:
+    """The background parts, kept on ``app.state.runtime`` for readiness checks and tests."""
+
+    processor: AlertProcessor
+    worker: OutboxWorker
+    consumer: TransactionalConsumer
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def _tick_forever(processor: AlertProcessor, engine: object, period: float) -> None:
+    while True:
+        try:
+            await processor.tick(engine)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("alert tick failed; retrying")
+        await asyncio.sleep(period)
+
+
+def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
+    # slack_sdk logs request URLs at DEBUG, and webhook URLs are secrets.
+    logging.getLogger("slack_sdk").setLevel(max(logging.INFO, logging.getLogger().level))
+    engine = create_engine(settings.database_url)
+    scorer = ScorerClient(
+        settings.scorer_url, settings.scorer_api_key.get_secret_value(), settings.scorer_timeout_seconds
+    )
+    email_sender, slack_sender = senders_from(settings)
+    processor = AlertProcessor(timings_from(settings), clock)
+    worker = OutboxWorker(
+        engine=engine,
+        email_sender=email_sender,
+        slack_sender=slack_sender,
+        package_source=scorer,
+        policy=RetryPolicy(
+            settings.retry_base_seconds,
+            settings.retry_max_seconds,
+            settings.give_up_after_seconds,
+            settings.claim_seconds,
+        ),
+        clock=clock,
+        package_limit=settings.package_list_limit,
+        scorer_wait_seconds=settings.scorer_wait_seconds,
+        batch_size=settings.outbox_batch_size,
+    )
+    consumer = TransactionalConsumer(
+        settings=settings,
+        engine=engine,
+        topics=[settings.scores_topic],
+        group_id=settings.consumer_group,
+        offsets=db.consumer_offsets,
+        apply_batch=processor.apply_batch,
+        lag_gauge=metrics.CONSUMER_LAG,
+    )
+    runtime = Runtime(processor=processor, worker=worker, consumer=consumer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = runtime
+        await ensure_topics(settings, [TopicSpec(settings.scores_topic)])
+        await consumer.start()
+        runtime.tasks = [
+            asyncio.create_task(_tick_forever(processor, engine, settings.tick_seconds), name="notifier-tick"),
+            asyncio.create_task(worker.run_forever(settings.outbox_poll_seconds), name="notifier-outbox"),
+        ]
+        try:
+            yield
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+            for task in runtime.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await consumer.stop()
+            await scorer.close()
+            await engine.dispose()
+
+    async def consumer_running() -> None:
+        if not consumer.running:
+            raise RuntimeError("score consumer is not running")
+
+    app = FastAPI(title="vtrwatch notifier", version="1", lifespan=lifespan)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.include_router(
+        operations_router(
+            {
+                "database": lambda: ping(engine),
+                "kafka": lambda: broker_reachable(settings),
+                "consumer": consumer_running,
+            }
+        )
+    )
+    app.include_router(subscription_router(settings, engine, clock))
+    return app
