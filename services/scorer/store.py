@@ -557,7 +557,7 @@ async def insert_scans(connection: AsyncConnection, events: Sequence[TrackingEve
     inserted = {row[0] for row in (await connection.execute(statement, rows)).all()}
     metrics.RECORDS.labels(TRACKING_EVENTS, "applied").inc(len(inserted))
     metrics.RECORDS.labels(TRACKING_EVENTS, "duplicate").inc(len(events) - len(inserted))
-    return {row["tracking_number"] for row in rows if row["event_id"] in inserted}
+    return {str(row["tracking_number"]) for row in rows if row["event_id"] in inserted}
 
 
 def cancel_key(message: ShipmentCancelled) -> str:
@@ -589,7 +589,7 @@ async def insert_cancellations(connection: AsyncConnection, messages: Sequence[S
     inserted = {row[0] for row in (await connection.execute(statement, rows)).all()}
     metrics.RECORDS.labels(SHIPMENTS, "applied").inc(len(inserted))
     metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(len(messages) - len(inserted))
-    return {row["tracking_number"] for row in rows if row["cancel_key"] in inserted}
+    return {str(row["tracking_number"]) for row in rows if row["cancel_key"] in inserted}
 
 
 async def load_packages(

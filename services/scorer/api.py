@@ -1,0 +1,78 @@
+"""The read API: a seller's VTR per marketplace and category, and the packages behind it."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+
+from services.scorer.service import ScorerService, decode_cursor
+from shared.http import bearer_auth
+from shared.schemas import PACKAGE_PAGE_CODEC
+
+SellerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.:@-]+$")]
+
+UNKNOWN_SELLER = "unknown seller: no package of this seller is known"
+
+
+def vtr_router(service: ScorerService) -> APIRouter:
+    router = APIRouter(
+        prefix="/v1/sellers",
+        tags=["scores"],
+        dependencies=[Depends(bearer_auth(service.settings.api_key_values))],
+    )
+
+    @router.get("/{seller_id}/vtr")
+    async def seller_vtr(
+        seller_id: SellerId,
+        as_of: Annotated[date | None, Query(description="Evaluation day (UTC), YYYY-MM-DD; default today.")] = None,
+    ) -> dict[str, Any]:
+        today = service.today()
+        day = as_of or today
+        if day > today:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"as_of {day} is in the future (today is {today})"
+            )
+        async with service.engine.connect() as connection:
+            if not await service.seller_exists(connection, seller_id):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_SELLER)
+            categories = await service.scores(connection, seller_id, day)
+        return {
+            "seller_id": seller_id,
+            "as_of": day.isoformat(),
+            "categories": [category.as_json() for category in categories],
+        }
+
+    @router.get("/{seller_id}/shipments")
+    async def seller_shipments(
+        seller_id: SellerId,
+        marketplace: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+        category: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        state: Literal["invalid", "at_risk", "pending", "valid"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> Response:
+        after_id = 0
+        if cursor:
+            try:
+                after_id = decode_cursor(cursor)
+            except ValueError as error:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor: not a cursor from this API"
+                ) from error
+        async with service.engine.connect() as connection:
+            if not await service.seller_exists(connection, seller_id):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_SELLER)
+            page = await service.shipments(
+                connection,
+                seller_id,
+                marketplace=marketplace,
+                category=category,
+                state=state,
+                limit=limit,
+                after_id=after_id,
+            )
+        return Response(PACKAGE_PAGE_CODEC.encode(page), media_type="application/json")
+
+    return router

@@ -1,0 +1,453 @@
+"""The scorer at run time: consumer, clock job, outbox publisher and the reads of the API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from fractions import Fraction
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.scorer import metrics
+from services.scorer.advice import advice_for
+from services.scorer.forecast import Score, score
+from services.scorer.levels import level_of
+from services.scorer.policy import invalid_reason_for, load_policy
+from services.scorer.schema import daily_counts, offsets, packages, score_levels
+from services.scorer.settings import ScorerSettings
+from services.scorer.store import (
+    MICRO,
+    PACKAGE_COLUMNS,
+    ConcurrentUpdate,
+    Evaluator,
+    PackageRow,
+    ScopeCounts,
+    TodayFunction,
+    _row_to_package,
+    apply_records,
+    dialect_insert,
+    expire_pending,
+    mark_window_slide,
+    outbox_batch,
+    outbox_remove,
+    outbox_size,
+    read_counts,
+    recompute_counts,
+    seller_exists,
+    utc_today,
+)
+from services.scorer.window import FORECAST_DAYS, counted_range, window
+from shared.kafka import ensure_topics, make_producer
+from shared.schemas import (
+    SCORE_CODEC,
+    ForecastPoint,
+    Level,
+    Money,
+    PackagePage,
+    PackageState,
+    PackageView,
+    Reason,
+    ScoreSnapshot,
+    TrackingLevel,
+)
+from shared.topics import INPUT_TOPICS, SCORES, SCORES_TOPIC, SHIPMENTS, TRACKING_EVENTS
+from shared.transactional_consumer import TransactionalConsumer
+
+log = logging.getLogger(__name__)
+
+#: Shipment list filters: ``at_risk`` is a pending package unlikely to become valid in time.
+SHIPMENT_STATES = ("invalid", "at_risk", "pending", "valid")
+
+
+class TopicLayoutError(RuntimeError):
+    """The two input topics are not co-partitioned."""
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    marketplace: str
+    category: str
+    score: Score
+    level: Level
+
+    def as_json(self) -> dict[str, Any]:
+        s = self.score
+        return {
+            "marketplace": self.marketplace,
+            "category": self.category,
+            "window_from": s.window.first.isoformat(),
+            "window_to": s.window.last.isoformat(),
+            "total": s.total,
+            "valid": s.valid,
+            "invalid": s.invalid,
+            "pending": s.pending,
+            "vtr": _rounded(s.vtr),
+            "headroom": s.headroom,
+            "forecast": [{"date": p.day.isoformat(), "vtr": _rounded(p.vtr)} for p in s.forecast],
+            "days_to_breach": s.days_to_breach,
+            "level": self.level.value,
+            "reasons": dict(sorted(s.reasons.items())),
+        }
+
+    def snapshot(self, seller_id: str, as_of: date, caught_up: bool) -> ScoreSnapshot:
+        s = self.score
+        return ScoreSnapshot(
+            seller_id=seller_id,
+            marketplace=self.marketplace,
+            category=self.category,
+            as_of=as_of,
+            computed_at=datetime.now(UTC),
+            caught_up=caught_up,
+            window_from=s.window.first,
+            window_to=s.window.last,
+            total=s.total,
+            valid=s.valid,
+            invalid=s.invalid,
+            pending=s.pending,
+            vtr=_rounded(s.vtr),
+            headroom=s.headroom,
+            forecast=tuple(ForecastPoint(p.day, _rounded(p.vtr)) for p in s.forecast),
+            days_to_breach=s.days_to_breach,
+            level=self.level,
+            reasons=dict(sorted(s.reasons.items())),
+        )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def encode_cursor(package_id: int) -> str:
+    return base64.urlsafe_b64encode(str(package_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """Raises ValueError for anything that is not a cursor this API handed out."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    text = base64.urlsafe_b64decode(padded.encode()).decode()
+    if not text.isdigit():
+        raise ValueError("not a cursor")
+    return int(text)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+class ScorerService:
+    def __init__(
+        self,
+        settings: ScorerSettings,
+        engine: AsyncEngine,
+        today: TodayFunction = utc_today,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.today = today
+        self.evaluator = Evaluator(load_policy(settings.policy_file))
+        self.floor = Fraction(str(settings.vtr_floor))
+        self.thresholds = settings.level_thresholds()
+        self.consumer: TransactionalConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._wake_publisher = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        counts = await ensure_topics(self.settings, [*INPUT_TOPICS, SCORES_TOPIC])
+        if counts[SHIPMENTS] != counts[TRACKING_EVENTS]:
+            message = (
+                f"refusing to start: {SHIPMENTS} has {counts[SHIPMENTS]} partitions and {TRACKING_EVENTS} has "
+                f"{counts[TRACKING_EVENTS]}; they must be co-partitioned (same count) so that one instance sees "
+                "every message of a tracking number"
+            )
+            log.critical(message)
+            raise TopicLayoutError(message)
+        self.producer = make_producer(self.settings)
+        await self.producer.start()
+        self.consumer = TransactionalConsumer(
+            settings=self.settings,
+            engine=self.engine,
+            topics=[SHIPMENTS, TRACKING_EVENTS],
+            group_id=self.settings.consumer_group_id,
+            offsets=offsets,
+            apply_batch=self.apply_batch,
+            lag_gauge=metrics.CONSUMER_LAG,
+            max_batch_records=self.settings.batch_max_records,
+            poll_timeout_ms=self.settings.poll_timeout_ms,
+            group_instance_id=self.settings.scorer_instance_id,
+        )
+        await self.consumer.start()
+        self._tasks = [
+            asyncio.create_task(self._every(self.settings.clock_interval_seconds, self.run_clock_once), name="clock"),
+            asyncio.create_task(self._publisher_loop(), name="publisher"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake_publisher.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+        while not self._stopping.is_set():
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic job failed; retrying next round", extra={"job": job.__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+
+    async def _publisher_loop(self) -> None:
+        while not self._stopping.is_set():
+            published = 0
+            try:
+                published = await self.publish_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("publishing scores failed; the outbox keeps them for the next round")
+            if published < self.settings.publish_batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_publisher.wait(), self.settings.publish_interval_seconds)
+                self._wake_publisher.clear()
+
+    def caught_up(self) -> bool:
+        return self.consumer is not None and self.consumer.total_lag() <= self.settings.caught_up_max_lag
+
+    # -- consuming -------------------------------------------------------------------
+
+    async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        started = time.perf_counter()
+        await apply_records(connection, self.evaluator, records, self.today())
+        elapsed = time.perf_counter() - started
+        metrics.BATCH_SIZE.observe(len(records))
+        metrics.DB_TRANSACTION.observe(elapsed)
+        metrics.BATCH_DURATION.observe(elapsed)
+
+    # -- clock -----------------------------------------------------------------------
+
+    async def run_clock_once(self) -> tuple[int, bool]:
+        """Expire pending packages whose promised date passed; mark the window slide once a day."""
+        today = self.today()
+        expired = 0
+        while True:
+            try:
+                async with self.engine.begin() as connection:
+                    written = await expire_pending(connection, self.evaluator, today, self.settings.clock_batch_size)
+            except ConcurrentUpdate:
+                metrics.CLOCK_RUNS.labels("conflict").inc()
+                break
+            expired += written
+            if written < self.settings.clock_batch_size:
+                break
+        async with self.engine.begin() as connection:
+            slid = await mark_window_slide(connection, today, self.settings.window_lag_days, FORECAST_DAYS)
+        metrics.EXPIRED_PACKAGES.inc(expired)
+        metrics.CLOCK_RUNS.labels("ok").inc()
+        if expired or slid:
+            self._wake_publisher.set()
+        await self.refresh_gauges(today)
+        return expired, slid
+
+    async def refresh_gauges(self, today: date) -> None:
+        current = window(today, self.settings.window_lag_days)
+        async with self.engine.connect() as connection:
+            totals = (
+                await connection.execute(
+                    select(
+                        func.coalesce(func.sum(daily_counts.c.valid), 0),
+                        func.coalesce(func.sum(daily_counts.c.invalid), 0),
+                        func.coalesce(func.sum(daily_counts.c.pending), 0),
+                    ).where(daily_counts.c.promised_date.between(current.first, current.last))
+                )
+            ).one()
+            levels = await connection.execute(
+                select(score_levels.c.level, score_levels.c.marketplace, func.count()).group_by(
+                    score_levels.c.level, score_levels.c.marketplace
+                )
+            )
+            backlog = await outbox_size(connection)
+        metrics.PACKAGES.labels("valid").set(int(totals[0]))
+        # Pending packages in the window have passed their promised date: they count as invalid.
+        metrics.PACKAGES.labels("invalid").set(int(totals[1]) + int(totals[2]))
+        metrics.SELLER_CATEGORIES.clear()
+        for level, marketplace, count in levels:
+            metrics.SELLER_CATEGORIES.labels(level, marketplace).set(count)
+        metrics.OUTBOX_BACKLOG.set(backlog)
+
+    # -- publication -----------------------------------------------------------------
+
+    async def publish_once(self) -> int:
+        """Publish a snapshot for a batch of outbox marks, then delete the marks (after the acks)."""
+        assert self.producer is not None
+        async with self.engine.connect() as connection:
+            marks = await outbox_batch(connection, self.settings.publish_batch_size)
+            metrics.OUTBOX_BACKLOG.set(await outbox_size(connection))
+            if not marks:
+                return 0
+            today = self.today()
+            caught_up = self.caught_up()
+            scopes_by_seller: dict[str, set[tuple[str, str]]] = defaultdict(set)
+            for seller_id, marketplace, category, _ in marks:
+                scopes_by_seller[seller_id].add((marketplace, category))
+            snapshots: list[ScoreSnapshot] = []
+            for seller_id, scopes in scopes_by_seller.items():
+                scores = {(c.marketplace, c.category): c for c in await self.scores(connection, seller_id, today)}
+                for scope in sorted(scopes):
+                    current = scores.get(scope) or self._empty_score(*scope, as_of=today)
+                    snapshots.append(current.snapshot(seller_id, today, caught_up))
+        futures = [
+            await self.producer.send(SCORES, SCORE_CODEC.encode(snapshot), key=snapshot.seller_id.encode())
+            for snapshot in snapshots
+        ]
+        await asyncio.gather(*futures)
+        metrics.SCORES_PUBLISHED.inc(len(snapshots))
+        async with self.engine.begin() as connection:
+            await outbox_remove(connection, marks)
+            statement = dialect_insert(connection, score_levels)
+            statement = statement.on_conflict_do_update(
+                index_elements=list(score_levels.primary_key.columns), set_={"level": statement.excluded.level}
+            )
+            await connection.execute(
+                statement,
+                sorted(
+                    (
+                        {
+                            "seller_id": s.seller_id,
+                            "marketplace": s.marketplace,
+                            "category": s.category,
+                            "level": s.level,
+                        }
+                        for s in snapshots
+                    ),
+                    key=lambda row: (row["seller_id"], row["marketplace"], row["category"]),
+                ),
+            )
+        return len(marks)
+
+    def _empty_score(self, marketplace: str, category: str, as_of: date) -> CategoryScore:
+        return self._category(marketplace, category, ScopeCounts({}, {}), as_of)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _category(self, marketplace: str, category: str, counts: ScopeCounts, as_of: date) -> CategoryScore:
+        result = score(
+            counts.days, as_of, lag_days=self.settings.window_lag_days, floor=self.floor, reasons=counts.reasons
+        )
+        return CategoryScore(marketplace, category, result, level_of(result, self.thresholds))
+
+    async def scores(self, connection: AsyncConnection, seller_id: str, as_of: date) -> list[CategoryScore]:
+        """Every category of a seller with a package in the window or entering it within 14 days."""
+        lag = self.settings.window_lag_days
+        span = counted_range(as_of, lag)
+        current = window(as_of, lag)
+        if as_of >= self.today():
+            found = await read_counts(connection, seller_id, span.first, span.last, current.first, current.last)
+        else:
+            found = await recompute_counts(
+                connection, self.evaluator, seller_id, as_of, span.first, span.last, current.first, current.last
+            )
+        return [
+            self._category(marketplace, category, counts, as_of)
+            for (marketplace, category), counts in sorted(found.items())
+        ]
+
+    async def seller_exists(self, connection: AsyncConnection, seller_id: str) -> bool:
+        return await seller_exists(connection, seller_id)
+
+    async def shipments(
+        self,
+        connection: AsyncConnection,
+        seller_id: str,
+        *,
+        marketplace: str | None,
+        category: str | None,
+        state: str | None,
+        limit: int,
+        after_id: int,
+    ) -> PackagePage:
+        today = self.today()
+        current = window(today, self.settings.window_lag_days)
+        columns = [packages.c[name] for name in PACKAGE_COLUMNS]
+        c = packages.c
+        conditions: list[Any] = [
+            c.seller_id == seller_id,
+            c.promised_date >= current.first,
+            c.id > after_id,
+            c.state != PackageState.CANCELLED.value,
+        ]
+        if marketplace:
+            conditions.append(c.marketplace == marketplace)
+        if category:
+            conditions.append(c.category == category)
+        overdue = and_(c.state == PackageState.PENDING.value, c.promised_date < today)
+        upcoming = and_(c.state == PackageState.PENDING.value, c.promised_date >= today)
+        if state == "valid":
+            conditions.append(c.state == PackageState.VALID.value)
+        elif state == "invalid":
+            conditions.append(or_(c.state == PackageState.INVALID.value, overdue))
+        elif state == "pending":
+            conditions.append(upcoming)
+        elif state == "at_risk":
+            conditions.append(and_(upcoming, c.probability_micro < round(self.settings.at_risk_probability * MICRO)))
+        rows = [
+            _row_to_package(row)
+            for row in await connection.execute(select(*columns).where(*conditions).order_by(c.id).limit(limit + 1))
+        ]
+        page, more = rows[:limit], len(rows) > limit
+        return PackagePage(
+            seller_id=seller_id,
+            packages=tuple(self._view(row, today) for row in page),
+            next_cursor=encode_cursor(page[-1].id) if more and page and page[-1].id is not None else None,
+        )
+
+    @staticmethod
+    def _view(row: PackageRow, today: date) -> PackageView:
+        state = PackageState(row.state)
+        reason = Reason(row.reason) if row.reason else None
+        probability = row.probability_micro / MICRO
+        if state is PackageState.PENDING and row.promised_date < today:
+            # The clock job has not run since the promised date passed; report what it will write.
+            state, probability = PackageState.INVALID, 0.0
+            reason = invalid_reason_for(reason) if reason else None
+        return PackageView(
+            order_id=row.order_id,
+            tracking_number=row.tracking_number,
+            marketplace=row.marketplace,
+            category=row.category,
+            carrier_name=row.carrier_name,
+            carrier=row.carrier,
+            service=row.service,
+            order_value=Money(row.order_amount, row.order_currency),
+            confirmed_at=row.confirmed_at.replace(tzinfo=UTC),
+            promised_delivery_date=row.promised_date,
+            state=state,
+            reason=reason,
+            required_tracking=TrackingLevel(row.required_tracking),
+            physical_scans=row.physical_scans,
+            last_scan_at=aware(row.last_scan_at),
+            probability_valid=probability,
+            action=advice_for(reason),
+        )
