@@ -1,0 +1,138 @@
+"""Window arithmetic, the numbers, the 14-day forecast and the risk levels (domain.md section 3)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.scorer.forecast import DayCounts, headroom, score
+from services.scorer.levels import LevelThresholds, level_of
+from services.scorer.window import counted_range, window
+from shared.schemas import Level
+
+D = date(2026, 6, 15)
+
+
+def days_before(n: int) -> date:
+    return D - timedelta(days=n)
+
+
+def test_window_is_the_30_days_before_the_evaluation_day() -> None:
+    current = window(D)
+    assert (current.first, current.last) == (date(2026, 5, 16), date(2026, 6, 14))
+    assert days_before(30) in current
+    assert days_before(1) in current
+    assert D not in current
+    assert days_before(31) not in current
+
+
+def test_window_lag_shifts_it_back() -> None:
+    lagged = window(D, lag_days=2)
+    assert (lagged.first, lagged.last) == (days_before(32), days_before(3))
+
+
+def test_counted_range_covers_the_window_and_the_next_14_days() -> None:
+    span = counted_range(D)
+    assert (span.first, span.last) == (days_before(30), D + timedelta(days=13))
+
+
+@pytest.mark.parametrize(
+    ("promised_offset", "counted"), [(30, True), (1, True), (0, False), (31, False), (-1, False)]
+)  # fmt: skip
+def test_window_edges(promised_offset: int, counted: bool) -> None:
+    result = score({days_before(promised_offset): DayCounts(valid=1)}, D)
+    assert result.total == (1 if counted else 0)
+
+
+def test_pending_left_in_the_window_counts_as_invalid() -> None:
+    # The clock job has not run since this package's promised date passed.
+    result = score({days_before(1): DayCounts(valid=19, pending=1)}, D)
+    assert (result.total, result.valid, result.invalid) == (20, 19, 1)
+    assert result.vtr == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize(
+    ("valid", "total", "expected"), [(0, 0, 0), (95, 100, 0), (97, 100, 2), (100, 100, 5), (19, 20, 0), (1000, 1000, 52)]
+)
+def test_headroom(valid: int, total: int, expected: int) -> None:
+    assert headroom(valid, total) == expected
+
+
+@given(st.integers(0, 5000), st.integers(0, 5000))
+def test_headroom_is_exactly_how_many_more_invalid_packages_keep_95(valid: int, invalid: int) -> None:
+    total = valid + invalid
+    room = headroom(valid, total)
+    assert room >= 0
+    if total and valid * 100 >= 95 * total:
+        assert valid * 100 >= 95 * (total + room)
+        assert valid * 100 < 95 * (total + room + 1)
+
+
+def test_worked_example_of_docs_scoring_md() -> None:
+    """docs/scoring.md: 97 of 100 valid; tomorrow 10 valid packages leave the window and 10
+    pending ones (probability 0.6 each) enter it, so the forecast drops to 93%."""
+    days = {
+        days_before(30): DayCounts(valid=10),
+        days_before(10): DayCounts(valid=87, invalid=3),
+        D: DayCounts(pending=10, expected_valid=6.0),
+    }
+    result = score(days, D)
+    assert (result.total, result.valid, result.invalid, result.vtr) == (100, 97, 3, 0.97)
+    assert result.headroom == 2
+    assert result.forecast[0].day == D + timedelta(days=1)
+    assert result.forecast[0].vtr == pytest.approx(0.93)
+    assert result.days_to_breach == 1
+    assert len(result.forecast) == 14
+    assert level_of(result) is Level.AT_RISK
+
+
+def test_no_breach_within_14_days_and_empty_window() -> None:
+    steady = score({days_before(d): DayCounts(valid=10) for d in range(1, 31)}, D)
+    assert steady.days_to_breach is None
+    # Packages leave the window one day at a time and nothing enters: still 100%, then undefined.
+    assert all(point.vtr == 1.0 for point in steady.forecast)
+    assert level_of(steady) is Level.OK
+    empty = score({}, D)
+    assert (empty.vtr, empty.days_to_breach, empty.headroom) == (None, None, 0)
+    assert all(point.vtr is None for point in empty.forecast)
+
+
+def test_already_below_the_floor_breaches_on_day_zero() -> None:
+    result = score({days_before(5): DayCounts(valid=94, invalid=6)}, D)
+    assert result.days_to_breach == 0
+    assert level_of(result) is Level.BREACH
+
+
+def test_exactly_95_percent_is_not_a_breach() -> None:
+    result = score({days_before(5): DayCounts(valid=95, invalid=5)}, D)
+    assert result.days_to_breach is None
+    assert level_of(result) is Level.AT_RISK  # below 95.5%
+
+
+@pytest.mark.parametrize(
+    ("valid", "invalid", "expected"),
+    [(1000, 0, Level.OK), (970, 30, Level.OK), (969, 31, Level.WATCH), (955, 45, Level.WATCH),
+     (954, 46, Level.AT_RISK), (949, 51, Level.BREACH)],
+)  # fmt: skip
+def test_levels_from_the_current_rate(valid: int, invalid: int, expected: Level) -> None:
+    assert level_of(score({days_before(3): DayCounts(valid=valid, invalid=invalid)}, D)) is expected
+
+
+def test_forecast_minimum_below_96_is_watch() -> None:
+    # 98% now; tomorrow 10 pending packages worth 7 expected valid enter: 105/110 = 95.5%.
+    days = {days_before(3): DayCounts(valid=98, invalid=2), D: DayCounts(pending=10, expected_valid=7.0)}
+    result = score(days, D)
+    assert result.forecast_minimum is not None and 0.95 <= result.forecast_minimum < 0.96
+    assert level_of(result) is Level.WATCH
+
+
+def test_few_packages_are_never_above_watch_unless_breached() -> None:
+    few = {days_before(3): DayCounts(valid=9), D: DayCounts(pending=9, expected_valid=0.0)}
+    result = score(few, D)
+    assert result.days_to_breach is not None  # the forecast collapses
+    assert level_of(result) is Level.WATCH
+    assert level_of(score({days_before(3): DayCounts(valid=8, invalid=1)}, D)) is Level.BREACH
+    assert level_of(result, LevelThresholds(min_packages=0)) is Level.AT_RISK
