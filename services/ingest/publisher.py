@@ -81,6 +81,10 @@ class Publisher:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._deadline):
+                if self._repair is not None and not self._repair.done():
+                    # Producing while topics are being re-created could race an empty
+                    # broker's auto-creation; let the repair finish first.
+                    await asyncio.shield(self._repair)
                 pending = [await producer.send(record.topic, record.value, key=record.key) for record in records]
                 await asyncio.gather(*pending)
         except (TimeoutError, KafkaError) as error:
