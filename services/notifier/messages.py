@@ -31,7 +31,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 LEVEL_LABELS: Mapping[Language, Mapping[Level, str]] = {
     Language.EN: {Level.OK: "OK", Level.WATCH: "WATCH", Level.AT_RISK: "AT RISK", Level.BREACH: "BREACH"},
-    Language.ZH_CN: {Level.OK: "正常", Level.WATCH: "关注", Level.AT_RISK: "有风险", Level.BREACH: "已低于 95%"},
+    Language.ZH_CN: {Level.OK: "正常", Level.WATCH: "关注", Level.AT_RISK: "有风险", Level.BREACH: "已跌破红线"},
 }
 
 #: The bracketed tag that opens a subject, by kind of message.

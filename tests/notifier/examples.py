@@ -1,0 +1,60 @@
+"""The committed examples under docs/examples/, rendered from fixed input.
+
+Regenerate after changing a template or a phrase table:
+
+    .venv/bin/python -m tests.notifier.examples
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.notifier.alerts import NoticeKind
+from services.notifier.messages import AlertMessage, Language, compose_email, compose_slack
+from shared.schemas import Level
+from tests.notifier.conftest import EXAMPLE_PACKAGES, EXAMPLES_DIR, make_snapshot
+
+SCENARIOS: dict[str, tuple[NoticeKind, Level, Level, bool]] = {
+    # name: (kind, previous level, level, package list available)
+    "at-risk": (NoticeKind.ESCALATED, Level.OK, Level.AT_RISK, True),
+    "breach": (NoticeKind.ESCALATED, Level.AT_RISK, Level.BREACH, True),
+    "recovered": (NoticeKind.RECOVERED, Level.BREACH, Level.OK, True),
+    "reminder-without-packages": (NoticeKind.REMINDER, Level.AT_RISK, Level.AT_RISK, False),
+}
+
+
+def render_examples() -> dict[Path, str]:
+    """Relative path under docs/examples/ -> file content."""
+    files: dict[Path, str] = {}
+    for language in Language:
+        for name, (kind, previous, level, listed) in SCENARIOS.items():
+            message = AlertMessage(
+                kind=kind,
+                previous_level=previous,
+                level=level,
+                snapshot=make_snapshot(level),
+                packages=EXAMPLE_PACKAGES if listed else None,
+                language=language,
+            )
+            content = compose_email(message)
+            base = Path(language.value) / name
+            files[base.with_suffix(".subject.txt")] = content.subject + "\n"
+            files[base.with_suffix(".txt")] = content.text
+            files[base.with_suffix(".html")] = content.html
+            files[base.with_suffix(".slack.json")] = (
+                json.dumps(compose_slack(message), ensure_ascii=False, indent=2) + "\n"
+            )
+    return files
+
+
+def main() -> None:
+    for relative, content in render_examples().items():
+        path = EXAMPLES_DIR / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
