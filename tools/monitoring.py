@@ -82,6 +82,8 @@ def q(expr: str, legend: str = "") -> Query:
 
 
 RATE = "$__rate_interval"
+# The scorer's and notifier's level, package and outbox gauges are read from their shared
+# database, so every replica reports the same number: aggregate them with max, never sum.
 RANGE = "$__range"
 
 SERVICE_HEALTH = Dashboard(
@@ -193,7 +195,10 @@ SERVICE_HEALTH = Dashboard(
                 Panel(
                     "Dead letters and unmapped carrier codes",
                     (
-                        q(f"sum by (origin) (increase(vtr_ingest_deadletters_total[{RATE}]))", "dead letters {{origin}}"),
+                        q(
+                            f"sum by (origin) (increase(vtr_ingest_deadletters_total[{RATE}]))",
+                            "dead letters {{origin}}",
+                        ),
                         q(
                             f"sum by (carrier) (increase(vtr_ingest_unmapped_codes_total[{RATE}]))",
                             "unmapped codes {{carrier}}",
@@ -228,7 +233,8 @@ SERVICE_HEALTH = Dashboard(
                     "Batch and database transaction time p99",
                     (
                         q(
-                            f"histogram_quantile(0.99, sum by (le) (rate(vtr_scorer_batch_duration_seconds_bucket[{RATE}])))",
+                            f"histogram_quantile(0.99, sum by (le) "
+                            f"(rate(vtr_scorer_batch_duration_seconds_bucket[{RATE}])))",
                             "batch, fetch to commit",
                         ),
                         q(
@@ -243,7 +249,8 @@ SERVICE_HEALTH = Dashboard(
                     "Mean batch size",
                     (
                         q(
-                            f"sum(rate(vtr_scorer_batch_size_sum[{RATE}])) / sum(rate(vtr_scorer_batch_size_count[{RATE}]))",
+                            f"sum(rate(vtr_scorer_batch_size_sum[{RATE}])) "
+                            f"/ sum(rate(vtr_scorer_batch_size_count[{RATE}]))",
                             "records per batch",
                         ),
                     ),
@@ -252,7 +259,7 @@ SERVICE_HEALTH = Dashboard(
                 Panel(
                     "Score outbox backlog and snapshots published",
                     (
-                        q("sum(vtr_scorer_outbox_backlog)", "backlog"),
+                        q("max(vtr_scorer_outbox_backlog)", "backlog"),
                         q(f"sum(rate(vtr_scorer_scores_published_total[{RATE}]))", "published per second"),
                     ),
                     unit="short",
@@ -301,7 +308,7 @@ SERVICE_HEALTH = Dashboard(
                 Panel(
                     "Outbox backlog and oldest unsent by channel",
                     (
-                        q("sum by (channel) (vtr_notifier_outbox_backlog)", "backlog {{channel}}"),
+                        q("max by (channel) (vtr_notifier_outbox_backlog)", "backlog {{channel}}"),
                         q("max by (channel) (vtr_notifier_outbox_oldest_age_seconds)", "oldest {{channel}} (s)"),
                     ),
                     unit="short",
@@ -324,17 +331,17 @@ VTR_OVERVIEW = Dashboard(
             (
                 Panel(
                     "Seller-categories by level",
-                    (q("sum by (level) (vtr_scorer_seller_categories)", "{{level}}"),),
+                    (q("sum by (level) (max by (level, marketplace) (vtr_scorer_seller_categories))", "{{level}}"),),
                     kind="stat",
                 ),
                 Panel(
                     "Seller-categories by marketplace and level",
-                    (q("sum by (marketplace, level) (vtr_scorer_seller_categories)", "{{marketplace}} {{level}}"),),
+                    (q("max by (marketplace, level) (vtr_scorer_seller_categories)", "{{marketplace}} {{level}}"),),
                     kind="bargauge",
                 ),
                 Panel(
                     "Seller-categories by level over time",
-                    (q("sum by (level) (vtr_scorer_seller_categories)", "{{level}}"),),
+                    (q("sum by (level) (max by (level, marketplace) (vtr_scorer_seller_categories))", "{{level}}"),),
                     stacked=True,
                 ),
                 Panel(
@@ -349,12 +356,12 @@ VTR_OVERVIEW = Dashboard(
             (
                 Panel(
                     "Packages in the window by state",
-                    (q("sum by (state) (vtr_scorer_packages)", "{{state}}"),),
+                    (q("max by (state) (vtr_scorer_packages)", "{{state}}"),),
                     kind="bargauge",
                 ),
                 Panel(
                     "Packages in the window by state over time",
-                    (q("sum by (state) (vtr_scorer_packages)", "{{state}}"),),
+                    (q("max by (state) (vtr_scorer_packages)", "{{state}}"),),
                     stacked=True,
                 ),
                 Panel(
@@ -407,7 +414,8 @@ VTR_OVERVIEW = Dashboard(
                     "Notifications sent per second by channel and level",
                     (
                         q(
-                            f'sum by (channel, level) (rate(vtr_notifier_notifications_total{{outcome="sent"}}[{RATE}]))',
+                            f"sum by (channel, level) "
+                            f'(rate(vtr_notifier_notifications_total{{outcome="sent"}}[{RATE}]))',
                             "{{channel}} {{level}}",
                         ),
                     ),
@@ -491,9 +499,7 @@ def dashboard_json(dashboard: Dashboard) -> dict[str, Any]:
         "refresh": "30s",
         "time": {"from": "now-6h", "to": "now"},
         "annotations": {"list": []},
-        "links": [
-            {"title": "vtrwatch dashboards", "type": "dashboards", "tags": ["vtrwatch"], "asDropdown": True}
-        ],
+        "links": [{"title": "vtrwatch dashboards", "type": "dashboards", "tags": ["vtrwatch"], "asDropdown": True}],
         "templating": {
             "list": [
                 {
@@ -517,7 +523,7 @@ def dashboard_text(dashboard: Dashboard) -> str:
     return json.dumps(dashboard_json(dashboard), indent=2, ensure_ascii=False) + "\n"
 
 
-class _BlockStringDumper(yaml.SafeDumper):
+class _BlockStringDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type stubs
     """Multi-line strings (PromQL, dashboard JSON) as YAML literal blocks, readable in review."""
 
 
@@ -531,9 +537,8 @@ _BlockStringDumper.add_representer(str, _represent_str)
 
 
 def _dump_yaml_documents(documents: list[dict[str, Any]]) -> str:
-    return GENERATED_NOTICE + yaml.dump_all(
-        documents, Dumper=_BlockStringDumper, sort_keys=False, allow_unicode=True, width=120
-    )
+    text = yaml.dump_all(documents, Dumper=_BlockStringDumper, sort_keys=False, allow_unicode=True, width=120)
+    return GENERATED_NOTICE + str(text)
 
 
 def load_rule_groups() -> list[dict[str, Any]]:

@@ -1,0 +1,464 @@
+"""The Kubernetes manifests: both overlays render, every built-in object validates against
+the Kubernetes schema, operator resources carry what their CRDs require, and the settings
+the pods get match what the services read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from pydantic import AliasChoices
+
+from services.ingest.settings import IngestSettings
+from services.notifier.settings import NotifierSettings
+from services.scorer.settings import ScorerSettings
+from shared.settings import ENV_PREFIX, ServiceSettings
+from shared.topics import DEADLETTER, SCORES, SHIPMENTS, TRACKING_EVENTS, deadletter_spec
+from tests.deploy.conftest import OVERLAYS, ROOT
+
+Object = dict[str, Any]
+Rendered = dict[str, list[Object]]
+
+KUBERNETES_VERSION = kubernetes_validate.latest_version()
+#: API groups served by the Kubernetes API server itself ("" is the core group).
+BUILTIN_GROUPS = {"", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io"}
+#: API groups of the operators vtrwatch relies on (their CRDs are not in the schema).
+OPERATOR_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io", "monitoring.coreos.com"}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+SERVICES: dict[str, type[ServiceSettings]] = {
+    "ingest": IngestSettings,
+    "scorer": ScorerSettings,
+    "notifier": NotifierSettings,
+}
+DAY_MS = 24 * 3600 * 1000
+
+#: Fields each operator's CRD marks required (or that the operator cannot work without),
+#: as dotted paths; a trailing [] means a non-empty list.
+OPERATOR_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("kafka.strimzi.io", "Kafka"): ("spec.kafka.listeners[]", "spec.entityOperator.topicOperator"),
+    ("kafka.strimzi.io", "KafkaNodePool"): ("spec.replicas", "spec.roles[]", "spec.storage.type"),
+    ("kafka.strimzi.io", "KafkaTopic"): ("spec.topicName", "spec.partitions", "spec.replicas"),
+    ("kafka.strimzi.io", "KafkaUser"): ("spec.authentication.type",),
+    ("postgresql.cnpg.io", "Cluster"): ("spec.instances", "spec.storage.size"),
+    ("postgresql.cnpg.io", "Database"): ("spec.name", "spec.owner", "spec.cluster.name"),
+    ("postgresql.cnpg.io", "ScheduledBackup"): ("spec.schedule", "spec.cluster.name"),
+    ("monitoring.coreos.com", "ServiceMonitor"): ("spec.selector.matchLabels", "spec.endpoints[]"),
+    ("monitoring.coreos.com", "PrometheusRule"): ("spec.groups[]",),
+}
+
+
+def group_of(obj: Object) -> str:
+    api_version: str = obj["apiVersion"]
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def of_kind(objects: list[Object], kind: str) -> list[Object]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[Object], kind: str, name: str) -> Object:
+    matches = [obj for obj in of_kind(objects, kind) if obj["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected exactly one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def lookup(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        assert isinstance(obj, dict) and part in obj, f"missing {path!r}"
+        obj = obj[part]
+    return obj
+
+
+def pod_spec(workload: Object) -> Object:
+    spec: Object = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def all_containers(workload: Object) -> Iterator[Object]:
+    spec = pod_spec(workload)
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def env_of(container: Object) -> dict[str, Object]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+def topic_by_name(objects: list[Object], topic: str) -> Object:
+    matches = [obj for obj in of_kind(objects, "KafkaTopic") if obj["spec"]["topicName"] == topic]
+    assert len(matches) == 1, f"expected one KafkaTopic for {topic}"
+    return matches[0]
+
+
+def config_map(objects: list[Object]) -> dict[str, str]:
+    data: dict[str, str] = one(objects, "ConfigMap", "vtrwatch-config")["data"]
+    return data
+
+
+def env_names(settings_class: type[ServiceSettings]) -> dict[str, str]:
+    """field name -> the environment variable that sets it."""
+    names = {}
+    for field_name, field in settings_class.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names[field_name] = next(str(choice) for choice in alias.choices if str(choice).startswith(ENV_PREFIX))
+        else:
+            names[field_name] = f"{ENV_PREFIX}{field_name.upper()}"
+    return names
+
+
+def secret_env_names(settings_class: type[ServiceSettings]) -> set[str]:
+    names = env_names(settings_class)
+    return {
+        names[field_name]
+        for field_name, field in settings_class.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
+    }
+
+
+def nginx_size_bytes(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kKmMgG]?)", value).groups()  # type: ignore[union-attr]
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+def workload_of(objects: list[Object], component: str) -> Object:
+    matches = [
+        obj
+        for obj in objects
+        if obj["kind"] in ("Deployment", "StatefulSet")
+        and obj["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    assert len(matches) == 1, f"expected one workload for {component}"
+    return matches[0]
+
+
+# --- Rendering and schemas --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_every_part(rendered: Rendered, overlay: str) -> None:
+    kinds = {obj["kind"] for obj in rendered[overlay]}
+    expected = {
+        "ConfigMap", "Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+        "NetworkPolicy", "Ingress", "Job", "Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Cluster",
+        "Database", "ServiceMonitor", "PrometheusRule",
+    }  # fmt: skip
+    assert expected <= kinds
+    namespaces = {obj["metadata"].get("namespace") for obj in rendered[overlay]}
+    assert namespaces == {"vtrwatch" if overlay == "prod" else "vtrwatch-dev"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_is_a_builtin_or_operator_kind(rendered: Rendered, overlay: str) -> None:
+    unknown = [
+        f"{obj['apiVersion']} {obj['kind']}"
+        for obj in rendered[overlay]
+        if group_of(obj) not in BUILTIN_GROUPS | OPERATOR_GROUPS
+    ]
+    assert unknown == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_builtin_objects_validate_against_the_kubernetes_schema(rendered: Rendered, overlay: str) -> None:
+    builtin = [obj for obj in rendered[overlay] if group_of(obj) in BUILTIN_GROUPS]
+    assert len(builtin) > 20
+    for obj in builtin:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {error.message} at {list(error.path)}")
+
+
+def test_schema_validation_catches_a_wrong_field() -> None:
+    """Guards the guard: a misspelt field in strict mode is an error."""
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"selectr": {"a": "b"}, "ports": [{"port": 80}]},
+    }
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_operator_resources_carry_their_required_fields(rendered: Rendered, overlay: str) -> None:
+    objects = rendered[overlay]
+    kafka_clusters = {obj["metadata"]["name"] for obj in of_kind(objects, "Kafka")}
+    checked = 0
+    for obj in objects:
+        required = OPERATOR_REQUIRED.get((group_of(obj), obj["kind"]))
+        if group_of(obj) in OPERATOR_GROUPS:
+            assert required is not None, f"no required-field table for {obj['kind']}"
+        if required is None:
+            continue
+        for path in required:
+            value = lookup(obj, path.removesuffix("[]"))
+            if path.endswith("[]"):
+                assert isinstance(value, list) and value, f"{obj['kind']}: {path} must be a non-empty list"
+        if group_of(obj) == "kafka.strimzi.io" and obj["kind"] != "Kafka":
+            assert obj["metadata"]["labels"]["strimzi.io/cluster"] in kafka_clusters
+        checked += 1
+    assert checked >= 15
+
+
+# --- Kafka and PostgreSQL ---------------------------------------------------------------
+
+
+def test_prod_kafka_is_kraft_with_three_brokers_and_durable_topics(rendered: Rendered) -> None:
+    objects = rendered["prod"]
+    (kafka,) = of_kind(objects, "Kafka")
+    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    assert kafka["metadata"]["annotations"]["strimzi.io/node-pools"] == "enabled"
+    assert "zookeeper" not in kafka["spec"]
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["default.replication.factor"] == 3
+    assert config["min.insync.replicas"] == 2
+    assert config["auto.create.topics.enable"] is False
+    pools = of_kind(objects, "KafkaNodePool")
+    brokers = sum(pool["spec"]["replicas"] for pool in pools if "broker" in pool["spec"]["roles"])
+    controllers = sum(pool["spec"]["replicas"] for pool in pools if "controller" in pool["spec"]["roles"])
+    assert brokers == 3
+    assert controllers == 3
+    for topic in of_kind(objects, "KafkaTopic"):
+        assert topic["spec"]["replicas"] == 3
+        assert topic["spec"]["config"]["min.insync.replicas"] == 2
+    assert config_map(objects)["VTR_KAFKA_REPLICATION_FACTOR"] == "3"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_topics_match_the_contract_and_the_scorer_fits_the_partitions(rendered: Rendered, overlay: str) -> None:
+    objects = rendered[overlay]
+    assert {topic["spec"]["topicName"] for topic in of_kind(objects, "KafkaTopic")} == {
+        TRACKING_EVENTS,
+        SHIPMENTS,
+        SCORES,
+        DEADLETTER,
+    }
+    tracking = topic_by_name(objects, TRACKING_EVENTS)
+    shipments = topic_by_name(objects, SHIPMENTS)
+    # Replay rebuilds the scorer's state: at least 35 days of events must still be there.
+    assert int(tracking["spec"]["config"]["retention.ms"]) >= 35 * DAY_MS
+    assert int(shipments["spec"]["config"]["retention.ms"]) >= int(tracking["spec"]["config"]["retention.ms"])
+    partitions = tracking["spec"]["partitions"]
+    assert shipments["spec"]["partitions"] == partitions, "both inputs must be co-partitioned"
+    assert config_map(objects)["VTR_KAFKA_TOPIC_PARTITIONS"] == str(partitions)
+    scorer = one(objects, "StatefulSet", "scorer")
+    assert 1 <= scorer["spec"]["replicas"] <= partitions
+    expected = deadletter_spec(IngestSettings().largest_body_bytes()).config["max.message.bytes"]
+    assert str(topic_by_name(objects, DEADLETTER)["spec"]["config"]["max.message.bytes"]) == expected
+
+
+def test_kafka_users_may_use_the_services_consumer_groups(rendered: Rendered) -> None:
+    groups = {
+        "vtrwatch-scorer": ScorerSettings().consumer_group_id,
+        "vtrwatch-notifier": NotifierSettings().consumer_group,
+    }
+    for user, group in groups.items():
+        acls = one(rendered["prod"], "KafkaUser", user)["spec"]["authorization"]["acls"]
+        group_acls = [acl["resource"] for acl in acls if acl["resource"]["type"] == "group"]
+        assert any(
+            group.startswith(resource["name"]) if resource.get("patternType") == "prefix" else group == resource["name"]
+            for resource in group_acls
+        ), f"{user} has no ACL for consumer group {group}"
+
+
+def test_prod_postgres_has_three_instances_and_backups(rendered: Rendered) -> None:
+    objects = rendered["prod"]
+    (cluster,) = of_kind(objects, "Cluster")
+    assert cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["backup"]["barmanObjectStore"]["destinationPath"].startswith("s3://")
+    assert cluster["spec"]["backup"]["retentionPolicy"]
+    (scheduled,) = of_kind(objects, "ScheduledBackup")
+    assert scheduled["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
+    databases = {db["spec"]["name"]: db["spec"]["owner"] for db in of_kind(objects, "Database")}
+    assert databases == {"scorer": "scorer", "notifier": "notifier"}
+    roles = {role["name"] for role in cluster["spec"]["managed"]["roles"]}
+    assert roles == {"scorer", "notifier"}
+
+
+# --- Workloads ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_runs_unprivileged_on_a_read_only_root(rendered: Rendered, overlay: str) -> None:
+    workloads = [obj for obj in rendered[overlay] if obj["kind"] in WORKLOAD_KINDS]
+    assert len(workloads) == 4
+    for workload in workloads:
+        spec = pod_spec(workload)
+        name = workload["metadata"]["name"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert spec["automountServiceAccountToken"] is False, name
+        tmp_volumes = {volume["name"] for volume in spec["volumes"] if "emptyDir" in volume}
+        for container in all_containers(workload):
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{name}: {bound}"
+            mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+            assert mounts.get("/tmp") in tmp_volumes, f"{name}: /tmp must be an emptyDir"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("component", SERVICES)
+def test_services_have_probes_graceful_termination_and_spread(rendered: Rendered, overlay: str, component: str) -> None:
+    objects = rendered[overlay]
+    workload = workload_of(objects, component)
+    spec = pod_spec(workload)
+    (container,) = spec["containers"]
+    assert container["command"] == ["python", "-m", f"services.{component}"]
+    port = SERVICES[component]().http_port
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert env_of(container)["VTR_HTTP_PORT"]["value"] == str(port)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    drain = float(config_map(objects)["VTR_DRAIN_SECONDS"])
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert spec["terminationGracePeriodSeconds"] > drain + pre_stop
+    keys = {constraint["topologyKey"] for constraint in spec["topologySpreadConstraints"]}
+    assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    assert container["image"].startswith("registry.example.com/vtrwatch/vtrwatch:")
+
+
+def test_scorer_uses_static_membership_from_its_stable_pod_name(rendered: Rendered) -> None:
+    scorer = one(rendered["prod"], "StatefulSet", "scorer")
+    (container,) = pod_spec(scorer)["containers"]
+    instance_id = env_of(container)["VTR_SCORER_INSTANCE_ID"]
+    assert instance_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "scorer_instance_id" in ScorerSettings.model_fields
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_secret_is_a_reference_and_none_is_committed(rendered: Rendered, overlay: str) -> None:
+    objects = rendered[overlay]
+    assert of_kind(objects, "Secret") == []
+    configured = set(config_map(objects))
+    for component, settings_class in SERVICES.items():
+        secrets = secret_env_names(settings_class) | {"VTR_KAFKA_SASL_PASSWORD"}
+        assert not secrets & configured, f"{component}: secret in the ConfigMap"
+        (container,) = pod_spec(workload_of(objects, component))["containers"]
+        env = env_of(container)
+        for name in secrets:
+            assert name in env, f"{component} gets no {name}"
+            assert "secretKeyRef" in env[name].get("valueFrom", {}), f"{component}: {name} is not a Secret reference"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_configured_variables_are_settings_the_services_read(rendered: Rendered, overlay: str) -> None:
+    known = set().union(*(env_names(settings_class).values() for settings_class in SERVICES.values()))
+    objects = rendered[overlay]
+    configured = set(config_map(objects))
+    for component in SERVICES:
+        (container,) = pod_spec(workload_of(objects, component))["containers"]
+        configured |= {name for name in env_of(container) if name.startswith(ENV_PREFIX)}
+    assert configured - known == set()
+
+
+def test_migration_job_migrates_both_databases(rendered: Rendered) -> None:
+    job = one(rendered["prod"], "Job", "vtrwatch-migrate")
+    commands = [container["command"] for container in all_containers(job)]
+    assert commands == [
+        ["python", "-m", "services.scorer", "migrate"],
+        ["python", "-m", "services.notifier", "migrate"],
+    ]
+    for container in all_containers(job):
+        url = env_of(container)["VTR_DATABASE_URL"]["value"]
+        assert url.startswith("postgresql+asyncpg://$(DB_USER):$(DB_PASSWORD)@vtrwatch-pg-rw:5432/")
+
+
+# --- Traffic ------------------------------------------------------------------------------
+
+
+def test_ingress_reaches_only_ingest_with_its_body_limits(rendered: Rendered) -> None:
+    ingresses = of_kind(rendered["prod"], "Ingress")
+    limits = {}
+    for ingress in ingresses:
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["backend"]["service"]["name"] == "ingest"
+                size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+                limits[path["path"]] = nginx_size_bytes(size)
+    settings = IngestSettings()
+    assert limits == {"/v1/webhooks": settings.max_body_bytes, "/v1/shipments": settings.max_shipments_body_bytes}
+
+
+def test_network_policies_let_only_ingest_in_from_outside(rendered: Rendered) -> None:
+    policies = of_kind(rendered["prod"], "NetworkPolicy")
+    default_deny = one(rendered["prod"], "NetworkPolicy", "vtrwatch-default-deny")
+    assert default_deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in default_deny["spec"] and "egress" not in default_deny["spec"]
+    from_other_namespaces = set()
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule["from"]:
+                namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                if namespace is not None and namespace != "monitoring":
+                    component = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                    from_other_namespaces.add((component, namespace))
+    assert from_other_namespaces == {("ingest", "ingress-nginx")}
+    egress_ports = {
+        policy["metadata"]["name"]: {
+            port["port"] for rule in policy["spec"].get("egress", []) for port in rule["ports"]
+        }
+        for policy in policies
+    }
+    assert egress_ports["ingest"] == {9092}
+    assert egress_ports["scorer"] == {9092, 5432}
+    assert egress_ports["notifier"] >= {9092, 5432, 8001, 465, 587, 443}
+
+
+def test_ingest_scales_on_cpu_and_every_service_has_a_disruption_budget(rendered: Rendered) -> None:
+    objects = rendered["prod"]
+    (hpa,) = of_kind(objects, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ingest"}
+    assert [metric["resource"]["name"] for metric in hpa["spec"]["metrics"]] == ["cpu"]
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    budgets = {
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        for pdb in of_kind(objects, "PodDisruptionBudget")
+    }
+    assert budgets == set(SERVICES)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_and_monitors_select_real_pods_and_ports(rendered: Rendered, overlay: str) -> None:
+    objects = rendered[overlay]
+    pod_labels = [
+        obj["spec"]["template"]["metadata"]["labels"] for obj in objects if obj["kind"] in ("Deployment", "StatefulSet")
+    ]
+    services = of_kind(objects, "Service")
+    for service in services:
+        selector = service["spec"]["selector"]
+        assert any(selector.items() <= labels.items() for labels in pod_labels), service["metadata"]["name"]
+    monitors = of_kind(objects, "ServiceMonitor")
+    assert {monitor["metadata"]["name"] for monitor in monitors} == set(SERVICES)
+    for monitor in monitors:
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        matching = [service for service in services if selector.items() <= service["metadata"]["labels"].items()]
+        assert len(matching) == 1, monitor["metadata"]["name"]
+        ports = {port["name"] for port in matching[0]["spec"]["ports"]}
+        assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} <= ports
+        # The alert rules and dashboards select job="<Service name>".
+        assert matching[0]["metadata"]["name"] == monitor["metadata"]["name"]
+
+
+# --- Image --------------------------------------------------------------------------------
+
+
+def test_dockerfile_is_multi_stage_slim_and_unprivileged() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)\s+AS\s+(\w+)", dockerfile, re.MULTILINE)
+    assert [name for _, name in stages] == ["build", "runtime"]
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", dockerfile, re.MULTILINE)
+    assert re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)[-1] == "${UID}:${UID}"
+    assert int(re.findall(r"^ARG UID=(\d+)", dockerfile, re.MULTILINE)[-1]) >= 1000
+    assert 'CMD ["python", "-m", "services.' in dockerfile
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    ignored = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert ignored[0] == "*" and {"!shared/", "!services/", "!requirements.txt"} <= set(ignored)
