@@ -500,6 +500,30 @@ class DecodedBatch:
     newest_received_at: datetime | None = None
 
 
+#: Longest accepted value per field: a record that does not fit the columns is rejected as
+#: invalid instead of failing its batch forever.
+FIELD_LIMITS: dict[str, int] = {
+    "event_id": 64,
+    "tracking_number": 128,
+    "seller_id": 128,
+    "order_id": 128,
+    "category": 200,
+    "carrier_name": 200,
+    "carrier": 64,
+    "service": 200,
+}
+AMOUNT_LIMIT = 32
+
+
+def check_sizes(message: TrackingEvent | ShipmentConfirmed | ShipmentCancelled) -> None:
+    for name, limit in FIELD_LIMITS.items():
+        value = getattr(message, name, None)
+        if isinstance(value, str) and len(value) > limit:
+            raise ContractError(f"{name} longer than {limit} characters")
+    if isinstance(message, ShipmentConfirmed) and len(message.order_value.amount) > AMOUNT_LIMIT:
+        raise ContractError(f"order_value.amount longer than {AMOUNT_LIMIT} characters")
+
+
 def decode_records(records: Sequence[ConsumerRecord[bytes, bytes]]) -> DecodedBatch:
     batch = DecodedBatch([], [], [])
     for record in records:
@@ -508,10 +532,12 @@ def decode_records(records: Sequence[ConsumerRecord[bytes, bytes]]) -> DecodedBa
                 raise ContractError("empty record value")
             if record.topic == TRACKING_EVENTS or record.topic.endswith(TRACKING_EVENTS):
                 event = TRACKING_EVENT_CODEC.decode(record.value)
+                check_sizes(event)
                 batch.events.append(event)
                 received_at = event.received_at
             elif record.topic == SHIPMENTS or record.topic.endswith(SHIPMENTS):
                 message = SHIPMENT_CODEC.decode(record.value)
+                check_sizes(message)
                 if isinstance(message, ShipmentConfirmed):
                     batch.confirmations.append(message)
                 else:

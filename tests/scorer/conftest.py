@@ -25,6 +25,7 @@ from shared.schemas import (
     ShipmentCancelled,
     ShipmentConfirmed,
     TrackingEvent,
+    tracking_event_id,
 )
 from shared.topics import SHIPMENTS, TRACKING_EVENTS
 
@@ -83,7 +84,7 @@ def event(
 ) -> TrackingEvent:
     status = CanonicalStatus(status)
     return TrackingEvent(
-        event_id=event_id or f"{tracking_number}-{status.value}-{occurred_at.isoformat()}-{source}",
+        event_id=event_id or tracking_event_id(source, tracking_number, status.value, occurred_at, ""),
         carrier="china-post",
         tracking_number=tracking_number,
         status=status,
@@ -100,7 +101,9 @@ def cancellation(tracking_number: str = "RR123456785CN", **fields: Any) -> Shipm
     return ShipmentCancelled(tracking_number=tracking_number, **fields)
 
 
-def record(message: TrackingEvent | ShipmentConfirmed | ShipmentCancelled, partition: int = 0) -> ConsumerRecord[bytes, bytes]:
+def record(
+    message: TrackingEvent | ShipmentConfirmed | ShipmentCancelled, partition: int = 0
+) -> ConsumerRecord[bytes, bytes]:
     if isinstance(message, TrackingEvent):
         topic, value = TRACKING_EVENTS, TRACKING_EVENT_CODEC.encode(message)
         key = message.tracking_number.encode()

@@ -55,7 +55,8 @@ def test_pending_left_in_the_window_counts_as_invalid() -> None:
 
 
 @pytest.mark.parametrize(
-    ("valid", "total", "expected"), [(0, 0, 0), (95, 100, 0), (97, 100, 2), (100, 100, 5), (19, 20, 0), (1000, 1000, 52)]
+    ("valid", "total", "expected"),
+    [(0, 0, 0), (95, 100, 0), (97, 100, 2), (100, 100, 5), (19, 20, 0), (1000, 1000, 52)],
 )
 def test_headroom(valid: int, total: int, expected: int) -> None:
     assert headroom(valid, total) == expected

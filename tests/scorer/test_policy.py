@@ -235,9 +235,7 @@ def test_learnt_probability_moves_from_the_prior_towards_history(policy: Policy)
 
 
 statuses = st.sampled_from(list(CanonicalStatus))
-moments = st.datetimes(
-    min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
-)
+moments = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC))
 
 
 @given(st.lists(st.tuples(statuses, moments), max_size=30), st.randoms())

@@ -1,0 +1,317 @@
+"""Applying batches to the database (SQLite and PostgreSQL): counters equal an independent
+computation whatever the batching, order, duplication or redelivery of the records."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scorer.forecast import DayCounts
+from services.scorer.schema import outbox, packages
+from services.scorer.store import (
+    ConcurrentUpdate,
+    Evaluator,
+    apply_records,
+    expire_pending,
+    mark_window_slide,
+    outbox_batch,
+    outbox_remove,
+    package_from_confirmation,
+    read_counts,
+    recompute_counts,
+    write_packages,
+)
+from shared.schemas import PHYSICAL_SCAN_STATUSES, CanonicalStatus, ShipmentCancelled, ShipmentConfirmed, TrackingEvent
+from tests.scorer.conftest import NOW, TODAY, cancellation, event, record, shipment
+
+FAR = (TODAY - timedelta(days=60), TODAY + timedelta(days=30))
+
+Message = TrackingEvent | ShipmentConfirmed | ShipmentCancelled
+
+
+async def apply(engine: AsyncEngine, evaluator: Evaluator, messages: list[Message], today: date = TODAY) -> None:
+    async with engine.begin() as connection:
+        await apply_records(connection, evaluator, [record(m) for m in messages], today)
+
+
+async def counts(engine: AsyncEngine, seller: str = "seller-1") -> dict[tuple[str, str], dict[date, DayCounts]]:
+    async with engine.connect() as connection:
+        found = await read_counts(connection, seller, *FAR, *FAR)
+    return {scope: {day: c for day, c in entry.days.items() if c.total} for scope, entry in found.items() if entry.days}
+
+
+def simple(found: dict[tuple[str, str], dict[date, DayCounts]]) -> dict[tuple[str, str, date], tuple[int, int, int]]:
+    return {
+        (*scope, day): (c.valid, c.invalid, c.pending)
+        for scope, days in found.items()
+        for day, c in days.items()
+        if c.total
+    }
+
+
+async def test_events_before_their_shipment_are_applied_when_it_arrives(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    await apply(scorer_engine, evaluator, [event(CanonicalStatus.ACCEPTED)])
+    assert await counts(scorer_engine) == {}
+    await apply(scorer_engine, evaluator, [shipment()])
+    assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY - timedelta(days=3)): (1, 0, 0)}
+
+
+async def test_orders_shipped_together_share_the_scans(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
+    messages: list[Message] = [
+        shipment("o-1"),
+        shipment("o-2", category="books"),
+        shipment("o-3", amount="20.00"),  # full tracking: needs a delivery scan too
+        event(CanonicalStatus.ACCEPTED),
+    ]
+    await apply(scorer_engine, evaluator, messages)
+    promised = TODAY - timedelta(days=3)
+    assert simple(await counts(scorer_engine)) == {
+        ("US", "toys", promised): (1, 1, 0),
+        ("US", "books", promised): (1, 0, 0),
+    }
+    await apply(scorer_engine, evaluator, [event(CanonicalStatus.DELIVERED, occurred_at=NOW - timedelta(days=4))])
+    assert simple(await counts(scorer_engine))[("US", "toys", promised)] == (2, 0, 0)
+
+
+async def test_redelivered_batch_and_duplicate_events_change_nothing(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    messages: list[Message] = [shipment(), event(), event(), shipment("o-2", promised=TODAY + timedelta(days=2))]
+    await apply(scorer_engine, evaluator, messages)
+    first = await counts(scorer_engine)
+    async with scorer_engine.connect() as connection:
+        marks = await outbox_batch(connection, 10)
+    async with scorer_engine.begin() as connection:
+        await outbox_remove(connection, marks)
+    await apply(scorer_engine, evaluator, messages)
+    assert await counts(scorer_engine) == first
+    async with scorer_engine.connect() as connection:
+        assert await outbox_batch(connection, 10) == []
+
+
+async def test_the_same_scan_from_two_sources_is_one_scan(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
+    # Full tracking needs two scans; the same delivery reported twice is still one.
+    delivered = NOW - timedelta(days=5)
+    await apply(
+        scorer_engine,
+        evaluator,
+        [
+            shipment(amount="9.00"),
+            event(CanonicalStatus.DELIVERED, occurred_at=delivered, source="china-post"),
+            event(CanonicalStatus.DELIVERED, occurred_at=delivered + timedelta(seconds=20), source="17track"),
+        ],
+    )
+    assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY - timedelta(days=3)): (0, 1, 0)}
+    async with scorer_engine.connect() as connection:
+        scans_seen = (await connection.execute(select(packages.c.physical_scans))).scalar_one()
+    assert scans_seen == 1
+
+
+@pytest.mark.parametrize("cancel_first", [False, True])
+async def test_cancellation_excludes_the_order_in_any_arrival_order(
+    scorer_engine: AsyncEngine, evaluator: Evaluator, cancel_first: bool
+) -> None:
+    messages: list[Message] = [shipment("o-1"), shipment("o-2"), cancellation(seller_id="seller-1", order_id="o-1")]
+    if cancel_first:
+        messages.reverse()
+    await apply(scorer_engine, evaluator, messages[:1])
+    await apply(scorer_engine, evaluator, messages[1:])
+    assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY - timedelta(days=3)): (0, 1, 0)}
+
+
+async def test_a_cancellation_before_a_reconfirmation_does_not_cancel_it(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    await apply(scorer_engine, evaluator, [shipment(), cancellation()])
+    assert simple(await counts(scorer_engine)) == {}
+    reconfirmed = shipment(confirmed_at=NOW - timedelta(days=7))
+    await apply(scorer_engine, evaluator, [reconfirmed])
+    assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY - timedelta(days=3)): (0, 1, 0)}
+
+
+async def test_a_corrected_confirmation_moves_the_package(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
+    await apply(scorer_engine, evaluator, [shipment(), event()])
+    corrected = shipment(promised=TODAY - timedelta(days=5), category="books", confirmed_at=NOW - timedelta(days=9))
+    await apply(scorer_engine, evaluator, [corrected])
+    # A stale copy of the first confirmation arriving late changes nothing.
+    await apply(scorer_engine, evaluator, [shipment()])
+    assert simple(await counts(scorer_engine)) == {("US", "books", TODAY - timedelta(days=5)): (1, 0, 0)}
+
+
+async def test_clock_job_expires_pending_packages_and_marks_the_outbox(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    promised = TODAY
+    await apply(
+        scorer_engine,
+        evaluator,
+        [shipment("o-1", promised=promised), shipment("o-2", promised=promised + timedelta(days=1))],
+    )
+    assert simple(await counts(scorer_engine)) == {
+        ("US", "toys", promised): (0, 0, 1),
+        ("US", "toys", promised + timedelta(days=1)): (0, 0, 1),
+    }
+    async with scorer_engine.begin() as connection:
+        await outbox_remove(connection, await outbox_batch(connection, 10))
+    tomorrow = TODAY + timedelta(days=1)
+    async with scorer_engine.begin() as connection:
+        assert await expire_pending(connection, evaluator, tomorrow, limit=100) == 1
+    assert simple(await counts(scorer_engine)) == {
+        ("US", "toys", promised): (0, 1, 0),
+        ("US", "toys", tomorrow): (0, 0, 1),
+    }
+    async with scorer_engine.connect() as connection:
+        assert [m[:3] for m in await outbox_batch(connection, 10)] == [("seller-1", "US", "toys")]
+    async with scorer_engine.begin() as connection:
+        assert await expire_pending(connection, evaluator, tomorrow, limit=100) == 0
+    # A late scan still turns it valid.
+    await apply(scorer_engine, evaluator, [event(occurred_at=NOW + timedelta(days=1))], today=tomorrow)
+    assert simple(await counts(scorer_engine))[("US", "toys", promised)] == (1, 0, 0)
+
+
+async def test_window_slide_is_marked_once_per_day(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
+    await apply(scorer_engine, evaluator, [shipment(), event()])
+    async with scorer_engine.begin() as connection:
+        await outbox_remove(connection, await outbox_batch(connection, 10))
+    async with scorer_engine.begin() as connection:
+        assert await mark_window_slide(connection, TODAY, 0, 14)
+    async with scorer_engine.begin() as connection:
+        assert not await mark_window_slide(connection, TODAY, 0, 14)
+        marks = await outbox_batch(connection, 10)
+    assert [m[:3] for m in marks] == [("seller-1", "US", "toys")]
+    async with scorer_engine.begin() as connection:
+        await outbox_remove(connection, marks)
+        assert await mark_window_slide(connection, TODAY + timedelta(days=1), 0, 14)
+        assert len(await outbox_batch(connection, 10)) == 1
+
+
+async def test_outbox_keeps_a_mark_that_changed_while_publishing(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    await apply(scorer_engine, evaluator, [shipment()])
+    async with scorer_engine.connect() as connection:
+        read = await outbox_batch(connection, 10)
+    await apply(scorer_engine, evaluator, [event()])  # changes the numbers after the read
+    async with scorer_engine.begin() as connection:
+        await outbox_remove(connection, read)
+        assert len(await outbox_batch(connection, 10)) == 1
+
+
+async def test_a_stale_writer_is_refused(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
+    await apply(scorer_engine, evaluator, [shipment()])
+    async with scorer_engine.begin() as connection:
+        await connection.execute(update(packages).values(version=packages.c.version + 1))
+    stale = replace(package_from_confirmation(shipment()), version=2)
+    with pytest.raises(ConcurrentUpdate):
+        async with scorer_engine.begin() as connection:
+            await write_packages(connection, [stale])
+    async with scorer_engine.connect() as connection:
+        assert (await connection.execute(select(outbox.c.version))).scalar_one() == 1
+
+
+async def test_past_as_of_counts_only_scans_that_occurred_by_then(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    promised = TODAY - timedelta(days=5)
+    await apply(
+        scorer_engine,
+        evaluator,
+        [
+            shipment(promised=promised),
+            event(occurred_at=datetime.combine(TODAY - timedelta(days=2), datetime.min.time(), NOW.tzinfo)),
+        ],
+    )
+    async with scorer_engine.connect() as connection:
+        before = await recompute_counts(connection, evaluator, "seller-1", TODAY - timedelta(days=3), *FAR, *FAR)
+        after = await recompute_counts(connection, evaluator, "seller-1", TODAY - timedelta(days=2), *FAR, *FAR)
+        today = await read_counts(connection, "seller-1", *FAR, *FAR)
+    assert before[("US", "toys")].days[promised] == DayCounts(invalid=1)
+    assert before[("US", "toys")].reasons == {"no_physical_scan": 1}
+    assert after[("US", "toys")].days[promised] == DayCounts(valid=1)
+    assert today[("US", "toys")].days[promised] == DayCounts(valid=1)
+
+
+# -- order independence against an independent computation --------------------------------
+
+STATUSES = [CanonicalStatus.INFO_RECEIVED, CanonicalStatus.ACCEPTED, CanonicalStatus.IN_TRANSIT,
+            CanonicalStatus.DELIVERED, CanonicalStatus.ATTEMPTED_DELIVERY]  # fmt: skip
+
+
+def generate(seed: int) -> tuple[list[Message], dict[tuple[str, str, date], tuple[int, int, int]]]:
+    """Random shipments and events, and the expected counters computed by plain rules."""
+    rnd = random.Random(seed)
+    messages: list[Message] = []
+    expected: Counter[tuple[str, str, date, str]] = Counter()
+    for n in range(40):
+        number = f"YT{n:016d}"
+        orders = rnd.choice([1, 1, 1, 2])
+        promised = TODAY + timedelta(days=rnd.randint(-35, 10))
+        amount = rnd.choice(["3.00", "12.00"])
+        category = rnd.choice(["toys", "books"])
+        events = [
+            event(
+                rnd.choice(STATUSES), tracking_number=number, occurred_at=NOW - timedelta(hours=rnd.randint(0, 30) * 7)
+            )
+            for _ in range(rnd.randint(0, 3))
+        ]
+        physical = {(e.status, e.occurred_at.replace(second=0)) for e in events if e.status in PHYSICAL_SCAN_STATUSES}
+        delivered = any(s in (CanonicalStatus.DELIVERED, CanonicalStatus.ATTEMPTED_DELIVERY) for s, _ in physical)
+        valid = len(physical) >= 2 and delivered if amount == "12.00" else len(physical) >= 1
+        cancelled = rnd.random() < 0.1
+        for o in range(orders):
+            messages.append(
+                shipment(
+                    f"{number}-{o}",
+                    tracking_number=number,
+                    carrier="yunexpress",
+                    carrier_name="YunExpress",
+                    service=None,
+                    amount=amount,
+                    category=category,
+                    promised=promised,
+                )  # fmt: skip
+            )
+            if not cancelled:
+                state = "valid" if valid else ("invalid" if promised < TODAY else "pending")
+                expected[("US", category, promised, state)] += 1
+        if cancelled:
+            messages.append(cancellation(number, cancelled_at=NOW - timedelta(days=1)))
+        messages.extend(events)
+        # Some records are delivered twice.
+        messages.extend(rnd.sample(events, k=min(len(events), 1)))
+    table: dict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for (marketplace, category, promised, state), count in expected.items():
+        table[(marketplace, category, promised)][["valid", "invalid", "pending"].index(state)] += count
+    return messages, {key: (v[0], v[1], v[2]) for key, v in table.items()}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_any_batching_and_order_gives_the_independently_computed_counters(
+    scorer_engine: AsyncEngine, evaluator: Evaluator, seed: int
+) -> None:
+    messages, expected = generate(seed)
+    rnd = random.Random(seed)
+    rnd.shuffle(messages)
+    position = 0
+    while position < len(messages):
+        size = rnd.randint(1, 40)
+        await apply(scorer_engine, evaluator, messages[position : position + size])
+        position += size
+    assert simple(await counts(scorer_engine)) == expected
+    # Replaying everything (a crash before the offsets were stored) changes nothing.
+    await apply(scorer_engine, evaluator, messages)
+    assert simple(await counts(scorer_engine)) == expected
+    # A recomputation for today agrees with the counters.
+    async with scorer_engine.connect() as connection:
+        recomputed = await recompute_counts(connection, evaluator, "seller-1", TODAY, *FAR, *FAR)
+    assert {
+        (*scope, day): (c.valid, c.invalid, c.pending) for scope, e in recomputed.items() for day, c in e.days.items()
+    } == expected
