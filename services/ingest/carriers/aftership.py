@@ -34,7 +34,7 @@ class Tracking(msgspec.Struct):
 
 
 class Push(msgspec.Struct):
-    event: Any = None
+    event: str
     msg: Tracking | None = None
 
 
