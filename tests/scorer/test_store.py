@@ -277,7 +277,7 @@ def generate(seed: int) -> tuple[list[Message], dict[tuple[str, str, date], tupl
                     amount=amount,
                     category=category,
                     promised=promised,
-                )  # fmt: skip
+                )
             )
             if not cancelled:
                 state = "valid" if valid else ("invalid" if promised < TODAY else "pending")
