@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier import db, metrics
 from services.notifier.alerts import Clock, Timings
@@ -68,10 +69,10 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-async def _tick_forever(processor: AlertProcessor, engine: object, period: float) -> None:
+async def _tick_forever(processor: AlertProcessor, engine: AsyncEngine, period: float) -> None:
     while True:
         try:
-            await processor.tick(engine)  # type: ignore[arg-type]
+            await processor.tick(engine)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -117,7 +118,6 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = runtime
         await ensure_topics(settings, [TopicSpec(settings.scores_topic)])
         await consumer.start()
         runtime.tasks = [
@@ -152,4 +152,6 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         )
     )
     app.include_router(subscription_router(settings, engine, clock))
+    app.state.engine = engine
+    app.state.runtime = runtime
     return app
