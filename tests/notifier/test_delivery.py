@@ -1,0 +1,281 @@
+"""Snapshots -> outbox -> SMTP and Slack, with a controlled clock (no Kafka here: the
+consumer's batches are fed straight to the processor, in a transaction as the consumer does).
+
+Real parts: SQLite and PostgreSQL, aiosmtpd, an HTTP server standing in for Slack and
+for the scorer's shipments API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import ConsumerRecord
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.notifier import metrics
+from services.notifier.app import Runtime, create_app
+from services.notifier.db import as_utc, delivery_attempts, outbox
+from services.notifier.settings import NotifierSettings
+from shared.schemas import SCORE_CODEC, Level, ScoreSnapshot
+from tests.notifier.conftest import (
+    EXAMPLE_PACKAGES,
+    SCORER_KEY,
+    FakeClock,
+    HttpStandIns,
+    SmtpServer,
+    make_snapshot,
+)
+
+AUTH = {"Authorization": "Bearer test-key"}
+SELLER = "A1SELLER"
+KEY = (SELLER, "SG", "Toys & Games")
+
+
+@dataclass
+class Harness:
+    app: FastAPI
+    api: httpx.AsyncClient
+    clock: FakeClock
+    smtp: SmtpServer
+    web: HttpStandIns
+    offset: int = 0
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    @property
+    def engine(self) -> AsyncEngine:
+        engine: AsyncEngine = self.app.state.engine
+        return engine
+
+    async def subscribe(self, **overrides: Any) -> None:
+        body = {
+            "emails": ["ops@example.com", "boss@example.com"],
+            "slack_webhook_url": self.web.slack.url("team"),
+            "language": "en",
+            **overrides,
+        }
+        response = await self.api.put(f"/v1/sellers/{SELLER}/subscription", json=body, headers=AUTH)
+        assert response.status_code == 200, response.text
+
+    async def feed(self, *snapshots: ScoreSnapshot) -> None:
+        records = []
+        for snapshot in snapshots:
+            value = SCORE_CODEC.encode(snapshot)
+            key = snapshot.seller_id.encode()
+            records.append(ConsumerRecord("scores", 0, self.offset, 0, 0, key, value, None, len(key), len(value), []))
+            self.offset += 1
+        async with self.engine.begin() as connection:
+            await self.runtime.processor.apply_batch(connection, records)
+
+    async def tick(self) -> int:
+        return await self.runtime.processor.tick(self.engine)
+
+    async def deliver(self) -> int:
+        return await self.runtime.worker.run_once()
+
+    async def rows(self) -> list[Any]:
+        async with self.engine.connect() as connection:
+            return list((await connection.execute(select(outbox).order_by(outbox.c.id))).all())
+
+    async def notifications(self, **params: str) -> list[dict[str, Any]]:
+        response = await self.api.get(f"/v1/sellers/{SELLER}/notifications", params=params, headers=AUTH)
+        assert response.status_code == 200
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
+    def at(self, seconds: float) -> Any:
+        return self.clock.now + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def harness(
+    notifier_db: str, clock: FakeClock, smtp_server: SmtpServer, stand_ins: HttpStandIns
+) -> AsyncIterator[Harness]:
+    stand_ins.scorer.packages[(*KEY, "invalid")] = list(EXAMPLE_PACKAGES[:2])
+    stand_ins.scorer.packages[(*KEY, "at_risk")] = list(EXAMPLE_PACKAGES[2:])
+    settings = NotifierSettings(
+        database_url=notifier_db,
+        api_keys="test-key",  # type: ignore[arg-type]
+        smtp_url=smtp_server.url,  # type: ignore[arg-type]
+        mail_from="vtrwatch <alerts@vtrwatch.test>",
+        slack_allowed_prefixes=stand_ins.slack.base_url + "/services/",  # type: ignore[arg-type]
+        scorer_url=stand_ins.scorer.base_url,
+        scorer_api_key=SCORER_KEY,  # type: ignore[arg-type]
+        scorer_wait_seconds=60,
+        debounce_seconds=60,
+        deescalation_hold_seconds=3600,
+        reminder_interval_seconds=86400,
+        retry_base_seconds=1,
+        retry_max_seconds=4,
+        give_up_after_seconds=3600,
+        smtp_timeout_seconds=3,
+    )
+    app = create_app(settings, clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier") as api:
+        yield Harness(app, api, clock, smtp_server, stand_ins)
+    await app.state.engine.dispose()
+
+
+async def test_escalation_is_debounced_then_delivered_once_to_every_recipient(harness: Harness) -> None:
+    await harness.subscribe()
+    await harness.feed(make_snapshot(Level.OK, computed_at=harness.clock.now))
+    await harness.feed(make_snapshot(Level.AT_RISK, computed_at=harness.at(1)))
+    harness.clock.advance(30)
+    assert await harness.tick() == 0
+    assert await harness.rows() == []
+    harness.clock.advance(31)
+    assert await harness.tick() == 3
+    assert await harness.deliver() == 3
+    assert await harness.deliver() == 0
+
+    for address in ("ops@example.com", "boss@example.com"):
+        [message] = harness.smtp.messages_to(address)
+        assert message["Subject"] == "[AT RISK] Toys & Games (SG): VTR 96.0%, forecast below 95% in 5 days"
+        assert message["From"] == "vtrwatch <alerts@vtrwatch.test>"
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        for package in EXAMPLE_PACKAGES:
+            assert package.order_id in text and package.order_id in html
+    [payload] = harness.web.slack.delivered("team")
+    assert payload["blocks"][0]["text"]["text"] == "AT RISK: Toys & Games (SG)"
+    asked = harness.web.scorer.requests
+    assert [request["state"] for request in asked] == ["invalid", "at_risk"]
+    assert asked[0]["marketplace"] == "SG" and asked[0]["category"] == "Toys & Games" and asked[0]["limit"] == "20"
+    listed = await harness.notifications()
+    assert {row["status"] for row in listed} == {"sent"} and len(listed) == 3
+    assert all(row["packages_listed"] for row in listed)
+
+
+async def test_replayed_duplicated_and_out_of_order_snapshots_write_nothing_twice(harness: Harness) -> None:
+    await harness.subscribe(emails=["ops@example.com"], slack_webhook_url=None)
+    start = harness.clock.now
+    history = [
+        make_snapshot(Level.OK, computed_at=start),
+        make_snapshot(Level.BREACH, computed_at=start + timedelta(seconds=10)),
+    ]
+    await harness.feed(*history)
+    harness.clock.advance(100)
+    await harness.tick()
+    assert len(await harness.rows()) == 1
+    await harness.feed(*history, *reversed(history), make_snapshot(Level.OK, computed_at=start + timedelta(seconds=5)))
+    harness.clock.advance(10_000)
+    await harness.tick()
+    assert len(await harness.rows()) == 1
+    await harness.deliver()
+    assert len(harness.smtp.handler.messages) == 1
+
+
+async def test_smtp_down_for_a_while_delays_but_neither_loses_nor_duplicates(harness: Harness) -> None:
+    await harness.subscribe()
+    harness.smtp.stop()
+    await harness.feed(make_snapshot(Level.BREACH, computed_at=harness.clock.now))
+    harness.clock.advance(60)
+    await harness.tick()
+    await harness.deliver()
+    for _ in range(3):
+        harness.clock.advance(5)
+        await harness.deliver()
+    rows = await harness.rows()
+    emails = [row for row in rows if row.channel == "email"]
+    assert {row.status for row in emails} == {"pending"} and all(row.attempts == 4 for row in emails)
+    assert all("SMTP unavailable" in row.last_error for row in emails)
+    assert len(harness.web.slack.delivered("team")) == 1  # Slack is not held up by SMTP
+
+    harness.smtp.start()
+    harness.clock.advance(5)
+    await harness.deliver()
+    harness.clock.advance(5)
+    await harness.deliver()
+    assert {row.status for row in await harness.rows()} == {"sent"}
+    assert len(harness.smtp.messages_to("ops@example.com")) == 1
+    assert len(harness.smtp.messages_to("boss@example.com")) == 1
+    async with harness.engine.connect() as connection:
+        outcomes = (
+            await connection.execute(
+                select(delivery_attempts.c.outcome, func.count()).group_by(delivery_attempts.c.outcome)
+            )
+        ).all()
+    assert dict(outcomes) == {"retry": 8, "sent": 3}
+
+
+async def test_slack_429_retry_after_is_honoured(harness: Harness) -> None:
+    await harness.subscribe(emails=[])
+    harness.web.slack.script["team"] = [(429, "rate_limited", {"Retry-After": "30"})]
+    await harness.feed(make_snapshot(Level.BREACH, computed_at=harness.clock.now))
+    harness.clock.advance(60)
+    await harness.tick()
+    assert await harness.deliver() == 1
+    [row] = await harness.rows()
+    assert row.status == "pending" and "429" in row.last_error
+    assert as_utc(row.next_attempt_at) == harness.at(30)
+    harness.clock.advance(29)
+    assert await harness.deliver() == 0
+    harness.clock.advance(1)
+    assert await harness.deliver() == 1
+    assert [post.status for post in harness.web.slack.posts] == [429, 200]
+    assert len(harness.web.slack.delivered("team")) == 1
+
+
+async def test_permanent_failures_are_marked_counted_and_listed(harness: Harness) -> None:
+    harness.web.slack.script["gone"] = [(404, "no_service", {})]
+    harness.smtp.handler.refused.add("nobody@example.com")
+    await harness.subscribe(emails=["nobody@example.com"], slack_webhook_url=harness.web.slack.url("gone"))
+    failed_before = metrics.NOTIFICATIONS.labels("slack", "BREACH", "failed")._value.get()
+    await harness.feed(make_snapshot(Level.BREACH, computed_at=harness.clock.now))
+    harness.clock.advance(60)
+    await harness.tick()
+    await harness.deliver()
+    harness.clock.advance(3600)
+    assert await harness.deliver() == 0  # failed rows are never retried
+    listed = await harness.notifications(status="failed")
+    errors = {row["channel"]: row["last_error"] for row in listed}
+    assert errors == {"slack": "Slack 404 no_service", "email": "recipient refused (SMTP [550])"}
+    slack_row = next(row for row in listed if row["channel"] == "slack")
+    assert "/services/gone" not in slack_row["recipient"]
+    assert metrics.NOTIFICATIONS.labels("slack", "BREACH", "failed")._value.get() == failed_before + 1
+    assert len(harness.web.slack.posts) == 1
+
+
+async def test_scorer_unreachable_waits_briefly_then_sends_without_the_list(harness: Harness) -> None:
+    await harness.subscribe(emails=["ops@example.com"], slack_webhook_url=None, language="zh-CN")
+    harness.web.scorer.available = False
+    await harness.feed(make_snapshot(Level.AT_RISK, computed_at=harness.clock.now))
+    harness.clock.advance(60)
+    await harness.tick()
+    await harness.deliver()
+    [row] = await harness.rows()
+    assert row.status == "pending" and "scorer" in row.last_error
+    harness.clock.advance(61)
+    await harness.deliver()
+    [message] = harness.smtp.messages_to("ops@example.com")
+    assert message["Subject"].startswith("[有风险] Toys & Games（SG）")
+    assert "暂时无法获取需要处理的包裹清单" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    [listed] = await harness.notifications()
+    assert listed["status"] == "sent" and listed["packages_listed"] is False
+
+
+async def test_min_level_and_marketplace_filters(harness: Harness) -> None:
+    await harness.subscribe(min_level="AT_RISK", marketplaces=["AE"], slack_webhook_url=None)
+    await harness.feed(
+        make_snapshot(Level.BREACH, computed_at=harness.clock.now),  # SG: not subscribed
+        make_snapshot(Level.WATCH, marketplace="AE", computed_at=harness.clock.now),  # below min level
+    )
+    harness.clock.advance(60)
+    await harness.tick()
+    assert await harness.rows() == []
+    await harness.feed(make_snapshot(Level.AT_RISK, marketplace="AE", computed_at=harness.at(1)))
+    harness.clock.advance(61)
+    await harness.tick()
+    assert {(row.marketplace, row.previous_level, row.level) for row in await harness.rows()} == {
+        ("AE", "WATCH", "AT_RISK")
+    }
