@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,8 @@ from services.scorer.policy import Policy, load_policy
 from services.scorer.store import Evaluator
 from shared.db import create_engine, upgrade_database
 from shared.schemas import (
+    DELIVERY_SCAN_STATUSES,
+    PHYSICAL_SCAN_STATUSES,
     SHIPMENT_CODEC,
     TRACKING_EVENT_CODEC,
     CanonicalStatus,
@@ -137,3 +141,74 @@ async def scorer_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 EngineFactory = Callable[[], AsyncEngine]
+
+
+# -- a random data set and its expected counters, computed by plain rules ----------------
+
+STATUSES = [CanonicalStatus.INFO_RECEIVED, CanonicalStatus.ACCEPTED, CanonicalStatus.IN_TRANSIT,
+            CanonicalStatus.DELIVERED, CanonicalStatus.ATTEMPTED_DELIVERY]  # fmt: skip
+
+Message = TrackingEvent | ShipmentConfirmed | ShipmentCancelled
+Expected = dict[tuple[str, str, str, date], tuple[int, int, int]]
+
+
+def generate(
+    seed: int, today: date, now: datetime, parcels: int = 40, sellers: tuple[str, ...] = ("seller-1",)
+) -> tuple[list[Message], Expected]:
+    """Random shipments (some sharing a tracking number, some cancelled) and events (some
+    duplicated), and the counters (seller, marketplace, category, promised date) ->
+    (valid, invalid, pending) they must produce on ``today``."""
+    rnd = random.Random(seed)
+    messages: list[Message] = []
+    expected: dict[tuple[str, str, str, date], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for n in range(parcels):
+        number = f"YT{seed:04d}{n:012d}"
+        seller = rnd.choice(sellers)
+        promised = today + timedelta(days=rnd.randint(-35, 10))
+        amount = rnd.choice(["3.00", "12.00"])
+        category = rnd.choice(["toys", "books"])
+        events = [
+            event(
+                rnd.choice(STATUSES), tracking_number=number, occurred_at=now - timedelta(hours=rnd.randint(0, 30) * 7)
+            )
+            for _ in range(rnd.randint(0, 3))
+        ]
+        physical = {(e.status, e.occurred_at.replace(second=0)) for e in events if e.status in PHYSICAL_SCAN_STATUSES}
+        delivered = any(status in DELIVERY_SCAN_STATUSES for status, _ in physical)
+        valid = (len(physical) >= 2 and delivered) if amount == "12.00" else len(physical) >= 1
+        cancelled = rnd.random() < 0.1
+        for o in range(rnd.choice([1, 1, 1, 2])):
+            messages.append(
+                shipment(
+                    f"{number}-{o}",
+                    seller_id=seller,
+                    tracking_number=number,
+                    carrier="yunexpress",
+                    carrier_name="YunExpress",
+                    service=None,
+                    amount=amount,
+                    category=category,
+                    promised=promised,
+                    confirmed_at=now - timedelta(days=20),
+                )
+            )
+            if not cancelled:
+                state = 0 if valid else (1 if promised < today else 2)
+                expected[(seller, "US", category, promised)][state] += 1
+        if cancelled:
+            messages.append(cancellation(number, cancelled_at=now - timedelta(days=1)))
+        messages.extend(events)
+        messages.extend(rnd.sample(events, k=min(len(events), 1)))  # delivered twice
+    return messages, {key: (v[0], v[1], v[2]) for key, v in expected.items()}
+
+
+def window_numbers(expected: Expected, today: date) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    """(seller, marketplace, category) -> (total, valid, invalid) over window(today)."""
+    numbers: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for (seller, marketplace, category, promised), (valid, invalid, pending) in expected.items():
+        if today - timedelta(days=30) <= promised <= today - timedelta(days=1):
+            entry = numbers[(seller, marketplace, category)]
+            entry[0] += valid + invalid + pending
+            entry[1] += valid
+            entry[2] += invalid + pending
+    return {key: (v[0], v[1], v[2]) for key, v in numbers.items()}

@@ -1,0 +1,251 @@
+"""End to end with the real broker and PostgreSQL: shipments and events in through Kafka,
+numbers out of the API equal to an independent computation, across SIGKILLs, with two
+instances sharing the partitions, and the clock job publishing a snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+from sqlalchemy import func, select
+
+from services.scorer.schema import offsets, packages
+from services.scorer.service import ScorerService
+from services.scorer.settings import ScorerSettings
+from shared.db import create_engine
+from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.schemas import SCORE_CODEC, SHIPMENT_CODEC, TRACKING_EVENT_CODEC, TrackingEvent
+from shared.topics import INPUT_TOPICS, SCORES, SCORES_TOPIC, SHIPMENTS, TRACKING_EVENTS, normalise_tracking_number
+from tools.localstack import TansuBroker, free_port, wait_for_port
+from tests.scorer.conftest import Message, generate, migrate, shipment, window_numbers
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+ROOT = Path(__file__).resolve().parents[2]
+SELLERS = ("acme", "bolt", "cira")
+API_KEY = "integration-key"
+
+
+def real_today() -> date:
+    return datetime.now(UTC).date()
+
+
+async def produce(bootstrap: str, messages: list[Message]) -> None:
+    settings = ScorerSettings(kafka_bootstrap=bootstrap)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = []
+        for message in messages:
+            if isinstance(message, TrackingEvent):
+                topic, value = TRACKING_EVENTS, TRACKING_EVENT_CODEC.encode(message)
+            else:
+                topic, value = SHIPMENTS, SHIPMENT_CODEC.encode(message)
+            key = normalise_tracking_number(message.tracking_number).encode()
+            futures.append(await producer.send(topic, value, key=key))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+class Scorer:
+    """``python -m services.scorer`` as a subprocess."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = {**env, "VTR_HTTP_PORT": str(self.port)}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Scorer:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.scorer"], cwd=ROOT, env=self.env, stdout=log, stderr=log
+            )
+        wait_for_port("127.0.0.1", self.port, timeout_seconds=60)
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def scorer_env(fresh_broker: TansuBroker, new_postgres_database: Callable[[], str]) -> dict[str, str]:
+    database_url = new_postgres_database()
+    migrate(database_url)
+    settings = ScorerSettings(kafka_bootstrap=fresh_broker.bootstrap, kafka_topic_partitions=4)
+    asyncio.run(ensure_topics(settings, [*INPUT_TOPICS, SCORES_TOPIC]))
+    return {
+        **os.environ,
+        "VTR_KAFKA_BOOTSTRAP": fresh_broker.bootstrap,
+        "VTR_DATABASE_URL": database_url,
+        "VTR_API_KEYS": API_KEY,
+        "VTR_KAFKA_TOPIC_PARTITIONS": "4",
+        "VTR_LOG_LEVEL": "WARNING",
+        "VTR_BATCH_MAX_RECORDS": "200",
+    }
+
+
+@pytest.fixture
+def scorers(scorer_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Scorer]]:
+    started: list[Scorer] = []
+
+    def make(**extra_env: str) -> Scorer:
+        scorer = Scorer({**scorer_env, **extra_env}, tmp_path / f"scorer-{len(started)}.log")
+        started.append(scorer)
+        return scorer
+
+    yield make
+    for scorer in started:
+        scorer.stop()
+
+
+async def api_numbers(port: int, today: date) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    numbers: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        for seller in SELLERS:
+            response = await client.get(f"/v1/sellers/{seller}/vtr", headers={"Authorization": f"Bearer {API_KEY}"})
+            if response.status_code == 404:
+                continue
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["as_of"] == today.isoformat()
+            for category in body["categories"]:
+                if category["total"]:
+                    numbers[(seller, category["marketplace"], category["category"])] = (
+                        category["total"],
+                        category["valid"],
+                        category["invalid"],
+                    )
+    return numbers
+
+
+async def wait_for_numbers(port: int, expected: dict[tuple[str, str, str], tuple[int, int, int]]) -> None:
+    today = real_today()
+    deadline = asyncio.get_running_loop().time() + 60
+    numbers: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        numbers = await api_numbers(port, today)
+        if numbers == expected:
+            return
+        await asyncio.sleep(0.3)
+    assert numbers == expected
+
+
+def dataset(seed: int) -> tuple[list[Message], dict[tuple[str, str, str], tuple[int, int, int]]]:
+    today = real_today()
+    now = datetime.now(UTC).replace(microsecond=0)
+    messages, expected = generate(seed, today, now, parcels=400, sellers=SELLERS)
+    return messages, window_numbers(expected, today)
+
+
+async def test_sigkill_mid_stream_and_restart_gives_exact_numbers(
+    scorer_env: dict[str, str], scorers: Callable[..., Scorer]
+) -> None:
+    messages, expected = dataset(seed=7)
+    scorer = scorers(VTR_SCORER_INSTANCE_ID="scorer-a").start()
+    chunk = len(messages) // 4
+    for kill in range(3):
+        await produce(scorer_env["VTR_KAFKA_BOOTSTRAP"], messages[kill * chunk : (kill + 1) * chunk])
+        await asyncio.sleep(0.5 + 0.4 * kill)  # kill while the batches are being applied
+        scorer.kill()
+        scorer.start()
+    await produce(scorer_env["VTR_KAFKA_BOOTSTRAP"], messages[3 * chunk :])
+    await wait_for_numbers(scorer.port, expected)
+    # Redelivering everything (as a producer retry would) changes nothing either.
+    await produce(scorer_env["VTR_KAFKA_BOOTSTRAP"], messages[: len(messages) // 3])
+    await asyncio.sleep(2)
+    assert await api_numbers(scorer.port, real_today()) == expected
+
+
+async def test_two_instances_split_the_partitions_and_agree(
+    scorer_env: dict[str, str], scorers: Callable[..., Scorer]
+) -> None:
+    messages, expected = dataset(seed=11)
+    first, second = scorers().start(), scorers().start()
+    await produce(scorer_env["VTR_KAFKA_BOOTSTRAP"], messages)
+    await wait_for_numbers(first.port, expected)
+    await wait_for_numbers(second.port, expected)
+    engine = create_engine(scorer_env["VTR_DATABASE_URL"])
+    try:
+        async with engine.connect() as connection:
+            owners = (await connection.execute(select(func.count(func.distinct(offsets.c.owner))))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert owners == 2
+
+
+async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
+    fresh_broker: TansuBroker, new_postgres_database: Callable[[], str]
+) -> None:
+    database_url = await asyncio.to_thread(new_postgres_database)
+    await asyncio.to_thread(migrate, database_url)
+    settings = ScorerSettings(
+        kafka_bootstrap=fresh_broker.bootstrap,
+        database_url=database_url,
+        clock_interval_seconds=0.2,
+        publish_interval_seconds=0.1,
+    )
+    day = {"today": date(2026, 6, 15)}
+    engine = create_engine(database_url)
+    service = ScorerService(settings, engine, today=lambda: day["today"])
+    await service.start()
+    try:
+        await produce(fresh_broker.bootstrap, [shipment("late-1", seller_id="dora", promised=date(2026, 6, 15))])
+        for _ in range(100):
+            async with engine.connect() as connection:
+                state = (await connection.execute(select(packages.c.state))).scalar()
+            if state == "pending":
+                break
+            await asyncio.sleep(0.1)
+        assert state == "pending"
+        day["today"] = date(2026, 6, 16)  # the promised date has passed, no scan came
+        snapshot = await next_snapshot(settings, lambda s: s.seller_id == "dora" and s.invalid == 1)
+        assert (snapshot.total, snapshot.valid, snapshot.vtr, snapshot.level.value) == (1, 0, 0.0, "BREACH")
+        assert snapshot.reasons == {"no_physical_scan": 1}
+        assert snapshot.caught_up
+        async with engine.connect() as connection:
+            assert (await connection.execute(select(packages.c.state))).scalar() == "invalid"
+    finally:
+        await service.stop()
+        await engine.dispose()
+
+
+async def next_snapshot(settings: ScorerSettings, wanted: Callable[..., bool]):  # type: ignore[no-untyped-def]
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(SCORES, p) for p in consumer.partitions_for_topic(SCORES) or {0}]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = asyncio.get_running_loop().time() + 30
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                for record in records:
+                    snapshot = SCORE_CODEC.decode(record.value)
+                    if wanted(snapshot):
+                        return snapshot
+        raise AssertionError("no matching snapshot on vtr.scores.v1")
+    finally:
+        await consumer.stop()
