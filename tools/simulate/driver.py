@@ -125,13 +125,14 @@ class Driver:
         for index in range(0, len(batch), SHIPMENTS_PER_REQUEST):
             chunk = batch[index : index + SHIPMENTS_PER_REQUEST]
             body = httpx.Request("POST", "/", json=chunk).content
+            expected = len(chunk)
 
-            def build(body: bytes = body) -> HttpRequest:
+            def build(body: bytes = body, expected: int = expected) -> HttpRequest:
                 return HttpRequest(
                     "/v1/shipments",
                     body,
                     self._auth(),
-                    accepted=lambda status, reply, n=len(chunk): status == 202 and _all_accepted(reply, n),
+                    accepted=lambda status, reply: status == 202 and _all_accepted(reply, expected),
                 )
 
             await self._send(build, f"POST /v1/shipments ({len(chunk)})")

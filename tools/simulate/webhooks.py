@@ -161,7 +161,7 @@ def _code(table: dict[CanonicalStatus, str | None], scan: Scan) -> str | None:
 
 
 def _china_post_traces(push: Push) -> list[dict[str, object]]:
-    traces = []
+    traces: list[dict[str, object]] = []
     for update in push.updates:
         for scan in update.scans:
             code = _code(CHINA_POST_CODES, scan)
