@@ -62,6 +62,8 @@ def make_consumer(settings: ServiceSettings, *topics: str, group_id: str | None,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)

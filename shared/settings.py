@@ -72,6 +72,9 @@ class ServiceSettings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)
     #: Seconds the producer may take to get a record acknowledged (acks=all).
     kafka_produce_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: A consumer that stops heartbeating for this long loses its partitions to the group.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 
     database_url: str = ""
 

@@ -1,0 +1,356 @@
+"""Exactly-once consumption into a database: each fetched batch is applied in one
+transaction that also stores the consumer's offsets.
+
+Why not Kafka's own commits: a crash between "database committed" and "offset
+committed" would re-apply a batch, and a crash the other way round would drop one. With
+the offsets in the same transaction as the effects, the database is always consistent
+with exactly the records before the stored offset, whatever crashes.
+
+Fencing: on assignment an instance *claims* each partition by bumping its generation in
+the offsets table and remembers that generation. Every batch updates the offset only
+``WHERE owner = me AND generation = mine``; if another instance has claimed the
+partition since (a rebalance this instance has not noticed yet, a long pause), the
+update matches no row and the whole transaction rolls back. The partitions are then
+paused until the group hands them back.
+
+Offsets are also committed to Kafka after the database commit, as advice only, so that
+standard lag tools (``kafka-consumer-groups``) show the group's position.
+
+Partition assignment uses the *range* assignor: the inputs are co-partitioned (same
+key, same partition count), so partition *i* of every subscribed topic goes to the same
+instance.
+
+Tests and local runs: the local broker (Tansu) takes about 5 s to form a group and only
+hands a dead member's partitions over after ``VTR_KAFKA_SESSION_TIMEOUT_MS``; tests set
+it to ~3000 (and ``VTR_KAFKA_HEARTBEAT_INTERVAL_MS`` to ~300) to keep restarts quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import OffsetAndMetadata
+from prometheus_client import Gauge
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.kafka import make_consumer
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+#: Stored when a partition has been claimed but no record of it applied yet.
+NO_OFFSET = -1
+
+ApplyBatch = Callable[[AsyncConnection, Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+
+
+def consumer_offsets_table(metadata: MetaData, name: str = "consumer_offsets") -> Table:
+    """The offsets table; add it to the service's MetaData so its migrations create it."""
+    return Table(
+        name,
+        metadata,
+        Column("group_id", String(200), primary_key=True),
+        Column("topic", String(200), primary_key=True),
+        Column("partition", Integer, primary_key=True, autoincrement=False),
+        #: The offset of the next record to apply (Kafka's convention for committed offsets).
+        Column("next_offset", BigInteger, nullable=False),
+        Column("owner", String(100), nullable=False),
+        Column("generation", BigInteger, nullable=False),
+    )
+
+
+class Fenced(RuntimeError):
+    """Another instance owns a partition of this batch now; the batch was rolled back."""
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: TransactionalConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._owner._on_assigned(assigned)
+
+
+class TransactionalConsumer:
+    """Consume ``topics`` in batches, applying each batch and its offsets atomically."""
+
+    def __init__(
+        self,
+        *,
+        settings: ServiceSettings,
+        engine: AsyncEngine,
+        topics: Sequence[str],
+        group_id: str,
+        offsets: Table,
+        apply_batch: ApplyBatch,
+        lag_gauge: Gauge | None = None,
+        max_batch_records: int = 5000,
+        poll_timeout_ms: int = 200,
+        group_instance_id: str | None = None,
+        retry_delay_seconds: float = 1.0,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._topics = list(topics)
+        self._group_id = group_id
+        self._offsets = offsets
+        self._apply_batch = apply_batch
+        self._lag_gauge = lag_gauge
+        self._max_batch_records = max_batch_records
+        self._poll_timeout_ms = poll_timeout_ms
+        self._group_instance_id = group_instance_id
+        self._retry_delay_seconds = retry_delay_seconds
+        #: Unique per process, so a restarted instance never mistakes an old claim for its own.
+        self.instance_id = f"{group_instance_id or 'member'}-{uuid.uuid4().hex[:12]}"
+        self._generations: dict[TopicPartition, int] = {}
+        self._next_offsets: dict[TopicPartition, int] = {}
+        self._batch_lock = asyncio.Lock()
+        #: Bumped on every rebalance: a batch fetched before it may predate a seek and is dropped.
+        self._assignment_epoch = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.records_applied = 0
+        self.batches_applied = 0
+        self.last_batch_at: float | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        options: dict[str, Any] = {"partition_assignment_strategy": (RangePartitionAssignor,)}
+        if self._group_instance_id:
+            options["group_instance_id"] = self._group_instance_id
+        self._consumer = make_consumer(self._settings, group_id=self._group_id, **options)
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consume:{self._group_id}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+        self._consumer = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def assigned_partitions(self) -> set[TopicPartition]:
+        return set(self._generations)
+
+    def partition_lags(self) -> dict[TopicPartition, int]:
+        """Records behind the high watermark per owned partition (0 until first fetched)."""
+        lags: dict[TopicPartition, int] = {}
+        if self._consumer is None:
+            return lags
+        for tp in self._generations:
+            highwater = self._consumer.highwater(tp)
+            position = self._next_offsets.get(tp, NO_OFFSET)
+            if highwater is None or position == NO_OFFSET:
+                lags[tp] = 0 if highwater is None else highwater
+            else:
+                lags[tp] = max(0, highwater - position)
+        return lags
+
+    def total_lag(self) -> int:
+        return sum(self.partition_lags().values())
+
+    # -- rebalance -------------------------------------------------------------------
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Let the batch in flight finish (it holds the lock) before another instance takes over.
+        async with self._batch_lock:
+            self._assignment_epoch += 1
+            for tp in revoked:
+                self._generations.pop(tp, None)
+                self._next_offsets.pop(tp, None)
+                if self._lag_gauge is not None:
+                    with contextlib.suppress(KeyError):
+                        self._lag_gauge.remove(tp.topic, str(tp.partition))
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        async with self._batch_lock:
+            self._assignment_epoch += 1
+            claims = await self._claim(sorted(assigned))
+            for tp, (next_offset, generation) in claims.items():
+                self._generations[tp] = generation
+                self._next_offsets[tp] = next_offset
+                if next_offset == NO_OFFSET:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, next_offset)
+            if assigned:
+                self._consumer.resume(*assigned)
+            log.info(
+                "partitions assigned",
+                extra={"group": self._group_id, "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)},
+            )
+
+    async def _claim(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+        """Take ownership of ``partitions`` in the database; returns (next offset, generation)."""
+        table = self._offsets
+        claims: dict[TopicPartition, tuple[int, int]] = {}
+        async with self._engine.begin() as connection:
+            for tp in partitions:
+                where = and_(
+                    table.c.group_id == self._group_id, table.c.topic == tp.topic, table.c.partition == tp.partition
+                )
+                row = (await connection.execute(select(table.c.next_offset, table.c.generation).where(where))).first()
+                if row is None:
+                    try:
+                        async with connection.begin_nested():
+                            await connection.execute(
+                                insert(table).values(
+                                    group_id=self._group_id,
+                                    topic=tp.topic,
+                                    partition=tp.partition,
+                                    next_offset=NO_OFFSET,
+                                    owner=self.instance_id,
+                                    generation=1,
+                                )
+                            )
+                        claims[tp] = (NO_OFFSET, 1)
+                        continue
+                    except IntegrityError:  # another instance inserted it first; claim it below
+                        row = (
+                            await connection.execute(select(table.c.next_offset, table.c.generation).where(where))
+                        ).one()
+                generation = int(row.generation) + 1
+                await connection.execute(
+                    update(table).where(where).values(owner=self.instance_id, generation=generation)
+                )
+                claims[tp] = (int(row.next_offset), generation)
+        return claims
+
+    # -- consuming -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping:
+            epoch = self._assignment_epoch
+            try:
+                batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("fetch failed; retrying", extra={"group": self._group_id})
+                await asyncio.sleep(self._retry_delay_seconds)
+                continue
+            if batches:
+                await self._apply_with_retry(batches, epoch)
+            self._export_lag()
+
+    async def _apply_with_retry(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], epoch: int
+    ) -> None:
+        assert self._consumer is not None
+        while not self._stopping:
+            async with self._batch_lock:
+                if epoch != self._assignment_epoch:
+                    # A rebalance ran while this batch was fetched; the partitions were re-seeked
+                    # to their stored offsets, so these records will come again in order.
+                    return
+                # Drop records of partitions revoked meanwhile, and records below the stored
+                # position: a broker may return a whole record batch that starts before the
+                # fetch offset, and those records are already applied.
+                owned = {}
+                for tp, records in batches.items():
+                    if tp not in self._generations:
+                        continue
+                    position = self._next_offsets.get(tp, NO_OFFSET)
+                    fresh = [record for record in records if record.offset >= position]
+                    if fresh:
+                        owned[tp] = fresh
+                if not owned:
+                    return
+                try:
+                    await self._apply_in_transaction(owned)
+                    break
+                except Fenced as fenced:
+                    log.warning("fenced by another instance; pausing partitions", extra={"detail": str(fenced)})
+                    for tp in owned:
+                        self._generations.pop(tp, None)
+                    self._consumer.pause(*owned)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("batch failed and was rolled back; retrying", extra={"group": self._group_id})
+                    # Nothing was committed: rewind so the same records come again, in order.
+                    for tp in owned:
+                        self._consumer.seek(tp, owned[tp][0].offset)
+                    batches = {}
+            await asyncio.sleep(self._retry_delay_seconds)
+            epoch = self._assignment_epoch
+            batches = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records
+            )
+        await self._commit_to_kafka()
+
+    async def _apply_in_transaction(self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        table = self._offsets
+        records = [record for partition_records in owned.values() for record in partition_records]
+        new_offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in owned.items()}
+        async with self._engine.begin() as connection:
+            await self._apply_batch(connection, records)
+            for tp, next_offset in new_offsets.items():
+                result = await connection.execute(
+                    update(table)
+                    .where(
+                        and_(
+                            table.c.group_id == self._group_id,
+                            table.c.topic == tp.topic,
+                            table.c.partition == tp.partition,
+                            table.c.owner == self.instance_id,
+                            table.c.generation == self._generations[tp],
+                        )
+                    )
+                    .values(next_offset=next_offset)
+                )
+                if result.rowcount != 1:
+                    raise Fenced(f"{tp.topic}:{tp.partition} is claimed by another instance")
+        self._next_offsets.update(new_offsets)
+        self.records_applied += len(records)
+        self.batches_applied += 1
+        self.last_batch_at = time.time()
+
+    async def _commit_to_kafka(self) -> None:
+        """Advisory: the database is the source of truth; this only feeds lag tools."""
+        assert self._consumer is not None
+        offsets = {
+            tp: OffsetAndMetadata(offset, "")
+            for tp, offset in self._next_offsets.items()
+            if offset != NO_OFFSET and tp in self._generations
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except Exception as error:  # a rebalance in progress or a broker hiccup; next batch retries
+            log.debug("advisory Kafka commit failed", extra={"error": repr(error)})
+
+    def _export_lag(self) -> None:
+        if self._lag_gauge is None:
+            return
+        for tp, lag in self.partition_lags().items():
+            self._lag_gauge.labels(tp.topic, str(tp.partition)).set(lag)

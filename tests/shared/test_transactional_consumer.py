@@ -1,0 +1,199 @@
+"""Exactly-once effects of the transactional consumer, with a real broker and real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+import pytest
+from aiokafka import ConsumerRecord
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.db import create_engine
+from shared.kafka import ensure_topics, make_producer
+from shared.settings import ServiceSettings
+from shared.topics import TopicSpec
+from shared.transactional_consumer import TransactionalConsumer, consumer_offsets_table
+from tools.localstack import TansuBroker
+
+metadata = MetaData()
+offsets = consumer_offsets_table(metadata)
+# The primary key makes a double application fail loudly instead of passing silently.
+applied = Table(
+    "applied",
+    metadata,
+    Column("topic", String(200), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", Integer, primary_key=True),
+    Column("value", String(100), nullable=False),
+)
+
+
+async def _engine(database_url: str) -> AsyncEngine:
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    return engine
+
+
+async def _produce(settings: ServiceSettings, topic: str, count: int, start: int = 0) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, f"v{i}".encode(), key=f"k{i % 7}".encode()) for i in range(start, start + count)
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _count(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(applied))).scalar_one())
+
+
+async def _wait_for_count(engine: AsyncEngine, expected: int, within_seconds: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_seconds
+    while await _count(engine) < expected:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"only {await _count(engine)} of {expected} records applied")
+        await asyncio.sleep(0.1)
+
+
+class Recorder:
+    """apply_batch that stores every record and can be told to fail a number of times."""
+
+    def __init__(self) -> None:
+        self.failures_left = 0
+        self.calls = 0
+
+    async def __call__(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        self.calls += 1
+        await connection.execute(
+            insert(applied),
+            [
+                {"topic": r.topic, "partition": r.partition, "offset": r.offset, "value": r.value.decode()}
+                for r in records
+            ],
+        )
+        if self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError("simulated crash after writing, before commit")
+
+
+def _consumer(
+    settings: ServiceSettings, engine: AsyncEngine, topic: str, group: str, recorder: Recorder
+) -> TransactionalConsumer:
+    return TransactionalConsumer(
+        settings=settings,
+        engine=engine,
+        topics=[topic],
+        group_id=group,
+        offsets=offsets,
+        apply_batch=recorder,
+        max_batch_records=50,
+        retry_delay_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def topic_and_group(kafka_broker: TansuBroker) -> tuple[ServiceSettings, str, str]:
+    settings = ServiceSettings(
+        kafka_bootstrap=kafka_broker.bootstrap,
+        kafka_topic_partitions=3,
+        kafka_session_timeout_ms=3000,
+        kafka_heartbeat_interval_ms=300,
+    )
+    suffix = uuid.uuid4().hex[:8]
+    return settings, f"test.tx.{suffix}", f"group-{suffix}"
+
+
+async def test_failed_batches_roll_back_and_restart_resumes_without_duplicates(
+    database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
+) -> None:
+    settings, topic, group = topic_and_group
+    await ensure_topics(settings, [TopicSpec(topic)])
+    engine = await _engine(database_url)
+    await _produce(settings, topic, 300)
+
+    recorder = Recorder()
+    recorder.failures_left = 2  # the primary key would reject a second application after a partial commit
+    first = _consumer(settings, engine, topic, group, recorder)
+    await first.start()
+    await _wait_for_count(engine, 300)
+    assert recorder.calls > 2
+    await first.stop()
+
+    # A new instance (a restart) picks up from the stored offsets: new records only.
+    await _produce(settings, topic, 120, start=300)
+    second = _consumer(settings, engine, topic, group, Recorder())
+    await second.start()
+    await _wait_for_count(engine, 420)
+    await asyncio.sleep(0.5)
+    assert await _count(engine) == 420
+    assert second.total_lag() == 0
+    await second.stop()
+    await engine.dispose()
+
+
+async def test_a_fenced_instance_cannot_commit(
+    database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
+) -> None:
+    settings, topic, group = topic_and_group
+    await ensure_topics(settings, [TopicSpec(topic)])
+    engine = await _engine(database_url)
+    stale = _consumer(settings, engine, topic, group, Recorder())
+    await stale.start()
+    await _produce(settings, topic, 30)
+    await _wait_for_count(engine, 30)
+    owned = stale.assigned_partitions()
+    assert owned
+
+    # Another instance claims the same partitions in the database (as after a rebalance
+    # the stale instance has not noticed): the stale instance's next batch must roll back.
+    usurper = _consumer(settings, engine, topic, f"{group}-unused", Recorder())
+    usurper._group_id = group
+    await usurper._claim(sorted(owned, key=lambda tp: (tp.topic, tp.partition)))
+    await _produce(settings, topic, 30, start=30)
+    await asyncio.sleep(2.0)
+    assert await _count(engine) == 30
+    assert stale.assigned_partitions() == set()
+    await stale.stop()
+    await engine.dispose()
+
+
+async def test_range_assignor_keeps_co_partitioned_topics_together(
+    topic_and_group: tuple[ServiceSettings, str, str], tmp_path: object
+) -> None:
+    settings, topic, group = topic_and_group
+    shipments, events = f"{topic}.shipments", f"{topic}.events"
+    await ensure_topics(settings, [TopicSpec(shipments), TopicSpec(events)])
+    engine = await _engine(f"sqlite+aiosqlite:///{tmp_path}/range.db")
+    members = [
+        TransactionalConsumer(
+            settings=settings,
+            engine=engine,
+            topics=[shipments, events],
+            group_id=group,
+            offsets=offsets,
+            apply_batch=Recorder(),
+        )
+        for _ in range(2)
+    ]
+    await asyncio.gather(*(member.start() for member in members))
+    deadline = asyncio.get_running_loop().time() + 30
+    while sum(len(member.assigned_partitions()) for member in members) != 6 or not all(
+        member.assigned_partitions() for member in members
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "the group never settled"
+        await asyncio.sleep(0.2)
+    for member in members:
+        by_topic: dict[str, set[int]] = {}
+        for tp in member.assigned_partitions():
+            by_topic.setdefault(tp.topic, set()).add(tp.partition)
+        assert by_topic[shipments] == by_topic[events]
+    await asyncio.gather(*(member.stop() for member in members))
+    await engine.dispose()
