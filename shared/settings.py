@@ -47,10 +47,14 @@ class ServiceSettings(BaseSettings):
     #: The service's name, used for the default database file and client ids.
     service_name: ClassVar[str] = "vtrwatch"
 
+    #: ``prod`` refuses to start with a missing or development secret, or with SQLite.
     env: Literal["dev", "prod"] = "dev"
+    #: Python log level of the JSON logs on stderr.
     log_level: str = "INFO"
 
+    #: Address the HTTP API listens on (``0.0.0.0`` in containers).
     http_host: str = "127.0.0.1"
+    #: HTTP port; each service has its own default.
     http_port: int = 8000
     #: Seconds in-flight requests get to finish on SIGTERM.
     drain_seconds: float = 10.0
@@ -61,21 +65,30 @@ class ServiceSettings(BaseSettings):
         json_schema_extra={"secret": True},
     )
 
+    #: Kafka bootstrap servers, comma-separated ``host:port``.
     kafka_bootstrap: str = "127.0.0.1:9092"
+    #: ``SASL_SSL`` for a managed cluster; ``PLAINTEXT`` for the local broker.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    #: SASL mechanism when the protocol is SASL_*.
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    #: SASL user name.
     kafka_sasl_username: str = ""
+    #: SASL password (a secret).
     kafka_sasl_password: SecretStr = SecretStr("")
     #: Off by default because the local broker (Tansu) has no idempotent producer.
     kafka_enable_idempotence: bool = False
+    #: Partitions of topics the services create; the two input topics must be equal.
     kafka_topic_partitions: int = Field(default=6, ge=1)
+    #: Replication factor of topics the services create (3 on a production cluster).
     kafka_replication_factor: int = Field(default=1, ge=1)
     #: Seconds the producer may take to get a record acknowledged (acks=all).
     kafka_produce_timeout_seconds: float = Field(default=5.0, gt=0)
     #: A consumer that stops heartbeating for this long loses its partitions to the group.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    #: How often consumers heartbeat; a third of the session timeout or less.
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 
+    #: SQLAlchemy URL of the service's own database: ``postgresql+asyncpg://...`` in prod.
     database_url: str = ""
 
     @field_validator("api_keys", mode="before")
