@@ -38,6 +38,8 @@ class NoticeKind(StrEnum):
     IMPROVED = "improved"
     RECOVERED = "recovered"
     REMINDER = "reminder"
+    #: Not decided by the machine: the per-seller daily digest (``reminder_mode = daily_digest``).
+    DIGEST = "digest"
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,10 @@ def utc_now() -> datetime:
 
 def timings_from(settings: NotifierSettings) -> Timings:
     return Timings.from_seconds(
-        settings.debounce_seconds, settings.deescalation_hold_seconds, settings.reminder_interval_seconds
+        settings.debounce_seconds,
+        settings.deescalation_hold_seconds,
+        settings.reminder_interval_seconds,
+        per_category_reminders=settings.reminder_mode == "per_category",
     )
 
 
@@ -88,7 +91,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         settings.scorer_url, settings.scorer_api_key.get_secret_value(), settings.scorer_timeout_seconds
     )
     email_sender, slack_sender = senders_from(settings)
-    processor = AlertProcessor(timings_from(settings), clock)
+    processor = AlertProcessor(timings_from(settings), clock, settings.digest_check_seconds)
     worker = OutboxWorker(
         engine=engine,
         email_sender=email_sender,

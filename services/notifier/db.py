@@ -7,6 +7,7 @@
   as the state change that decided it; ``dedupe_key`` is unique so nothing is written
   twice;
 - ``delivery_attempts``: every try to hand a message to SMTP or Slack;
+- ``digests``: when each seller's next daily digest is due (digest mode only);
 - ``state_lock``: one row every writer of ``alert_states`` updates first, which
   serialises the consumer and the tick on both databases (see :func:`lock_alert_states`).
 """
@@ -116,6 +117,15 @@ delivery_attempts = Table(
     Column("outcome", String(8), nullable=False),
     Column("error", Text, nullable=True),
     Column("duration_seconds", Float, nullable=False),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("seller_id", String(128), primary_key=True),
+    #: When the next daily digest is due (``reminder_mode = daily_digest`` only).
+    Column("next_due_at", DateTime(timezone=True), nullable=False),
+    Column("digest_seq", Integer, nullable=False),
 )
 
 state_lock = Table(

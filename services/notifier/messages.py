@@ -41,12 +41,14 @@ KIND_TAGS: Mapping[Language, Mapping[NoticeKind, str]] = {
         NoticeKind.IMPROVED: "IMPROVED: {level}",
         NoticeKind.RECOVERED: "RECOVERED",
         NoticeKind.REMINDER: "REMINDER: {level}",
+        NoticeKind.DIGEST: "DAILY DIGEST",
     },
     Language.ZH_CN: {
         NoticeKind.ESCALATED: "{level}",
         NoticeKind.IMPROVED: "好转：{level}",
         NoticeKind.RECOVERED: "已恢复",
         NoticeKind.REMINDER: "提醒：{level}",
+        NoticeKind.DIGEST: "每日汇总",
     },
 }
 
@@ -291,4 +293,70 @@ def compose_slack(message: AlertMessage) -> dict[str, Any]:
     context = template_context(message)
     context["subject"] = _subject(message, context)
     payload: dict[str, Any] = json.loads(_render(message.language, "slack.json", context))
+    return payload
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    #: The level the seller was last told for this category.
+    level: Level
+    snapshot: ScoreSnapshot
+
+
+@dataclass(frozen=True)
+class DigestMessage:
+    """The daily digest: every category of one seller still at a warning level."""
+
+    seller_id: str
+    entries: Sequence[DigestEntry]
+    language: Language
+
+
+def digest_context(message: DigestMessage) -> dict[str, Any]:
+    language = message.language
+    labels = LEVEL_LABELS[language]
+    ordered = sorted(
+        message.entries,
+        key=lambda entry: (-entry.level.severity, entry.snapshot.marketplace, entry.snapshot.category),
+    )
+    worst = ordered[0]
+    return {
+        "tag": KIND_TAGS[language][NoticeKind.DIGEST],
+        "seller_id": message.seller_id,
+        "count": len(ordered),
+        "worst_label": labels[worst.level],
+        "worst_category": worst.snapshot.category,
+        "worst_marketplace": worst.snapshot.marketplace,
+        "entries": [
+            {
+                "level": entry.level.value,
+                "level_label": labels[entry.level],
+                "marketplace": entry.snapshot.marketplace,
+                "category": entry.snapshot.category,
+                "vtr": percent(entry.snapshot.vtr, language),
+                "headroom": entry.snapshot.headroom,
+                "days_to_breach": entry.snapshot.days_to_breach,
+                "breached": entry.snapshot.level is Level.BREACH,
+                "appeal_url": appeal_url(entry.snapshot.marketplace) if entry.snapshot.level is Level.BREACH else None,
+            }
+            for entry in ordered
+        ],
+        "computed_at": max(entry.snapshot.computed_at for entry in ordered).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def compose_digest_email(message: DigestMessage) -> EmailContent:
+    context = digest_context(message)
+    lines = _render(message.language, "digest_subject.txt", context).splitlines()
+    return EmailContent(
+        subject="".join(line.strip() for line in lines),
+        text=_render(message.language, "digest.txt", context),
+        html=_render(message.language, "digest.html", context),
+    )
+
+
+def compose_digest_slack(message: DigestMessage) -> dict[str, Any]:
+    context = digest_context(message)
+    context["subject"] = compose_digest_email(message).subject
+    payload: dict[str, Any] = json.loads(_render(message.language, "digest_slack.json", context))
     return payload

@@ -27,7 +27,17 @@ from services.notifier import db, metrics
 from services.notifier.alerts import Clock, NoticeKind
 from services.notifier.db import as_utc, delivery_attempts, outbox
 from services.notifier.delivery import DeliveryError, EmailSender, SlackSender
-from services.notifier.messages import AlertMessage, EmailContent, Language, compose_email, compose_slack
+from services.notifier.messages import (
+    AlertMessage,
+    DigestEntry,
+    DigestMessage,
+    EmailContent,
+    Language,
+    compose_digest_email,
+    compose_digest_slack,
+    compose_email,
+    compose_slack,
+)
 from services.notifier.processing import CHANNEL_EMAIL, CHANNEL_SLACK
 from services.notifier.scorer_client import PackageSource, PackagesUnavailable
 from shared.schemas import SCORE_CODEC, Level, PackageView
@@ -46,6 +56,18 @@ class RetryPolicy:
         """Full jitter: uniformly up to base x 2^(attempts-1), capped."""
         ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
         return float(max(self.base_seconds / 10, ceiling * rng()))
+
+
+def render_digest(row: Any) -> dict[str, Any]:
+    entries = [
+        DigestEntry(Level(entry["level"]), SCORE_CODEC.decode(orjson.dumps(entry["snapshot"])))
+        for entry in orjson.loads(row.snapshot)
+    ]
+    message = DigestMessage(seller_id=row.seller_id, entries=entries, language=Language(row.language))
+    if row.channel == CHANNEL_EMAIL:
+        content = compose_digest_email(message)
+        return {"subject": content.subject, "text": content.text, "html": content.html}
+    return compose_digest_slack(message)
 
 
 class OutboxWorker:
@@ -137,6 +159,8 @@ class OutboxWorker:
         """The message to send and whether it lists the packages; None: wait for the scorer."""
         if row.rendered is not None:
             return orjson.loads(row.rendered), bool(row.packages_listed)
+        if row.kind == NoticeKind.DIGEST.value:
+            return await self._store_rendering(row, render_digest(row), packages_listed=None), False
         key = (row.seller_id, row.marketplace, row.category)
         if key not in cache:
             try:
@@ -161,13 +185,19 @@ class OutboxWorker:
             rendered = {"subject": content.subject, "text": content.text, "html": content.html}
         else:
             rendered = compose_slack(message)
+        listed = packages is not None
+        return await self._store_rendering(row, rendered, packages_listed=listed), listed
+
+    async def _store_rendering(
+        self, row: Any, rendered: dict[str, Any], packages_listed: bool | None
+    ) -> dict[str, Any]:
         async with self._engine.begin() as connection:
             await connection.execute(
                 update(outbox)
                 .where(outbox.c.id == row.id)
-                .values(rendered=orjson.dumps(rendered).decode(), packages_listed=packages is not None)
+                .values(rendered=orjson.dumps(rendered).decode(), packages_listed=packages_listed)
             )
-        return rendered, packages is not None
+        return rendered
 
     async def _deliver(self, row: Any, cache: dict[tuple[str, str, str], Sequence[PackageView] | None]) -> None:
         composed = await self._compose(row, cache)

@@ -12,13 +12,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 import orjson
 from aiokafka import ConsumerRecord
-from sqlalchemy import and_, select, tuple_, update
+from sqlalchemy import and_, delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.notifier import db, metrics
@@ -26,13 +26,22 @@ from services.notifier.alerts import (
     AlertState,
     Clock,
     Notice,
+    NoticeKind,
     Timings,
     apply_snapshot,
     evaluate,
     next_check_at,
     wanted_by,
 )
-from services.notifier.db import alert_states, as_utc, dialect_insert, lock_alert_states, outbox, subscriptions
+from services.notifier.db import (
+    alert_states,
+    as_utc,
+    dialect_insert,
+    digests,
+    lock_alert_states,
+    outbox,
+    subscriptions,
+)
 from shared.schemas import SCORE_CODEC, ContractError, Level, ScoreSnapshot
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,8 @@ _ENCODER = msgspec.json.Encoder()
 
 CHANNEL_EMAIL = "email"
 CHANNEL_SLACK = "slack"
+#: Marketplace and category stored on a digest's outbox rows.
+DIGEST_SCOPE = "*"
 
 
 @dataclass(frozen=True)
@@ -98,16 +109,23 @@ async def write_outbox(
     snapshot_json: str,
     subscription: Subscription | None,
     now: datetime,
+    scope: tuple[str, str] | None = None,
 ) -> int:
-    """Insert the notice's rows (one per channel x recipient); returns how many were new."""
-    if subscription is None or not subscription.wants(key[1], notice):
+    """Insert the notice's rows (one per channel x recipient); returns how many were new.
+
+    ``scope`` overrides the (marketplace, category) stored on the rows (digests span all).
+    """
+    if subscription is None:
         return 0
+    if scope is None and not subscription.wants(key[1], notice):
+        return 0
+    marketplace, category = scope or (key[1], key[2])
     rows = [
         {
             "dedupe_key": dedupe_key(key, notice.seq, channel, recipient),
             "seller_id": key[0],
-            "marketplace": key[1],
-            "category": key[2],
+            "marketplace": marketplace,
+            "category": category,
             "kind": notice.kind.value,
             "previous_level": notice.previous_level.value,
             "level": notice.level.value,
@@ -131,10 +149,43 @@ async def write_outbox(
     return max(0, result.rowcount or 0)
 
 
+async def write_digest(
+    connection: AsyncConnection,
+    seller_id: str,
+    rows: Sequence[Any],
+    seq: int,
+    due_at: datetime,
+    subscription: Subscription | None,
+    now: datetime,
+) -> int:
+    if subscription is None:
+        return 0
+    entries = []
+    for row in rows:
+        snapshot = SCORE_CODEC.decode(row.snapshot.encode())
+        level = Level(row.notified_level)
+        wanted = level.severity >= subscription.min_level.severity and (
+            subscription.marketplaces is None or snapshot.marketplace in subscription.marketplaces
+        )
+        if wanted:
+            entries.append({"level": level.value, "snapshot": orjson.loads(row.snapshot)})
+    if not entries:
+        return 0
+    worst = max((Level(entry["level"]) for entry in entries), key=lambda level: level.severity)
+    notice = Notice(kind=NoticeKind.DIGEST, previous_level=worst, level=worst, seq=seq, decided_at=now)
+    # The due time, not the sequence, identifies a digest: the schedule row may be deleted and recreated.
+    key: AlertKey = (seller_id, DIGEST_SCOPE, f"digest@{due_at.isoformat()}")
+    return await write_outbox(
+        connection, key, notice, orjson.dumps(entries).decode(), subscription, now, scope=(DIGEST_SCOPE, DIGEST_SCOPE)
+    )
+
+
 class AlertProcessor:
-    def __init__(self, timings: Timings, clock: Clock) -> None:
+    def __init__(self, timings: Timings, clock: Clock, digest_check_seconds: float = 60.0) -> None:
         self._timings = timings
         self._clock = clock
+        self._digest_check = timedelta(seconds=digest_check_seconds)
+        self._next_digest_check: datetime | None = None
 
     async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         snapshots: dict[AlertKey, list[ScoreSnapshot]] = defaultdict(list)
@@ -202,11 +253,66 @@ class AlertProcessor:
                     self._count(notice)
                     written += await write_outbox(connection, key, notice, row.snapshot, subs.get(key[0]), now)
                 await self._save_state(connection, key, state, row.snapshot, now, exists=True)
+            if not self._timings.per_category_reminders and (
+                self._next_digest_check is None or now >= self._next_digest_check
+            ):
+                written += await self._digests(connection, now)
+                self._next_digest_check = now + self._digest_check
+        return written
+
+    async def _digests(self, connection: AsyncConnection, now: datetime) -> int:
+        """Daily digest mode: one message per seller listing every category still at a warning level.
+
+        A seller's first digest is due one interval after a category of theirs was first
+        seen at a warning level (the alert itself went out then); a seller with nothing
+        left to warn about leaves the schedule.
+        """
+        bad = (
+            await connection.execute(
+                select(alert_states.c.seller_id, alert_states.c.notified_level, alert_states.c.snapshot).where(
+                    alert_states.c.notified_level != Level.OK.value
+                )
+            )
+        ).all()
+        by_seller: dict[str, list[Any]] = defaultdict(list)
+        for row in bad:
+            by_seller[row.seller_id].append(row)
+        await connection.execute(
+            delete(digests).where(
+                digests.c.seller_id.not_in(
+                    select(alert_states.c.seller_id).where(alert_states.c.notified_level != Level.OK.value)
+                )
+            )
+        )
+        schedule = {
+            row.seller_id: row
+            for row in await connection.execute(select(digests).where(digests.c.seller_id.in_(sorted(by_seller))))
+        }
+        subs = await load_subscriptions(connection, by_seller)
+        interval = self._timings.reminder_interval
+        written = 0
+        for seller_id, rows in sorted(by_seller.items()):
+            scheduled = schedule.get(seller_id)
+            if scheduled is None:
+                await connection.execute(
+                    insert(digests).values(seller_id=seller_id, next_due_at=now + interval, digest_seq=0)
+                )
+                continue
+            due_at = as_utc(scheduled.next_due_at)
+            if now < due_at:
+                continue
+            seq = scheduled.digest_seq + 1
+            await connection.execute(
+                update(digests)
+                .where(digests.c.seller_id == seller_id)
+                .values(next_due_at=now + interval, digest_seq=seq)
+            )
+            written += await write_digest(connection, seller_id, rows, seq, due_at, subs.get(seller_id), now)
         return written
 
     @staticmethod
     def _count(notice: Notice) -> None:
-        if notice.kind.value != "reminder":
+        if notice.kind is not NoticeKind.REMINDER:
             metrics.TRANSITIONS.labels(notice.level.value).inc()
 
     async def _load_states(

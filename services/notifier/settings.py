@@ -52,6 +52,8 @@ class NotifierSettings(ServiceSettings):
     #: ``per_category``: one reminder per category and interval; ``daily_digest``: one
     #: message per seller listing every category still at risk.
     reminder_mode: Literal["per_category", "daily_digest"] = "per_category"
+    #: How often the digest schedule is looked at (digest mode only).
+    digest_check_seconds: float = Field(default=60.0, gt=0)
     #: How often pending transitions and reminders are re-evaluated without new snapshots.
     tick_seconds: float = Field(default=5.0, gt=0)
 

@@ -11,7 +11,16 @@ import json
 from pathlib import Path
 
 from services.notifier.alerts import NoticeKind
-from services.notifier.messages import AlertMessage, Language, compose_email, compose_slack
+from services.notifier.messages import (
+    AlertMessage,
+    DigestEntry,
+    DigestMessage,
+    Language,
+    compose_digest_email,
+    compose_digest_slack,
+    compose_email,
+    compose_slack,
+)
 from shared.schemas import Level
 from tests.notifier.conftest import EXAMPLE_PACKAGES, EXAMPLES_DIR, make_snapshot
 
@@ -22,6 +31,13 @@ SCENARIOS: dict[str, tuple[NoticeKind, Level, Level, bool]] = {
     "recovered": (NoticeKind.RECOVERED, Level.BREACH, Level.OK, True),
     "reminder-without-packages": (NoticeKind.REMINDER, Level.AT_RISK, Level.AT_RISK, False),
 }
+
+
+DIGEST_ENTRIES = (
+    DigestEntry(Level.AT_RISK, make_snapshot(Level.AT_RISK)),
+    DigestEntry(Level.BREACH, make_snapshot(Level.BREACH, marketplace="AE", category="Home & Kitchen")),
+    DigestEntry(Level.WATCH, make_snapshot(Level.WATCH, marketplace="US", category="Baby")),
+)
 
 
 def render_examples() -> dict[Path, str]:
@@ -45,6 +61,15 @@ def render_examples() -> dict[Path, str]:
             files[base.with_suffix(".slack.json")] = (
                 json.dumps(compose_slack(message), ensure_ascii=False, indent=2) + "\n"
             )
+        digest = DigestMessage(seller_id="A1SELLER", entries=DIGEST_ENTRIES, language=language)
+        content = compose_digest_email(digest)
+        base = Path(language.value) / "daily-digest"
+        files[base.with_suffix(".subject.txt")] = content.subject + "\n"
+        files[base.with_suffix(".txt")] = content.text
+        files[base.with_suffix(".html")] = content.html
+        files[base.with_suffix(".slack.json")] = (
+            json.dumps(compose_digest_slack(digest), ensure_ascii=False, indent=2) + "\n"
+        )
     return files
 
 

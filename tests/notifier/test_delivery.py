@@ -98,8 +98,18 @@ class Harness:
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Parametrise this name in a test to change the harness's settings."""
+    return {}
+
+
+@pytest.fixture
 async def harness(
-    notifier_db: str, clock: FakeClock, smtp_server: SmtpServer, stand_ins: HttpStandIns
+    notifier_db: str,
+    clock: FakeClock,
+    smtp_server: SmtpServer,
+    stand_ins: HttpStandIns,
+    settings_overrides: dict[str, Any],
 ) -> AsyncIterator[Harness]:
     stand_ins.scorer.packages[(*KEY, "invalid")] = list(EXAMPLE_PACKAGES[:2])
     stand_ins.scorer.packages[(*KEY, "at_risk")] = list(EXAMPLE_PACKAGES[2:])
@@ -119,6 +129,7 @@ async def harness(
         retry_max_seconds=4,
         give_up_after_seconds=3600,
         smtp_timeout_seconds=3,
+        **settings_overrides,
     )
     app = create_app(settings, clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier") as api:
@@ -279,3 +290,37 @@ async def test_min_level_and_marketplace_filters(harness: Harness) -> None:
     assert {(row.marketplace, row.previous_level, row.level) for row in await harness.rows()} == {
         ("AE", "WATCH", "AT_RISK")
     }
+
+
+@pytest.mark.parametrize("settings_overrides", [{"reminder_mode": "daily_digest", "digest_check_seconds": 1}])
+async def test_daily_digest_replaces_per_category_reminders(harness: Harness) -> None:
+    await harness.subscribe(slack_webhook_url=None, emails=["ops@example.com"])
+    await harness.feed(
+        make_snapshot(Level.AT_RISK, computed_at=harness.clock.now),
+        make_snapshot(Level.BREACH, marketplace="AE", category="Home & Kitchen", computed_at=harness.clock.now),
+    )
+    harness.clock.advance(60)
+    assert await harness.tick() == 2
+    harness.clock.advance(86399)
+    assert await harness.tick() == 0
+    harness.clock.advance(1)
+    assert await harness.tick() == 1
+    harness.clock.advance(100)
+    assert await harness.tick() == 0
+    await harness.deliver()
+    subjects = [str(message["Subject"]) for message in harness.smtp.messages_to("ops@example.com")]
+    assert len(subjects) == 3
+    assert subjects[-1] == "[DAILY DIGEST] 2 categories need attention; worst: BREACH, Home & Kitchen (AE)"
+    digest_text = harness.smtp.messages_to("ops@example.com")[-1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Toys & Games (SG): VTR 96.0%" in digest_text
+    digest_row = (await harness.notifications())[0]
+    assert digest_row["kind"] == "digest" and digest_row["status"] == "sent"
+    # Once every category is back to OK (and the seller told), digests stop.
+    await harness.feed(
+        make_snapshot(Level.OK, computed_at=harness.clock.now),
+        make_snapshot(Level.OK, marketplace="AE", category="Home & Kitchen", computed_at=harness.clock.now),
+    )
+    harness.clock.advance(3600)
+    assert await harness.tick() == 2  # the two "recovered" messages
+    harness.clock.advance(2 * 86400)
+    assert await harness.tick() == 0
