@@ -2,8 +2,8 @@
 (acks=all) before the HTTP request gets its 2xx, or the request gets a 503.
 
 A broker that comes back empty (a rebuilt cluster, or the in-memory local broker after a
-restart) is repaired: after a failed produce the publisher re-runs the idempotent topic
-creation in the background, so the next retry of the carrier succeeds.
+restart) is repaired: after a failed produce, the next produce first re-runs the
+idempotent topic creation, so records only ever go to topics known to exist.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from shared.topics import INPUT_TOPICS, TopicSpec, deadletter_spec
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two background topic repairs while the broker keeps failing.
+#: Seconds between two topic checks while the broker keeps failing.
 REPAIR_INTERVAL_SECONDS = 1.0
 #: Room for the record envelope on top of the largest dead-letter value.
 _REQUEST_OVERHEAD_BYTES = 64 * 1024
@@ -52,10 +52,12 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._repair: asyncio.Task[None] | None = None
         self._last_repair = 0.0
+        self._topics_verified = False
         self._latency = {spec.name: PRODUCE_LATENCY.labels(spec.name) for spec in self._specs}
 
     async def start(self) -> None:
         await ensure_topics(self._settings, self._specs)
+        self._topics_verified = True
         largest_value = int(self._specs[-1].config["max.message.bytes"])
         self._producer = make_producer(self._settings, max_request_size=largest_value + _REQUEST_OVERHEAD_BYTES)
         await self._producer.start()
@@ -81,28 +83,35 @@ class Publisher:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._deadline):
-                if self._repair is not None and not self._repair.done():
-                    # Producing while topics are being re-created could race an empty
-                    # broker's auto-creation; let the repair finish first.
-                    await asyncio.shield(self._repair)
+                if not self._topics_verified:
+                    await self._await_repair()
                 pending = [await producer.send(record.topic, record.value, key=record.key) for record in records]
                 await asyncio.gather(*pending)
         except (TimeoutError, KafkaError) as error:
-            self._schedule_repair()
+            # After any failure the topics are checked again before the next record goes
+            # out: a broker that lost its state must not silently take records for topics
+            # it no longer has (or auto-create them with the wrong partition count).
+            self._topics_verified = False
             raise BrokerUnavailable(type(error).__name__) from error
         elapsed = time.perf_counter() - started
         for topic in {record.topic for record in records}:
             self._latency[topic].observe(elapsed)
 
-    def _schedule_repair(self) -> None:
-        now = time.monotonic()
-        if (self._repair is not None and not self._repair.done()) or now - self._last_repair < REPAIR_INTERVAL_SECONDS:
-            return
-        self._last_repair = now
-        self._repair = asyncio.create_task(self._repair_topics())
+    async def _await_repair(self) -> None:
+        if self._repair is None or self._repair.done():
+            if time.monotonic() - self._last_repair < REPAIR_INTERVAL_SECONDS and self._repair is not None:
+                raise BrokerUnavailable("topics not verified since the last broker failure")
+            self._last_repair = time.monotonic()
+            self._repair = asyncio.create_task(self._repair_topics())
+        # Shielded: a request that gives up does not cancel the repair others wait for.
+        await asyncio.shield(self._repair)
+        if not self._topics_verified:
+            raise BrokerUnavailable("topics could not be verified")
 
     async def _repair_topics(self) -> None:
         try:
             await asyncio.wait_for(ensure_topics(self._settings, self._specs), timeout=10)
-        except Exception as error:  # the broker is still away; the next failure tries again
-            log.info("topic repair failed", extra={"error": type(error).__name__})
+        except Exception as error:  # the broker is still away; the next request tries again
+            log.info("topic check failed", extra={"error": type(error).__name__})
+            return
+        self._topics_verified = True
