@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -25,8 +25,8 @@ from shared.db import create_engine
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.schemas import SCORE_CODEC, SHIPMENT_CODEC, TRACKING_EVENT_CODEC, TrackingEvent
 from shared.topics import INPUT_TOPICS, SCORES, SCORES_TOPIC, SHIPMENTS, TRACKING_EVENTS, normalise_tracking_number
-from tools.localstack import TansuBroker, free_port, wait_for_port
 from tests.scorer.conftest import Message, generate, migrate, shipment, window_numbers
+from tools.localstack import TansuBroker, free_port, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -101,7 +101,7 @@ def scorer_env(fresh_broker: TansuBroker, new_postgres_database: Callable[[], st
         "VTR_DATABASE_URL": database_url,
         "VTR_API_KEYS": API_KEY,
         "VTR_KAFKA_TOPIC_PARTITIONS": "4",
-        "VTR_LOG_LEVEL": "WARNING",
+        "VTR_LOG_LEVEL": os.environ.get("SCORER_TEST_LOG_LEVEL", "WARNING"),
         "VTR_BATCH_MAX_RECORDS": "200",
     }
 
