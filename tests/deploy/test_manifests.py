@@ -331,6 +331,9 @@ def test_scorer_uses_static_membership_from_its_stable_pod_name(rendered: Render
     (container,) = pod_spec(scorer)["containers"]
     instance_id = env_of(container)["VTR_SCORER_INSTANCE_ID"]
     assert instance_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # Away for a restart (grace period + start-up) is shorter than the session timeout.
+    session_timeout_seconds = int(env_of(container)["VTR_KAFKA_SESSION_TIMEOUT_MS"]["value"]) / 1000
+    assert session_timeout_seconds > pod_spec(scorer)["terminationGracePeriodSeconds"] + 30
     assert "scorer_instance_id" in ScorerSettings.model_fields
 
 
