@@ -1,0 +1,54 @@
+"""Ingest settings: prod refuses development secrets, naming the variables."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from services.ingest.settings import IngestSettings
+
+PROD_SECRETS = {
+    "VTR_ENV": "prod",
+    "VTR_API_KEYS": "k1,k2",
+    "VTR_CHINAPOST_SM4_KEY": "00112233445566778899aabbccddeeff",
+    "VTR_CHINAPOST_DIGEST_KEY": "digest",
+    "VTR_YUNEXPRESS_SECRET": "yun",
+    "VTR_YANWEN_TOKEN": "yan",
+    "VTR_17TRACK_API_KEY": "seventeen",
+    "VTR_AFTERSHIP_SECRET": "after",
+}
+
+
+def test_prod_with_every_secret_starts_without_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PROD_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    settings = IngestSettings()
+    assert settings.seventeen_track_api_key.get_secret_value() == "seventeen"
+    assert settings.chinapost_sm4_key_hex() == "00112233445566778899aabbccddeeff"
+
+
+@pytest.mark.parametrize("missing", sorted(set(PROD_SECRETS) - {"VTR_ENV"}))
+def test_prod_names_the_missing_secret(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    for name, value in PROD_SECRETS.items():
+        if name != missing:
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv(missing, raising=False)
+    with pytest.raises(ValidationError) as refused:
+        IngestSettings()
+    assert missing in str(refused.value)
+    assert "DATABASE_URL" not in str(refused.value)
+
+
+def test_sm4_key_must_be_hex() -> None:
+    with pytest.raises(ValidationError, match="VTR_CHINAPOST_SM4_KEY must be 32 hex"):
+        IngestSettings(chinapost_sm4_key="not-hex")
+
+
+def test_defaults() -> None:
+    settings = IngestSettings()
+    assert (settings.http_port, settings.max_body_bytes, settings.yunexpress_timestamp_window_seconds) == (
+        8000,
+        1024 * 1024,
+        300,
+    )
+    assert settings.chinapost_sm4_key_hex() == "0123456789abcdeffedcba9876543210"
