@@ -430,6 +430,16 @@ def test_ingest_scales_on_cpu_and_every_service_has_a_disruption_budget(rendered
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_disruption_budgets_never_block_a_node_drain(rendered: Rendered, overlay: str) -> None:
+    objects = rendered[overlay]
+    for pdb in of_kind(objects, "PodDisruptionBudget"):
+        component = pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        replicas = workload_of(objects, component)["spec"]["replicas"]
+        allowed = pdb["spec"].get("maxUnavailable", replicas - pdb["spec"].get("minAvailable", 0))
+        assert allowed >= 1, f"{overlay}: the {component} budget allows no disruption with {replicas} replicas"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_services_and_monitors_select_real_pods_and_ports(rendered: Rendered, overlay: str) -> None:
     objects = rendered[overlay]
     pod_labels = [
