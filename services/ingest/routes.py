@@ -28,7 +28,14 @@ from services.ingest.carriers import aftership, china_post, seventeen_track, yan
 from services.ingest.carriers.common import PushError, unique
 from services.ingest.publisher import BrokerUnavailable, Publisher, Record
 from services.ingest.settings import IngestSettings
-from services.ingest.shipments import BodyError, CancellationIn, ShipmentIn, confirmations, split_records
+from services.ingest.shipments import (
+    MAX_TRACKING_NUMBER_LENGTH,
+    BodyError,
+    CancellationIn,
+    ShipmentIn,
+    confirmations,
+    split_records,
+)
 from services.ingest.shipments import validation_errors as pydantic_errors
 from shared.http import bearer_auth
 from shared.schemas import (
@@ -118,6 +125,7 @@ class WebhookHandler:
         self._limit = settings.max_body_bytes
         self._retry_after = {"Retry-After": str(settings.retry_after_seconds)}
         self._outcomes: dict[tuple[str, str], Any] = {}
+        self._last_seen: dict[str, Any] = {}
 
     def _count(self, source: str, outcome: str) -> None:
         child = self._outcomes.get((source, outcome))
@@ -136,9 +144,10 @@ class WebhookHandler:
             payload, context = spec.verify(request, raw_body)
         except Unauthenticated as error:
             self._count(source, metrics.UNAUTHORIZED)
+            log.info("webhook refused", extra={"source": source, "problem": str(error)})
             return json_response(spec.failure(None, str(error) or "invalid signature"), 401)
         received_at = datetime.now(UTC)
-        metrics.LAST_WEBHOOK.labels(source).set(received_at.timestamp())
+        self._last_webhook(source).set(received_at.timestamp())
         try:
             events = unique(spec.parse(payload, received_at, context))
         except PushError as error:
@@ -149,6 +158,7 @@ class WebhookHandler:
                 return self._unavailable(spec, context)
             self._count(source, metrics.INVALID)
             metrics.DEADLETTERS.labels(source).inc()
+            log.warning("webhook body dead-lettered", extra={"source": source, "reason": reason[:500]})
             return json_response(spec.failure(context, reason), 400)
         if events:
             try:
@@ -159,8 +169,15 @@ class WebhookHandler:
         self._count(source, metrics.ACCEPTED)
         return json_response(spec.ack(context, len(events)))
 
+    def _last_webhook(self, source: str) -> Any:
+        gauge = self._last_seen.get(source)
+        if gauge is None:
+            gauge = self._last_seen[source] = metrics.LAST_WEBHOOK.labels(source)
+        return gauge
+
     def _unavailable(self, spec: WebhookSource, context: Any) -> Response:
         self._count(spec.source, metrics.UNAVAILABLE)
+        log.warning("broker unavailable; answered 503", extra={"source": spec.source})
         detail = "the event store is unavailable; retry later"
         return json_response(spec.failure(context, detail), 503, self._retry_after)
 
@@ -410,6 +427,7 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
         try:
             await publisher.publish([letter])
         except BrokerUnavailable:
+            log.warning("broker unavailable; answered 503", extra={"source": origin})
             return json_response(unavailable, 503, retry_after)
         metrics.DEADLETTERS.labels(origin).inc()
         return json_response(body, status)
@@ -461,6 +479,8 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
     )
     async def cancel_shipment(tracking_number: str, request: Request) -> Response:
         number = normalise_tracking_number(tracking_number)
+        if not number or len(number) > MAX_TRACKING_NUMBER_LENGTH or any(char.isspace() for char in number):
+            return json_response({"detail": [{"field": "tracking_number", "message": "not a tracking number"}]}, 422)
         try:
             raw_body = await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:

@@ -23,6 +23,7 @@ CARRIER_NOT_INTEGRATED = Reason.CARRIER_NOT_INTEGRATED.value
 _S10 = re.compile(r"^[A-Z]{2}(\d{8})(\d)[A-Z]{2}$")
 _S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
 _YUNEXPRESS_WAYBILL = re.compile(r"^YT\d{16}$")
+MAX_TRACKING_NUMBER_LENGTH = 64
 
 
 def s10_check_digit(serial: str) -> int:
@@ -103,7 +104,7 @@ class ShipmentIn(BaseModel):
     category: Text
     carrier: Text = Field(description='Carrier name as uploaded to Amazon ("China Post", "Yun Express") or a slug.')
     service: Annotated[str, Field(max_length=200)] | None = Field(default=None, examples=["ePacket", "平邮"])
-    tracking_number: Annotated[str, Field(min_length=1, max_length=64)]
+    tracking_number: Annotated[str, Field(min_length=1, max_length=MAX_TRACKING_NUMBER_LENGTH)]
     order_value: OrderValue = Field(description="Item price plus shipping, in the marketplace's currency.")
     ship_from_country: Upper2 = "CN"
     confirmed_at: datetime

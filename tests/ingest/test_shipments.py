@@ -178,3 +178,9 @@ async def test_invalid_cancellation_names_the_field(ingest: httpx.AsyncClient) -
     response = await ingest.post("/v1/shipments/X1/cancel", json={"cancelled_at": "yesterday"}, headers=AUTH)
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "cancelled_at"
+
+
+async def test_cancelling_a_blank_tracking_number_is_refused(ingest: httpx.AsyncClient) -> None:
+    response = await ingest.post("/v1/shipments/%20%20/cancel", headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "tracking_number"
