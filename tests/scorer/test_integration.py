@@ -18,8 +18,9 @@ import pytest
 from aiokafka import TopicPartition
 from sqlalchemy import func, select
 
+from services.scorer import metrics
 from services.scorer.schema import offsets, packages
-from services.scorer.service import ScorerService
+from services.scorer.service import ScorerService, TopicLayoutError
 from services.scorer.settings import ScorerSettings
 from shared.db import create_engine
 from shared.kafka import ensure_topics, make_consumer, make_producer
@@ -226,6 +227,8 @@ async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
         assert snapshot.caught_up
         async with engine.connect() as connection:
             assert (await connection.execute(select(packages.c.state))).scalar() == "invalid"
+        assert metrics.EXPIRED_PACKAGES._value.get() >= 1
+        assert metrics.SCORES_PUBLISHED._value.get() >= 1
     finally:
         await service.stop()
         await engine.dispose()
@@ -249,3 +252,25 @@ async def next_snapshot(settings: ScorerSettings, wanted: Callable[..., bool]): 
         raise AssertionError("no matching snapshot on vtr.scores.v1")
     finally:
         await consumer.stop()
+
+
+async def test_refuses_to_start_when_the_inputs_are_not_co_partitioned(
+    fresh_broker: TansuBroker, tmp_path: Path
+) -> None:
+    await ensure_topics(
+        ScorerSettings(kafka_bootstrap=fresh_broker.bootstrap, kafka_topic_partitions=2), INPUT_TOPICS[:1]
+    )
+    await ensure_topics(
+        ScorerSettings(kafka_bootstrap=fresh_broker.bootstrap, kafka_topic_partitions=3), INPUT_TOPICS[1:]
+    )
+    settings = ScorerSettings(
+        kafka_bootstrap=fresh_broker.bootstrap, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db"
+    )
+    engine = create_engine(settings.database_url)
+    service = ScorerService(settings, engine)
+    try:
+        with pytest.raises(TopicLayoutError, match="co-partitioned"):
+            await service.start()
+        assert service.consumer is None
+    finally:
+        await engine.dispose()
