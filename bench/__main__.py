@@ -363,7 +363,11 @@ async def measure_end_to_end(
             for seller in ready:
                 scan_time = datetime.now(UTC).replace(microsecond=0)
                 parcel = Parcel(
-                    numbers[seller], "4px/standard", "US", (Scan("ACCEPTED", scan_time, "Shenzhen"),), "e2e"
+                    numbers[seller],
+                    "4px/standard",
+                    "US",
+                    (Scan(CanonicalStatus.ACCEPTED, scan_time, "Shenzhen"),),
+                    "e2e",
                 )  # type: ignore[arg-type]
                 request = render(
                     Push(Source.SEVENTEEN_TRACK, (ParcelUpdate(parcel, parcel.scans),)), secrets, scan_time
