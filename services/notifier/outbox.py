@@ -202,7 +202,9 @@ class OutboxWorker:
     async def _deliver(self, row: Any, cache: dict[tuple[str, str, str], Sequence[PackageView] | None]) -> None:
         composed = await self._compose(row, cache)
         if composed is None:
-            await self._record(row, "retry", "waiting for the scorer's package list", 0.0, retry_after=None)
+            await self._record(
+                row, "retry", "waiting for the scorer's package list", 0.0, retry_after=None, waiting_for_scorer=True
+            )
             return
         rendered, _ = composed
         started = time.perf_counter()
@@ -224,7 +226,13 @@ class OutboxWorker:
         await self._record(row, "sent", None, duration, retry_after=None)
 
     async def _record(
-        self, row: Any, outcome: str, error: str | None, duration: float, retry_after: float | None
+        self,
+        row: Any,
+        outcome: str,
+        error: str | None,
+        duration: float,
+        retry_after: float | None,
+        waiting_for_scorer: bool = False,
     ) -> None:
         now = self._clock()
         attempts = row.attempts + 1
@@ -250,7 +258,8 @@ class OutboxWorker:
                     outbox_id=row.id, attempted_at=now, outcome=outcome, error=error, duration_seconds=duration
                 )
             )
-        metrics.NOTIFICATIONS.labels(row.channel, row.level, outcome).inc()
+        if not waiting_for_scorer:
+            metrics.NOTIFICATIONS.labels(row.channel, row.level, outcome).inc()
         if outcome == "failed":
             log.warning(
                 "notification failed permanently",

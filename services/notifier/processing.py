@@ -77,6 +77,14 @@ class Subscription:
         return wanted_by(self.min_level, notice)
 
 
+def fits_columns(snapshot: ScoreSnapshot) -> bool:
+    return (
+        len(snapshot.seller_id) <= db.SELLER_ID_LENGTH
+        and len(snapshot.marketplace) <= db.MARKETPLACE_LENGTH
+        and len(snapshot.category) <= db.CATEGORY_LENGTH
+    )
+
+
 def subscription_from_row(row: Any) -> Subscription:
     marketplaces = orjson.loads(row.marketplaces) if row.marketplaces else None
     return Subscription(
@@ -198,6 +206,11 @@ class AlertProcessor:
                 log.warning(
                     "invalid score snapshot skipped", extra={"error": str(error)[:300], "offset": record.offset}
                 )
+                continue
+            if not fits_columns(snapshot):
+                # Would fail the transaction on PostgreSQL and block the partition forever.
+                metrics.SNAPSHOTS.labels("invalid").inc()
+                log.warning("score snapshot with oversized key skipped", extra={"offset": record.offset})
                 continue
             snapshots[(snapshot.seller_id, snapshot.marketplace, snapshot.category)].append(snapshot)
         if not snapshots:

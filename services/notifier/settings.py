@@ -35,7 +35,9 @@ class NotifierSettings(ServiceSettings):
     package_list_limit: int = Field(default=20, ge=0, le=100)
 
     #: ``smtp://user:pass@host:587?starttls=true`` or ``smtps://...``; empty: write .eml files.
-    smtp_url: SecretStr = SecretStr("")
+    smtp_url: SecretStr = secret_field(
+        default="", description="Required in prod: without it messages are only written to files."
+    )
     smtp_timeout_seconds: float = Field(default=15.0, gt=0)
     mail_from: str = "vtrwatch <alerts@vtrwatch.local>"
     #: Where local runs (no SMTP URL) write .eml files and Slack JSON instead of sending.

@@ -67,11 +67,11 @@ class Harness:
         response = await self.api.put(f"/v1/sellers/{SELLER}/subscription", json=body, headers=AUTH)
         assert response.status_code == 200, response.text
 
-    async def feed(self, *snapshots: ScoreSnapshot) -> None:
+    async def feed(self, *snapshots: ScoreSnapshot | bytes) -> None:
         records = []
         for snapshot in snapshots:
-            value = SCORE_CODEC.encode(snapshot)
-            key = snapshot.seller_id.encode()
+            value = snapshot if isinstance(snapshot, bytes) else SCORE_CODEC.encode(snapshot)
+            key = SELLER.encode()
             records.append(ConsumerRecord("scores", 0, self.offset, 0, 0, key, value, None, len(key), len(value), []))
             self.offset += 1
         async with self.engine.begin() as connection:
@@ -324,3 +324,18 @@ async def test_daily_digest_replaces_per_category_reminders(harness: Harness) ->
     assert await harness.tick() == 2  # the two "recovered" messages
     harness.clock.advance(2 * 86400)
     assert await harness.tick() == 0
+
+
+async def test_malformed_and_oversized_snapshots_are_skipped_and_counted_without_blocking(harness: Harness) -> None:
+    await harness.subscribe(slack_webhook_url=None)
+    invalid_before = metrics.SNAPSHOTS.labels("invalid")._value.get()
+    await harness.feed(
+        b'{"seller_id": "A1SELLER", "level": "PANIC"}',
+        b"not json",
+        make_snapshot(Level.BREACH, category="x" * 201, computed_at=harness.clock.now),
+        make_snapshot(Level.BREACH, computed_at=harness.clock.now),
+    )
+    assert metrics.SNAPSHOTS.labels("invalid")._value.get() == invalid_before + 3
+    harness.clock.advance(60)
+    assert await harness.tick() == 2
+    assert {row.category for row in await harness.rows()} == {"Toys & Games"}
