@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from sqlalchemy import DateTime, String, Table, and_, any_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import String, Table, and_, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -92,6 +92,33 @@ def dialect_insert(connection: AsyncConnection, table: Table) -> Any:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def insert_rows(connection: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> tuple[Any, Any]:
+    """An INSERT (with ON CONFLICT support) of ``rows`` and the parameters to execute it with.
+
+    On PostgreSQL the rows travel as one array per column (``INSERT .. SELECT unnest(..)``):
+    one statement and a handful of parameters whatever the number of rows, which keeps a
+    5000-record batch cheap to compile and send. SQLite gets an executemany.
+    """
+    if connection.dialect.name != "postgresql":
+        return sqlite.insert(table), list(rows)
+    names = list(rows[0])
+    columns = select(
+        *(
+            func.unnest(
+                bindparam(f"rows_{name}", [row[name] for row in rows], type_=postgresql.ARRAY(table.c[name].type))
+            ).label(name)
+            for name in names
+        )
+    )
+    return postgresql.insert(table).from_select(names, columns), None
+
+
+async def execute_rows(connection: AsyncConnection, statement: Any, parameters: Any) -> Any:
+    if parameters is None:
+        return await connection.execute(statement)
+    return await connection.execute(statement, parameters)
 
 
 def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -406,15 +433,15 @@ async def reevaluate(
 async def write_packages(connection: AsyncConnection, rows: Sequence[PackageRow]) -> None:
     if not rows:
         return
-    statement = dialect_insert(connection, packages)
+    ordered = sorted(rows, key=lambda row: row.key)
+    statement, parameters = insert_rows(connection, packages, [row.as_values() for row in ordered])
     updatable = [name for name in PACKAGE_COLUMNS if name not in ("id", "seller_id", "order_id")]
     statement = statement.on_conflict_do_update(
         index_elements=[packages.c.seller_id, packages.c.order_id],
         set_={name: statement.excluded[name] for name in updatable},
         where=packages.c.version == statement.excluded.version - 1,
     ).returning(packages.c.id)
-    ordered = sorted(rows, key=lambda row: row.key)
-    result = await connection.execute(statement, [row.as_values() for row in ordered])
+    result = await execute_rows(connection, statement, parameters)
     written = len(result.all())
     if written != len(ordered):
         raise ConcurrentUpdate(f"{len(ordered) - written} package(s) changed concurrently")
@@ -436,7 +463,7 @@ async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
         if any(value)
     ]
     if count_rows:
-        statement = dialect_insert(connection, daily_counts)
+        statement, parameters = insert_rows(connection, daily_counts, count_rows)
         statement = statement.on_conflict_do_update(
             index_elements=list(daily_counts.primary_key.columns),
             set_={
@@ -444,7 +471,7 @@ async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
                 for name in ("valid", "invalid", "pending", "expected_valid_micro")
             },
         )
-        await connection.execute(statement, count_rows)
+        await execute_rows(connection, statement, parameters)
     reason_rows = [
         {
             "seller_id": key[0],
@@ -459,12 +486,12 @@ async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
         if value
     ]
     if reason_rows:
-        statement = dialect_insert(connection, daily_reasons)
+        statement, parameters = insert_rows(connection, daily_reasons, reason_rows)
         statement = statement.on_conflict_do_update(
             index_elements=list(daily_reasons.primary_key.columns),
             set_={"count": daily_reasons.c.count + statement.excluded["count"]},
         )
-        await connection.execute(statement, reason_rows)
+        await execute_rows(connection, statement, parameters)
     stats_rows = [
         {
             "carrier": key[0],
@@ -479,7 +506,7 @@ async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
         if any(value)
     ]
     if stats_rows:
-        statement = dialect_insert(connection, carrier_stats)
+        statement, parameters = insert_rows(connection, carrier_stats, stats_rows)
         statement = statement.on_conflict_do_update(
             index_elements=list(carrier_stats.primary_key.columns),
             set_={
@@ -487,7 +514,7 @@ async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
                 for name in ("resolved_valid", "resolved_invalid")
             },
         )
-        await connection.execute(statement, stats_rows)
+        await execute_rows(connection, statement, parameters)
     if count_rows or reason_rows:
         await mark_changed(connection, sorted(deltas.scopes))
 
@@ -495,13 +522,13 @@ async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
 async def mark_changed(connection: AsyncConnection, scopes: Sequence[tuple[str, str, str]]) -> None:
     if not scopes:
         return
-    statement = dialect_insert(connection, outbox)
+    statement, parameters = insert_rows(
+        connection, outbox, [{"seller_id": s, "marketplace": m, "category": c, "version": 1} for s, m, c in scopes]
+    )
     statement = statement.on_conflict_do_update(
         index_elements=list(outbox.primary_key.columns), set_={"version": outbox.c.version + 1}
     )
-    await connection.execute(
-        statement, [{"seller_id": s, "marketplace": m, "category": c, "version": 1} for s, m, c in scopes]
-    )
+    await execute_rows(connection, statement, parameters)
 
 
 # -- applying a batch of input records -------------------------------------------------
@@ -602,44 +629,12 @@ async def insert_scans(connection: AsyncConnection, events: Sequence[TrackingEve
         }
         for event in sorted(unique.values(), key=lambda e: e.event_id)
     ]
-    if connection.dialect.name == "postgresql":
-        inserted = await _insert_scans_unnest(connection, rows)
-    else:
-        statement = dialect_insert(connection, scans).on_conflict_do_nothing().returning(scans.c.event_id)
-        inserted = {row[0] for row in (await connection.execute(statement, rows)).all()}
+    statement, parameters = insert_rows(connection, scans, rows)
+    statement = statement.on_conflict_do_nothing().returning(scans.c.event_id)
+    inserted = {row[0] for row in (await execute_rows(connection, statement, parameters)).all()}
     metrics.RECORDS.labels(TRACKING_EVENTS, "applied").inc(len(inserted))
     metrics.RECORDS.labels(TRACKING_EVENTS, "duplicate").inc(len(events) - len(inserted))
     return {str(row["tracking_number"]) for row in rows if row["event_id"] in inserted}
-
-
-_UNNEST_SCANS = text(
-    "INSERT INTO scans (event_id, tracking_number, status, occurred_at, received_at, source) "
-    "SELECT * FROM unnest(:event_ids, :tracking_numbers, :statuses, :occurred, :received, :sources) "
-    "ON CONFLICT DO NOTHING RETURNING event_id"
-).bindparams(
-    bindparam("event_ids", type_=postgresql.ARRAY(String())),
-    bindparam("tracking_numbers", type_=postgresql.ARRAY(String())),
-    bindparam("statuses", type_=postgresql.ARRAY(String())),
-    bindparam("occurred", type_=postgresql.ARRAY(DateTime())),
-    bindparam("received", type_=postgresql.ARRAY(DateTime())),
-    bindparam("sources", type_=postgresql.ARRAY(String())),
-)
-
-
-async def _insert_scans_unnest(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """PostgreSQL: one statement with one array per column, whatever the number of rows."""
-    result = await connection.execute(
-        _UNNEST_SCANS,
-        {
-            "event_ids": [row["event_id"] for row in rows],
-            "tracking_numbers": [row["tracking_number"] for row in rows],
-            "statuses": [row["status"] for row in rows],
-            "occurred": [row["occurred_at"] for row in rows],
-            "received": [row["received_at"] for row in rows],
-            "sources": [row["source"] for row in rows],
-        },
-    )
-    return {row[0] for row in result}
 
 
 def cancel_key(message: ShipmentCancelled) -> str:
@@ -667,8 +662,9 @@ async def insert_cancellations(connection: AsyncConnection, messages: Sequence[S
         }
         for key, message in sorted(unique.items())
     ]
-    statement = dialect_insert(connection, cancellations).on_conflict_do_nothing().returning(cancellations.c.cancel_key)
-    inserted = {row[0] for row in (await connection.execute(statement, rows)).all()}
+    statement, parameters = insert_rows(connection, cancellations, rows)
+    statement = statement.on_conflict_do_nothing().returning(cancellations.c.cancel_key)
+    inserted = {row[0] for row in (await execute_rows(connection, statement, parameters)).all()}
     metrics.RECORDS.labels(SHIPMENTS, "applied").inc(len(inserted))
     metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(len(messages) - len(inserted))
     return {str(row["tracking_number"]) for row in rows if row["cancel_key"] in inserted}
