@@ -2,29 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import insert
 
+from services.notifier.__main__ import MIGRATIONS_DIR
 from services.notifier.app import create_app
 from services.notifier.db import outbox
 from services.notifier.settings import NotifierSettings
+from shared.db import upgrade_database
 from tests.notifier.conftest import FIXED_TIME, FakeClock
 
 AUTH = {"Authorization": "Bearer test-key"}
 HOOK = "https://hooks.slack.com/services/T000/B000/XXXXXXXXsecret1234"
 
 
-@pytest.fixture
-async def api(notifier_db: str, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
-    settings = NotifierSettings(database_url=notifier_db, api_keys="test-key")  # type: ignore[arg-type]
+@contextlib.asynccontextmanager
+async def api_client(database_url: str, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    await asyncio.to_thread(upgrade_database, MIGRATIONS_DIR, database_url)
+    settings = NotifierSettings(database_url=database_url, api_keys="test-key")  # type: ignore[arg-type]
     app = create_app(settings, clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier") as client:
         client.app = app  # type: ignore[attr-defined]
         yield client
     await app.state.engine.dispose()
+
+
+@pytest.fixture
+async def api(database_url: str, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """On SQLite and PostgreSQL."""
+    async with api_client(database_url, clock) as client:
+        yield client
+
+
+@pytest.fixture
+async def sqlite_api(tmp_path: Path, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """For checks that are answered before any database access (validation, auth)."""
+    async with api_client(f"sqlite+aiosqlite:///{tmp_path}/api.db", clock) as client:
+        yield client
 
 
 async def test_put_get_delete_subscription_round_trip_with_masked_webhook(api: httpx.AsyncClient) -> None:
@@ -73,16 +93,17 @@ async def test_put_get_delete_subscription_round_trip_with_masked_webhook(api: h
     ],
 )
 async def test_invalid_subscriptions_get_a_422_naming_the_field(
-    api: httpx.AsyncClient, body: dict[str, object], field: str, says: str
+    sqlite_api: httpx.AsyncClient, body: dict[str, object], field: str, says: str
 ) -> None:
-    response = await api.put("/v1/sellers/A1SELLER/subscription", json=body, headers=AUTH)
+    response = await sqlite_api.put("/v1/sellers/A1SELLER/subscription", json=body, headers=AUTH)
     assert response.status_code == 422, response.text
     details = response.json()["detail"]
     assert any(field in detail["loc"] and says in detail["msg"] for detail in details), details
     assert "evil.example/hook" not in response.text  # a refused URL is not echoed either
 
 
-async def test_bearer_token_is_required_and_seller_ids_are_checked(api: httpx.AsyncClient) -> None:
+async def test_bearer_token_is_required_and_seller_ids_are_checked(sqlite_api: httpx.AsyncClient) -> None:
+    api = sqlite_api
     assert (await api.get("/v1/sellers/A1SELLER/subscription")).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert (await api.get("/v1/sellers/A1SELLER/notifications", headers=wrong)).status_code == 401

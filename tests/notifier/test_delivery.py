@@ -34,6 +34,8 @@ from tests.notifier.conftest import (
 )
 
 AUTH = {"Authorization": "Bearer test-key"}
+#: For behaviour that does not depend on the database (the rest runs on SQLite and PostgreSQL).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 SELLER = "A1SELLER"
 KEY = (SELLER, "SG", "Toys & Games")
 
@@ -219,6 +221,7 @@ async def test_smtp_down_for_a_while_delays_but_neither_loses_nor_duplicates(har
     assert dict(outcomes) == {"retry": 8, "sent": 3}
 
 
+@SQLITE_ONLY
 async def test_slack_429_retry_after_is_honoured(harness: Harness) -> None:
     await harness.subscribe(emails=[])
     harness.web.slack.script["team"] = [(429, "rate_limited", {"Retry-After": "30"})]
@@ -237,6 +240,7 @@ async def test_slack_429_retry_after_is_honoured(harness: Harness) -> None:
     assert len(harness.web.slack.delivered("team")) == 1
 
 
+@SQLITE_ONLY
 async def test_permanent_failures_are_marked_counted_and_listed(harness: Harness) -> None:
     harness.web.slack.script["gone"] = [(404, "no_service", {})]
     harness.smtp.handler.refused.add("nobody@example.com")
@@ -257,6 +261,7 @@ async def test_permanent_failures_are_marked_counted_and_listed(harness: Harness
     assert len(harness.web.slack.posts) == 1
 
 
+@SQLITE_ONLY
 async def test_scorer_unreachable_waits_briefly_then_sends_without_the_list(harness: Harness) -> None:
     await harness.subscribe(emails=["ops@example.com"], slack_webhook_url=None, language="zh-CN")
     harness.web.scorer.available = False
@@ -275,6 +280,7 @@ async def test_scorer_unreachable_waits_briefly_then_sends_without_the_list(harn
     assert listed["status"] == "sent" and listed["packages_listed"] is False
 
 
+@SQLITE_ONLY
 async def test_min_level_and_marketplace_filters(harness: Harness) -> None:
     await harness.subscribe(min_level="AT_RISK", marketplaces=["AE"], slack_webhook_url=None)
     await harness.feed(
@@ -326,6 +332,7 @@ async def test_daily_digest_replaces_per_category_reminders(harness: Harness) ->
     assert await harness.tick() == 0
 
 
+@SQLITE_ONLY
 async def test_malformed_and_oversized_snapshots_are_skipped_and_counted_without_blocking(harness: Harness) -> None:
     await harness.subscribe(slack_webhook_url=None)
     invalid_before = metrics.SNAPSHOTS.labels("invalid")._value.get()
