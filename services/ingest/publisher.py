@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.ingest.metrics import PRODUCE_LATENCY
 from services.ingest.settings import IngestSettings
@@ -53,6 +54,8 @@ class Publisher:
         self._repair: asyncio.Task[None] | None = None
         self._last_repair = 0.0
         self._topics_verified = False
+        #: topic -> its partition ids, sorted; forgotten after a failure (topics may be re-created).
+        self._partitions: dict[str, list[int]] = {}
         self._latency = {spec.name: PRODUCE_LATENCY.labels(spec.name) for spec in self._specs}
 
     async def start(self) -> None:
@@ -85,17 +88,41 @@ class Publisher:
             async with asyncio.timeout(self._deadline):
                 if not self._topics_verified:
                     await self._await_repair()
-                pending = [await producer.send(record.topic, record.value, key=record.key) for record in records]
+                partition_of = await self._partitioner(producer, records)
+                # One send per record joins the partition's open batch; explicit batches
+                # per request would queue behind each other (one batch per partition
+                # per broker round trip) and starve under load.
+                pending = [
+                    await producer.send(
+                        record.topic, record.value, key=record.key, partition=partition_of[record.topic, record.key]
+                    )
+                    for record in records
+                ]
                 await asyncio.gather(*pending)
         except (TimeoutError, KafkaError) as error:
             # After any failure the topics are checked again before the next record goes
             # out: a broker that lost its state must not silently take records for topics
             # it no longer has (or auto-create them with the wrong partition count).
             self._topics_verified = False
+            self._partitions.clear()
             raise BrokerUnavailable(type(error).__name__) from error
         elapsed = time.perf_counter() - started
         for topic in {record.topic for record in records}:
             self._latency[topic].observe(elapsed)
+
+    async def _partitioner(self, producer: AIOKafkaProducer, records: Sequence[Record]) -> dict[tuple[str, bytes], int]:
+        """The partition of each (topic, key), chosen exactly as the default partitioner
+        does (murmur2), but once per key instead of once per record: a push's events
+        usually share one tracking number."""
+        chosen: dict[tuple[str, bytes], int] = {}
+        for record in records:
+            if (record.topic, record.key) in chosen:
+                continue
+            partitions = self._partitions.get(record.topic)
+            if partitions is None:
+                partitions = self._partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
+            chosen[record.topic, record.key] = DefaultPartitioner()(record.key, partitions, partitions)
+        return chosen
 
     async def _await_repair(self) -> None:
         if self._repair is None or self._repair.done():

@@ -21,7 +21,9 @@ from typing import Any
 import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest import metrics, signatures
 from services.ingest.carriers import aftership, china_post, seventeen_track, yanwen, yunexpress
@@ -126,6 +128,7 @@ class WebhookHandler:
         self._retry_after = {"Retry-After": str(settings.retry_after_seconds)}
         self._outcomes: dict[tuple[str, str], Any] = {}
         self._last_seen: dict[str, Any] = {}
+        self._produced: dict[tuple[str, CanonicalStatus], Any] = {}
 
     def _count(self, source: str, outcome: str) -> None:
         child = self._outcomes.get((source, outcome))
@@ -181,13 +184,15 @@ class WebhookHandler:
         detail = "the event store is unavailable; retry later"
         return json_response(spec.failure(context, detail), 503, self._retry_after)
 
-    @staticmethod
-    def _count_events(events: Sequence[TrackingEvent]) -> None:
+    def _count_events(self, events: Sequence[TrackingEvent]) -> None:
         by_label = Counter((event.carrier, event.status) for event in events)
-        for (carrier, status), count in by_label.items():
-            metrics.EVENTS_PRODUCED.labels(carrier, status).inc(count)
-            if status is CanonicalStatus.UNKNOWN:
-                metrics.UNMAPPED_CODES.labels(carrier).inc(count)
+        for label, count in by_label.items():
+            child = self._produced.get(label)
+            if child is None:
+                child = self._produced[label] = metrics.EVENTS_PRODUCED.labels(*label)
+            child.inc(count)
+            if label[1] is CanonicalStatus.UNKNOWN:
+                metrics.UNMAPPED_CODES.labels(label[0]).inc(count)
 
 
 # --- Verification, one per source -------------------------------------------------------
@@ -364,7 +369,38 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 # --- The routers -----------------------------------------------------------------------------
 
 
-def webhook_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
+@dataclass(frozen=True)
+class WebhookRoutes:
+    router: APIRouter
+    handler: WebhookHandler
+    #: full path -> (source, the documented route, used as the metrics' route label)
+    by_path: dict[str, tuple[WebhookSource, APIRoute]]
+
+
+class WebhookFastPath:
+    """Pure ASGI middleware that serves ``POST /v1/webhooks/<source>`` directly, skipping
+    FastAPI's route matching and dependency solving on the hot path. The same routes are
+    registered on the router too, which documents them in OpenAPI and serves any request
+    that reaches it (e.g. when this middleware is not installed)."""
+
+    def __init__(self, app: ASGIApp, webhooks: WebhookRoutes) -> None:
+        self.app = app
+        self._handler = webhooks.handler
+        self._by_path = webhooks.by_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = self._by_path.get(scope["path"])
+            if target is not None:
+                spec, route = target
+                scope["route"] = route
+                response = await self._handler.handle(spec, Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRoutes:
     handler = WebhookHandler(settings, publisher)
     router = APIRouter(prefix="/v1/webhooks", tags=["carrier webhooks"], responses=_ERROR_RESPONSES)
     sources = {
@@ -408,7 +444,12 @@ def webhook_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
 
     for slug in sources:
         add(slug)
-    return router
+    by_path = {
+        route.path: (sources[route.path.rsplit("/", 1)[-1]], route)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    }
+    return WebhookRoutes(router, handler, by_path)
 
 
 def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:

@@ -242,3 +242,20 @@ async def test_readiness_checks_the_broker(ingest: httpx.AsyncClient) -> None:
     response = await ingest.get("/readyz")
     assert response.status_code == 200
     assert response.json()["checks"] == {"kafka": "ok"}
+
+
+async def test_events_land_where_the_default_partitioner_puts_their_key(
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+) -> None:
+    # The scorer relies on both input topics being partitioned by key the way every other
+    # Kafka producer does it (murmur2), so a package's shipment and scans meet.
+    from aiokafka.partitioner import DefaultPartitioner
+
+    numbers = [unique_number() for _ in range(6)]
+    for number in numbers:
+        assert (await post(ingest, SAMPLE_PUSHES["17track"](ingest_settings, number))).status_code == 200
+    records = await read_topic(ingest_settings, TRACKING_EVENTS, keyed(*numbers), 3 * len(numbers))
+    partitions = list(range(ingest_settings.kafka_topic_partitions))
+    for record in records:
+        assert record.partition == DefaultPartitioner()(record.key, partitions, partitions)
+    assert len({record.partition for record in records}) > 1
