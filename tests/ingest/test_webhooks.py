@@ -251,11 +251,15 @@ async def test_events_land_where_the_default_partitioner_puts_their_key(
     # Kafka producer does it (murmur2), so a package's shipment and scans meet.
     from aiokafka.partitioner import DefaultPartitioner
 
+    from shared.kafka import ensure_topics
+    from shared.topics import TopicSpec
+
     numbers = [unique_number() for _ in range(6)]
     for number in numbers:
         assert (await post(ingest, SAMPLE_PUSHES["17track"](ingest_settings, number))).status_code == 200
     records = await read_topic(ingest_settings, TRACKING_EVENTS, keyed(*numbers), 3 * len(numbers))
-    partitions = list(range(ingest_settings.kafka_topic_partitions))
+    counts = await ensure_topics(ingest_settings, [TopicSpec(TRACKING_EVENTS)])  # only reads: it exists
+    partitions = list(range(counts[TRACKING_EVENTS]))
     for record in records:
         assert record.partition == DefaultPartitioner()(record.key, partitions, partitions)
     assert len({record.partition for record in records}) > 1
