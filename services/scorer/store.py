@@ -557,19 +557,36 @@ FIELD_LIMITS: dict[str, int] = {
 AMOUNT_LIMIT = 32
 
 
-def check_sizes(message: TrackingEvent | ShipmentConfirmed | ShipmentCancelled) -> None:
-    if isinstance(message, TrackingEvent):
-        # The hot path: only these two are stored from an event (source is truncated).
-        if (
-            len(message.event_id) > FIELD_LIMITS["event_id"]
-            or len(message.tracking_number) > FIELD_LIMITS["tracking_number"]
-        ):
-            raise ContractError("event_id or tracking_number too long")
-        return
-    for name, limit in FIELD_LIMITS.items():
-        value = getattr(message, name, None)
-        if isinstance(value, str) and len(value) > limit:
+#: Text fields of each message that the scorer stores.
+STORED_TEXT: dict[type, tuple[str, ...]] = {
+    TrackingEvent: ("event_id", "tracking_number", "source"),
+    ShipmentConfirmed: ("seller_id", "order_id", "category", "carrier_name", "carrier", "service", "tracking_number"),
+    ShipmentCancelled: ("tracking_number", "seller_id", "order_id"),
+}
+#: Time fields converted to naive UTC for storage.
+STORED_TIMES: dict[type, tuple[str, ...]] = {
+    TrackingEvent: ("occurred_at", "received_at"),
+    ShipmentConfirmed: ("confirmed_at", "received_at"),
+    ShipmentCancelled: ("cancelled_at", "received_at"),
+}
+
+
+def check_storable(message: TrackingEvent | ShipmentConfirmed | ShipmentCancelled) -> None:
+    """Refuse what the database would refuse (a failing batch would be retried forever)."""
+    for name in STORED_TEXT[type(message)]:
+        value = getattr(message, name)
+        if value is None:
+            continue
+        limit = FIELD_LIMITS.get(name)
+        if limit is not None and len(value) > limit:
             raise ContractError(f"{name} longer than {limit} characters")
+        if "\x00" in value:
+            raise ContractError(f"{name} contains a NUL character")
+    for name in STORED_TIMES[type(message)]:
+        try:
+            naive_utc(getattr(message, name))
+        except (OverflowError, ValueError) as error:
+            raise ContractError(f"{name} cannot be converted to UTC") from error
     if isinstance(message, ShipmentConfirmed) and len(message.order_value.amount) > AMOUNT_LIMIT:
         raise ContractError(f"order_value.amount longer than {AMOUNT_LIMIT} characters")
 
@@ -582,12 +599,12 @@ def decode_records(records: Sequence[ConsumerRecord[bytes, bytes]]) -> DecodedBa
                 raise ContractError("empty record value")
             if record.topic == TRACKING_EVENTS or record.topic.endswith(TRACKING_EVENTS):
                 event = TRACKING_EVENT_CODEC.decode(record.value)
-                check_sizes(event)
+                check_storable(event)
                 batch.events.append(event)
                 received_at = event.received_at
             elif record.topic == SHIPMENTS or record.topic.endswith(SHIPMENTS):
                 message = SHIPMENT_CODEC.decode(record.value)
-                check_sizes(message)
+                check_storable(message)
                 if isinstance(message, ShipmentConfirmed):
                     batch.confirmations.append(message)
                 else:

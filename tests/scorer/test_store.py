@@ -269,3 +269,30 @@ def drop_seller(
     expected: dict[tuple[str, str, str, date], tuple[int, int, int]],
 ) -> dict[tuple[str, str, date], tuple[int, int, int]]:
     return {key[1:]: value for key, value in expected.items()}
+
+
+async def test_unusable_records_are_skipped_and_the_rest_applied(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    from aiokafka import ConsumerRecord
+
+    from services.scorer import metrics
+    from shared.topics import SHIPMENTS
+
+    def raw(value: bytes | None, topic: str = SHIPMENTS) -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord(topic, 0, 0, 0, 0, b"k", value, None, 1, len(value or b""), [])
+
+    invalid_before = metrics.RECORDS.labels(SHIPMENTS, "invalid")._value.get()
+    bad = [
+        raw(b"not json"),
+        raw(None),
+        raw(b'{"type": "confirmed"}'),
+        record(shipment("o-nul", category="to\x00ys")),
+        record(shipment("o-long", tracking_number="X" * 500)),
+        record(event(tracking_number="Y" * 500)),
+        raw(b"{}", topic="somebody.elses.topic"),
+    ]
+    async with scorer_engine.begin() as connection:
+        await apply_records(connection, evaluator, [*bad, record(shipment()), record(event())], TODAY)
+    assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY - timedelta(days=3)): (1, 0, 0)}
+    assert metrics.RECORDS.labels(SHIPMENTS, "invalid")._value.get() - invalid_before == 5
