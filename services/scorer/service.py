@@ -193,6 +193,7 @@ class ScorerService:
         self._tasks = [
             asyncio.create_task(self._every(self.settings.clock_interval_seconds, self.run_clock_once), name="clock"),
             asyncio.create_task(self._publisher_loop(), name="publisher"),
+            asyncio.create_task(self._every(self.settings.gauges_interval_seconds, self.refresh_gauges), name="gauges"),
         ]
 
     async def stop(self) -> None:
@@ -268,11 +269,11 @@ class ScorerService:
         metrics.CLOCK_RUNS.labels("ok").inc()
         if expired or slid:
             self._wake_publisher.set()
-        await self.refresh_gauges(today)
         return expired, slid
 
-    async def refresh_gauges(self, today: date) -> None:
-        current = window(today, self.settings.window_lag_days)
+    async def refresh_gauges(self) -> None:
+        """Whole-table aggregates for the dashboards; run rarely (they scan the counters)."""
+        current = window(self.today(), self.settings.window_lag_days)
         async with self.engine.connect() as connection:
             totals = (
                 await connection.execute(

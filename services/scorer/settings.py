@@ -32,6 +32,8 @@ class ScorerSettings(ServiceSettings):
     clock_interval_seconds: float = Field(default=60.0, gt=0)
     #: Pending packages turned invalid per clock transaction.
     clock_batch_size: int = Field(default=2000, ge=1)
+    #: Seconds between refreshes of the whole-table gauges (packages by state, levels).
+    gauges_interval_seconds: float = Field(default=60.0, gt=0)
     #: Seconds between outbox publication rounds.
     publish_interval_seconds: float = Field(default=0.5, gt=0)
     publish_batch_size: int = Field(default=500, ge=1)

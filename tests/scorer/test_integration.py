@@ -229,6 +229,9 @@ async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
             assert (await connection.execute(select(packages.c.state))).scalar() == "invalid"
         assert metrics.EXPIRED_PACKAGES._value.get() >= 1
         assert metrics.SCORES_PUBLISHED._value.get() >= 1
+        await service.refresh_gauges()
+        assert metrics.PACKAGES.labels("invalid")._value.get() == 1
+        assert metrics.SELLER_CATEGORIES.labels("BREACH", "US")._value.get() == 1
     finally:
         await service.stop()
         await engine.dispose()
