@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -41,6 +41,7 @@ from services.scorer.store import (
     outbox_batch,
     outbox_remove,
     outbox_size,
+    prune_counters,
     read_counts,
     recompute_counts,
     seller_exists,
@@ -265,6 +266,9 @@ class ScorerService:
                 break
         async with self.engine.begin() as connection:
             slid = await mark_window_slide(connection, today, self.settings.window_lag_days, FORECAST_DAYS)
+            if slid:
+                oldest_needed = window(today, self.settings.window_lag_days).first
+                await prune_counters(connection, oldest_needed - timedelta(days=self.settings.counters_retention_days))
         metrics.EXPIRED_PACKAGES.inc(expired)
         metrics.CLOCK_RUNS.labels("ok").inc()
         if expired or slid:

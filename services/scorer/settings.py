@@ -34,6 +34,8 @@ class ScorerSettings(ServiceSettings):
     clock_batch_size: int = Field(default=2000, ge=1)
     #: Seconds between refreshes of the whole-table gauges (packages by state, levels).
     gauges_interval_seconds: float = Field(default=60.0, gt=0)
+    #: Per-day counters are kept this many days before today's window (then pruned daily).
+    counters_retention_days: int = Field(default=60, ge=0)
     #: Seconds between outbox publication rounds.
     publish_interval_seconds: float = Field(default=0.5, gt=0)
     publish_batch_size: int = Field(default=500, ge=1)

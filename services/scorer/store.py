@@ -830,6 +830,13 @@ async def mark_window_slide(connection: AsyncConnection, today: date, lag_days: 
     return True
 
 
+async def prune_counters(connection: AsyncConnection, before: date) -> None:
+    """Drop counter rows promised before ``before``: no window reads them any more (a past
+    ``as_of`` is recomputed from packages), and they would slow the per-seller reads."""
+    await connection.execute(delete(daily_reasons).where(daily_reasons.c.promised_date < before))
+    await connection.execute(delete(daily_counts).where(daily_counts.c.promised_date < before))
+
+
 # -- reads -----------------------------------------------------------------------------
 
 Scope = tuple[str, str]

@@ -296,3 +296,20 @@ async def test_unusable_records_are_skipped_and_the_rest_applied(
         await apply_records(connection, evaluator, [*bad, record(shipment()), record(event())], TODAY)
     assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY - timedelta(days=3)): (1, 0, 0)}
     assert metrics.RECORDS.labels(SHIPMENTS, "invalid")._value.get() - invalid_before == 5
+
+
+async def test_old_counter_rows_are_pruned(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
+    from services.scorer.store import prune_counters
+
+    old = TODAY - timedelta(days=120)
+    await apply(scorer_engine, evaluator, [shipment("o-old", promised=old, tracking_number="T1"), shipment()])
+    async with scorer_engine.connect() as connection:
+        everything = await read_counts(connection, "seller-1", old, TODAY, old, TODAY)
+    assert set(everything[("US", "toys")].days) == {old, TODAY - timedelta(days=3)}
+    assert everything[("US", "toys")].reasons == {"no_physical_scan": 2}
+    async with scorer_engine.begin() as connection:
+        await prune_counters(connection, TODAY - timedelta(days=90))
+    async with scorer_engine.connect() as connection:
+        remaining = await read_counts(connection, "seller-1", old, TODAY, old, TODAY)
+    assert set(remaining[("US", "toys")].days) == {TODAY - timedelta(days=3)}
+    assert remaining[("US", "toys")].reasons == {"no_physical_scan": 1}
