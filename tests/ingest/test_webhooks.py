@@ -263,3 +263,23 @@ async def test_events_land_where_the_default_partitioner_puts_their_key(
     for record in records:
         assert record.partition == DefaultPartitioner()(record.key, partitions, partitions)
     assert len({record.partition for record in records}) > 1
+
+
+async def test_webhooks_also_work_through_the_router(ingest_settings: IngestSettings) -> None:
+    # The raw-ASGI fast path is an optimisation; the documented FastAPI routes behave the same.
+    from services.ingest.app import create_app
+    from services.ingest.routes import WebhookFastPath
+
+    app = create_app(ingest_settings)
+    app.user_middleware = [entry for entry in app.user_middleware if entry.cls is not WebhookFastPath]
+    number = unique_number()
+    push = SAMPLE_PUSHES["aftership"](ingest_settings, number)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as client:
+            response = await post(client, push)
+            forged = await client.post(push.path, content=push.body + b" ", headers=push.headers)
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 3}
+    assert forged.status_code == 401
+    assert len(await events_of(ingest_settings, number, 3)) == 3
