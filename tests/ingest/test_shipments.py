@@ -184,3 +184,22 @@ async def test_cancelling_a_blank_tracking_number_is_refused(ingest: httpx.Async
     response = await ingest.post("/v1/shipments/%20%20/cancel", headers=AUTH)
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "tracking_number"
+
+
+async def test_ten_thousand_shipments_in_one_ndjson_request(
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+) -> None:
+    prefix = unique_number("BULK")
+    records = [shipment(tracking_number=f"{prefix}X{index:05d}", carrier="SFC") for index in range(10_000)]
+    body = b"\n".join(orjson.dumps(record) for record in records)
+    assert len(body) > ingest_settings.max_body_bytes  # bigger than a webhook may be
+
+    response = await ingest.post(
+        "/v1/shipments", content=body, headers={**AUTH, "content-type": "application/x-ndjson"}
+    )
+
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 10_000, "rejected": []}
+    numbers = {record["tracking_number"].encode() for record in records}
+    on_topic = await read_topic(ingest_settings, SHIPMENTS, lambda record: record.key in numbers, 10_000)
+    assert len(on_topic) == 10_000
