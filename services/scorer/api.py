@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
@@ -14,6 +14,8 @@ from shared.schemas import PACKAGE_PAGE_CODEC
 SellerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.:@-]+$")]
 
 UNKNOWN_SELLER = "unknown seller: no package of this seller is known"
+#: Past days further back than this are refused (and would overflow the date arithmetic near year 1).
+OLDEST_AS_OF = timedelta(days=3650)
 
 
 def vtr_router(service: ScorerService) -> APIRouter:
@@ -33,6 +35,10 @@ def vtr_router(service: ScorerService) -> APIRouter:
         if day > today:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"as_of {day} is in the future (today is {today})"
+            )
+        if day < today - OLDEST_AS_OF:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"as_of {day} is more than {OLDEST_AS_OF.days} days ago"
             )
         async with service.engine.connect() as connection:
             if not await service.seller_exists(connection, seller_id):

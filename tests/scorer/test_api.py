@@ -131,6 +131,7 @@ BAD_REQUESTS = [
     ("/v1/sellers/seller-1/vtr", {"as_of": "2026-13-01"}, 422),
     ("/v1/sellers/seller-1/vtr", {"as_of": "yesterday"}, 422),
     ("/v1/sellers/seller-1/vtr", {"as_of": str(TODAY + timedelta(days=1))}, 422),
+    ("/v1/sellers/seller-1/vtr", {"as_of": "0001-01-02"}, 422),
     ("/v1/sellers/seller-1/shipments", {"state": "lost"}, 422),
     ("/v1/sellers/seller-1/shipments", {"limit": "0"}, 422),
     ("/v1/sellers/seller-1/shipments", {"limit": "501"}, 422),
