@@ -195,6 +195,9 @@ def test_china_post_envelopes() -> None:
     assert china_post.parse_envelope(b'{"logitcsInterface": "abc", "serialNo": 7}', "application/json") == (
         china_post.EmsEnvelope("abc", "7", "")
     )
+    assert china_post.parse_envelope(b"logitcsInterface=|$4|ab+c/d==", "") == china_post.EmsEnvelope(
+        "|$4|ab+c/d==", "", ""
+    )
     assert china_post.parse_envelope(b"[1, 2]", "application/json") is None
     assert china_post.parse_envelope(b"\xff\xfe", "text/plain") is None
     assert china_post.parse_envelope(b"serialNo=1", "") is None

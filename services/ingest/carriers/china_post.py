@@ -77,6 +77,8 @@ def parse_envelope(raw_body: bytes, content_type: str) -> EmsEnvelope | None:
     encrypted = fields.get("logitcsInterface")
     if not isinstance(encrypted, str) or not encrypted:
         return None
+    # Form bodies are sometimes sent with the base64 '+' unescaped, which decodes as ' '.
+    encrypted = encrypted.replace(" ", "+")
     return EmsEnvelope(encrypted, _scalar(fields.get("serialNo")), _scalar(fields.get("senderNo")))
 
 
