@@ -197,9 +197,10 @@ async def test_two_instances_split_the_partitions_and_agree(
 
 
 async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
-    fresh_broker: TansuBroker, new_postgres_database: Callable[[], str]
+    fresh_broker: TansuBroker, database_url: str
 ) -> None:
-    database_url = await asyncio.to_thread(new_postgres_database)
+    """In process (the test sets the date), consumer, clock job and publisher together, on
+    SQLite (one process shares the file) and PostgreSQL."""
     await asyncio.to_thread(migrate, database_url)
     settings = ScorerSettings(
         kafka_bootstrap=fresh_broker.bootstrap,

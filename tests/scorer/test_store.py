@@ -313,3 +313,28 @@ async def test_old_counter_rows_are_pruned(scorer_engine: AsyncEngine, evaluator
         remaining = await read_counts(connection, "seller-1", old, TODAY, old, TODAY)
     assert set(remaining[("US", "toys")].days) == {TODAY - timedelta(days=3)}
     assert remaining[("US", "toys")].reasons == {"no_physical_scan": 1}
+
+
+async def test_clock_job_racing_the_consumer_never_counts_twice(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    import asyncio
+
+    tomorrow = TODAY + timedelta(days=1)
+    await apply(scorer_engine, evaluator, [shipment(promised=TODAY)])
+    clock = await scorer_engine.connect()
+    transaction = await clock.begin()
+    assert await expire_pending(clock, evaluator, tomorrow, limit=10) == 1  # not committed yet
+
+    async def consume() -> None:
+        await apply(scorer_engine, evaluator, [event(occurred_at=NOW)], today=tomorrow)
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.3)
+    await transaction.commit()
+    await clock.close()
+    try:
+        await consumer
+    except ConcurrentUpdate:
+        await consume()  # what the transactional consumer does: roll back, retry the batch
+    assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY): (1, 0, 0)}
