@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
@@ -37,7 +38,7 @@ async def events_of(settings: IngestSettings, number: str, expected: int, settle
 
 def expected_ack(source: str, push: SignedPush, number: str) -> dict[str, object]:
     count = len(push.expected)
-    return {
+    acks: dict[str, dict[str, object]] = {
         "china-post": {"serialNo": f"SN-{number}", "code": "00000", "codeMessage": "", "senderNo": "1100012345678"},
         "china-post-form": {
             "serialNo": f"SN-{number}",
@@ -51,7 +52,8 @@ def expected_ack(source: str, push: SignedPush, number: str) -> dict[str, object
         "yanwen": {"code": 0, "message": "success", "accepted": count},
         "17track": {"accepted": count},
         "aftership": {"accepted": count},
-    }[source]
+    }
+    return acks[source]
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -208,7 +210,7 @@ async def test_a_body_over_the_limit_gets_413_before_it_is_read(
     declared = await ingest.post("/v1/webhooks/17track", content=too_big)
     assert declared.status_code == 413
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(ingest_settings.max_body_bytes // 65536 + 2):
             yield b"y" * 65536
 
@@ -271,7 +273,7 @@ async def test_webhooks_also_work_through_the_router(ingest_settings: IngestSett
     from services.ingest.routes import WebhookFastPath
 
     app = create_app(ingest_settings)
-    app.user_middleware = [entry for entry in app.user_middleware if entry.cls is not WebhookFastPath]
+    app.user_middleware = [entry for entry in app.user_middleware if getattr(entry, "cls", None) is not WebhookFastPath]
     number = unique_number()
     push = SAMPLE_PUSHES["aftership"](ingest_settings, number)
     async with app.router.lifespan_context(app):
