@@ -66,6 +66,10 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # make and the terminal may both deliver the signal; a second one must not cut the
+        # clean-up short and leave the broker running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
