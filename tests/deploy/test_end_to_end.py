@@ -182,6 +182,7 @@ def service_environment(stack_tmp: Path, broker: TansuBroker, ports: dict[str, i
         # scorer: publish and refresh its gauges often.
         "VTR_PUBLISH_INTERVAL_SECONDS": "0.2",
         "VTR_CLOCK_INTERVAL_SECONDS": "1",
+        "VTR_GAUGES_INTERVAL_SECONDS": "1",
         # notifier: no debounce, short waits, retries within the test.
         "VTR_SCORER_URL": f"http://127.0.0.1:{ports['scorer']}",
         "VTR_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
@@ -489,3 +490,13 @@ def test_a_broker_outage_answers_the_ingest_error_ratio_query(stack: Stack, answ
 def test_grafana_variables_cover_every_expression() -> None:
     leftovers = {expression.origin for expression in all_expressions() if "$" in grafana_expanded(expression.expr)}
     assert leftovers == set()
+
+
+def test_the_stack_environment_names_real_settings(tmp_path: Path) -> None:
+    """A misspelt VTR_ variable here would silently leave a default in place."""
+    from tests.deploy.test_manifests import SERVICES, env_names
+
+    known = set().union(*(env_names(settings_class).values() for settings_class in SERVICES.values()))
+    ports = dict.fromkeys(SERVICE_NAMES, 1)
+    environment = service_environment(tmp_path, TansuBroker(port=1), ports, 1)
+    assert {name for name in environment if name.startswith("VTR_")} - known == set()
