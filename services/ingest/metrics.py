@@ -15,6 +15,9 @@ EVENTS_PRODUCED = Counter(
     "vtr_ingest_events_produced", "Canonical tracking events put on Kafka.", ["carrier", "status"]
 )
 UNMAPPED_CODES = Counter("vtr_ingest_unmapped_codes", "Events whose carrier code is not in the mapping.", ["carrier"])
+DUPLICATE_EVENTS = Counter(
+    "vtr_ingest_duplicate_events", "Events skipped because they were produced recently (re-sent history).", ["carrier"]
+)
 DEADLETTERS = Counter("vtr_ingest_deadletters", "Request bodies sent to vtr.deadletter.v1.", ["origin"])
 SHIPMENTS = Counter("vtr_ingest_shipments", "Shipment records by kind and outcome.", ["kind", "outcome"])
 PRODUCE_LATENCY = Histogram(

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.ingest import metrics, signatures
 from services.ingest.carriers import aftership, china_post, seventeen_track, yanwen, yunexpress
 from services.ingest.carriers.common import PushError, unique
+from services.ingest.dedupe import RecentIds
 from services.ingest.publisher import BrokerUnavailable, Publisher, Record
 from services.ingest.settings import IngestSettings
 from services.ingest.shipments import (
@@ -129,6 +130,7 @@ class WebhookHandler:
         self._outcomes: dict[tuple[str, str], Any] = {}
         self._last_seen: dict[str, Any] = {}
         self._produced: dict[tuple[str, CanonicalStatus], Any] = {}
+        self._recent = RecentIds(settings.recent_event_ids)
 
     def _count(self, source: str, outcome: str) -> None:
         child = self._outcomes.get((source, outcome))
@@ -163,12 +165,16 @@ class WebhookHandler:
             metrics.DEADLETTERS.labels(source).inc()
             log.warning("webhook body dead-lettered", extra={"source": source, "reason": reason[:500]})
             return json_response(spec.failure(context, reason), 400)
-        if events:
+        fresh = [event for event in events if event.event_id not in self._recent]
+        if fresh:
             try:
-                await self._publisher.publish([_event_record(event) for event in events])
+                await self._publisher.publish([_event_record(event) for event in fresh])
             except BrokerUnavailable:
                 return self._unavailable(spec, context)
-            self._count_events(events)
+            self._recent.remember(event.event_id for event in fresh)
+            self._count_events(fresh)
+        if len(fresh) < len(events):
+            self._count_duplicates(events, fresh)
         self._count(source, metrics.ACCEPTED)
         return json_response(spec.ack(context, len(events)))
 
@@ -183,6 +189,13 @@ class WebhookHandler:
         log.warning("broker unavailable; answered 503", extra={"source": spec.source})
         detail = "the event store is unavailable; retry later"
         return json_response(spec.failure(context, detail), 503, self._retry_after)
+
+    @staticmethod
+    def _count_duplicates(events: Sequence[TrackingEvent], fresh: Sequence[TrackingEvent]) -> None:
+        produced = {event.event_id for event in fresh}
+        skipped = Counter(event.carrier for event in events if event.event_id not in produced)
+        for carrier, count in skipped.items():
+            metrics.DUPLICATE_EVENTS.labels(carrier).inc(count)
 
     def _count_events(self, events: Sequence[TrackingEvent]) -> None:
         by_label = Counter((event.carrier, event.status) for event in events)
