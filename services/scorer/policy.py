@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -179,10 +179,14 @@ class ScanSummary:
 NO_SCANS = ScanSummary()
 
 
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH_NAIVE.replace(tzinfo=UTC)
+_RESOLUTION = timedelta(seconds=SCAN_IDENTITY_RESOLUTION_SECONDS)
+
+
 def _minute(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) // SCAN_IDENTITY_RESOLUTION_SECONDS
+    """Index of the resolution interval; naive date-times are UTC (as stored)."""
+    return (moment - (_EPOCH_NAIVE if moment.tzinfo is None else _EPOCH_UTC)) // _RESOLUTION
 
 
 def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = None) -> ScanSummary:
@@ -294,13 +298,16 @@ def decide(
     today: date,
     cancelled: bool = False,
     probability_if_pending: float | None = None,
+    level: TrackingLevel | None = None,
 ) -> Decision:
     """State of one package on ``today`` given its distinct scans.
 
     ``probability_if_pending`` is the learnt chance for packages like this one (same
     carrier, service, marketplace and requirement); the prior is used when it is None.
+    ``level`` is :func:`required_tracking` when the caller already computed it.
     """
-    level = required_tracking(policy, facts)
+    if level is None:
+        level = required_tracking(policy, facts)
     if cancelled:
         return Decision(PackageState.CANCELLED, Reason.CANCELLED, level, 0.0)
     if facts.buy_shipping and policy.buy_shipping_protected:

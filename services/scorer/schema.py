@@ -29,6 +29,8 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 offsets = consumer_offsets_table(metadata)
 
 #: One row per confirmed order; orders shipped together share the scans of their tracking number.
+#: Scan counts are not stored here: a scan that does not change a package's state then
+#: costs no package write (the shipments API summarises the scans when it lists packages).
 packages = Table(
     "packages",
     metadata,
@@ -53,8 +55,6 @@ packages = Table(
     Column("reason", String(48), nullable=True),
     Column("required_tracking", String(8), nullable=False),
     Column("probability_micro", Integer, nullable=False),
-    Column("physical_scans", Integer, nullable=False),
-    Column("last_scan_at", DateTime, nullable=True),
     #: Optimistic concurrency: every write checks and bumps it (consumer vs clock job).
     Column("version", BigInteger, nullable=False),
     UniqueConstraint("seller_id", "order_id", name="uq_packages_seller_order"),

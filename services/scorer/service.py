@@ -22,7 +22,7 @@ from services.scorer import metrics
 from services.scorer.advice import advice_for
 from services.scorer.forecast import Score, score
 from services.scorer.levels import level_of
-from services.scorer.policy import invalid_reason_for, load_policy
+from services.scorer.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans
 from services.scorer.schema import daily_counts, offsets, packages, score_levels
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import (
@@ -37,6 +37,7 @@ from services.scorer.store import (
     apply_records,
     dialect_insert,
     expire_pending,
+    load_scans,
     mark_window_slide,
     outbox_batch,
     outbox_remove,
@@ -422,14 +423,17 @@ class ScorerService:
             for row in await connection.execute(select(*columns).where(*conditions).order_by(c.id).limit(limit + 1))
         ]
         page, more = rows[:limit], len(rows) > limit
+        found_scans = await load_scans(connection, {row.tracking_number for row in page})
         return PackagePage(
             seller_id=seller_id,
-            packages=tuple(self._view(row, today) for row in page),
+            packages=tuple(
+                self._view(row, summarise_scans(found_scans.get(row.tracking_number, ())), today) for row in page
+            ),
             next_cursor=encode_cursor(page[-1].id) if more and page and page[-1].id is not None else None,
         )
 
     @staticmethod
-    def _view(row: PackageRow, today: date) -> PackageView:
+    def _view(row: PackageRow, scans: ScanSummary, today: date) -> PackageView:
         state = PackageState(row.state)
         reason = Reason(row.reason) if row.reason else None
         probability = row.probability_micro / MICRO
@@ -451,8 +455,8 @@ class ScorerService:
             state=state,
             reason=reason,
             required_tracking=TrackingLevel(row.required_tracking),
-            physical_scans=row.physical_scans,
-            last_scan_at=aware(row.last_scan_at),
+            physical_scans=scans.physical_scans,
+            last_scan_at=aware(scans.last_scan_at),
             probability_valid=probability,
             action=advice_for(reason),
         )

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -166,8 +167,6 @@ class PackageRow:
     reason: str | None = None
     required_tracking: str = TrackingLevel.PARTIAL.value
     probability_micro: int = 0
-    physical_scans: int = 0
-    last_scan_at: datetime | None = None
     version: int = 0
     id: int | None = None
 
@@ -193,15 +192,23 @@ class PackageRow:
         )
 
     def content(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("version", "id"))
+        """Everything but the bookkeeping (version, id): equal content means nothing to write."""
+        return _CONTENT(self)  # type: ignore[no-any-return]
 
     def as_values(self) -> dict[str, Any]:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        del values["id"]
-        return values
+        return dict(zip(_VALUE_NAMES, _VALUES(self), strict=True))
+
+    def clone(self) -> PackageRow:
+        # dataclasses.replace is several times slower, and this runs for every package of a batch.
+        return PackageRow(*_ALL(self))
 
 
+#: The columns of ``packages`` in PackageRow's field order (selects use this order too).
 PACKAGE_COLUMNS = tuple(f.name for f in fields(PackageRow))
+_ALL = attrgetter(*PACKAGE_COLUMNS)
+_CONTENT = attrgetter(*(name for name in PACKAGE_COLUMNS if name not in ("version", "id")))
+_VALUE_NAMES = tuple(name for name in PACKAGE_COLUMNS if name != "id")
+_VALUES = attrgetter(*_VALUE_NAMES)
 
 
 def package_from_confirmation(message: ShipmentConfirmed) -> PackageRow:
@@ -226,7 +233,8 @@ def package_from_confirmation(message: ShipmentConfirmed) -> PackageRow:
 
 
 def _row_to_package(row: Any) -> PackageRow:
-    return PackageRow(**{name: getattr(row, name) for name in PACKAGE_COLUMNS})
+    """A row selected with ``PACKAGE_COLUMNS`` in that order."""
+    return PackageRow(*row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,16 +334,14 @@ class Evaluator:
             today=today,
             cancelled=any(c.applies_to(package) for c in package_cancellations),
             probability_if_pending=probability,
+            level=level,
         )
-        return replace(
-            package,
-            state=decision.state.value,
-            reason=decision.reason.value if decision.reason else None,
-            required_tracking=decision.required.value,
-            probability_micro=round(decision.probability * MICRO),
-            physical_scans=summary.physical_scans,
-            last_scan_at=summary.last_scan_at,
-        )
+        evaluated = package.clone()
+        evaluated.state = decision.state.value
+        evaluated.reason = decision.reason.value if decision.reason else None
+        evaluated.required_tracking = decision.required.value
+        evaluated.probability_micro = round(decision.probability * MICRO)
+        return evaluated
 
 
 async def load_scans(connection: AsyncConnection, tracking_numbers: Iterable[str]) -> dict[str, list[Scan]]:
@@ -346,7 +352,7 @@ async def load_scans(connection: AsyncConnection, tracking_numbers: Iterable[str
                 one_of(connection, scans.c.tracking_number, chunk)
             )
         )
-        for tracking_number, status, occurred_at in result:
+        for tracking_number, status, occurred_at in result.all():
             found[tracking_number].append(Scan(status, occurred_at))
     return found
 
@@ -694,7 +700,7 @@ async def load_packages(
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     for chunk in in_groups(connection, tracking_numbers):
         query = select(*columns).where(one_of(connection, packages.c.tracking_number, chunk))
-        for row in await connection.execute(query):
+        for row in (await connection.execute(query)).all():
             package = _row_to_package(row)
             found[package.key] = package
     wanted = set(order_keys) - set(found)
@@ -723,6 +729,12 @@ async def load_packages(
                 package = _row_to_package(row)
                 found[package.key] = package
     return found
+
+
+def settled(package: PackageRow) -> bool:
+    """More scans cannot change this package: valid stays valid (validity only grows with
+    scans), cancelled stays cancelled, and a structural reason does not depend on scans."""
+    return package.state in (PackageState.VALID, PackageState.CANCELLED) or package.reason in STRUCTURAL_REASONS
 
 
 def _newer(message: ShipmentConfirmed, than: PackageRow) -> bool:
@@ -756,11 +768,12 @@ async def apply_records(
             current.received_at,
         ):
             latest[key] = message
-    confirmed_numbers = {normalise_tracking_number(m.tracking_number) for m in latest.values()}
-    existing = await load_packages(connection, scanned | cancelled | confirmed_numbers, latest)
+    existing = await load_packages(connection, scanned | cancelled, latest)
 
     changes: dict[tuple[str, str], tuple[PackageRow | None, PackageRow]] = {
-        key: (package, replace(package)) for key, package in existing.items()
+        key: (package, package.clone())
+        for key, package in existing.items()
+        if package.tracking_number in cancelled or (package.tracking_number in scanned and not settled(package))
     }
     applied_confirmations = 0
     for key, message in latest.items():
@@ -771,7 +784,7 @@ async def apply_records(
         fresh = package_from_confirmation(message)
         if before is not None:
             # Keep the evaluation fields; they are recomputed below and compared with the old ones.
-            fresh = replace(fresh, version=before.version, id=before.id)
+            fresh.version, fresh.id = before.version, before.id
         changes[key] = (before, fresh)
     metrics.RECORDS.labels(SHIPMENTS, "applied").inc(applied_confirmations)
     metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(len(batch.confirmations) - applied_confirmations)
@@ -798,7 +811,7 @@ async def expire_pending(connection: AsyncConnection, evaluator: Evaluator, toda
         # Another scorer instance's clock job takes other rows instead of waiting for these.
         query = query.with_for_update(skip_locked=True)
     rows = [_row_to_package(row) for row in await connection.execute(query)]
-    return await reevaluate(connection, evaluator, [(row, replace(row)) for row in rows], today)
+    return await reevaluate(connection, evaluator, [(row, row.clone()) for row in rows], today)
 
 
 async def mark_window_slide(connection: AsyncConnection, today: date, lag_days: int, forecast_days: int) -> bool:

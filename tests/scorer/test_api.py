@@ -103,6 +103,12 @@ async def test_shipments_pages_and_filters(client: httpx.AsyncClient) -> None:
         0.0,
     )
     assert "integrat" in lost.action
+    assert (lost.physical_scans, lost.last_scan_at) == (0, None)
+    valid = PACKAGE_PAGE_CODEC.decode(
+        (await client.get("/v1/sellers/seller-1/shipments", params={"state": "valid"}, headers=AUTH)).content
+    )
+    assert len(valid.packages) == 20
+    assert all(p.physical_scans == 1 and p.last_scan_at is not None for p in valid.packages)
     pending = PACKAGE_PAGE_CODEC.decode(
         (await client.get("/v1/sellers/seller-1/shipments", params={"state": "pending"}, headers=AUTH)).content
     )

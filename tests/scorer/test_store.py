@@ -12,12 +12,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.forecast import DayCounts
+from services.scorer.policy import summarise_scans
 from services.scorer.schema import outbox, packages
 from services.scorer.store import (
     ConcurrentUpdate,
     Evaluator,
     apply_records,
     expire_pending,
+    load_scans,
     mark_window_slide,
     outbox_batch,
     outbox_remove,
@@ -110,7 +112,9 @@ async def test_the_same_scan_from_two_sources_is_one_scan(scorer_engine: AsyncEn
     )
     assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY - timedelta(days=3)): (0, 1, 0)}
     async with scorer_engine.connect() as connection:
-        scans_seen = (await connection.execute(select(packages.c.physical_scans))).scalar_one()
+        stored = await load_scans(connection, {"RR123456785CN"})
+    scans_seen = summarise_scans(stored["RR123456785CN"]).physical_scans
+    assert len(stored["RR123456785CN"]) == 2  # both events are kept
     assert scans_seen == 1
 
 
