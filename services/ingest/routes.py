@@ -78,11 +78,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
+        if not chunk:
+            continue
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if len(chunks) == 1:
+        return chunks[0]  # the usual case: no copy
+    return b"".join(chunks)
 
 
 def dead_letter(origin: str, reason: str, raw_body: bytes, request: Request, received_at: datetime) -> Record:
