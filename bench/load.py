@@ -132,6 +132,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "errors": errors,
         "ran_out_of_requests": position >= len(requests),
+        "latencies_ms": [round(value * 1000, 3) for value in latencies] if spec.get("raw") else [],
     }
 
 
