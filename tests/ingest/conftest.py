@@ -30,7 +30,6 @@ def make_settings(kafka_broker: TansuBroker) -> SettingsFactory:
         options: dict[str, Any] = {
             "kafka_bootstrap": kafka_broker.bootstrap,
             "api_keys": API_KEY,
-            "kafka_topic_partitions": 3,
             "produce_deadline_seconds": 5.0,
         }
         options.update(overrides)
