@@ -33,7 +33,6 @@ from services.scorer.store import (
     PackageRow,
     ScopeCounts,
     TodayFunction,
-    _row_to_package,
     apply_records,
     dialect_insert,
     expire_pending,
@@ -42,6 +41,7 @@ from services.scorer.store import (
     outbox_batch,
     outbox_remove,
     outbox_size,
+    package_from_row,
     prune_counters,
     read_counts,
     recompute_counts,
@@ -419,7 +419,7 @@ class ScorerService:
         elif state == "at_risk":
             conditions.append(and_(upcoming, c.probability_micro < round(self.settings.at_risk_probability * MICRO)))
         rows = [
-            _row_to_package(row)
+            package_from_row(row)
             for row in await connection.execute(select(*columns).where(*conditions).order_by(c.id).limit(limit + 1))
         ]
         page, more = rows[:limit], len(rows) > limit

@@ -232,7 +232,7 @@ def package_from_confirmation(message: ShipmentConfirmed) -> PackageRow:
     )
 
 
-def _row_to_package(row: Any) -> PackageRow:
+def package_from_row(row: Any) -> PackageRow:
     """A row selected with ``PACKAGE_COLUMNS`` in that order."""
     return PackageRow(*row)
 
@@ -701,7 +701,7 @@ async def load_packages(
     for chunk in in_groups(connection, tracking_numbers):
         query = select(*columns).where(one_of(connection, packages.c.tracking_number, chunk))
         for row in (await connection.execute(query)).all():
-            package = _row_to_package(row)
+            package = package_from_row(row)
             found[package.key] = package
     wanted = set(order_keys) - set(found)
     if not wanted:
@@ -726,7 +726,7 @@ async def load_packages(
     for query in queries:
         for row in await connection.execute(query):
             if (row.seller_id, row.order_id) in wanted:
-                package = _row_to_package(row)
+                package = package_from_row(row)
                 found[package.key] = package
     return found
 
@@ -810,7 +810,7 @@ async def expire_pending(connection: AsyncConnection, evaluator: Evaluator, toda
     if connection.dialect.name == "postgresql":
         # Another scorer instance's clock job takes other rows instead of waiting for these.
         query = query.with_for_update(skip_locked=True)
-    rows = [_row_to_package(row) for row in await connection.execute(query)]
+    rows = [package_from_row(row) for row in await connection.execute(query)]
     return await reevaluate(connection, evaluator, [(row, row.clone()) for row in rows], today)
 
 
@@ -934,7 +934,7 @@ async def recompute_counts(
     """Counts as they were on ``as_of``: scans that occurred before the end of that day, all data known now."""
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     rows = [
-        _row_to_package(row)
+        package_from_row(row)
         for row in await connection.execute(
             select(*columns).where(packages.c.seller_id == seller_id, packages.c.promised_date.between(first, last))
         )
