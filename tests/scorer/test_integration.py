@@ -104,6 +104,10 @@ def scorer_env(fresh_broker: TansuBroker, new_postgres_database: Callable[[], st
         "VTR_KAFKA_TOPIC_PARTITIONS": "4",
         "VTR_LOG_LEVEL": os.environ.get("SCORER_TEST_LOG_LEVEL", "WARNING"),
         "VTR_BATCH_MAX_RECORDS": "200",
+        # A short session: the local broker completes a join faster, and a killed member is
+        # dropped from the group sooner.
+        "VTR_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "VTR_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
     }
 
 
@@ -206,6 +210,8 @@ async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
         kafka_bootstrap=fresh_broker.bootstrap,
         database_url=database_url,
         clock_interval_seconds=0.2,
+        kafka_session_timeout_ms=3000,
+        kafka_heartbeat_interval_ms=300,
         publish_interval_seconds=0.1,
     )
     day = {"today": date(2026, 6, 15)}
