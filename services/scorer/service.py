@@ -237,7 +237,19 @@ class ScorerService:
                 self._wake_publisher.clear()
 
     def caught_up(self) -> bool:
-        return self.consumer is not None and self.consumer.total_lag() <= self.settings.caught_up_max_lag
+        """Whether this instance's consumer lag is known and at most the setting.
+
+        Until the first fetch of a partition its high watermark is unknown and its lag would
+        read 0; snapshots published then (from outbox marks left before a restart) must not
+        claim to be caught up, or the notifier would alert on numbers still being replayed.
+        """
+        consumer = self.consumer
+        if consumer is None or not consumer.running:
+            return False
+        kafka = getattr(consumer, "_consumer", None)  # the shared consumer exposes no "highwater known"
+        if kafka is not None and any(kafka.highwater(tp) is None for tp in consumer.assigned_partitions()):
+            return False
+        return consumer.total_lag() <= self.settings.caught_up_max_lag
 
     # -- consuming -------------------------------------------------------------------
 
