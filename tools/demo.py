@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,13 +137,28 @@ class View:
     rows: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     status: str = ""
     notes: list[str] = field(default_factory=list)
+    _breaches: dict[date, dict[tuple[str, str, str], date]] = field(default_factory=dict)
+
+    def true_breaches(self) -> dict[tuple[str, str, str], date]:
+        """First day from ``as_of`` on (14 days) whose true VTR, knowing the future, is below 95%."""
+        if self.as_of not in self._breaches:
+            found: dict[tuple[str, str, str], date] = {}
+            for offset in range(15):
+                day = self.as_of + timedelta(days=offset)
+                for key, tally in vtr_by_key(self.scenario, day).items():
+                    if key not in found and tally.vtr is not None and tally.vtr < FLOOR:
+                        found[key] = day
+            self._breaches = {self.as_of: found}
+        return self._breaches[self.as_of]
 
     def render(self) -> Group:
         truth = vtr_by_key(self.scenario, self.as_of, self.known_at)
+        breaches = self.true_breaches()
         table = Table(title=f"vtrwatch as the scorer saw it on {self.as_of} (today is {self.scenario.today})")
         for column, justify in (
             ("seller", "left"), ("role", "left"), ("mkt", "left"), ("category", "left"), ("valid/total", "right"),
             ("VTR", "right"), ("truth", "right"), ("forecast min", "right"), ("breach in", "right"), ("level", "left"),
+            ("truly < 95% in", "right"),
         ):  # fmt: skip
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for key in self.scenario.seller_categories():
@@ -166,6 +181,7 @@ class View:
                 _percent(min(forecast) if forecast else None),
                 "-" if days is None else f"{days} d",
                 Text(level, style=LEVEL_STYLE.get(level, "")),
+                f"{(breaches[key] - self.as_of).days} d" if key in breaches else "-",
             )
         return Group(table, Text(self.status, style="dim"), *(Text(note) for note in self.notes[-8:]))
 
@@ -253,6 +269,7 @@ async def play(args: argparse.Namespace, urls: dict[str, str], console: Console,
 
 
 def summarise(console: Console, scenario: Scenario, view: View, started_at: float, watched: tuple[str, ...]) -> int:
+    console.print()
     console.rule("what happened")
     ok = True
     for key in scenario.seller_categories():
