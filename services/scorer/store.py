@@ -75,9 +75,10 @@ class ConcurrentUpdate(RuntimeError):
 
 
 def naive_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
+    offset = moment.utcoffset()
+    if offset is None:
         return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    return (moment - offset).replace(tzinfo=None)
 
 
 def week_start(day: date) -> date:
