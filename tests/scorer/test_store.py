@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select, update
@@ -294,6 +294,7 @@ async def test_unusable_records_are_skipped_and_the_rest_applied(
         record(shipment("o-nul", category="to\x00ys")),
         record(shipment("o-long", tracking_number="X" * 500)),
         record(event(tracking_number="Y" * 500)),
+        record(event(occurred_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))))),
         raw(b"{}", topic="somebody.elses.topic"),
     ]
     async with scorer_engine.begin() as connection:
