@@ -49,6 +49,7 @@ class IngestSettings(ServiceSettings):
     #: How many recently produced event ids to remember, so re-sent history is not
     #: produced again (0 = produce every event of every push).
     recent_event_ids: int = Field(default=200_000, ge=0)
+    #: Most shipment records accepted in one request.
     max_shipments_per_request: int = Field(default=10_000, ge=1)
     #: Shipment batches are bigger than carrier pushes: 10,000 records need several MiB.
     max_shipments_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
