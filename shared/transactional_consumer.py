@@ -102,6 +102,7 @@ class TransactionalConsumer:
         poll_timeout_ms: int = 200,
         group_instance_id: str | None = None,
         retry_delay_seconds: float = 1.0,
+        on_batch_committed: Callable[[int, float], None] | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -114,6 +115,8 @@ class TransactionalConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._group_instance_id = group_instance_id
         self._retry_delay_seconds = retry_delay_seconds
+        #: Called with (records, seconds from fetch to database commit) after each batch.
+        self._on_batch_committed = on_batch_committed
         #: Unique per process, so a restarted instance never mistakes an old claim for its own.
         self.instance_id = f"{group_instance_id or 'member'}-{uuid.uuid4().hex[:12]}"
         self._generations: dict[TopicPartition, int] = {}
@@ -172,6 +175,18 @@ class TransactionalConsumer:
 
     def total_lag(self) -> int:
         return sum(self.partition_lags().values())
+
+    def caught_up(self, max_lag: int) -> bool:
+        """Running, every owned partition fetched at least once, and at most ``max_lag`` behind.
+
+        Until a partition's first fetch its high watermark is unknown, so "no lag" would be
+        a guess; that counts as not caught up.
+        """
+        if not self.running or self._consumer is None:
+            return False
+        if any(self._consumer.highwater(tp) is None for tp in self._generations):
+            return False
+        return self.total_lag() <= max_lag
 
     # -- rebalance -------------------------------------------------------------------
 
@@ -257,19 +272,23 @@ class TransactionalConsumer:
                 await asyncio.sleep(self._retry_delay_seconds)
                 continue
             if batches:
-                await self._apply_with_retry(batches, epoch)
+                fetched_at = time.perf_counter()
+                applied = await self._apply_with_retry(batches, epoch)
+                if applied and self._on_batch_committed is not None:
+                    self._on_batch_committed(applied, time.perf_counter() - fetched_at)
             self._export_lag()
 
     async def _apply_with_retry(
         self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], epoch: int
-    ) -> None:
+    ) -> int:
+        """Apply the batch (retrying after failures); returns how many records were applied."""
         assert self._consumer is not None
         while not self._stopping:
             async with self._batch_lock:
                 if epoch != self._assignment_epoch:
                     # A rebalance ran while this batch was fetched; the partitions were re-seeked
                     # to their stored offsets, so these records will come again in order.
-                    return
+                    return 0
                 # Drop records of partitions revoked meanwhile, and records below the stored
                 # position: a broker may return a whole record batch that starts before the
                 # fetch offset, and those records are already applied.
@@ -282,7 +301,7 @@ class TransactionalConsumer:
                     if fresh:
                         owned[tp] = fresh
                 if not owned:
-                    return
+                    return 0
                 try:
                     await self._apply_in_transaction(owned)
                     break
@@ -291,7 +310,7 @@ class TransactionalConsumer:
                     for tp in owned:
                         self._generations.pop(tp, None)
                     self._consumer.pause(*owned)
-                    return
+                    return 0
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -305,7 +324,10 @@ class TransactionalConsumer:
             batches = await self._consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records
             )
+        else:
+            return 0
         await self._commit_to_kafka()
+        return sum(len(records) for records in owned.values())
 
     async def _apply_in_transaction(self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         table = self._offsets

@@ -190,6 +190,7 @@ class ScorerService:
             max_batch_records=self.settings.batch_max_records,
             poll_timeout_ms=self.settings.poll_timeout_ms,
             group_instance_id=self.settings.scorer_instance_id,
+            on_batch_committed=lambda _records, seconds: metrics.BATCH_DURATION.observe(seconds),
         )
         await self.consumer.start()
         self._tasks = [
@@ -243,13 +244,7 @@ class ScorerService:
         read 0; snapshots published then (from outbox marks left before a restart) must not
         claim to be caught up, or the notifier would alert on numbers still being replayed.
         """
-        consumer = self.consumer
-        if consumer is None or not consumer.running:
-            return False
-        kafka = getattr(consumer, "_consumer", None)  # the shared consumer exposes no "highwater known"
-        if kafka is not None and any(kafka.highwater(tp) is None for tp in consumer.assigned_partitions()):
-            return False
-        return consumer.total_lag() <= self.settings.caught_up_max_lag
+        return self.consumer is not None and self.consumer.caught_up(self.settings.caught_up_max_lag)
 
     # -- consuming -------------------------------------------------------------------
 
@@ -259,7 +254,6 @@ class ScorerService:
         elapsed = time.perf_counter() - started
         metrics.BATCH_SIZE.observe(len(records))
         metrics.DB_TRANSACTION.observe(elapsed)
-        metrics.BATCH_DURATION.observe(elapsed)
 
     # -- clock -----------------------------------------------------------------------
 

@@ -130,11 +130,16 @@ async def test_failed_batches_roll_back_and_restart_resumes_without_duplicates(
     # A new instance (a restart) picks up from the stored offsets: new records only.
     await _produce(settings, topic, 120, start=300)
     second = _consumer(settings, engine, topic, group, Recorder())
+    committed_batches: list[int] = []
+    second._on_batch_committed = lambda records, _seconds: committed_batches.append(records)
+    assert not second.caught_up(max_lag=0)  # not running yet
     await second.start()
     await _wait_for_count(engine, 420)
     await asyncio.sleep(0.5)
     assert await _count(engine) == 420
     assert second.total_lag() == 0
+    assert second.caught_up(max_lag=0)
+    assert sum(committed_batches) == 120
     await second.stop()
     await engine.dispose()
 
