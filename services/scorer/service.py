@@ -37,6 +37,7 @@ from services.scorer.store import (
     dialect_insert,
     expire_pending,
     load_scans,
+    mark_changed,
     mark_window_slide,
     outbox_batch,
     outbox_remove,
@@ -164,6 +165,9 @@ class ScorerService:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._wake_publisher = asyncio.Event()
+        #: Scopes published with ``caught_up=False``: the notifier holds alerts on those, so
+        #: they are published again once this instance has caught up.
+        self._published_behind: set[tuple[str, str, str]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -314,13 +318,17 @@ class ScorerService:
     async def publish_once(self) -> int:
         """Publish a snapshot for a batch of outbox marks, then delete the marks (after the acks)."""
         assert self.producer is not None
+        caught_up = self.caught_up()
+        if caught_up and self._published_behind:
+            async with self.engine.begin() as connection:
+                await mark_changed(connection, sorted(self._published_behind))
+            self._published_behind.clear()
         async with self.engine.connect() as connection:
             marks = await outbox_batch(connection, self.settings.publish_batch_size)
             metrics.OUTBOX_BACKLOG.set(await outbox_size(connection))
             if not marks:
                 return 0
             today = self.today()
-            caught_up = self.caught_up()
             scopes_by_seller: dict[str, set[tuple[str, str]]] = defaultdict(set)
             for seller_id, marketplace, category, _ in marks:
                 scopes_by_seller[seller_id].add((marketplace, category))
@@ -336,6 +344,8 @@ class ScorerService:
         ]
         await asyncio.gather(*futures)
         metrics.SCORES_PUBLISHED.inc(len(snapshots))
+        if not caught_up:
+            self._published_behind.update((s.seller_id, s.marketplace, s.category) for s in snapshots)
         async with self.engine.begin() as connection:
             await outbox_remove(connection, marks)
             statement = dialect_insert(connection, score_levels)
