@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tools.localstack import TansuBroker
 from tools.simulate.catalog import Source
-from tools.simulate.driver import Driver, ScorerClient, wait_for_agreement
+from tools.simulate.driver import Driver, ScorerClient, compare_with_scorer, wait_for_agreement
 from tools.simulate.plan import replay_plan
 from tools.simulate.presets import small_config
 from tools.simulate.scenario import generate
@@ -83,3 +83,13 @@ async def test_ground_truth_and_scorer_agree_after_a_45_day_replay(services: tup
     # The scenario is not trivially all-valid: some categories are below the floor.
     assert any(tally.vtr is not None and tally.vtr < 0.95 for tally in truth.values())
     assert mismatches == [], "\n".join(str(mismatch) for mismatch in mismatches)
+
+    # A past day is reproduced from today's knowledge: scans count by when they occurred.
+    scorer = ScorerClient(scorer_url, API_KEY)
+    try:
+        for days_back in (1, 9, 20):
+            as_of = scenario.today - timedelta(days=days_back)
+            _, mismatches = await compare_with_scorer(scenario, scorer, as_of, known_at)
+            assert mismatches == [], f"as_of {as_of}:\n" + "\n".join(str(mismatch) for mismatch in mismatches)
+    finally:
+        await scorer.aclose()
