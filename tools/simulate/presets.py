@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.simulate.catalog import Source
+from tools.simulate.catalog import FailureRates, Source
 from tools.simulate.scenario import CarrierStop, Lane, LanePhase, Outage, ScenarioConfig, Seller, ValueMix
 
 DRIFTING_SELLER = "A2YIWUHOME"
@@ -118,6 +118,13 @@ def small_config() -> ScenarioConfig:
         late_push_rate=0.1,
         stops=(CarrierStop("T3DRIFT", "yanwen/line", -12),),
         outages=(Outage(Source.CHINA_POST_EMS, -30), Outage(Source.AFTERSHIP, -15)),
+        # More of the cases where a rule decides: parcels whose only records are a label and
+        # an undocumented code, and full-tracking parcels that never get a delivery scan.
+        failures=(
+            ("china-post/registered", FailureRates(no_pickup=0.12, lost_in_transit=0.08, unknown_code=0.6)),
+            ("yanwen/line", FailureRates(no_pickup=0.05, no_delivery_scan=0.08, unknown_code=0.4)),
+            ("yunexpress/line", FailureRates(no_pickup=0.03, lost_in_transit=0.05, unknown_code=0.3)),
+        ),
     )
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from shared.schemas import CanonicalStatus
-from tools.simulate.catalog import MARKETPLACES, SERVICES, CarrierService, Marketplace, Source
+from tools.simulate.catalog import MARKETPLACES, SERVICES, CarrierService, FailureRates, Marketplace, Source
 from tools.simulate.numbers import make_tracking_number
 
 Status = CanonicalStatus
@@ -100,6 +100,8 @@ class ScenarioConfig:
     shuffle_events_rate: float = 0.3
     stops: tuple[CarrierStop, ...] = ()
     outages: tuple[Outage, ...] = ()
+    #: Failure rates that replace a service's own (service key, rates), to stress a check.
+    failures: tuple[tuple[str, FailureRates], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -238,13 +240,18 @@ def _at(moment: datetime, days: float) -> datetime:
 
 
 def make_scans(
-    rng: random.Random, service: CarrierService, destination: str, handed_over: datetime, stopped: bool
+    rng: random.Random,
+    service: CarrierService,
+    destination: str,
+    handed_over: datetime,
+    stopped: bool,
+    odds: FailureRates | None = None,
 ) -> tuple[tuple[Scan, ...], str]:
     """Every scan a parcel will ever get, and its fate."""
     origin, hub, city = rng.choice(ORIGIN_CITIES), rng.choice(HUBS), DESTINATION_CITIES[destination]
     scans = [Scan(Status.INFO_RECEIVED, _at(handed_over, -rng.uniform(0.02, 0.2)), origin)]
     unknown_codes = UNKNOWN_CODES.get(service.source, ())
-    odds = service.failures
+    odds = odds or service.failures
     if unknown_codes and rng.random() < odds.unknown_code:
         scans.append(Scan(Status.UNKNOWN, _at(handed_over, rng.uniform(0.3, 3.0)), origin, rng.choice(unknown_codes)))
     if stopped:
@@ -287,6 +294,7 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
     """The whole scenario, from ``today - history_days`` to ``today + future_days``."""
     rng = random.Random(f"vtrwatch-sim:{seed}:{today.isoformat()}")
     stops = {(stop.seller_id, stop.service_key): stop.from_day for stop in config.stops}
+    failures = dict(config.failures)
     packages: list[Package] = []
     parcels: dict[str, Parcel] = {}
     used_numbers: set[str] = set()
@@ -321,7 +329,12 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
                         promised = day + timedelta(days=rng.randint(*service.promise_days))
                         stop_day = stops.get((seller.seller_id, service_key))
                         scans, fate = make_scans(
-                            rng, service, lane.marketplace, confirmed_at, stop_day is not None and offset >= stop_day
+                            rng,
+                            service,
+                            lane.marketplace,
+                            confirmed_at,
+                            stop_day is not None and offset >= stop_day,
+                            failures.get(service_key),
                         )
                         parcels[tracking_number] = Parcel(tracking_number, service_key, lane.marketplace, scans, fate)
                     cancelled_at = None
