@@ -240,7 +240,7 @@ async def fill(bootstrap: str, sellers: int) -> int:
         await producer.stop()
 
 
-def bench_scorer(report: Report, workdir: Path, sellers: int, seconds: float, e2e_samples: int) -> None:
+def bench_scorer(report: Report, workdir: Path, sellers: int, seconds: float) -> None:
     with TansuBroker(log_path=workdir / "tansu-scorer.log") as broker:
         started = time.perf_counter()
         total = asyncio.run(fill(broker.bootstrap, sellers))
@@ -319,7 +319,6 @@ def bench_scorer(report: Report, workdir: Path, sellers: int, seconds: float, e2
             )
         finally:
             scorer.stop()
-    end_to_end(report, workdir, e2e_samples)
 
 
 def e2e_shipments(seller: str, number: str, count: int) -> list[dict[str, Any]]:
@@ -470,12 +469,23 @@ async def wait_for_notification(
     return None
 
 
+#: Figure groups ``--only`` selects: ingest webhooks; scorer throughput and reads; end-to-end latency.
+GROUPS = ("ingest", "scorer", "e2e")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=12.0, help="measured seconds per load run")
     parser.add_argument("--sellers", type=int, default=25_000, help="sellers x 4 categories stored for the scorer")
     parser.add_argument("--e2e-samples", type=int, default=30)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=GROUPS,
+        help="run only this group of figures (repeatable; default: all of them, in this order: %(choices)s)",
+    )
     args = parser.parse_args()
+    selected = set(args.only or GROUPS)
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = Report()
     began = time.perf_counter()
@@ -487,8 +497,12 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="vtr-bench-") as temporary:
         workdir = Path(temporary)
-        bench_ingest(report, workdir, args.seconds)
-        bench_scorer(report, workdir, args.sellers, args.seconds, args.e2e_samples)
+        if "ingest" in selected:
+            bench_ingest(report, workdir, args.seconds)
+        if "scorer" in selected:
+            bench_scorer(report, workdir, args.sellers, args.seconds)
+        if "e2e" in selected:
+            end_to_end(report, workdir, args.e2e_samples)
     elapsed = time.perf_counter() - began
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"{stamp}.json"
