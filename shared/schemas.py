@@ -219,6 +219,9 @@ class Reason(StrEnum):
     SERVICE_LACKS_DELIVERY_SCAN = "service_lacks_delivery_scan"
     MALFORMED_TRACKING_NUMBER = "malformed_tracking_number"
     AWAITING_FIRST_SCAN = "awaiting_first_scan"
+    #: Still no physical scan well after confirmation: the carrier probably never picked
+    #: the parcel up, or the uploaded number is wrong. Likely to end invalid.
+    OVERDUE_FIRST_SCAN = "overdue_first_scan"
     AWAITING_DELIVERY_SCAN = "awaiting_delivery_scan"
     CANCELLED = "cancelled"
 

@@ -60,6 +60,7 @@ REASON_LABELS: Mapping[Language, Mapping[Reason, str]] = {
         Reason.SERVICE_LACKS_DELIVERY_SCAN: "service has no delivery scans",
         Reason.MALFORMED_TRACKING_NUMBER: "malformed tracking number",
         Reason.AWAITING_FIRST_SCAN: "awaiting first scan",
+        Reason.OVERDUE_FIRST_SCAN: "no scan since confirmation",
         Reason.AWAITING_DELIVERY_SCAN: "awaiting delivery scan",
         Reason.CANCELLED: "cancelled",
     },
@@ -70,6 +71,7 @@ REASON_LABELS: Mapping[Language, Mapping[Reason, str]] = {
         Reason.SERVICE_LACKS_DELIVERY_SCAN: "物流服务无妥投扫描",
         Reason.MALFORMED_TRACKING_NUMBER: "追踪号格式错误",
         Reason.AWAITING_FIRST_SCAN: "等待首次扫描",
+        Reason.OVERDUE_FIRST_SCAN: "确认发货后迟迟无扫描",
         Reason.AWAITING_DELIVERY_SCAN: "等待妥投扫描",
         Reason.CANCELLED: "已取消",
     },
@@ -98,6 +100,10 @@ ACTIONS: Mapping[Language, Mapping[Reason, str]] = {
             "the tracking number does not match the carrier's format: correct it in Seller Central"
         ),
         Reason.AWAITING_FIRST_SCAN: "waiting for the first carrier scan: make sure the parcel was handed over",
+        Reason.OVERDUE_FIRST_SCAN: (
+            "no carrier scan {days} days after confirmation: check the carrier pickup and the tracking number "
+            "uploaded to Amazon before the promised date passes"
+        ),
         Reason.AWAITING_DELIVERY_SCAN: (
             "full tracking is required for orders of {threshold} or more: follow the parcel until the carrier "
             "records delivery"
@@ -116,6 +122,10 @@ ACTIONS: Mapping[Language, Mapping[Reason, str]] = {
         Reason.SERVICE_LACKS_DELIVERY_SCAN: "订单金额 {threshold} 及以上需要全程追踪：请改用有妥投扫描的物流服务",
         Reason.MALFORMED_TRACKING_NUMBER: "追踪号不符合承运商格式：请在卖家平台更正",
         Reason.AWAITING_FIRST_SCAN: "等待承运商首次扫描：请确认包裹已交给承运商",
+        Reason.OVERDUE_FIRST_SCAN: (
+            "确认发货 {days} 天后仍无承运商扫描：请在承诺送达日之前核实承运商是否已揽收，"
+            "以及上传到亚马逊的追踪号是否正确"
+        ),
         Reason.AWAITING_DELIVERY_SCAN: "订单金额 {threshold} 及以上需要全程追踪：请跟进包裹直至承运商记录妥投",
         Reason.CANCELLED: "已取消：无需处理",
     },

@@ -32,6 +32,10 @@ ADVICE: dict[Reason, str] = {
         "No physical scan yet. Make sure the parcel was handed to the carrier and scanned at acceptance "
         "before the promised date."
     ),
+    Reason.OVERDUE_FIRST_SCAN: (
+        "No carrier scan several days after confirmation: check that the carrier picked the parcel up and "
+        "that the tracking number uploaded to Amazon is the right one."
+    ),
     Reason.AWAITING_DELIVERY_SCAN: (
         "Full tracking is required: the parcel still needs a delivery or delivery-attempt scan before the "
         "promised date. Follow up with the carrier."

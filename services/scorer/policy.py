@@ -37,6 +37,7 @@ SCAN_IDENTITY_RESOLUTION_SECONDS = 60
 #: Why a not-yet-valid package is not valid, before and after its promised date passes.
 _PENDING_REASON_TO_INVALID: dict[Reason, Reason] = {
     Reason.AWAITING_FIRST_SCAN: Reason.NO_PHYSICAL_SCAN,
+    Reason.OVERDUE_FIRST_SCAN: Reason.NO_PHYSICAL_SCAN,
     Reason.AWAITING_DELIVERY_SCAN: Reason.MISSING_DELIVERY_SCAN,
     Reason.MALFORMED_TRACKING_NUMBER: Reason.MALFORMED_TRACKING_NUMBER,
 }
@@ -55,6 +56,10 @@ class ForecastPrior:
     prior_weight: float = 20.0
     history_weeks: int = 8
     malformed_factor: float = 0.2
+    #: Days after confirmation by which carriers normally record the first physical scan.
+    first_scan_grace_days: int = 3
+    #: Share of its probability a package keeps once it is past that grace without a scan.
+    overdue_first_scan_factor: float = 0.1
 
     def prior(self, level: TrackingLevel) -> float:
         return self.prior_full if level is TrackingLevel.FULL else self.prior_partial
@@ -139,6 +144,8 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
             prior_weight=float(forecast.get("prior_weight", 20)),
             history_weeks=int(forecast.get("history_weeks", 8)),
             malformed_factor=float(forecast.get("malformed_factor", 0.2)),
+            first_scan_grace_days=int(forecast.get("first_scan_grace_days", 3)),
+            overdue_first_scan_factor=float(forecast.get("overdue_first_scan_factor", 0.1)),
         ),
     )
 
@@ -278,6 +285,10 @@ def pending_reason(level: TrackingLevel, scans: ScanSummary, malformed: bool) ->
     return Reason.AWAITING_DELIVERY_SCAN if level is TrackingLevel.FULL else Reason.AWAITING_FIRST_SCAN
 
 
+def first_scan_overdue(policy: Policy, days_since_confirmation: int | None) -> bool:
+    return days_since_confirmation is not None and days_since_confirmation > policy.forecast.first_scan_grace_days
+
+
 def invalid_reason_for(pending: Reason) -> Reason:
     """The reason a pending package carries once its promised date has passed."""
     return _PENDING_REASON_TO_INVALID.get(pending, pending)
@@ -299,12 +310,16 @@ def decide(
     cancelled: bool = False,
     probability_if_pending: float | None = None,
     level: TrackingLevel | None = None,
+    days_since_confirmation: int | None = None,
 ) -> Decision:
     """State of one package on ``today`` given its distinct scans.
 
     ``probability_if_pending`` is the learnt chance for packages like this one (same
     carrier, service, marketplace and requirement); the prior is used when it is None.
     ``level`` is :func:`required_tracking` when the caller already computed it.
+    ``days_since_confirmation`` lets a package that is still unscanned well after it was
+    confirmed count as overdue: a carrier that stopped scanning shows in the forecast days
+    before its packages' promised dates pass, which is the early warning sellers need.
     """
     if level is None:
         level = required_tracking(policy, facts)
@@ -324,4 +339,7 @@ def decide(
     probability = policy.forecast.prior(level) if probability_if_pending is None else probability_if_pending
     if malformed:
         probability *= policy.forecast.malformed_factor
+    if reason is Reason.AWAITING_FIRST_SCAN and first_scan_overdue(policy, days_since_confirmation):
+        reason = Reason.OVERDUE_FIRST_SCAN
+        probability *= policy.forecast.overdue_first_scan_factor
     return Decision(PackageState.PENDING, reason, level, min(1.0, max(0.0, probability)))

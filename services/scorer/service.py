@@ -36,6 +36,7 @@ from services.scorer.store import (
     apply_records,
     dialect_insert,
     expire_pending,
+    flag_overdue_first_scans,
     load_scans,
     mark_changed,
     mark_window_slide,
@@ -145,6 +146,9 @@ def decode_cursor(cursor: str) -> int:
 
 def aware(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+ClockStep = Callable[[AsyncConnection, Evaluator, date, int], Awaitable[int]]
 
 
 class ScorerService:
@@ -262,19 +266,11 @@ class ScorerService:
     # -- clock -----------------------------------------------------------------------
 
     async def run_clock_once(self) -> tuple[int, bool]:
-        """Expire pending packages whose promised date passed; mark the window slide once a day."""
+        """Expire pending packages whose promised date passed, flag unscanned ones past the
+        first-scan grace, and mark the window slide once a day."""
         today = self.today()
-        expired = 0
-        while True:
-            try:
-                async with self.engine.begin() as connection:
-                    written = await expire_pending(connection, self.evaluator, today, self.settings.clock_batch_size)
-            except ConcurrentUpdate:
-                metrics.CLOCK_RUNS.labels("conflict").inc()
-                break
-            expired += written
-            if written < self.settings.clock_batch_size:
-                break
+        expired = await self._run_clock_step(expire_pending, today)
+        overdue = await self._run_clock_step(flag_overdue_first_scans, today)
         async with self.engine.begin() as connection:
             slid = await mark_window_slide(connection, today, self.settings.window_lag_days, FORECAST_DAYS)
             if slid:
@@ -282,9 +278,23 @@ class ScorerService:
                 await prune_counters(connection, oldest_needed - timedelta(days=self.settings.counters_retention_days))
         metrics.EXPIRED_PACKAGES.inc(expired)
         metrics.CLOCK_RUNS.labels("ok").inc()
-        if expired or slid:
+        if expired or overdue or slid:
             self._wake_publisher.set()
         return expired, slid
+
+    async def _run_clock_step(self, step: ClockStep, today: date) -> int:
+        """Run ``step`` in batches of its own transaction until it has nothing left."""
+        total = 0
+        while True:
+            try:
+                async with self.engine.begin() as connection:
+                    written = await step(connection, self.evaluator, today, self.settings.clock_batch_size)
+            except ConcurrentUpdate:  # the consumer changed one of the rows; the next run retries
+                metrics.CLOCK_RUNS.labels("conflict").inc()
+                return total
+            total += written
+            if written < self.settings.clock_batch_size:
+                return total
 
     async def refresh_gauges(self) -> None:
         """Whole-table aggregates for the dashboards; run rarely (they scan the counters)."""

@@ -338,6 +338,7 @@ class Evaluator:
             cancelled=any(c.applies_to(package) for c in package_cancellations),
             probability_if_pending=probability,
             level=level,
+            days_since_confirmation=(today - package.confirmed_at.date()).days,
         )
         evaluated = package.clone()
         evaluated.state = decision.state.value
@@ -812,6 +813,28 @@ async def expire_pending(connection: AsyncConnection, evaluator: Evaluator, toda
     )
     if connection.dialect.name == "postgresql":
         # Another scorer instance's clock job takes other rows instead of waiting for these.
+        query = query.with_for_update(skip_locked=True)
+    rows = [package_from_row(row) for row in await connection.execute(query)]
+    return await reevaluate(connection, evaluator, [(row, row.clone()) for row in rows], today)
+
+
+async def flag_overdue_first_scans(connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int) -> int:
+    """Re-evaluate up to ``limit`` unscanned pending packages that have just passed the
+    first-scan grace: time alone turns them overdue, with no new record to trigger it."""
+    grace = evaluator.policy.forecast.first_scan_grace_days
+    confirmed_before = datetime.combine(today - timedelta(days=grace), time.min)
+    columns = [packages.c[name] for name in PACKAGE_COLUMNS]
+    query = (
+        select(*columns)
+        .where(
+            packages.c.state == PackageState.PENDING.value,
+            packages.c.reason == Reason.AWAITING_FIRST_SCAN.value,
+            packages.c.confirmed_at < confirmed_before,
+        )
+        .order_by(packages.c.id)
+        .limit(limit)
+    )
+    if connection.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = [package_from_row(row) for row in await connection.execute(query)]
     return await reevaluate(connection, evaluator, [(row, row.clone()) for row in rows], today)

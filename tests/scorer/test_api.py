@@ -27,7 +27,13 @@ async def client(
     messages = [shipment(f"ok-{i}", tracking_number=f"YT{i:016d}", carrier="yunexpress") for i in range(19)]
     messages += [event(tracking_number=f"YT{i:016d}") for i in range(19)]
     messages.append(shipment("bad-1", tracking_number="YT9999999999999999", carrier="yunexpress"))
-    messages.append(shipment("soon-1", tracking_number="YT8888888888888888", carrier="yunexpress", promised=TODAY))
+    # Confirmed yesterday: still within the first-scan grace, so they keep the prior.
+    recently = NOW - timedelta(days=1)
+    messages.append(
+        shipment(
+            "soon-1", tracking_number="YT8888888888888888", carrier="yunexpress", promised=TODAY, confirmed_at=recently
+        )
+    )
     messages.append(
         shipment(
             "soon-2",
@@ -35,6 +41,7 @@ async def client(
             carrier="yunexpress",
             promised=TODAY + timedelta(days=1),
             amount="9.00",
+            confirmed_at=recently,
         )
     )
     messages.append(

@@ -262,3 +262,32 @@ def test_validity_never_decreases_when_scans_are_added(pairs: list[tuple[Canonic
         state = decide(policy, shipment, summarise_scans(events), promised_date=PAST, today=TODAY).state
         assert not (was_valid and state is not PackageState.VALID)
         was_valid = state is PackageState.VALID
+
+
+@pytest.mark.parametrize(("days", "overdue"), [(None, False), (0, False), (3, False), (4, True), (12, True)])
+def test_an_unscanned_package_past_the_first_scan_grace_is_overdue(
+    policy: Policy, days: int | None, overdue: bool
+) -> None:
+    shipment = facts("US", "4.99", "USD", "china-post")
+    decision = decide(
+        policy, shipment, summarise_scans([]), promised_date=FUTURE, today=TODAY, days_since_confirmation=days
+    )
+    assert decision.state is PackageState.PENDING
+    assert decision.reason is (Reason.OVERDUE_FIRST_SCAN if overdue else Reason.AWAITING_FIRST_SCAN)
+    prior = policy.forecast.prior(TrackingLevel.PARTIAL)
+    factor = policy.forecast.overdue_first_scan_factor if overdue else 1.0
+    assert decision.probability == pytest.approx(prior * factor)
+    # Once the promised date passes it is invalid for want of a scan, like any unscanned package.
+    expired = decide(
+        policy, shipment, summarise_scans([]), promised_date=PAST, today=TODAY, days_since_confirmation=days
+    )
+    assert (expired.state, expired.reason) == (PackageState.INVALID, Reason.NO_PHYSICAL_SCAN)
+
+
+def test_a_scanned_package_awaiting_delivery_is_never_overdue_for_its_first_scan(policy: Policy) -> None:
+    shipment = facts("US", "12.00", "USD", "china-post")
+    decision = decide(
+        policy, shipment, summarise_scans(scans(S.ACCEPTED)), promised_date=FUTURE, today=TODAY,
+        days_since_confirmation=10,
+    )  # fmt: skip
+    assert decision.reason is Reason.AWAITING_DELIVERY_SCAN

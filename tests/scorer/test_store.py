@@ -19,6 +19,7 @@ from services.scorer.store import (
     Evaluator,
     apply_records,
     expire_pending,
+    flag_overdue_first_scans,
     load_scans,
     mark_window_slide,
     outbox_batch,
@@ -177,6 +178,32 @@ async def test_clock_job_expires_pending_packages_and_marks_the_outbox(
         assert await expire_pending(connection, evaluator, tomorrow, limit=100) == 0
     # A late scan still turns it valid.
     await apply(scorer_engine, evaluator, [event(occurred_at=NOW + timedelta(days=1))], today=tomorrow)
+    assert simple(await counts(scorer_engine))[("US", "toys", promised)] == (1, 0, 0)
+
+
+async def test_clock_job_flags_unscanned_packages_past_the_grace_and_lowers_the_forecast(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    promised = TODAY + timedelta(days=10)
+    await apply(scorer_engine, evaluator, [shipment("o-1", promised=promised, confirmed_at=NOW)])
+    grace = evaluator.policy.forecast.first_scan_grace_days
+    async with scorer_engine.begin() as connection:
+        await outbox_remove(connection, await outbox_batch(connection, 10))
+        # Within the grace nothing changes.
+        assert await flag_overdue_first_scans(connection, evaluator, TODAY + timedelta(days=grace), 100) == 0
+    later = TODAY + timedelta(days=grace + 1)
+    async with scorer_engine.begin() as connection:
+        assert await flag_overdue_first_scans(connection, evaluator, later, 100) == 1
+    async with scorer_engine.begin() as connection:
+        assert await flag_overdue_first_scans(connection, evaluator, later, 100) == 0  # flagged once
+        assert [m[:3] for m in await outbox_batch(connection, 10)] == [("seller-1", "US", "toys")]
+        state, reason = (await connection.execute(select(packages.c.state, packages.c.reason))).one()
+    assert (state, reason) == ("pending", "overdue_first_scan")
+    pending = (await counts(scorer_engine))[("US", "toys")][promised]
+    prior = evaluator.policy.forecast.prior_partial
+    assert pending.expected_valid == pytest.approx(prior * evaluator.policy.forecast.overdue_first_scan_factor)
+    # A scan clears it.
+    await apply(scorer_engine, evaluator, [event(occurred_at=NOW + timedelta(days=grace + 1))], today=later)
     assert simple(await counts(scorer_engine))[("US", "toys", promised)] == (1, 0, 0)
 
 
