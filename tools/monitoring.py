@@ -365,6 +365,11 @@ VTR_OVERVIEW = Dashboard(
                     stacked=True,
                 ),
                 Panel(
+                    "Packages not (yet) valid by reason, window and next 14 days",
+                    (q("max by (state, reason) (vtr_scorer_packages_by_reason)", "{{state}}: {{reason}}"),),
+                    kind="bargauge",
+                ),
+                Panel(
                     "Shipment records in the range by kind and outcome",
                     (
                         q(

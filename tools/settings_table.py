@@ -65,7 +65,9 @@ def _default(name: str, field: FieldInfo, settings_class: type[ServiceSettings])
     if isinstance(extra, dict) and extra.get("secret"):
         return "(secret; dev default)" if _has_default(field) else "(secret)"
     if name == "database_url":
-        return f"SQLite under `.vtr/` ({settings_class.service_name}.db)" if settings_class is not ServiceSettings else ""
+        return (
+            f"SQLite under `.vtr/` ({settings_class.service_name}.db)" if settings_class is not ServiceSettings else ""
+        )
     value = field.get_default(call_default_factory=True)
     if isinstance(value, SecretStr):
         return "(secret)" if value.get_secret_value() else "empty"

@@ -21,6 +21,11 @@ DB_TRANSACTION = Histogram(
 CONSUMER_LAG = Gauge("vtr_scorer_consumer_lag", "Records behind the high watermark.", ["topic", "partition"])
 LAST_EVENT = Gauge("vtr_scorer_last_event_timestamp_seconds", "received_at of the newest applied record.")
 PACKAGES = Gauge("vtr_scorer_packages", "Packages in the current window by state.", ["state"])
+PACKAGES_BY_REASON = Gauge(
+    "vtr_scorer_packages_by_reason",
+    "Packages not (yet) valid in the current window and the next 14 days, by state and reason.",
+    ["state", "reason"],
+)
 SELLER_CATEGORIES = Gauge(
     "vtr_scorer_seller_categories", "Seller x category pairs by risk level.", ["level", "marketplace"]
 )

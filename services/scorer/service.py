@@ -23,7 +23,7 @@ from services.scorer.advice import advice_for
 from services.scorer.forecast import Score, score
 from services.scorer.levels import level_of
 from services.scorer.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans
-from services.scorer.schema import daily_counts, offsets, packages, score_levels
+from services.scorer.schema import daily_counts, daily_reasons, offsets, packages, score_levels
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import (
     MICRO,
@@ -309,6 +309,13 @@ class ScorerService:
                     ).where(daily_counts.c.promised_date.between(current.first, current.last))
                 )
             ).one()
+            reasons = await connection.execute(
+                select(daily_reasons.c.state, daily_reasons.c.reason, func.sum(daily_reasons.c.count))
+                .where(
+                    daily_reasons.c.promised_date.between(current.first, self.today() + timedelta(days=FORECAST_DAYS))
+                )
+                .group_by(daily_reasons.c.state, daily_reasons.c.reason)
+            )
             levels = await connection.execute(
                 select(score_levels.c.level, score_levels.c.marketplace, func.count()).group_by(
                     score_levels.c.level, score_levels.c.marketplace
@@ -318,6 +325,10 @@ class ScorerService:
         metrics.PACKAGES.labels("valid").set(int(totals[0]))
         # Pending packages in the window have passed their promised date: they count as invalid.
         metrics.PACKAGES.labels("invalid").set(int(totals[1]) + int(totals[2]))
+        metrics.PACKAGES_BY_REASON.clear()
+        for state, reason, count in reasons:
+            if count:
+                metrics.PACKAGES_BY_REASON.labels(state, reason).set(int(count))
         metrics.SELLER_CATEGORIES.clear()
         for level, marketplace, count in levels:
             metrics.SELLER_CATEGORIES.labels(level, marketplace).set(count)
