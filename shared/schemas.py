@@ -256,6 +256,8 @@ class PackageView(msgspec.Struct, frozen=True, kw_only=True):
     #: Probability of being valid by the promised date (1 when valid, 0 when impossible).
     probability_valid: float
     action: str
+    #: The order value from which this marketplace requires full tracking, in its currency.
+    full_tracking_threshold: Money | None = None
 
 
 class PackagePage(msgspec.Struct, frozen=True, kw_only=True):

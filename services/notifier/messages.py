@@ -131,17 +131,7 @@ ACTIONS: Mapping[Language, Mapping[Reason, str]] = {
     },
 }
 
-#: Full-tracking thresholds by marketplace (../shared/domain.md); others use 5 USD at an FX rate.
-FULL_TRACKING_THRESHOLDS: Mapping[str, str] = {
-    "US": "5 USD",
-    "UK": "5 GBP",
-    "GB": "5 GBP",
-    **dict.fromkeys(("DE", "FR", "IT", "ES", "NL", "SE", "PL", "BE"), "5 EUR"),
-    "JP": "1000 JPY",
-    "SG": "7 SGD",
-    "AE": "20 AED",
-    "SA": "20 SAR",
-}
+#: Wording when the scorer did not say the marketplace's threshold (older scorer versions).
 DEFAULT_THRESHOLD: Mapping[Language, str] = {Language.EN: "5 USD (converted)", Language.ZH_CN: "5 美元（折算）"}
 
 #: Where a seller appeals a category whose selling privileges are restricted (Account Health).
@@ -198,7 +188,8 @@ class EmailContent:
 def action_for(package: PackageView, language: Language, now: datetime) -> str:
     if package.reason is None:
         return package.action
-    threshold = FULL_TRACKING_THRESHOLDS.get(package.marketplace, DEFAULT_THRESHOLD[language])
+    limit = package.full_tracking_threshold
+    threshold = f"{limit.amount} {limit.currency}" if limit is not None else DEFAULT_THRESHOLD[language]
     days = max(0, (now - package.confirmed_at).days)
     return ACTIONS[language][package.reason].format(
         threshold=threshold, days=days, carrier_name=package.carrier_name, marketplace=package.marketplace

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -148,6 +149,7 @@ def aware(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.replace(tzinfo=UTC)
 
 
+CENT = Decimal("0.01")
 ClockStep = Callable[[AsyncConnection, Evaluator, date, int], Awaitable[int]]
 
 
@@ -469,8 +471,7 @@ class ScorerService:
             next_cursor=encode_cursor(page[-1].id) if more and page and page[-1].id is not None else None,
         )
 
-    @staticmethod
-    def _view(row: PackageRow, scans: ScanSummary, today: date) -> PackageView:
+    def _view(self, row: PackageRow, scans: ScanSummary, today: date) -> PackageView:
         state = PackageState(row.state)
         reason = Reason(row.reason) if row.reason else None
         probability = row.probability_micro / MICRO
@@ -496,4 +497,9 @@ class ScorerService:
             last_scan_at=aware(scans.last_scan_at),
             probability_valid=probability,
             action=advice_for(reason),
+            full_tracking_threshold=self._full_tracking_threshold(row.marketplace),
         )
+
+    def _full_tracking_threshold(self, marketplace: str) -> Money:
+        threshold = self.evaluator.policy.threshold(marketplace)
+        return Money(f"{threshold.amount.quantize(CENT).normalize():f}", threshold.currency)

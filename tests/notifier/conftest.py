@@ -115,6 +115,7 @@ def make_package(
         last_scan_at=None,
         probability_valid=0.0,
         action="scorer advice (English)",
+        full_tracking_threshold=Money("7", "SGD"),
     )
 
 

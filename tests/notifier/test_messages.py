@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from services.notifier.alerts import NoticeKind
@@ -17,7 +18,7 @@ from services.notifier.messages import (
     compose_slack,
     slack_escape,
 )
-from shared.schemas import Level, Reason
+from shared.schemas import Level, Money, Reason
 from tests.notifier.conftest import EXAMPLE_PACKAGES, EXAMPLES_DIR, FIXED_TIME, make_package, make_snapshot
 from tests.notifier.examples import render_examples
 
@@ -155,7 +156,10 @@ def test_every_reason_has_a_label_and_an_action_in_every_language(language: Lang
         assert "{" not in action and action
 
 
-def test_threshold_falls_back_for_marketplaces_without_a_known_one() -> None:
-    package = make_package(reason=Reason.SERVICE_LACKS_DELIVERY_SCAN, marketplace="MX")
-    assert "5 USD (converted)" in action_for(package, Language.EN, FIXED_TIME)
+def test_threshold_comes_from_the_scorer_with_a_fallback_wording() -> None:
     assert "7 SGD" in action_for(make_package(), Language.EN, FIXED_TIME)
+    mexico = msgspec.structs.replace(make_package(marketplace="MX"), full_tracking_threshold=Money("90", "MXN"))
+    assert "90 MXN" in action_for(mexico, Language.EN, FIXED_TIME)
+    unknown = msgspec.structs.replace(make_package(marketplace="MX"), full_tracking_threshold=None)
+    assert "5 USD (converted)" in action_for(unknown, Language.EN, FIXED_TIME)
+    assert "5 美元（折算）" in action_for(unknown, Language.ZH_CN, FIXED_TIME)

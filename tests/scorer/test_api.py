@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scorer.app import create_app
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import Evaluator, apply_records
-from shared.schemas import PACKAGE_PAGE_CODEC, CanonicalStatus, PackageState, Reason
+from shared.schemas import PACKAGE_PAGE_CODEC, CanonicalStatus, Money, PackageState, Reason
 from tests.scorer.conftest import NOW, TODAY, event, record, shipment
 
 AUTH = {"Authorization": "Bearer test-key"}
@@ -111,6 +111,7 @@ async def test_shipments_pages_and_filters(client: httpx.AsyncClient) -> None:
     )
     assert "integrat" in lost.action
     assert (lost.physical_scans, lost.last_scan_at) == (0, None)
+    assert lost.full_tracking_threshold == Money("5", "USD")  # US, straight from policy.toml
     valid = PACKAGE_PAGE_CODEC.decode(
         (await client.get("/v1/sellers/seller-1/shipments", params={"state": "valid"}, headers=AUTH)).content
     )

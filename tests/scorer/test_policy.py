@@ -291,3 +291,8 @@ def test_a_scanned_package_awaiting_delivery_is_never_overdue_for_its_first_scan
         days_since_confirmation=10,
     )  # fmt: skip
     assert decision.reason is Reason.AWAITING_DELIVERY_SCAN
+
+
+def test_marketplaces_without_a_threshold_convert_five_dollars_to_their_currency(policy: Policy) -> None:
+    mexico = policy.threshold("MX")
+    assert (mexico.amount, mexico.currency) == (Decimal("90"), "MXN")
