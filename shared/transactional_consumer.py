@@ -40,8 +40,8 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Gauge
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.kafka import make_consumer
@@ -205,7 +205,7 @@ class TransactionalConsumer:
         assert self._consumer is not None
         async with self._batch_lock:
             self._assignment_epoch += 1
-            claims = await self._claim(sorted(assigned))
+            claims = await self._claim_until_done(sorted(assigned))
             for tp, (next_offset, generation) in claims.items():
                 self._generations[tp] = generation
                 self._next_offsets[tp] = next_offset
@@ -221,40 +221,58 @@ class TransactionalConsumer:
             )
 
     async def _claim(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
-        """Take ownership of ``partitions`` in the database; returns (next offset, generation)."""
+        """Take ownership of ``partitions`` in the database; returns (next offset, generation).
+
+        One ``UPDATE .. RETURNING`` per partition, in a fixed order: on PostgreSQL it waits
+        for a batch of the previous owner that is still committing and then returns the
+        offset that batch stored (a separate read could return the older one).
+        """
         table = self._offsets
         claims: dict[TopicPartition, tuple[int, int]] = {}
         async with self._engine.begin() as connection:
-            for tp in partitions:
-                where = and_(
-                    table.c.group_id == self._group_id, table.c.topic == tp.topic, table.c.partition == tp.partition
-                )
-                row = (await connection.execute(select(table.c.next_offset, table.c.generation).where(where))).first()
-                if row is None:
-                    try:
-                        async with connection.begin_nested():
-                            await connection.execute(
-                                insert(table).values(
-                                    group_id=self._group_id,
-                                    topic=tp.topic,
-                                    partition=tp.partition,
-                                    next_offset=NO_OFFSET,
-                                    owner=self.instance_id,
-                                    generation=1,
-                                )
-                            )
-                        claims[tp] = (NO_OFFSET, 1)
-                        continue
-                    except IntegrityError:  # another instance inserted it first; claim it below
-                        row = (
-                            await connection.execute(select(table.c.next_offset, table.c.generation).where(where))
-                        ).one()
-                generation = int(row.generation) + 1
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            if partitions:
                 await connection.execute(
-                    update(table).where(where).values(owner=self.instance_id, generation=generation)
+                    dialect.insert(table).on_conflict_do_nothing(),
+                    [
+                        {
+                            "group_id": self._group_id,
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "next_offset": NO_OFFSET,
+                            "owner": "",
+                            "generation": 0,
+                        }
+                        for tp in partitions
+                    ],
                 )
-                claims[tp] = (int(row.next_offset), generation)
+            for tp in partitions:
+                row = (
+                    await connection.execute(
+                        update(table)
+                        .where(
+                            table.c.group_id == self._group_id,
+                            table.c.topic == tp.topic,
+                            table.c.partition == tp.partition,
+                        )
+                        .values(owner=self.instance_id, generation=table.c.generation + 1)
+                        .returning(table.c.next_offset, table.c.generation)
+                    )
+                ).one()
+                claims[tp] = (int(row.next_offset), int(row.generation))
         return claims
+
+    async def _claim_until_done(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+        """Claim, retrying on database errors: a partition assigned but not claimed would
+        silently never be consumed (the client swallows errors raised in a rebalance callback)."""
+        while True:
+            try:
+                return await self._claim(partitions)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming partitions failed; retrying", extra={"group": self._group_id})
+                await asyncio.sleep(self._retry_delay_seconds)
 
     # -- consuming -------------------------------------------------------------------
 
@@ -335,7 +353,8 @@ class TransactionalConsumer:
         new_offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in owned.items()}
         async with self._engine.begin() as connection:
             await self._apply_batch(connection, records)
-            for tp, next_offset in new_offsets.items():
+            # Same row order as claims, so a claim and a batch never deadlock each other.
+            for tp, next_offset in sorted(new_offsets.items()):
                 result = await connection.execute(
                     update(table)
                     .where(

@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Sequence
 
 import pytest
-from aiokafka import ConsumerRecord
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from aiokafka import ConsumerRecord, TopicPartition
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import create_engine
@@ -201,4 +201,27 @@ async def test_range_assignor_keeps_co_partitioned_topics_together(
             by_topic.setdefault(tp.topic, set()).add(tp.partition)
         assert by_topic[shipments] == by_topic[events]
     await asyncio.gather(*(member.stop() for member in members))
+    await engine.dispose()
+
+
+async def test_a_claim_waits_for_the_previous_owners_commit_and_sees_its_offset(
+    database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
+) -> None:
+    settings, topic, group = topic_and_group
+    engine = await _engine(database_url)
+    tp = TopicPartition(topic, 0)
+    previous = _consumer(settings, engine, topic, group, Recorder())
+    assert await previous._claim([tp]) == {tp: (-1, 1)}
+
+    # The previous owner's batch is still committing (its transaction holds the row) when
+    # the new owner claims: the claim must return the offset that batch stores, not the old one.
+    newcomer = _consumer(settings, engine, topic, group, Recorder())
+    async with engine.connect() as batch:
+        await batch.begin()
+        await batch.execute(update(offsets).where(offsets.c.topic == topic).values(next_offset=100))
+        claim = asyncio.create_task(newcomer._claim([tp]))
+        await asyncio.sleep(0.5)
+        assert not claim.done()
+        await batch.commit()
+    assert await asyncio.wait_for(claim, 30) == {tp: (100, 2)}
     await engine.dispose()
