@@ -6,6 +6,7 @@ real clock and timings shrunk to fractions of a second.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -137,10 +138,18 @@ async def test_ok_at_risk_breach_ok_then_full_replay(
         breach_text = smtp_server.messages_to(ADDRESS)[1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert "https://sellercentral.amazon.sg/performance/account/health" in breach_text
         assert "请改用有妥投扫描的物流服务" in breach_text
-        listed = (await client.get(f"/v1/sellers/{SELLER}/notifications", headers=AUTH)).json()
-        assert sorted((row["channel"], row["level"], row["status"]) for row in listed) == sorted(
+        # The sender marks a row sent just after SMTP or Slack accepted it: wait for the mark.
+        expected_rows = sorted(
             (channel, level, "sent") for channel in ("email", "slack") for level in ("AT_RISK", "BREACH", "OK")
         )
+        listed: list[tuple[str, str, str]] = []
+        for _ in range(200):
+            rows = (await client.get(f"/v1/sellers/{SELLER}/notifications", headers=AUTH)).json()
+            listed = sorted((row["channel"], row["level"], row["status"]) for row in rows)
+            if listed == expected_rows:
+                break
+            await asyncio.sleep(0.05)
+        assert listed == expected_rows
         metrics_text = (await client.get("/metrics")).text
         assert 'vtr_notifier_notifications_total{channel="email",level="BREACH",outcome="sent"}' in metrics_text
         assert SELLER not in metrics_text and ADDRESS not in metrics_text
