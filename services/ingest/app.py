@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import Receive, Scope, Send
 
 from services.ingest.publisher import Publisher
 from services.ingest.routes import OPENAPI_COMPONENTS, WebhookFastPath, shipments_router, webhook_routes
@@ -23,7 +24,27 @@ DESCRIPTION = """Carrier tracking webhooks and sellers' shipment confirmations o
 A 2xx means the records are on Kafka (acks=all). See docs/ingest.md and docs/carriers.md."""
 
 
-def create_app(settings: IngestSettings) -> FastAPI:
+class IngestApp(FastAPI):
+    """The ingest's FastAPI app, with carrier webhooks dispatched before FastAPI's own
+    middleware stack: on a single-event webhook, the layers between uvicorn and the handler
+    (Starlette's error middleware, FastAPI's telemetry and body-limit wrappers, the metrics
+    middleware and its send wrapper, route matching) cost about a fifth of the request's
+    CPU time. Everything else goes through FastAPI as usual."""
+
+    #: None serves webhooks through the router like any other route (tests check both).
+    webhook_fast_path: WebhookFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast_path = self.webhook_fast_path
+        if fast_path is not None and scope["type"] == "http" and scope["method"] == "POST":
+            target = fast_path.by_path.get(scope["path"])
+            if target is not None:
+                await fast_path.serve(target, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: IngestSettings) -> IngestApp:
     publisher = Publisher(settings)
 
     @asynccontextmanager
@@ -34,11 +55,10 @@ def create_app(settings: IngestSettings) -> FastAPI:
         finally:
             await publisher.stop()
 
-    app = FastAPI(title="vtrwatch ingest", description=DESCRIPTION, version="1", lifespan=lifespan)
+    app = IngestApp(title="vtrwatch ingest", description=DESCRIPTION, version="1", lifespan=lifespan)
     app.state.publisher = publisher
     webhooks = webhook_routes(settings, publisher)
-    # Added first so that it runs inside the metrics middleware, which still sees the route.
-    app.add_middleware(WebhookFastPath, webhooks=webhooks)
+    app.webhook_fast_path = WebhookFastPath(webhooks)
     app.add_middleware(HttpMetricsMiddleware)
 
     async def kafka_ready() -> None:

@@ -23,7 +23,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from services.ingest import metrics, signatures
 from services.ingest.carriers import aftership, china_post, seventeen_track, yanwen, yunexpress
@@ -41,6 +41,7 @@ from services.ingest.shipments import (
 )
 from services.ingest.shipments import validation_errors as pydantic_errors
 from shared.http import bearer_auth
+from shared.observability import HTTP_DURATION, HTTP_REQUESTS
 from shared.schemas import (
     DEADLETTER_CODEC,
     SHIPMENT_CODEC,
@@ -202,7 +203,10 @@ class WebhookHandler:
             metrics.DUPLICATE_EVENTS.labels(carrier).inc(count)
 
     def _count_events(self, events: Sequence[TrackingEvent]) -> None:
-        by_label = Counter((event.carrier, event.status) for event in events)
+        by_label: dict[tuple[str, CanonicalStatus], int] = {}
+        for event in events:
+            label = (event.carrier, event.status)
+            by_label[label] = by_label.get(label, 0) + 1
         for label, count in by_label.items():
             child = self._produced.get(label)
             if child is None:
@@ -395,26 +399,40 @@ class WebhookRoutes:
 
 
 class WebhookFastPath:
-    """Pure ASGI middleware that serves ``POST /v1/webhooks/<source>`` directly, skipping
-    FastAPI's route matching and dependency solving on the hot path. The same routes are
-    registered on the router too, which documents them in OpenAPI and serves any request
-    that reaches it (e.g. when this middleware is not installed)."""
+    """Serves ``POST /v1/webhooks/<source>`` straight from the ASGI entry point (see
+    :class:`services.ingest.app.IngestApp`), skipping FastAPI's middleware stack, route
+    matching and dependency solving on the hot path. It records the same
+    ``vtr_http_*`` series as :class:`shared.observability.HttpMetricsMiddleware` (route
+    template, method, status), with the label children looked up once instead of per
+    request. The same routes are registered on the router too, which documents them in
+    OpenAPI and serves any request that reaches it (e.g. without the fast path)."""
 
-    def __init__(self, app: ASGIApp, webhooks: WebhookRoutes) -> None:
-        self.app = app
+    def __init__(self, webhooks: WebhookRoutes) -> None:
         self._handler = webhooks.handler
-        self._by_path = webhooks.by_path
+        self.by_path = webhooks.by_path
+        self._requests: dict[tuple[str, int], Any] = {}
+        self._durations: dict[str, Any] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            target = self._by_path.get(scope["path"])
-            if target is not None:
-                spec, route = target
-                scope["route"] = route
-                response = await self._handler.handle(spec, Request(scope, receive))
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    async def serve(self, target: tuple[WebhookSource, APIRoute], scope: Scope, receive: Receive, send: Send) -> None:
+        spec, route = target
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await self._handler.handle(spec, Request(scope, receive))
+            status = response.status_code
+            await response(scope, receive, send)
+        finally:
+            self._observe(route.path, status, time.perf_counter() - started)
+
+    def _observe(self, template: str, status: int, seconds: float) -> None:
+        requests = self._requests.get((template, status))
+        if requests is None:
+            requests = self._requests[template, status] = HTTP_REQUESTS.labels(template, "POST", str(status))
+        requests.inc()
+        duration = self._durations.get(template)
+        if duration is None:
+            duration = self._durations[template] = HTTP_DURATION.labels(template, "POST")
+        duration.observe(seconds)
 
 
 def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRoutes:
