@@ -4,6 +4,7 @@ re-sends is not produced again and again. Purely an optimisation: the scorer ded
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
 
@@ -12,7 +13,10 @@ class RecentIds:
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._ids: dict[str, None] = {}
+        # An OrderedDict, not a dict: evicting a dict's oldest key with next(iter(...))
+        # scans every slot freed by earlier evictions, so once full each push paid up to
+        # ~0.2 ms per event; popitem(last=False) is O(1).
+        self._ids: OrderedDict[str, None] = OrderedDict()
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
@@ -27,4 +31,4 @@ class RecentIds:
         for event_id in event_ids:
             ids[event_id] = None
         while len(ids) > self._capacity:
-            del ids[next(iter(ids))]
+            ids.popitem(last=False)
