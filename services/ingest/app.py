@@ -4,6 +4,7 @@ in-flight requests), flushes it."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +51,10 @@ def create_app(settings: IngestSettings) -> IngestApp:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
+        # Everything built so far (FastAPI, pydantic, prometheus, aiokafka: ~150k objects)
+        # lives as long as the process. Frozen, full collections no longer walk it: they
+        # took ~0.1 s each, a few times a minute under load, stalling every request.
+        gc.freeze()
         try:
             yield
         finally:

@@ -16,13 +16,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from services.ingest import metrics, signatures
@@ -71,6 +72,33 @@ def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | N
     return Response(orjson.dumps(body), status_code=status_code, media_type=JSON, headers=headers)
 
 
+_JSON_CONTENT_TYPE = (b"content-type", JSON.encode())
+
+
+class Reply(NamedTuple):
+    """A webhook's JSON answer, sent as two raw ASGI messages by the fast path (a Starlette
+    ``Response`` per request cost more than the answer's own encoding) or as a
+    ``Response`` by the router."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] | None = None
+
+    @classmethod
+    def json(cls, content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+        return cls(status, orjson.dumps(content), headers)
+
+    def response(self) -> Response:
+        return Response(self.body, status_code=self.status, media_type=JSON, headers=self.headers)
+
+    async def send(self, send: Send) -> None:
+        headers = [_JSON_CONTENT_TYPE, (b"content-length", str(len(self.body)).encode())]
+        if self.headers:
+            headers.extend((name.lower().encode(), value.encode()) for name, value in self.headers.items())
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (before reading it all) one larger than ``limit`` bytes."""
     declared = request.headers.get("content-length")
@@ -78,13 +106,21 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        if not chunk:
-            continue
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    # Straight from ASGI receive(): Request.stream()'s async generator cost more per
+    # request than reading the (usually one-message) body.
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     if len(chunks) == 1:
         return chunks[0]  # the usual case: no copy
     return b"".join(chunks)
@@ -143,19 +179,19 @@ class WebhookHandler:
             child = self._outcomes[(source, outcome)] = metrics.WEBHOOKS.labels(source, outcome)
         child.inc()
 
-    async def handle(self, spec: WebhookSource, request: Request) -> Response:
+    async def handle(self, spec: WebhookSource, request: Request) -> Reply:
         source = spec.source
         try:
             raw_body = await read_body(request, self._limit)
         except BodyTooLarge:
             self._count(source, metrics.TOO_LARGE)
-            return json_response({"detail": f"body larger than {self._limit} bytes"}, 413)
+            return Reply.json({"detail": f"body larger than {self._limit} bytes"}, 413)
         try:
             payload, context = spec.verify(request, raw_body)
         except Unauthenticated as error:
             self._count(source, metrics.UNAUTHORIZED)
             log.info("webhook refused", extra={"source": source, "problem": str(error)})
-            return json_response(spec.failure(None, str(error) or "invalid signature"), 401)
+            return Reply.json(spec.failure(None, str(error) or "invalid signature"), 401)
         received_at = datetime.now(UTC)
         self._last_webhook(source).set(received_at.timestamp())
         try:
@@ -169,7 +205,7 @@ class WebhookHandler:
             self._count(source, metrics.INVALID)
             metrics.DEADLETTERS.labels(source).inc()
             log.warning("webhook body dead-lettered", extra={"source": source, "reason": reason[:500]})
-            return json_response(spec.failure(context, reason), 400)
+            return Reply.json(spec.failure(context, reason), 400)
         fresh = [event for event in events if event.event_id not in self._recent]
         if fresh:
             try:
@@ -181,7 +217,7 @@ class WebhookHandler:
         if len(fresh) < len(events):
             self._count_duplicates(events, fresh)
         self._count(source, metrics.ACCEPTED)
-        return json_response(spec.ack(context, len(events)))
+        return Reply.json(spec.ack(context, len(events)))
 
     def _last_webhook(self, source: str) -> Any:
         gauge = self._last_seen.get(source)
@@ -189,11 +225,11 @@ class WebhookHandler:
             gauge = self._last_seen[source] = metrics.LAST_WEBHOOK.labels(source)
         return gauge
 
-    def _unavailable(self, spec: WebhookSource, context: Any) -> Response:
+    def _unavailable(self, spec: WebhookSource, context: Any) -> Reply:
         self._count(spec.source, metrics.UNAVAILABLE)
         log.warning("broker unavailable; answered 503", extra={"source": spec.source})
         detail = "the event store is unavailable; retry later"
-        return json_response(spec.failure(context, detail), 503, self._retry_after)
+        return Reply.json(spec.failure(context, detail), 503, self._retry_after)
 
     @staticmethod
     def _count_duplicates(events: Sequence[TrackingEvent], fresh: Sequence[TrackingEvent]) -> None:
@@ -418,9 +454,9 @@ class WebhookFastPath:
         started = time.perf_counter()
         status = 500
         try:
-            response = await self._handler.handle(spec, Request(scope, receive))
-            status = response.status_code
-            await response(scope, receive, send)
+            reply = await self._handler.handle(spec, Request(scope, receive))
+            status = reply.status
+            await reply.send(send)
         finally:
             self._observe(route.path, status, time.perf_counter() - started)
 
@@ -472,7 +508,7 @@ def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRou
         spec = sources[slug]
 
         async def receive(request: Request) -> Response:
-            return await handler.handle(spec, request)
+            return (await handler.handle(spec, request)).response()
 
         receive.__name__ = f"webhook_{slug.replace('-', '_')}"
         router.add_api_route(f"/{slug}", receive, methods=["POST"], summary=summaries[slug], openapi_extra=bodies[slug])
