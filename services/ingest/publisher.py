@@ -118,21 +118,26 @@ class Publisher:
         started = time.perf_counter()
         try:
             partition_of = self._known_partitions(records)
+            checked = False
             if partition_of is None or not self._topics_verified:
+                checked = True
                 async with asyncio.timeout(self._deadline):
                     if not self._topics_verified:
                         await self._await_repair()
                     partition_of = await self._partitioner(producer, records)
             deliveries = {self._append(producer, record, partition_of[record.topic, record.key]) for record in records}
-            if deliveries:
-                # wait() (unlike gather) never cancels a delivery other requests share, and
-                # its own timeout spares the hot path an asyncio.timeout() context per request.
+            if checked and deliveries:
+                # The checks used part of this request's deadline: wait only for the rest.
+                # (wait() never cancels a delivery that other requests share.)
                 remaining = self._deadline - (time.perf_counter() - started)
                 _, late = await asyncio.wait(deliveries, timeout=remaining)
                 if late:
                     raise TimeoutError
-                for delivery in deliveries:
-                    delivery.result()
+            for delivery in deliveries:
+                # Every batch enforces the deadline itself (one timer per batch instead of
+                # one per request); shield() keeps a request that stops waiting from
+                # cancelling a batch that other requests share.
+                await asyncio.shield(delivery)
         except (TimeoutError, KafkaError) as error:
             # After any failure the topics are checked again before the next record goes
             # out: a broker that lost its state must not silently take records for topics
@@ -164,12 +169,13 @@ class Publisher:
         self._open[partition_key] = _OpenBatch(builder, delivery)
         return delivery
 
-    @staticmethod
-    async def _deliver(producer: AIOKafkaProducer, builder: BatchBuilder, partition_key: TopicPartition) -> None:
+    async def _deliver(self, producer: AIOKafkaProducer, builder: BatchBuilder, partition_key: TopicPartition) -> None:
         # Queued while still open: records appended until the sender drains it go out with
-        # it. The producer's linger and its one request in flight per broker decide when.
-        acknowledged = await producer.send_batch(builder, partition_key.topic, partition=partition_key.partition)
-        await acknowledged
+        # it, when the producer's one request in flight per broker comes back. A record
+        # that joins later waits less than the deadline, never more.
+        async with asyncio.timeout(self._deadline):
+            acknowledged = await producer.send_batch(builder, partition_key.topic, partition=partition_key.partition)
+            await acknowledged
 
     def _known_partitions(self, records: Sequence[Record]) -> dict[tuple[str, bytes], int] | None:
         """The partition of each (topic, key), chosen exactly as the default partitioner
