@@ -18,11 +18,11 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import ConsumerRecord
@@ -67,6 +67,9 @@ from shared.schemas import (
 from shared.topics import SHIPMENTS, TRACKING_EVENTS, normalise_tracking_number
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 MICRO = 1_000_000
 #: Bound on bound parameters per IN list (SQLite and asyncpg both cap parameters per statement).
@@ -127,6 +130,23 @@ async def execute_rows(connection: AsyncConnection, statement: Any, parameters: 
     if parameters is None:
         return await connection.execute(statement)
     return await connection.execute(statement, parameters)
+
+
+async def overlapped(statement: Coroutine[Any, Any, T], work: Callable[[], U]) -> tuple[T, U]:
+    """Run ``work`` (CPU only; it must not touch the connection) while ``statement`` waits
+    for the database: still one statement at a time on the connection, but the scorer's CPU
+    and the server's overlap instead of taking turns."""
+    pending = asyncio.ensure_future(statement)
+    try:
+        await asyncio.sleep(0)  # let the statement reach the server
+        result = work()
+    except BaseException:
+        # Never leave a statement running on a connection that is about to roll back.
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending
+        raise
+    return await pending, result
 
 
 def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -473,19 +493,8 @@ async def reevaluate(
         evaluated.version = (before.version if before is not None else 0) + 1
         deltas.change(before, evaluated)
         writes.append(evaluated)
-    # Build the counter statements while the database writes the packages (one statement
-    # at a time on the connection; this only overlaps our CPU with the server's).
-    packages_written = asyncio.ensure_future(write_packages(connection, writes))
-    try:
-        await asyncio.sleep(0)
-        statements = delta_statements(connection, deltas)
-    except BaseException:
-        # Never leave the write running on a connection that is about to roll back.
-        packages_written.cancel()
-        with contextlib.suppress(BaseException):
-            await packages_written
-        raise
-    await packages_written
+    # Build the counter statements while the database writes the packages.
+    _, statements = await overlapped(write_packages(connection, writes), lambda: delta_statements(connection, deltas))
     for statement, parameters in statements:
         await execute_rows(connection, statement, parameters)
     return len(writes)
@@ -809,8 +818,22 @@ def settled(package: PackageRow) -> bool:
     return package.state in (PackageState.VALID, PackageState.CANCELLED) or package.reason in STRUCTURAL_REASONS
 
 
-def _newer(message: ShipmentConfirmed, than: PackageRow) -> bool:
-    return (naive_utc(message.confirmed_at), naive_utc(message.received_at)) > (than.confirmed_at, than.received_at)
+def _newer(package: PackageRow, than: PackageRow) -> bool:
+    return (package.confirmed_at, package.received_at) > (than.confirmed_at, than.received_at)
+
+
+def newest_confirmations(messages: Iterable[ShipmentConfirmed]) -> dict[tuple[str, str], PackageRow]:
+    """The newest confirmation of each order in a batch, as an unevaluated package row."""
+    latest: dict[tuple[str, str], ShipmentConfirmed] = {}
+    for message in messages:
+        key = (message.seller_id, message.order_id)
+        current = latest.get(key)
+        if current is None or (message.confirmed_at, message.received_at) > (
+            current.confirmed_at,
+            current.received_at,
+        ):
+            latest[key] = message
+    return {key: package_from_confirmation(message) for key, message in latest.items()}
 
 
 @dataclass
@@ -828,18 +851,11 @@ async def apply_records(
 ) -> BatchOutcome:
     """Apply one batch of shipment and tracking records (any order, any mix, redeliveries included)."""
     batch = decode_records(records)
-    scanned = await insert_scans(connection, batch.events)
+    # The confirmations become package rows while the database stores the scans.
+    scanned, latest = await overlapped(
+        insert_scans(connection, batch.events), lambda: newest_confirmations(batch.confirmations)
+    )
     cancelled = await insert_cancellations(connection, batch.cancellations)
-
-    latest: dict[tuple[str, str], ShipmentConfirmed] = {}
-    for message in batch.confirmations:
-        key = (message.seller_id, message.order_id)
-        current = latest.get(key)
-        if current is None or (message.confirmed_at, message.received_at) > (
-            current.confirmed_at,
-            current.received_at,
-        ):
-            latest[key] = message
     existing = await load_packages(connection, scanned | cancelled, latest)
 
     changes: dict[tuple[str, str], tuple[PackageRow | None, PackageRow]] = {
@@ -848,12 +864,11 @@ async def apply_records(
         if package.tracking_number in cancelled or (package.tracking_number in scanned and not settled(package))
     }
     applied_confirmations = 0
-    for key, message in latest.items():
+    for key, fresh in latest.items():
         before = existing.get(key)
-        if before is not None and not _newer(message, before):
+        if before is not None and not _newer(fresh, before):
             continue
         applied_confirmations += 1
-        fresh = package_from_confirmation(message)
         if before is not None:
             # Keep the evaluation fields; they are recomputed below and compared with the old ones.
             fresh.version, fresh.id = before.version, before.id
