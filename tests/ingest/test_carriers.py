@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.ingest.carriers import aftership, china_post, seventeen_track, yanwen, yunexpress
 from services.ingest.carriers.common import PushError
@@ -85,6 +87,31 @@ def test_utc_offsets(text: str, hours: float) -> None:
 def test_bad_offsets(text: str) -> None:
     with pytest.raises(TimeFormatError):
         parse_utc_offset(text)
+
+
+@given(
+    moment=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    offset_minutes=st.integers(min_value=-14 * 60, max_value=14 * 60),
+    separator=st.sampled_from(["T", " "]),
+    timespec=st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+)
+def test_local_times_convert_exactly_like_replace_then_astimezone(
+    moment: datetime, offset_minutes: int, separator: str, timespec: str
+) -> None:
+    # to_utc shifts the wall time instead of calling replace(tzinfo=...).astimezone(UTC).
+    zone = timezone(timedelta(minutes=offset_minutes))
+    text = moment.isoformat(sep=separator, timespec=timespec)
+    expected = datetime.fromisoformat(text).replace(tzinfo=zone).astimezone(UTC)
+    converted = to_utc(text, zone)
+    assert converted == expected
+    assert converted.isoformat() == expected.isoformat()  # the event id hashes this text
+
+
+def test_times_with_an_offset_or_a_bare_date_keep_their_meaning() -> None:
+    shanghai = parse_utc_offset("+08:00")
+    assert to_utc("2026-11-20T08:00:00Z", shanghai) == datetime(2026, 11, 20, 8, tzinfo=UTC)
+    assert to_utc("2026-11-20T08:00:00-05:00", shanghai) == datetime(2026, 11, 20, 13, tzinfo=UTC)
+    assert to_utc("2026-11-20", shanghai) == datetime(2026, 11, 19, 16, tzinfo=UTC)
 
 
 def test_out_of_range_time_is_an_error_not_a_crash() -> None:
