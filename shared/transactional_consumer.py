@@ -71,7 +71,11 @@ def consumer_offsets_table(metadata: MetaData, name: str = "consumer_offsets") -
 
 
 class Fenced(RuntimeError):
-    """Another instance owns a partition of this batch now; the batch was rolled back."""
+    """Another instance owns some partitions of this batch now; the batch was rolled back."""
+
+    def __init__(self, partitions: Sequence[TopicPartition]) -> None:
+        super().__init__(", ".join(f"{tp.topic}:{tp.partition}" for tp in partitions) + " claimed by another instance")
+        self.partitions = list(partitions)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -324,10 +328,15 @@ class TransactionalConsumer:
                     await self._apply_in_transaction(owned)
                     break
                 except Fenced as fenced:
-                    log.warning("fenced by another instance; pausing partitions", extra={"detail": str(fenced)})
-                    for tp in owned:
+                    # Only the fenced partitions are someone else's now: give those up, and
+                    # rewind the others of the rolled-back batch so that they are applied again.
+                    log.warning("fenced by another instance; pausing those partitions", extra={"detail": str(fenced)})
+                    for tp in fenced.partitions:
                         self._generations.pop(tp, None)
-                    self._consumer.pause(*owned)
+                    self._consumer.pause(*fenced.partitions)
+                    for tp, records in owned.items():
+                        if tp not in fenced.partitions:
+                            self._consumer.seek(tp, records[0].offset)
                     return 0
                 except asyncio.CancelledError:
                     raise
@@ -354,6 +363,7 @@ class TransactionalConsumer:
         async with self._engine.begin() as connection:
             await self._apply_batch(connection, records)
             # Same row order as claims, so a claim and a batch never deadlock each other.
+            fenced: list[TopicPartition] = []
             for tp, next_offset in sorted(new_offsets.items()):
                 result = await connection.execute(
                     update(table)
@@ -369,7 +379,9 @@ class TransactionalConsumer:
                     .values(next_offset=next_offset)
                 )
                 if result.rowcount != 1:
-                    raise Fenced(f"{tp.topic}:{tp.partition} is claimed by another instance")
+                    fenced.append(tp)
+            if fenced:
+                raise Fenced(fenced)
         self._next_offsets.update(new_offsets)
         self.records_applied += len(records)
         self.batches_applied += 1
