@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Stored when a partition has been claimed but no record of it applied yet.
 NO_OFFSET = -1
+#: A partition behind its high watermark whose position has not moved for this long is re-fetched.
+STALL_SECONDS = 5.0
 
 ApplyBatch = Callable[[AsyncConnection, Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 
@@ -121,6 +123,8 @@ class TransactionalConsumer:
         self._retry_delay_seconds = retry_delay_seconds
         #: Called with (records, seconds from fetch to database commit) after each batch.
         self._on_batch_committed = on_batch_committed
+        #: Per owned partition: (position, monotonic time it last moved), for the stall watchdog.
+        self._progress: dict[TopicPartition, tuple[int, float]] = {}
         #: Unique per process, so a restarted instance never mistakes an old claim for its own.
         self.instance_id = f"{group_instance_id or 'member'}-{uuid.uuid4().hex[:12]}"
         self._generations: dict[TopicPartition, int] = {}
@@ -293,6 +297,7 @@ class TransactionalConsumer:
                 log.exception("fetch failed; retrying", extra={"group": self._group_id})
                 await asyncio.sleep(self._retry_delay_seconds)
                 continue
+            await self._restart_stalled_fetches()
             if batches:
                 fetched_at = time.perf_counter()
                 applied = await self._apply_with_retry(batches, epoch)
@@ -386,6 +391,35 @@ class TransactionalConsumer:
         self.records_applied += len(records)
         self.batches_applied += 1
         self.last_batch_at = time.time()
+
+    async def _restart_stalled_fetches(self) -> None:
+        """Re-seek a partition that is behind but has not moved for ``STALL_SECONDS``.
+
+        Seen with the local broker after rebalances: an owned, unpaused partition whose
+        fetches stopped returning records although its high watermark was ahead. Seeking
+        to the stored position restarts its fetch; on a healthy partition this never fires.
+        """
+        assert self._consumer is not None
+        now = time.monotonic()
+        lags = self.partition_lags()
+        for tp, lag in lags.items():
+            position = self._next_offsets.get(tp, NO_OFFSET)
+            last_position, since = self._progress.get(tp, (position, now))
+            if lag == 0 or position != last_position:
+                self._progress[tp] = (position, now)
+            elif now - since > STALL_SECONDS:
+                log.warning(
+                    "partition stalled; fetching it again from its stored offset",
+                    extra={"partition": f"{tp.topic}:{tp.partition}", "lag": lag},
+                )
+                self._consumer.resume(tp)
+                if position == NO_OFFSET:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, position)
+                self._progress[tp] = (position, now)
+        for tp in set(self._progress) - set(lags):
+            del self._progress[tp]
 
     async def _commit_to_kafka(self) -> None:
         """Advisory: the database is the source of truth; this only feeds lag tools."""
