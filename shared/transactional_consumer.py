@@ -313,8 +313,17 @@ class TransactionalConsumer:
         while not self._stopping:
             async with self._batch_lock:
                 if epoch != self._assignment_epoch:
-                    # A rebalance ran while this batch was fetched; the partitions were re-seeked
-                    # to their stored offsets, so these records will come again in order.
+                    # A rebalance ran while this batch was fetched. The records may come from
+                    # after the rebalance's seek, so dropping them would skip them: rewind every
+                    # partition still owned to its stored offset so they come again in order.
+                    for tp in batches:
+                        position = self._next_offsets.get(tp)
+                        if tp not in self._generations or position is None:
+                            continue
+                        if position == NO_OFFSET:
+                            await self._consumer.seek_to_beginning(tp)
+                        else:
+                            self._consumer.seek(tp, position)
                     return 0
                 # Drop records of partitions revoked meanwhile, and records below the stored
                 # position: a broker may return a whole record batch that starts before the
