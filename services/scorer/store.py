@@ -885,12 +885,14 @@ async def apply_records(
 # -- clock-driven work -----------------------------------------------------------------
 
 
-async def expire_pending(connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int) -> int:
-    """Re-evaluate up to ``limit`` pending packages whose promised date has passed."""
+async def _reevaluate_pending(
+    connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int, *conditions: Any
+) -> int:
+    """Re-evaluate up to ``limit`` pending packages matching ``conditions`` (clock-driven work)."""
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     query = (
         select(*columns)
-        .where(packages.c.state == PackageState.PENDING.value, packages.c.promised_date < today)
+        .where(packages.c.state == PackageState.PENDING.value, *conditions)
         .order_by(packages.c.id)
         .limit(limit)
     )
@@ -901,26 +903,24 @@ async def expire_pending(connection: AsyncConnection, evaluator: Evaluator, toda
     return await reevaluate(connection, evaluator, [(row, row.clone()) for row in rows], today)
 
 
+async def expire_pending(connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int) -> int:
+    """Re-evaluate up to ``limit`` pending packages whose promised date has passed."""
+    return await _reevaluate_pending(connection, evaluator, today, limit, packages.c.promised_date < today)
+
+
 async def flag_overdue_first_scans(connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int) -> int:
     """Re-evaluate up to ``limit`` unscanned pending packages that have just passed the
     first-scan grace: time alone turns them overdue, with no new record to trigger it."""
     grace = evaluator.policy.forecast.first_scan_grace_days
     confirmed_before = datetime.combine(today - timedelta(days=grace), time.min)
-    columns = [packages.c[name] for name in PACKAGE_COLUMNS]
-    query = (
-        select(*columns)
-        .where(
-            packages.c.state == PackageState.PENDING.value,
-            packages.c.reason == Reason.AWAITING_FIRST_SCAN.value,
-            packages.c.confirmed_at < confirmed_before,
-        )
-        .order_by(packages.c.id)
-        .limit(limit)
+    return await _reevaluate_pending(
+        connection,
+        evaluator,
+        today,
+        limit,
+        packages.c.reason == Reason.AWAITING_FIRST_SCAN.value,
+        packages.c.confirmed_at < confirmed_before,
     )
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = [package_from_row(row) for row in await connection.execute(query)]
-    return await reevaluate(connection, evaluator, [(row, row.clone()) for row in rows], today)
 
 
 async def mark_window_slide(connection: AsyncConnection, today: date, lag_days: int, forecast_days: int) -> bool:
