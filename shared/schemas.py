@@ -126,8 +126,32 @@ ShipmentMessage = ShipmentConfirmed | ShipmentCancelled
 
 
 class ForecastPoint(msgspec.Struct, frozen=True):
+    """The forecast for one day: ``vtr`` is the expected rate; the band and the breach
+    probability come from the distribution of the pending packages' outcomes (additive
+    fields: older producers leave them None)."""
+
     date: date
     vtr: float | None
+    #: 10th, 50th and 90th percentile of that day's VTR.
+    p10: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    #: Probability that the VTR of that day is below the floor.
+    breach_probability: float | None = None
+
+
+class CarrierHealthNote(msgspec.Struct, frozen=True, kw_only=True):
+    """A carrier (per origin) that sends far fewer scans than usual, across all sellers."""
+
+    carrier: str
+    origin: str
+    #: Hours since the carrier's last scan from this origin reached vtrwatch.
+    silent_hours: float
+    #: Scans received over the recent period against the usual number for that period.
+    received_scans: int
+    expected_scans: float
+    #: Pending packages of this seller-category that the silence affects.
+    affected_packages: int = 0
 
 
 class ScoreSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,6 +179,12 @@ class ScoreSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     days_to_breach: int | None
     level: Level
     reasons: dict[str, int]
+    #: Probability that the VTR falls below the floor on some day of the forecast.
+    breach_probability: float | None = None
+    #: Pending packages of the forecast by risk reason (stalled, carrier silent, ...).
+    pending_reasons: dict[str, int] = {}
+    #: Carriers of this seller-category that are silent across all sellers.
+    carrier_health: tuple[CarrierHealthNote, ...] = ()
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -223,6 +253,15 @@ class Reason(StrEnum):
     #: the parcel up, or the uploaded number is wrong. Likely to end invalid.
     OVERDUE_FIRST_SCAN = "overdue_first_scan"
     AWAITING_DELIVERY_SCAN = "awaiting_delivery_scan"
+    #: Scanned, then nothing for much longer than the lane usually takes between scans.
+    STALLED_IN_TRANSIT = "stalled_in_transit"
+    #: The carrier sends far fewer scans than usual across all sellers (carrier health).
+    CARRIER_SILENT = "carrier_silent"
+    #: Full tracking required, and the service's parcels almost never get a delivery scan
+    #: in recent data (learnt, whatever the service is called).
+    SERVICE_RARELY_SCANS_DELIVERY = "service_rarely_scans_delivery"
+    #: The tracking aggregator stopped tracking the number; it must be registered again.
+    TRACKING_STOPPED = "tracking_stopped"
     CANCELLED = "cancelled"
 
 

@@ -62,6 +62,10 @@ REASON_LABELS: Mapping[Language, Mapping[Reason, str]] = {
         Reason.AWAITING_FIRST_SCAN: "awaiting first scan",
         Reason.OVERDUE_FIRST_SCAN: "no scan since confirmation",
         Reason.AWAITING_DELIVERY_SCAN: "awaiting delivery scan",
+        Reason.STALLED_IN_TRANSIT: "no scan for longer than usual",
+        Reason.CARRIER_SILENT: "carrier silent for all sellers",
+        Reason.SERVICE_RARELY_SCANS_DELIVERY: "service rarely scans delivery",
+        Reason.TRACKING_STOPPED: "aggregator stopped tracking",
         Reason.CANCELLED: "cancelled",
     },
     Language.ZH_CN: {
@@ -73,6 +77,10 @@ REASON_LABELS: Mapping[Language, Mapping[Reason, str]] = {
         Reason.AWAITING_FIRST_SCAN: "等待首次扫描",
         Reason.OVERDUE_FIRST_SCAN: "确认发货后迟迟无扫描",
         Reason.AWAITING_DELIVERY_SCAN: "等待妥投扫描",
+        Reason.STALLED_IN_TRANSIT: "长时间无新扫描",
+        Reason.CARRIER_SILENT: "承运商整体停止回传扫描",
+        Reason.SERVICE_RARELY_SCANS_DELIVERY: "该物流服务极少有妥投扫描",
+        Reason.TRACKING_STOPPED: "查询平台已停止追踪",
         Reason.CANCELLED: "已取消",
     },
 }
@@ -108,6 +116,21 @@ ACTIONS: Mapping[Language, Mapping[Reason, str]] = {
             "full tracking is required for orders of {threshold} or more: follow the parcel until the carrier "
             "records delivery"
         ),
+        Reason.STALLED_IN_TRANSIT: (
+            "scanned, then no scan for much longer than this lane usually takes: ask {carrier_name} where the "
+            "parcel is before the promised date passes"
+        ),
+        Reason.CARRIER_SILENT: (
+            "{carrier_name} is sending far fewer scans than usual for every seller: scans may arrive late; if the "
+            "silence lasts, contact the carrier and consider another one for new orders"
+        ),
+        Reason.SERVICE_RARELY_SCANS_DELIVERY: (
+            "recent parcels of this service almost never got a delivery scan, and orders of {threshold} or more "
+            "need full tracking: use a service with delivery scans for them"
+        ),
+        Reason.TRACKING_STOPPED: (
+            "the tracking aggregator stopped tracking this number: register it again so its scans reach us"
+        ),
         Reason.CANCELLED: "cancelled: nothing to do",
     },
     Language.ZH_CN: {
@@ -127,6 +150,18 @@ ACTIONS: Mapping[Language, Mapping[Reason, str]] = {
             "以及上传到亚马逊的追踪号是否正确"
         ),
         Reason.AWAITING_DELIVERY_SCAN: "订单金额 {threshold} 及以上需要全程追踪：请跟进包裹直至承运商记录妥投",
+        Reason.STALLED_IN_TRANSIT: (
+            "已有扫描，但之后长时间无新扫描（远超该线路的正常间隔）：请在承诺送达日之前向 {carrier_name} 查询包裹位置"
+        ),
+        Reason.CARRIER_SILENT: (
+            "{carrier_name} 对所有卖家的扫描回传都明显少于平时：扫描可能延迟到达；"
+            "若持续，请联系承运商，新订单可考虑改用其他承运商"
+        ),
+        Reason.SERVICE_RARELY_SCANS_DELIVERY: (
+            "该物流服务近期的包裹几乎都没有妥投扫描，而订单金额 {threshold} 及以上需要全程追踪："
+            "请改用有妥投扫描的物流服务"
+        ),
+        Reason.TRACKING_STOPPED: "查询平台已停止追踪此单号：请重新注册该单号，以便继续接收扫描",
         Reason.CANCELLED: "已取消：无需处理",
     },
 }

@@ -40,6 +40,22 @@ ADVICE: dict[Reason, str] = {
         "Full tracking is required: the parcel still needs a delivery or delivery-attempt scan before the "
         "promised date. Follow up with the carrier."
     ),
+    Reason.STALLED_IN_TRANSIT: (
+        "The parcel was scanned, then nothing for much longer than this lane usually takes between scans. "
+        "Ask the carrier where it is before the promised date passes."
+    ),
+    Reason.CARRIER_SILENT: (
+        "The carrier has sent far fewer scans than usual for every seller, not only for you. Scans may "
+        "arrive late; if the silence lasts, ask the carrier and consider another carrier for new orders."
+    ),
+    Reason.SERVICE_RARELY_SCANS_DELIVERY: (
+        "Recent parcels of this shipping service almost never got a delivery scan, so orders at or above "
+        "the threshold are unlikely to get full tracking. Use a service with delivery scans for them."
+    ),
+    Reason.TRACKING_STOPPED: (
+        "The tracking aggregator stopped tracking this number, so no more scans will reach vtrwatch. "
+        "Register the number with the aggregator again."
+    ),
     Reason.CANCELLED: "Cancelled orders do not count towards VTR; nothing to do.",
 }
 
