@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,6 +23,8 @@ class DayCounts:
     pending: int = 0
     #: Sum of the pending packages' probabilities of becoming valid in time.
     expected_valid: float = 0.0
+    #: Sum of the pending packages' p(1-p): the variance of their valid count if independent.
+    variance: float = 0.0
 
     @property
     def total(self) -> int:
@@ -33,13 +36,20 @@ class DayCounts:
             self.invalid + other.invalid,
             self.pending + other.pending,
             self.expected_valid + other.expected_valid,
+            self.variance + other.variance,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ForecastDay:
     day: date
+    #: Expected VTR of that day.
     vtr: float | None
+    #: 10th, 50th and 90th percentile of that day's VTR, and the probability it is below the floor.
+    p10: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    breach_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,9 @@ class Score:
     forecast: tuple[ForecastDay, ...]
     days_to_breach: int | None
     reasons: dict[str, int] = field(default_factory=dict)
+    #: Probability that the VTR is below the floor on some day of the forecast (1 when it already is).
+    breach_probability: float | None = None
+    pending_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def forecast_minimum(self) -> float | None:
@@ -71,6 +84,45 @@ def headroom(valid: int, total: int, floor: Fraction = DEFAULT_FLOOR) -> int:
     return max(0, int((Fraction(valid) / floor - total) // 1))
 
 
+#: z of the 10th / 90th percentile of a normal distribution.
+Z90 = 1.2815515655446004
+#: Default share of the pending packages' failures assumed to happen together (parcels of
+#: one lane fail together when a carrier stops): widens the band beyond independent coins.
+DEFAULT_CORRELATION = 0.05
+
+
+def normal_cdf(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """The distribution of one forecast day's valid count, as a normal approximation of the
+    Poisson-binomial sum of the pending packages (plus a correlated share)."""
+
+    certain_valid: int
+    #: Valid if every pending package became valid.
+    possible_valid: int
+    total: int
+    mean: float
+    variance: float
+
+    def breach_probability(self, floor: Fraction) -> float:
+        if self.total == 0:
+            return 0.0
+        # Breach when valid < floor * total, i.e. valid <= needed - 1 (exact integers).
+        needed = math.ceil(floor * self.total)
+        if self.variance <= 1e-12:
+            return 1.0 if self.mean < needed - 0.5 else 0.0
+        return normal_cdf((needed - 0.5 - self.mean) / math.sqrt(self.variance))
+
+    def rate_at(self, z: float) -> float | None:
+        if self.total == 0:
+            return None
+        value = self.mean + z * math.sqrt(max(0.0, self.variance))
+        return min(self.possible_valid, max(self.certain_valid, value)) / self.total
+
+
 def score(
     days: Mapping[date, DayCounts],
     as_of: date,
@@ -79,13 +131,18 @@ def score(
     floor: Fraction = DEFAULT_FLOOR,
     forecast_days: int = FORECAST_DAYS,
     reasons: Mapping[str, int] | None = None,
+    pending_reasons: Mapping[str, int] | None = None,
+    correlation: float = DEFAULT_CORRELATION,
 ) -> Score:
     """Score for ``as_of`` from counts keyed by promised date.
 
     In the window every promised date has passed, so a package still counted as pending
     there (the clock job has not run yet) is invalid. For the forecast, a package already in
     the window keeps its state, and one promised on or after ``as_of`` counts with its
-    probability of becoming valid in time.
+    probability of becoming valid in time. Each day's valid count is a sum of independent
+    coins (mean Σp, variance Σp(1-p)) plus a correlated part whose standard deviation is
+    ``sqrt(correlation)`` times the expected failures: together they give the band and the
+    probability of being below the floor.
     """
     current = window(as_of, lag_days)
     valid = invalid = 0
@@ -97,18 +154,41 @@ def score(
     forecast: list[ForecastDay] = []
     breach: int | None = 0 if total and Fraction(valid, total) < floor else None
     upcoming_from = current.last + timedelta(days=1)
+    likely_breach: float = 0.0 if breach is None else 1.0
     for k in range(1, forecast_days + 1):
         future = window(as_of + timedelta(days=k), lag_days)
         expected = 0.0
+        variance = 0.0
+        failures = 0.0
+        certain = possible = 0
         future_total = 0
         for day, counts in days.items():
             if day not in future:
                 continue
             future_total += counts.total
-            expected += counts.valid + (counts.expected_valid if day >= upcoming_from else 0.0)
-        value = rate(expected, future_total)
-        forecast.append(ForecastDay(as_of + timedelta(days=k), value))
-        if breach is None and value is not None and value < float(floor):
+            certain += counts.valid
+            possible += counts.valid
+            if day >= upcoming_from:
+                possible += counts.pending
+                expected += counts.valid + counts.expected_valid
+                variance += counts.variance
+                failures += counts.pending - counts.expected_valid
+            else:
+                expected += counts.valid
+        outlook = Outlook(certain, possible, future_total, expected, variance + correlation * max(0.0, failures) ** 2)
+        probability = outlook.breach_probability(floor)
+        forecast.append(
+            ForecastDay(
+                as_of + timedelta(days=k),
+                rate(expected, future_total),
+                outlook.rate_at(-Z90),
+                outlook.rate_at(0.0),
+                outlook.rate_at(Z90),
+                probability,
+            )
+        )
+        likely_breach = max(likely_breach, probability)
+        if breach is None and probability >= 0.5:
             breach = k
     pending_upcoming = sum(counts.pending for day, counts in days.items() if day >= upcoming_from)
     return Score(
@@ -122,4 +202,6 @@ def score(
         forecast=tuple(forecast),
         days_to_breach=breach,
         reasons=dict(reasons or {}),
+        breach_probability=likely_breach,
+        pending_reasons=dict(pending_reasons or {}),
     )

@@ -16,6 +16,9 @@ class LevelThresholds:
     watch_forecast_below: float = 0.96
     #: Categories with fewer packages in the window are never reported above WATCH unless breached.
     min_packages: int = 10
+    #: Probability of falling below the floor within the forecast from which a category is AT_RISK / WATCH.
+    at_risk_breach_probability: float = 0.3
+    watch_breach_probability: float = 0.1
 
 
 def level_of(score: Score, thresholds: LevelThresholds = LevelThresholds()) -> Level:
@@ -24,10 +27,17 @@ def level_of(score: Score, thresholds: LevelThresholds = LevelThresholds()) -> L
         return Level.BREACH
     level = Level.OK
     forecast_minimum = score.forecast_minimum
-    if score.days_to_breach is not None or (vtr is not None and vtr < thresholds.at_risk_below):
+    breach = score.breach_probability or 0.0
+    if (
+        score.days_to_breach is not None
+        or breach >= thresholds.at_risk_breach_probability
+        or (vtr is not None and vtr < thresholds.at_risk_below)
+    ):
         level = Level.AT_RISK
-    elif (vtr is not None and vtr < thresholds.watch_below) or (
-        forecast_minimum is not None and forecast_minimum < thresholds.watch_forecast_below
+    elif (
+        (vtr is not None and vtr < thresholds.watch_below)
+        or (forecast_minimum is not None and forecast_minimum < thresholds.watch_forecast_below)
+        or breach >= thresholds.watch_breach_probability
     ):
         level = Level.WATCH
     if score.total < thresholds.min_packages and level.severity > Level.WATCH.severity:

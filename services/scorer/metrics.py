@@ -35,3 +35,24 @@ CLOCK_RUNS = Counter("vtr_scorer_clock_runs_total", "Clock job runs by outcome."
 EXPIRED_PACKAGES = Counter(
     "vtr_scorer_expired_packages_total", "Pending packages turned invalid by the clock job (promised date passed)."
 )
+REVIEWED_PACKAGES = Counter(
+    "vtr_scorer_reviewed_packages_total", "Pending packages whose probability the clock job recomputed."
+)
+MODEL_REFRESH_SECONDS = Histogram(
+    "vtr_scorer_model_refresh_seconds", "Time to rebuild the forecast model from the packages.", buckets=LATENCY_BUCKETS
+)
+CARRIER_SILENT_HOURS = Gauge(
+    "vtr_scorer_carrier_silent_hours",
+    "Hours since the newest scan of a carrier from an origin (all sellers).",
+    ["carrier", "origin"],
+)
+CARRIER_SCAN_RATE = Gauge(
+    "vtr_scorer_carrier_usual_scans_per_hour",
+    "A carrier's usual scans per hour from an origin over the past week (the last day excluded).",
+    ["carrier", "origin"],
+)
+CARRIER_SILENT = Gauge(
+    "vtr_scorer_carrier_silent",
+    "1 while a carrier from an origin has sent far fewer scans than usual (its parcels' probabilities are lowered).",
+    ["carrier", "origin"],
+)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from services.scorer.model import ModelSettings
 from shared.schemas import DELIVERY_SCAN_STATUSES, PHYSICAL_SCAN_STATUSES, PackageState, Reason, TrackingLevel
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policy.toml"
@@ -39,6 +40,11 @@ _PENDING_REASON_TO_INVALID: dict[Reason, Reason] = {
     Reason.AWAITING_FIRST_SCAN: Reason.NO_PHYSICAL_SCAN,
     Reason.OVERDUE_FIRST_SCAN: Reason.NO_PHYSICAL_SCAN,
     Reason.AWAITING_DELIVERY_SCAN: Reason.MISSING_DELIVERY_SCAN,
+    Reason.STALLED_IN_TRANSIT: Reason.MISSING_DELIVERY_SCAN,
+    Reason.SERVICE_RARELY_SCANS_DELIVERY: Reason.MISSING_DELIVERY_SCAN,
+    # Only for a read between a promised date passing and the clock job: the clock job's
+    # decision names the scan that is missing.
+    Reason.CARRIER_SILENT: Reason.NO_PHYSICAL_SCAN,
     Reason.MALFORMED_TRACKING_NUMBER: Reason.MALFORMED_TRACKING_NUMBER,
 }
 
@@ -47,22 +53,6 @@ _PENDING_REASON_TO_INVALID: dict[Reason, Reason] = {
 class Threshold:
     amount: Decimal
     currency: str
-
-
-@dataclass(frozen=True)
-class ForecastPrior:
-    prior_partial: float = 0.95
-    prior_full: float = 0.85
-    prior_weight: float = 20.0
-    history_weeks: int = 8
-    malformed_factor: float = 0.2
-    #: Days after confirmation by which carriers normally record the first physical scan.
-    first_scan_grace_days: int = 3
-    #: Share of its probability a package keeps once it is past that grace without a scan.
-    overdue_first_scan_factor: float = 0.1
-
-    def prior(self, level: TrackingLevel) -> float:
-        return self.prior_full if level is TrackingLevel.FULL else self.prior_partial
 
 
 @dataclass(frozen=True)
@@ -76,7 +66,7 @@ class Policy:
     partial_only_service_keywords: tuple[str, ...]
     tracking_number_patterns: Mapping[str, re.Pattern[str]]
     buy_shipping_protected: bool = False
-    forecast: ForecastPrior = field(default_factory=ForecastPrior)
+    forecast: ModelSettings = field(default_factory=ModelSettings)
 
     def is_integrated(self, carrier: str | None, marketplace: str) -> bool:
         if carrier is None:
@@ -138,16 +128,17 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
             carrier: re.compile(pattern) for carrier, pattern in data.get("tracking_number_patterns", {}).items()
         },
         buy_shipping_protected=bool(data.get("buy_shipping", {}).get("protected", False)),
-        forecast=ForecastPrior(
-            prior_partial=float(forecast.get("prior_partial", 0.95)),
-            prior_full=float(forecast.get("prior_full", 0.85)),
-            prior_weight=float(forecast.get("prior_weight", 20)),
-            history_weeks=int(forecast.get("history_weeks", 8)),
-            malformed_factor=float(forecast.get("malformed_factor", 0.2)),
-            first_scan_grace_days=int(forecast.get("first_scan_grace_days", 3)),
-            overdue_first_scan_factor=float(forecast.get("overdue_first_scan_factor", 0.1)),
-        ),
+        forecast=model_settings(forecast),
     )
+
+
+def model_settings(values: Mapping[str, Any]) -> ModelSettings:
+    """The ``[forecast]`` table; unknown keys are refused so a typo does not go unnoticed."""
+    known = {f.name: f.type for f in fields(ModelSettings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown [forecast] settings in the policy file: {', '.join(unknown)}")
+    return ModelSettings(**{name: type(getattr(ModelSettings(), name))(value) for name, value in values.items()})
 
 
 # -- facts -----------------------------------------------------------------------------
@@ -181,6 +172,9 @@ class ScanSummary:
     physical_scans: int = 0
     has_delivery_scan: bool = False
     last_scan_at: datetime | None = None
+    first_scan_at: datetime | None = None
+    #: The first delivery or delivery-attempt scan.
+    delivery_scan_at: datetime | None = None
 
 
 NO_SCANS = ScanSummary()
@@ -199,18 +193,23 @@ def _minute(moment: datetime) -> int:
 def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = None) -> ScanSummary:
     """Count distinct physical scans; ``occurred_before`` limits them to an evaluation day."""
     distinct: set[tuple[str, int]] = set()
-    has_delivery = False
+    first: datetime | None = None
     last: datetime | None = None
+    delivery: datetime | None = None
     for scan in scans:
         if scan.status not in PHYSICAL_SCAN_STATUSES:
             continue
-        if occurred_before is not None and scan.occurred_at >= occurred_before:
+        moment = scan.occurred_at
+        if occurred_before is not None and moment >= occurred_before:
             continue
-        distinct.add((scan.status, _minute(scan.occurred_at)))
-        has_delivery = has_delivery or scan.status in DELIVERY_SCAN_STATUSES
-        if last is None or scan.occurred_at > last:
-            last = scan.occurred_at
-    return ScanSummary(len(distinct), has_delivery, last)
+        distinct.add((scan.status, _minute(moment)))
+        if scan.status in DELIVERY_SCAN_STATUSES and (delivery is None or moment < delivery):
+            delivery = moment
+        if last is None or moment > last:
+            last = moment
+        if first is None or moment < first:
+            first = moment
+    return ScanSummary(len(distinct), delivery is not None, last, first, delivery)
 
 
 # -- the decision ----------------------------------------------------------------------
@@ -285,19 +284,9 @@ def pending_reason(level: TrackingLevel, scans: ScanSummary, malformed: bool) ->
     return Reason.AWAITING_DELIVERY_SCAN if level is TrackingLevel.FULL else Reason.AWAITING_FIRST_SCAN
 
 
-def first_scan_overdue(policy: Policy, days_since_confirmation: int | None) -> bool:
-    return days_since_confirmation is not None and days_since_confirmation > policy.forecast.first_scan_grace_days
-
-
 def invalid_reason_for(pending: Reason) -> Reason:
     """The reason a pending package carries once its promised date has passed."""
     return _PENDING_REASON_TO_INVALID.get(pending, pending)
-
-
-def learnt_probability(prior: ForecastPrior, level: TrackingLevel, resolved_valid: int, resolved_invalid: int) -> float:
-    """Share of resolved packages that became valid, shrunk towards the prior (a Beta prior)."""
-    weight = prior.prior_weight
-    return (resolved_valid + weight * prior.prior(level)) / (resolved_valid + resolved_invalid + weight)
 
 
 def decide(
@@ -308,18 +297,13 @@ def decide(
     promised_date: date,
     today: date,
     cancelled: bool = False,
-    probability_if_pending: float | None = None,
     level: TrackingLevel | None = None,
-    days_since_confirmation: int | None = None,
 ) -> Decision:
     """State of one package on ``today`` given its distinct scans.
 
-    ``probability_if_pending`` is the learnt chance for packages like this one (same
-    carrier, service, marketplace and requirement); the prior is used when it is None.
-    ``level`` is :func:`required_tracking` when the caller already computed it.
-    ``days_since_confirmation`` lets a package that is still unscanned well after it was
-    confirmed count as overdue: a carrier that stopped scanning shows in the forecast days
-    before its packages' promised dates pass, which is the early warning sellers need.
+    ``level`` is :func:`required_tracking` when the caller already computed it. A pending
+    package gets probability 1 and its rule-based reason here; the model
+    (:meth:`services.scorer.model.Model.estimate`) replaces both with what it learnt.
     """
     if level is None:
         level = required_tracking(policy, facts)
@@ -336,10 +320,4 @@ def decide(
     reason = pending_reason(level, scans, malformed)
     if promised_date < today:
         return Decision(PackageState.INVALID, invalid_reason_for(reason), level, 0.0)
-    probability = policy.forecast.prior(level) if probability_if_pending is None else probability_if_pending
-    if malformed:
-        probability *= policy.forecast.malformed_factor
-    if reason is Reason.AWAITING_FIRST_SCAN and first_scan_overdue(policy, days_since_confirmation):
-        reason = Reason.OVERDUE_FIRST_SCAN
-        probability *= policy.forecast.overdue_first_scan_factor
-    return Decision(PackageState.PENDING, reason, level, min(1.0, max(0.0, probability)))
+    return Decision(PackageState.PENDING, reason, level, 1.0)

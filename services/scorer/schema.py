@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -31,6 +32,8 @@ offsets = consumer_offsets_table(metadata)
 #: One row per confirmed order; orders shipped together share the scans of their tracking number.
 #: Scan counts are not stored here: a scan that does not change a package's state then
 #: costs no package write (the shipments API summarises the scans when it lists packages).
+#: The milestone times (first scan, first delivery scan) are what the forecast model
+#: learns from; ``review_at`` is when the clock job next recomputes a pending package.
 packages = Table(
     "packages",
     metadata,
@@ -55,12 +58,18 @@ packages = Table(
     Column("reason", String(48), nullable=True),
     Column("required_tracking", String(8), nullable=False),
     Column("probability_micro", Integer, nullable=False),
+    Column("first_scan_at", DateTime, nullable=True),
+    Column("delivery_scan_at", DateTime, nullable=True),
+    Column("last_scan_at", DateTime, nullable=True),
+    Column("review_at", DateTime, nullable=True),
     #: Optimistic concurrency: every write checks and bumps it (consumer vs clock job).
     Column("version", BigInteger, nullable=False),
     UniqueConstraint("seller_id", "order_id", name="uq_packages_seller_order"),
     Index("ix_packages_tracking_number", "tracking_number"),
     Index("ix_packages_seller_promised", "seller_id", "promised_date"),
     Index("ix_packages_state_promised", "state", "promised_date"),
+    Index("ix_packages_state_review", "state", "review_at"),
+    Index("ix_packages_confirmed", "confirmed_at"),
 )
 
 #: Every distinct tracking event (physical or not), kept whether or not its shipment is known yet.
@@ -102,6 +111,8 @@ daily_counts = Table(
     Column("pending", Integer, nullable=False),
     #: Sum of pending packages' probabilities, in millionths (integers add up exactly).
     Column("expected_valid_micro", BigInteger, nullable=False),
+    #: Sum of pending packages' p(1-p), in millionths: the variance of the valid count.
+    Column("variance_micro", BigInteger, nullable=False, server_default="0"),
 )
 
 daily_reasons = Table(
@@ -127,17 +138,14 @@ outbox = Table(
     Column("version", BigInteger, nullable=False),
 )
 
-#: Resolved packages per carrier x service x marketplace x requirement x promised week.
-carrier_stats = Table(
-    "carrier_stats",
+#: The forecast model's state (services/scorer/model.py), one JSON document shared by
+#: every scorer instance: histograms per lane and milestone, and carrier health.
+model_state = Table(
+    "model_state",
     metadata,
-    Column("carrier", String(64), primary_key=True),
-    Column("service", String(200), primary_key=True),
-    Column("marketplace", String(2), primary_key=True),
-    Column("required_tracking", String(8), primary_key=True),
-    Column("week_start", Date, primary_key=True),
-    Column("resolved_valid", Integer, nullable=False),
-    Column("resolved_invalid", Integer, nullable=False),
+    Column("name", String(64), primary_key=True),
+    Column("computed_at", DateTime, nullable=False),
+    Column("body", Text, nullable=False),
 )
 
 #: Last level published per seller-category, for the level gauge.

@@ -11,10 +11,12 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,7 +39,6 @@ from services.scorer.store import (
     apply_records,
     dialect_insert,
     expire_pending,
-    flag_overdue_first_scans,
     load_scans,
     mark_changed,
     mark_window_slide,
@@ -48,6 +49,8 @@ from services.scorer.store import (
     prune_counters,
     read_counts,
     recompute_counts,
+    refresh_model,
+    review_due,
     seller_exists,
     utc_today,
 )
@@ -55,6 +58,7 @@ from services.scorer.window import FORECAST_DAYS, counted_range, window
 from shared.kafka import ensure_topics, make_producer
 from shared.schemas import (
     SCORE_CODEC,
+    CarrierHealthNote,
     ForecastPoint,
     Level,
     Money,
@@ -86,6 +90,8 @@ class CategoryScore:
     category: str
     score: Score
     level: Level
+    #: Silent carriers behind this category's pending packages (across all sellers).
+    carrier_health: tuple[CarrierHealthNote, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         s = self.score
@@ -100,10 +106,23 @@ class CategoryScore:
             "pending": s.pending,
             "vtr": _rounded(s.vtr),
             "headroom": s.headroom,
-            "forecast": [{"date": p.day.isoformat(), "vtr": _rounded(p.vtr)} for p in s.forecast],
+            "forecast": [
+                {
+                    "date": p.day.isoformat(),
+                    "vtr": _rounded(p.vtr),
+                    "p10": _rounded(p.p10),
+                    "p50": _rounded(p.p50),
+                    "p90": _rounded(p.p90),
+                    "breach_probability": _rounded(p.breach_probability),
+                }
+                for p in s.forecast
+            ],
             "days_to_breach": s.days_to_breach,
+            "breach_probability": _rounded(s.breach_probability),
             "level": self.level.value,
             "reasons": dict(sorted(s.reasons.items())),
+            "pending_reasons": dict(sorted(s.pending_reasons.items())),
+            "carrier_health": [msgspec.to_builtins(note) for note in self.carrier_health],
         }
 
     def snapshot(self, seller_id: str, as_of: date, caught_up: bool) -> ScoreSnapshot:
@@ -123,10 +142,23 @@ class CategoryScore:
             pending=s.pending,
             vtr=_rounded(s.vtr),
             headroom=s.headroom,
-            forecast=tuple(ForecastPoint(p.day, _rounded(p.vtr)) for p in s.forecast),
+            forecast=tuple(
+                ForecastPoint(
+                    p.day,
+                    _rounded(p.vtr),
+                    _rounded(p.p10),
+                    _rounded(p.p50),
+                    _rounded(p.p90),
+                    _rounded(p.breach_probability),
+                )
+                for p in s.forecast
+            ),
             days_to_breach=s.days_to_breach,
             level=self.level,
             reasons=dict(sorted(s.reasons.items())),
+            breach_probability=_rounded(s.breach_probability),
+            pending_reasons=dict(sorted(s.pending_reasons.items())),
+            carrier_health=self.carrier_health,
         )
 
 
@@ -152,7 +184,7 @@ def aware(moment: datetime | None) -> datetime | None:
 
 
 CENT = Decimal("0.01")
-ClockStep = Callable[[AsyncConnection, Evaluator, date, int], Awaitable[int]]
+ClockStep = Callable[[AsyncConnection, Evaluator, date, int, datetime], Awaitable[int]]
 
 
 class ScorerService:
@@ -277,19 +309,55 @@ class ScorerService:
 
     async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()
-        await apply_records(connection, self.evaluator, records, self.today())
+        await apply_records(connection, self.evaluator, records, self.today(), self.now())
         elapsed = time.perf_counter() - started
         metrics.BATCH_SIZE.observe(len(records))
         metrics.DB_TRANSACTION.observe(elapsed)
 
     # -- clock -----------------------------------------------------------------------
 
-    async def run_clock_once(self) -> tuple[int, bool]:
-        """Expire pending packages whose promised date passed, flag unscanned ones past the
-        first-scan grace, and mark the window slide once a day."""
+    def now(self) -> datetime:
+        """Naive UTC now; noon of ``today()`` when a test or a tool pins another day."""
+        moment = datetime.now(UTC).replace(tzinfo=None)
         today = self.today()
+        return moment if moment.date() == today else datetime.combine(today, time_of_day(12))
+
+    async def refresh_model(self, force: bool = False) -> int:
+        """Rebuild the forecast model when it is older than ``VTR_MODEL_REFRESH_SECONDS`` (or
+        take the one another instance stored meanwhile); returns the packages made due."""
+        now = self.now()
+        computed = self.evaluator.model.state.computed_at
+        if (
+            not force
+            and computed is not None
+            and (now - computed).total_seconds() < self.settings.model_refresh_seconds
+        ):
+            return 0
+        started = time.perf_counter()
+        async with self.engine.begin() as connection:
+            marked = await refresh_model(connection, self.evaluator, now)
+        metrics.MODEL_REFRESH_SECONDS.observe(time.perf_counter() - started)
+        self._export_carrier_health()
+        return marked
+
+    def _export_carrier_health(self) -> None:
+        model = self.evaluator.model
+        metrics.CARRIER_SILENT_HOURS.clear()
+        metrics.CARRIER_SCAN_RATE.clear()
+        for health in model.state.health.values():
+            metrics.CARRIER_SILENT_HOURS.labels(health.carrier, health.origin).set(round(health.silent_hours, 2))
+            metrics.CARRIER_SCAN_RATE.labels(health.carrier, health.origin).set(round(health.usual_rate, 4))
+            metrics.CARRIER_SILENT.labels(health.carrier, health.origin).set(int(health.silent(model.settings)))
+
+    async def run_clock_once(self) -> tuple[int, bool]:
+        """Refresh the model when due, recompute pending packages whose review is due, expire
+        pending packages whose promised date passed, and mark the window slide once a day."""
+        today = self.today()
+        await self.refresh_model()
+        reviewed = await self._run_clock_step(review_due, today)
         expired = await self._run_clock_step(expire_pending, today)
-        overdue = await self._run_clock_step(flag_overdue_first_scans, today)
+        metrics.REVIEWED_PACKAGES.inc(reviewed)
+        overdue = reviewed
         async with self.engine.begin() as connection:
             slid = await mark_window_slide(connection, today, self.settings.window_lag_days, FORECAST_DAYS)
             if slid:
@@ -307,7 +375,7 @@ class ScorerService:
         while True:
             try:
                 async with self.engine.begin() as connection:
-                    written = await step(connection, self.evaluator, today, self.settings.clock_batch_size)
+                    written = await step(connection, self.evaluator, today, self.settings.clock_batch_size, self.now())
             except ConcurrentUpdate:  # the consumer changed one of the rows; the next run retries
                 metrics.CLOCK_RUNS.labels("conflict").inc()
                 return total
@@ -416,9 +484,15 @@ class ScorerService:
 
     def _category(self, marketplace: str, category: str, counts: ScopeCounts, as_of: date) -> CategoryScore:
         result = score(
-            counts.days, as_of, lag_days=self.settings.window_lag_days, floor=self.floor, reasons=counts.reasons
+            counts.days,
+            as_of,
+            lag_days=self.settings.window_lag_days,
+            floor=self.floor,
+            reasons=counts.reasons,
+            pending_reasons=counts.pending_reasons,
+            correlation=self.settings.forecast_correlation,
         )
-        return CategoryScore(marketplace, category, result, level_of(result, self.thresholds))
+        return CategoryScore(marketplace, category, result, level_of(result, self.thresholds), counts.carrier_health)
 
     async def scores(self, connection: AsyncConnection, seller_id: str, as_of: date) -> list[CategoryScore]:
         """Every category of a seller with a package in the window or entering it within 14 days."""
@@ -431,10 +505,50 @@ class ScorerService:
             found = await recompute_counts(
                 connection, self.evaluator, seller_id, as_of, span.first, span.last, current.first, current.last
             )
+        await self._attach_carrier_health(connection, seller_id, as_of, found)
         return [
             self._category(marketplace, category, counts, as_of)
             for (marketplace, category), counts in sorted(found.items())
         ]
+
+    async def _attach_carrier_health(
+        self, connection: AsyncConnection, seller_id: str, as_of: date, found: dict[tuple[str, str], ScopeCounts]
+    ) -> None:
+        """Name the silent carriers behind a category's pending packages (one query, and only
+        while some carrier is silent)."""
+        model = self.evaluator.model
+        silent = {key: health for key, health in model.state.health.items() if health.silent(model.settings)}
+        if not silent:
+            return
+        c = packages.c
+        rows = await connection.execute(
+            select(c.marketplace, c.category, c.carrier, c.ship_from_country, func.count())
+            .where(
+                c.seller_id == seller_id,
+                c.state == PackageState.PENDING.value,
+                c.reason == Reason.CARRIER_SILENT.value,
+                c.promised_date >= as_of,
+            )
+            .group_by(c.marketplace, c.category, c.carrier, c.ship_from_country)
+        )
+        notes: dict[tuple[str, str], list[CarrierHealthNote]] = defaultdict(list)
+        for marketplace, category, carrier, origin, count in rows:
+            health = silent.get((carrier, origin))
+            if health is None:
+                continue
+            notes[(marketplace, category)].append(
+                CarrierHealthNote(
+                    carrier=carrier,
+                    origin=origin,
+                    silent_hours=round(health.silent_hours, 1),
+                    received_scans=0,
+                    expected_scans=round(health.expected_scans, 1),
+                    affected_packages=int(count),
+                )
+            )
+        for scope, scope_notes in notes.items():
+            if scope in found:
+                found[scope].carrier_health = tuple(sorted(scope_notes, key=lambda note: note.carrier))
 
     async def seller_exists(self, connection: AsyncConnection, seller_id: str) -> bool:
         return await seller_exists(connection, seller_id)

@@ -49,6 +49,15 @@ class ScorerSettings(ServiceSettings):
     min_packages_for_alert: int = Field(default=10, ge=0)
     #: A pending package below this probability of becoming valid in time is "at risk".
     at_risk_probability: float = Field(default=0.9, ge=0, le=1)
+    #: ``AT_RISK`` once the probability of falling below the floor within 14 days reaches
+    #: this (chosen from ``make evaluate``: see docs/forecast.md).
+    at_risk_breach_probability: float = Field(default=0.3, gt=0, le=0.5)
+    #: ``WATCH`` once that probability reaches this.
+    watch_breach_probability: float = Field(default=0.1, gt=0, le=0.5)
+    #: Share of pending packages' failures assumed to happen together (widens the forecast band).
+    forecast_correlation: float = Field(default=0.05, ge=0, le=1)
+    #: Seconds between rebuilds of the forecast model from the stored packages.
+    model_refresh_seconds: float = Field(default=300.0, gt=0)
 
     def level_thresholds(self) -> LevelThresholds:
         return LevelThresholds(
@@ -57,4 +66,6 @@ class ScorerSettings(ServiceSettings):
             watch_below=self.watch_below,
             watch_forecast_below=self.watch_forecast_below,
             min_packages=self.min_packages_for_alert,
+            at_risk_breach_probability=self.at_risk_breach_probability,
+            watch_breach_probability=self.watch_breach_probability,
         )

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
@@ -26,12 +26,28 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import ConsumerRecord
-from sqlalchemy import String, Table, Text, and_, any_, bindparam, cast, column, delete, func, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer import metrics
 from services.scorer.forecast import DayCounts
+from services.scorer.model import LaneKey, Model, ModelSettings, ModelState, carrier_health, observations_of
 from services.scorer.policy import (
     STRUCTURAL_REASONS,
     Policy,
@@ -39,16 +55,16 @@ from services.scorer.policy import (
     ShipmentFacts,
     decide,
     invalid_reason_for,
-    learnt_probability,
     required_tracking,
     summarise_scans,
+    tracking_number_malformed,
 )
 from services.scorer.schema import (
     cancellations,
-    carrier_stats,
     clock_state,
     daily_counts,
     daily_reasons,
+    model_state,
     outbox,
     packages,
     scans,
@@ -56,6 +72,7 @@ from services.scorer.schema import (
 from shared.schemas import (
     SHIPMENT_CODEC,
     TRACKING_EVENT_CODEC,
+    CarrierHealthNote,
     ContractError,
     PackageState,
     Reason,
@@ -88,10 +105,6 @@ def naive_utc(moment: datetime) -> datetime:
     if zone is UTC:  # what the decoder gives for "Z", the common case on the hot path
         return moment.replace(tzinfo=None)
     return (moment - moment.utcoffset()).replace(tzinfo=None)  # type: ignore[operator]
-
-
-def week_start(day: date) -> date:
-    return day - timedelta(days=day.weekday())
 
 
 def service_key(service: str | None) -> str:
@@ -194,6 +207,11 @@ class PackageRow:
     reason: str | None = None
     required_tracking: str = TrackingLevel.PARTIAL.value
     probability_micro: int = 0
+    first_scan_at: datetime | None = None
+    delivery_scan_at: datetime | None = None
+    last_scan_at: datetime | None = None
+    #: When the clock job next recomputes this package (pending packages only).
+    review_at: datetime | None = None
     version: int = 0
     id: int | None = None
 
@@ -218,8 +236,12 @@ class PackageRow:
             risk_flags=tuple(flag for flag in self.risk_flags.split(",") if flag),
         )
 
+    @property
+    def lane(self) -> LaneKey:
+        return (self.seller_id, self.carrier or "", service_key(self.service), self.ship_from_country, self.marketplace)
+
     def content(self) -> tuple[Any, ...]:
-        """Everything but the bookkeeping (version, id): equal content means nothing to write."""
+        """Everything but the bookkeeping (version, id, review_at): equal content means nothing to write."""
         return _CONTENT(self)  # type: ignore[no-any-return]
 
     def as_values(self) -> dict[str, Any]:
@@ -233,7 +255,7 @@ class PackageRow:
 #: The columns of ``packages`` in PackageRow's field order (selects use this order too).
 PACKAGE_COLUMNS = tuple(f.name for f in fields(PackageRow))
 _ALL = attrgetter(*PACKAGE_COLUMNS)
-_CONTENT = attrgetter(*(name for name in PACKAGE_COLUMNS if name not in ("version", "id")))
+_CONTENT = attrgetter(*(name for name in PACKAGE_COLUMNS if name not in ("version", "id", "review_at")))
 _VALUE_NAMES = tuple(name for name in PACKAGE_COLUMNS if name != "id")
 _VALUES = attrgetter(*_VALUE_NAMES)
 
@@ -282,19 +304,22 @@ class Cancellation:
 
 CountKey = tuple[str, str, str, date]
 ReasonKey = tuple[str, str, str, date, str, str]
-StatsKey = tuple[str, str, str, str, date]
+
+
+def variance_micro(probability_micro: int) -> int:
+    """p(1-p) in millionths, truncated (migration 0003 computes the same in SQL)."""
+    return probability_micro * (MICRO - probability_micro) // MICRO
 
 
 @dataclass
 class Deltas:
     counts: dict[CountKey, list[int]]
     reasons: dict[ReasonKey, int]
-    stats: dict[StatsKey, list[int]]
     scopes: set[tuple[str, str, str]]
 
     @classmethod
     def empty(cls) -> Deltas:
-        return cls(defaultdict(lambda: [0, 0, 0, 0]), defaultdict(int), defaultdict(lambda: [0, 0]), set())
+        return cls(defaultdict(lambda: [0, 0, 0, 0, 0]), defaultdict(int), set())
 
     def add(self, package: PackageRow, sign: int) -> None:
         state = package.state
@@ -308,19 +333,9 @@ class Deltas:
         else:
             count[2] += sign
             count[3] += sign * package.probability_micro
+            count[4] += sign * variance_micro(package.probability_micro)
         if package.reason:
             self.reasons[(*package.scope, package.promised_date, state, package.reason)] += sign
-        if state in (PackageState.VALID, PackageState.INVALID) and package.reason not in STRUCTURAL_REASONS:
-            stats = self.stats[
-                (
-                    package.carrier or "",
-                    service_key(package.service),
-                    package.marketplace,
-                    package.required_tracking,
-                    week_start(package.promised_date),
-                )
-            ]
-            stats[0 if state == PackageState.VALID else 1] += sign
 
     def change(self, before: PackageRow | None, after: PackageRow) -> None:
         if before is not None:
@@ -337,12 +352,20 @@ class Deltas:
 LEVEL_MEMO_SIZE = 50_000
 
 
-@dataclass(frozen=True)
+@dataclass
 class Evaluator:
+    """The policy and the current forecast model, applied to packages."""
+
     policy: Policy
+    #: Replaced by the clock job when the model is refreshed (see :func:`refresh_model`).
+    model: Model = field(default=None)  # type: ignore[assignment]
     #: required_tracking per (origin, marketplace, amount, currency): Decimal arithmetic and
     #: FX conversion per package were a large share of a batch's evaluation time.
     _levels: dict[tuple[str, str, str, str], TrackingLevel] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = Model(ModelState(), self.policy.forecast)
 
     def required_tracking(self, facts: ShipmentFacts) -> TrackingLevel:
         key = (facts.ship_from_country, facts.marketplace, facts.order_amount, facts.order_currency)
@@ -358,13 +381,13 @@ class Evaluator:
         package: PackageRow,
         package_scans: Sequence[Scan],
         package_cancellations: Sequence[Cancellation],
-        stats: Mapping[tuple[str, str, str, str], tuple[int, int]],
         today: date,
         occurred_before: datetime | None = None,
+        now: datetime | None = None,
     ) -> PackageRow:
         """``package`` evaluated, as a new row (``package`` is left as it was)."""
         return self.evaluate_in_place(
-            package.clone(), package_scans, package_cancellations, stats, today, occurred_before
+            package.clone(), package_scans, package_cancellations, today, occurred_before, now
         )
 
     def evaluate_in_place(
@@ -372,18 +395,18 @@ class Evaluator:
         package: PackageRow,
         package_scans: Sequence[Scan],
         package_cancellations: Sequence[Cancellation],
-        stats: Mapping[tuple[str, str, str, str], tuple[int, int]],
         today: date,
         occurred_before: datetime | None = None,
+        now: datetime | None = None,
     ) -> PackageRow:
         """Set ``package``'s evaluation fields and return it; for rows the caller owns (a
-        copy per package per batch was a tenth of the evaluation time)."""
+        copy per package per batch was a tenth of the evaluation time).
+
+        ``now`` (naive UTC) is the moment the model conditions on; by default noon of ``today``.
+        """
+        moment = now if now is not None else datetime.combine(today, NOON)
         facts = package.facts()
         level = self.required_tracking(facts)
-        resolved = stats.get((package.carrier or "", service_key(package.service), package.marketplace, level.value))
-        probability = (
-            learnt_probability(self.policy.forecast, level, resolved[0], resolved[1]) if resolved is not None else None
-        )
         summary = summarise_scans(package_scans, occurred_before)
         decision = decide(
             self.policy,
@@ -392,15 +415,40 @@ class Evaluator:
             promised_date=package.promised_date,
             today=today,
             cancelled=bool(package_cancellations) and any(c.applies_to(package) for c in package_cancellations),
-            probability_if_pending=probability,
             level=level,
-            days_since_confirmation=(today - package.confirmed_at.date()).days,
         )
+        reason = decision.reason
+        probability = decision.probability
+        package.review_at = None
+        if decision.state is PackageState.PENDING:
+            probability, reason = self.model.estimate(
+                package.lane,
+                full_tracking=level is TrackingLevel.FULL,
+                physical_scans=summary.physical_scans,
+                first_scan_at=summary.first_scan_at,
+                confirmed_at=package.confirmed_at,
+                deadline=counted_deadline(package.promised_date),
+                now=moment,
+                malformed=tracking_number_malformed(self.policy, facts),
+            )
+            package.review_at = moment + timedelta(hours=self.policy.forecast.review_hours)
         package.state = decision.state.value
-        package.reason = decision.reason.value if decision.reason else None
+        package.reason = reason.value if reason else None
         package.required_tracking = decision.required.value
-        package.probability_micro = round(decision.probability * MICRO)
+        package.probability_micro = round(probability * MICRO)
+        package.first_scan_at = summary.first_scan_at
+        package.delivery_scan_at = summary.delivery_scan_at
+        package.last_scan_at = summary.last_scan_at
         return package
+
+
+def counted_deadline(promised_date: date) -> datetime:
+    """A package first counts on the day after its promised date, with the scans that
+    occurred before the end of that day (domain.md section 3)."""
+    return datetime.combine(promised_date + timedelta(days=2), time())
+
+
+NOON = time(12)
 
 
 async def load_scans(connection: AsyncConnection, tracking_numbers: Iterable[str]) -> dict[str, list[Scan]]:
@@ -434,50 +482,25 @@ async def load_cancellations(
     return found
 
 
-async def load_stats(
-    connection: AsyncConnection, policy: Policy, marketplaces: Iterable[str], today: date
-) -> dict[tuple[str, str, str, str], tuple[int, int]]:
-    """Resolved packages of recent weeks per carrier x service x marketplace x requirement."""
-    marketplaces = sorted(set(marketplaces))
-    if not marketplaces:
-        return {}
-    since = week_start(today) - timedelta(weeks=policy.forecast.history_weeks)
-    result = await connection.execute(
-        select(
-            carrier_stats.c.carrier,
-            carrier_stats.c.service,
-            carrier_stats.c.marketplace,
-            carrier_stats.c.required_tracking,
-            func.sum(carrier_stats.c.resolved_valid),
-            func.sum(carrier_stats.c.resolved_invalid),
-        )
-        .where(carrier_stats.c.marketplace.in_(marketplaces), carrier_stats.c.week_start >= since)
-        .group_by(
-            carrier_stats.c.carrier,
-            carrier_stats.c.service,
-            carrier_stats.c.marketplace,
-            carrier_stats.c.required_tracking,
-        )
-    )
-    return {(c, s, m, r): (int(v or 0), int(i or 0)) for c, s, m, r, v, i in result}
-
-
 async def reevaluate(
     connection: AsyncConnection,
     evaluator: Evaluator,
     changes: Sequence[tuple[PackageRow | None, PackageRow]],
     today: date,
+    now: datetime | None = None,
+    *,
+    rewrite: bool = False,
 ) -> int:
     """Evaluate ``(before, after)`` pairs and write whatever changed; returns packages written.
 
     Each ``after`` is evaluated in place: callers pass a row of their own (a clone or a new one).
+    ``rewrite`` writes unchanged packages too (the clock job's reviews move ``review_at``).
     """
     if not changes:
         return 0
     tracking_numbers = {after.tracking_number for _, after in changes}
     found_scans = await load_scans(connection, tracking_numbers)
     found_cancellations = await load_cancellations(connection, tracking_numbers)
-    stats = await load_stats(connection, evaluator.policy, {after.marketplace for _, after in changes}, today)
     deltas = Deltas.empty()
     writes: list[PackageRow] = []
     for before, after in changes:
@@ -485,10 +508,10 @@ async def reevaluate(
             after,
             found_scans.get(after.tracking_number, ()),
             found_cancellations.get(after.tracking_number, ()),
-            stats,
             today,
+            now=now,
         )
-        if before is not None and before.content() == evaluated.content():
+        if before is not None and before.content() == evaluated.content() and not rewrite:
             continue
         evaluated.version = (before.version if before is not None else 0) + 1
         deltas.change(before, evaluated)
@@ -540,6 +563,7 @@ def delta_statements(connection: AsyncConnection, deltas: Deltas) -> list[tuple[
             "invalid": value[1],
             "pending": value[2],
             "expected_valid_micro": value[3],
+            "variance_micro": value[4],
         }
         for key, value in sorted(deltas.counts.items())
         if any(value)
@@ -550,7 +574,7 @@ def delta_statements(connection: AsyncConnection, deltas: Deltas) -> list[tuple[
             index_elements=list(daily_counts.primary_key.columns),
             set_={
                 name: daily_counts.c[name] + statement.excluded[name]
-                for name in ("valid", "invalid", "pending", "expected_valid_micro")
+                for name in ("valid", "invalid", "pending", "expected_valid_micro", "variance_micro")
             },
         )
         statements.append((statement, parameters))
@@ -572,29 +596,6 @@ def delta_statements(connection: AsyncConnection, deltas: Deltas) -> list[tuple[
         statement = statement.on_conflict_do_update(
             index_elements=list(daily_reasons.primary_key.columns),
             set_={"count": daily_reasons.c.count + statement.excluded["count"]},
-        )
-        statements.append((statement, parameters))
-    stats_rows = [
-        {
-            "carrier": key[0],
-            "service": key[1],
-            "marketplace": key[2],
-            "required_tracking": key[3],
-            "week_start": key[4],
-            "resolved_valid": value[0],
-            "resolved_invalid": value[1],
-        }
-        for key, value in sorted(deltas.stats.items())
-        if any(value)
-    ]
-    if stats_rows:
-        statement, parameters = insert_rows(connection, carrier_stats, stats_rows)
-        statement = statement.on_conflict_do_update(
-            index_elements=list(carrier_stats.primary_key.columns),
-            set_={
-                name: carrier_stats.c[name] + statement.excluded[name]
-                for name in ("resolved_valid", "resolved_invalid")
-            },
         )
         statements.append((statement, parameters))
     if (count_rows or reason_rows) and deltas.scopes:
@@ -848,6 +849,7 @@ async def apply_records(
     evaluator: Evaluator,
     records: Sequence[ConsumerRecord[bytes, bytes]],
     today: date,
+    now: datetime | None = None,
 ) -> BatchOutcome:
     """Apply one batch of shipment and tracking records (any order, any mix, redeliveries included)."""
     batch = decode_records(records)
@@ -876,7 +878,7 @@ async def apply_records(
     metrics.RECORDS.labels(SHIPMENTS, "applied").inc(applied_confirmations)
     metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(len(batch.confirmations) - applied_confirmations)
 
-    written = await reevaluate(connection, evaluator, list(changes.values()), today)
+    written = await reevaluate(connection, evaluator, list(changes.values()), today, now)
     if batch.newest_received_at is not None:
         metrics.LAST_EVENT.set(batch.newest_received_at.timestamp())
     return BatchOutcome(len(records), len(scanned), written)
@@ -886,9 +888,15 @@ async def apply_records(
 
 
 async def _reevaluate_pending(
-    connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int, *conditions: Any
+    connection: AsyncConnection,
+    evaluator: Evaluator,
+    today: date,
+    limit: int,
+    now: datetime | None,
+    *conditions: Any,
 ) -> int:
-    """Re-evaluate up to ``limit`` pending packages matching ``conditions`` (clock-driven work)."""
+    """Re-evaluate up to ``limit`` pending packages matching ``conditions`` (clock-driven
+    work); each one is written, so its ``review_at`` moves on."""
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     query = (
         select(*columns)
@@ -900,27 +908,149 @@ async def _reevaluate_pending(
         # Another scorer instance's clock job takes other rows instead of waiting for these.
         query = query.with_for_update(skip_locked=True)
     rows = [package_from_row(row) for row in await connection.execute(query)]
-    return await reevaluate(connection, evaluator, [(row, row.clone()) for row in rows], today)
+    return await reevaluate(connection, evaluator, [(row, row.clone()) for row in rows], today, now, rewrite=True)
 
 
-async def expire_pending(connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int) -> int:
+async def expire_pending(
+    connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int, now: datetime | None = None
+) -> int:
     """Re-evaluate up to ``limit`` pending packages whose promised date has passed."""
-    return await _reevaluate_pending(connection, evaluator, today, limit, packages.c.promised_date < today)
+    return await _reevaluate_pending(connection, evaluator, today, limit, now, packages.c.promised_date < today)
 
 
-async def flag_overdue_first_scans(connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int) -> int:
-    """Re-evaluate up to ``limit`` unscanned pending packages that have just passed the
-    first-scan grace: time alone turns them overdue, with no new record to trigger it."""
-    grace = evaluator.policy.forecast.first_scan_grace_days
-    confirmed_before = datetime.combine(today - timedelta(days=grace), time.min)
+async def review_due(
+    connection: AsyncConnection, evaluator: Evaluator, today: date, limit: int, now: datetime | None = None
+) -> int:
+    """Recompute up to ``limit`` upcoming pending packages whose review is due: time alone
+    moves their probability (a first scan that should have come by now), and so does a
+    refreshed model (:func:`refresh_model` makes the affected packages due at once)."""
+    moment = now if now is not None else datetime.combine(today, NOON)
     return await _reevaluate_pending(
         connection,
         evaluator,
         today,
         limit,
-        packages.c.reason == Reason.AWAITING_FIRST_SCAN.value,
-        packages.c.confirmed_at < confirmed_before,
+        moment,
+        packages.c.promised_date >= today,
+        or_(packages.c.review_at.is_(None), packages.c.review_at <= moment),
     )
+
+
+# -- the forecast model ----------------------------------------------------------------
+
+MODEL_STATE_NAME = "forecast"
+
+
+async def build_model_state(connection: AsyncConnection, settings: ModelSettings, now: datetime) -> ModelState:
+    """The model's state from the packages confirmed in the learning period (milestone times
+    and the carrier health), as of ``now`` (naive UTC)."""
+    c = packages.c
+    since = now - timedelta(days=settings.history_days)
+    result = await connection.execute(
+        select(
+            c.seller_id,
+            c.carrier,
+            c.service,
+            c.ship_from_country,
+            c.marketplace,
+            c.required_tracking,
+            c.confirmed_at,
+            c.first_scan_at,
+            c.delivery_scan_at,
+            c.last_scan_at,
+            c.state,
+            c.reason,
+        ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
+    )
+    state = ModelState(computed_at=now)
+    health_since = now - timedelta(hours=settings.health_baseline_hours + 24.0)
+    scan_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for (
+        seller_id,
+        carrier,
+        service,
+        origin,
+        marketplace,
+        required,
+        confirmed_at,
+        first_scan_at,
+        delivery_scan_at,
+        last_scan_at,
+        package_state,
+        reason,
+    ) in result:
+        if reason in STRUCTURAL_REASONS or (package_state == PackageState.VALID.value and first_scan_at is None):
+            continue  # their scans are not followed (or Buy Shipping counted them valid)
+        lane: LaneKey = (seller_id, carrier, service_key(service), origin, marketplace)
+        for observation in observations_of(
+            lane,
+            required == TrackingLevel.FULL.value,
+            confirmed_at,
+            first_scan_at,
+            delivery_scan_at,
+            now,
+            settings,
+        ):
+            state.add(observation)
+        times = scan_times[(carrier, origin)]
+        for moment in {first_scan_at, delivery_scan_at, last_scan_at}:
+            if moment is not None and moment >= health_since:
+                times.append(moment)
+    state.health = carrier_health(scan_times, now, settings)
+    return state
+
+
+async def load_model_state(connection: AsyncConnection) -> ModelState | None:
+    row = (await connection.execute(select(model_state.c.body).where(model_state.c.name == MODEL_STATE_NAME))).first()
+    return None if row is None else ModelState.from_json(msgspec.json.decode(row[0]))
+
+
+async def save_model_state(connection: AsyncConnection, state: ModelState) -> None:
+    assert state.computed_at is not None
+    statement = dialect_insert(connection, model_state).values(
+        name=MODEL_STATE_NAME, computed_at=state.computed_at, body=_JSON.encode(state.as_json()).decode()
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[model_state.c.name],
+        set_={"computed_at": statement.excluded.computed_at, "body": statement.excluded.body},
+    )
+    await connection.execute(statement)
+
+
+async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: datetime) -> int:
+    """Rebuild the model from the data, store it, and make the pending packages of every
+    lane whose curves or carrier health moved due for review. Returns how many were marked.
+
+    Because the model is a function of the stored data and ``now`` only, a shipments-first
+    backfill and a scans-first one end with the same probabilities once this has run.
+    """
+    settings = evaluator.policy.forecast
+    state = await build_model_state(connection, settings, now)
+    model = Model(state, settings)
+    c = packages.c
+    lanes_result = await connection.execute(
+        select(c.seller_id, c.carrier, c.service, c.ship_from_country, c.marketplace)
+        .where(c.state == PackageState.PENDING.value)
+        .distinct()
+    )
+    lanes = {(s, carrier or "", service_key(service), o, m) for s, carrier, service, o, m in lanes_result}
+    previous = evaluator.model if evaluator.model.state.computed_at is not None else None
+    changed = model.changed_lanes(previous, lanes)
+    marked = 0
+    pairs = sorted({(lane[0], lane[1]) for lane in changed})
+    for chunk in chunks(pairs, 500):
+        result = await connection.execute(
+            update(packages)
+            .where(
+                c.state == PackageState.PENDING.value,
+                tuple_(c.seller_id, func.coalesce(c.carrier, "")).in_(chunk),
+            )
+            .values(review_at=None)
+        )
+        marked += result.rowcount or 0
+    await save_model_state(connection, state)
+    evaluator.model = model
+    return marked
 
 
 async def mark_window_slide(connection: AsyncConnection, today: date, lag_days: int, forecast_days: int) -> bool:
@@ -967,7 +1097,12 @@ Scope = tuple[str, str]
 @dataclass
 class ScopeCounts:
     days: dict[date, DayCounts]
+    #: Invalid packages of the window by reason.
     reasons: dict[str, int]
+    #: Pending packages promised from the evaluation day on, by reason.
+    pending_reasons: dict[str, int] = field(default_factory=dict)
+    #: Silent carriers behind those pending packages (filled by the service).
+    carrier_health: tuple[CarrierHealthNote, ...] = ()
 
 
 async def seller_exists(connection: AsyncConnection, seller_id: str) -> bool:
@@ -998,32 +1133,39 @@ async def read_counts(
             daily_counts.c.invalid,
             daily_counts.c.pending,
             daily_counts.c.expected_valid_micro,
+            daily_counts.c.variance_micro,
         ).where(*conditions)
     )
-    for marketplace, category, promised, valid, invalid, pending, expected in result:
+    for marketplace, category, promised, valid, invalid, pending, expected, variance in result:
         entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
-        entry.days[promised] = DayCounts(valid, invalid, pending, expected / MICRO)
+        entry.days[promised] = DayCounts(valid, invalid, pending, expected / MICRO, variance / MICRO)
     reason_conditions = [
         daily_reasons.c.seller_id == seller_id,
-        daily_reasons.c.promised_date.between(window_first, window_last),
+        daily_reasons.c.promised_date.between(window_first, last),
         daily_reasons.c.state.in_([PackageState.INVALID.value, PackageState.PENDING.value]),
     ]
     if scope is not None:
         reason_conditions += [daily_reasons.c.marketplace == scope[0], daily_reasons.c.category == scope[1]]
+    upcoming = daily_reasons.c.promised_date > window_last
     reasons = await connection.execute(
         select(
             daily_reasons.c.marketplace,
             daily_reasons.c.category,
             daily_reasons.c.reason,
+            upcoming,
             func.sum(daily_reasons.c.count),
         )
         .where(*reason_conditions)
-        .group_by(daily_reasons.c.marketplace, daily_reasons.c.category, daily_reasons.c.reason)
+        .group_by(daily_reasons.c.marketplace, daily_reasons.c.category, daily_reasons.c.reason, upcoming)
     )
-    for marketplace, category, reason, count in reasons:
+    for marketplace, category, reason, is_upcoming, count in reasons:
         if not count:
             continue
         entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
+        if is_upcoming:
+            if reason not in STRUCTURAL_REASONS:
+                entry.pending_reasons[reason] = entry.pending_reasons.get(reason, 0) + int(count)
+            continue
         # In the window every promised date has passed: a still-pending reason is the invalid one.
         name = invalid_reason_for(Reason(reason)).value
         entry.reasons[name] = entry.reasons.get(name, 0) + int(count)
@@ -1051,7 +1193,6 @@ async def recompute_counts(
     tracking_numbers = {row.tracking_number for row in rows}
     found_scans = await load_scans(connection, tracking_numbers)
     found_cancellations = await load_cancellations(connection, tracking_numbers)
-    stats = await load_stats(connection, evaluator.policy, {row.marketplace for row in rows}, as_of)
     end_of_day = datetime.combine(as_of + timedelta(days=1), time())
     deltas = Deltas.empty()
     for row in rows:
@@ -1059,20 +1200,25 @@ async def recompute_counts(
             row,
             found_scans.get(row.tracking_number, ()),
             found_cancellations.get(row.tracking_number, ()),
-            stats,
             as_of,
             occurred_before=end_of_day,
+            now=end_of_day,
         )
         deltas.add(evaluated, +1)
     found: dict[Scope, ScopeCounts] = {}
-    for (_, marketplace, category, promised), (valid, invalid, pending, expected) in deltas.counts.items():
+    for (_, marketplace, category, promised), (valid, invalid, pending, expected, variance) in deltas.counts.items():
         entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
-        entry.days[promised] = DayCounts(valid, invalid, pending, expected / MICRO)
-    for (_, marketplace, category, promised, _state, reason), count in deltas.reasons.items():
-        if window_first <= promised <= window_last and count:
+        entry.days[promised] = DayCounts(valid, invalid, pending, expected / MICRO, variance / MICRO)
+    for (_, marketplace, category, promised, state, reason), count in deltas.reasons.items():
+        if not count:
+            continue
+        if window_first <= promised <= window_last:
             entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
             name = invalid_reason_for(Reason(reason)).value
             entry.reasons[name] = entry.reasons.get(name, 0) + count
+        elif promised > window_last and state == PackageState.PENDING.value:
+            entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
+            entry.pending_reasons[reason] = entry.pending_reasons.get(reason, 0) + count
     return found
 
 

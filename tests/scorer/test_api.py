@@ -72,14 +72,27 @@ async def test_vtr_numbers(client: httpx.AsyncClient) -> None:
     assert (toys["window_from"], toys["window_to"]) == (str(TODAY - timedelta(days=30)), str(TODAY - timedelta(days=1)))
     assert toys["reasons"] == {"no_physical_scan": 1}
     assert len(toys["forecast"]) == 14
-    # Tomorrow a pending partial-tracking package (prior 0.95) enters: (19 + 0.95) / 21 = 95%;
-    # the day after, a full-tracking one (prior 0.85): (19.95 + 0.85) / 22 < 95%.
-    assert toys["forecast"][0]["vtr"] == pytest.approx(0.95)
-    assert toys["forecast"][1]["vtr"] == pytest.approx(20.8 / 22)
+    # Tomorrow a pending partial-tracking package enters, the day after a full-tracking one,
+    # each with the model's probability (no history here: the prior curves).
+    soon_1, soon_2 = await probabilities(client, "soon-1", "soon-2")
+    assert 0 < soon_2 < soon_1 < 1
+    assert toys["forecast"][0]["vtr"] == pytest.approx((19 + soon_1) / 21, abs=1e-6)
+    assert toys["forecast"][1]["vtr"] == pytest.approx((19 + soon_1 + soon_2) / 22, abs=1e-6)
+    # 21 packages need 20 valid: a breach unless soon-1 turns valid; 22 need 21: unless both do.
+    first, second = toys["forecast"][0], toys["forecast"][1]
+    assert first["p10"] <= first["p50"] <= first["p90"]
+    assert first["breach_probability"] < 0.5 <= second["breach_probability"]
     assert toys["days_to_breach"] == 2
+    assert toys["breach_probability"] == max(day["breach_probability"] for day in toys["forecast"])
     assert toys["level"] == "AT_RISK"
     books = next(c for c in body["categories"] if c["category"] == "books")
     assert (books["total"], books["valid"], books["vtr"], books["level"]) == (1, 1, 1.0, "OK")
+
+
+async def probabilities(client: httpx.AsyncClient, *order_ids: str) -> list[float]:
+    response = await client.get("/v1/sellers/seller-1/shipments", params={"state": "pending"}, headers=AUTH)
+    by_order = {p.order_id: p.probability_valid for p in PACKAGE_PAGE_CODEC.decode(response.content).packages}
+    return [by_order[order_id] for order_id in order_ids]
 
 
 async def test_past_as_of_is_recomputed(client: httpx.AsyncClient) -> None:
@@ -124,7 +137,9 @@ async def test_shipments_pages_and_filters(client: httpx.AsyncClient) -> None:
     at_risk = PACKAGE_PAGE_CODEC.decode(
         (await client.get("/v1/sellers/seller-1/shipments", params={"state": "at_risk"}, headers=AUTH)).content
     )
-    assert {p.order_id for p in at_risk.packages} == {"soon-2"}  # full tracking: prior 0.85
+    # Both are below the 0.9 at-risk probability (no scan yet, a day after confirmation).
+    assert {p.order_id for p in at_risk.packages} == {p.order_id for p in pending.packages if p.probability_valid < 0.9}
+    assert "soon-2" in {p.order_id for p in at_risk.packages}
     seen: list[str] = []
     cursor: str | None = None
     while True:

@@ -19,7 +19,6 @@ from services.scorer.store import (
     Evaluator,
     apply_records,
     expire_pending,
-    flag_overdue_first_scans,
     load_scans,
     mark_window_slide,
     outbox_batch,
@@ -27,12 +26,15 @@ from services.scorer.store import (
     package_from_confirmation,
     read_counts,
     recompute_counts,
+    refresh_model,
+    review_due,
     write_packages,
 )
 from shared.schemas import CanonicalStatus, ShipmentCancelled, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, TODAY, cancellation, event, generate, record, shipment
 
 FAR = (TODAY - timedelta(days=60), TODAY + timedelta(days=30))
+YANWEN = {"carrier_name": "Yanwen", "carrier": "yanwen", "service": "Yanwen Line"}
 
 Message = TrackingEvent | ShipmentConfirmed | ShipmentCancelled
 
@@ -181,30 +183,82 @@ async def test_clock_job_expires_pending_packages_and_marks_the_outbox(
     assert simple(await counts(scorer_engine))[("US", "toys", promised)] == (1, 0, 0)
 
 
-async def test_clock_job_flags_unscanned_packages_past_the_grace_and_lowers_the_forecast(
+async def test_clock_reviews_make_an_unscanned_package_overdue_as_time_passes(
     scorer_engine: AsyncEngine, evaluator: Evaluator
 ) -> None:
     promised = TODAY + timedelta(days=10)
-    await apply(scorer_engine, evaluator, [shipment("o-1", promised=promised, confirmed_at=NOW)])
-    grace = evaluator.policy.forecast.first_scan_grace_days
+    confirmed = datetime.combine(TODAY, datetime.min.time()) + timedelta(hours=2)
+    await apply(
+        scorer_engine,
+        evaluator,
+        [shipment("o-1", promised=promised, confirmed_at=confirmed.replace(tzinfo=timezone.utc))],
+    )
     async with scorer_engine.begin() as connection:
         await outbox_remove(connection, await outbox_batch(connection, 10))
-        # Within the grace nothing changes.
-        assert await flag_overdue_first_scans(connection, evaluator, TODAY + timedelta(days=grace), 100) == 0
-    later = TODAY + timedelta(days=grace + 1)
+        # Not due yet: it was evaluated at noon today and is next reviewed hours later.
+        assert await review_due(connection, evaluator, TODAY, 100, confirmed + timedelta(hours=11)) == 0
+        fresh = (await counts(scorer_engine))[("US", "toys")][promised].expected_valid
+    later = confirmed + timedelta(days=4)
     async with scorer_engine.begin() as connection:
-        assert await flag_overdue_first_scans(connection, evaluator, later, 100) == 1
+        assert await review_due(connection, evaluator, later.date(), 100, later) == 1
     async with scorer_engine.begin() as connection:
-        assert await flag_overdue_first_scans(connection, evaluator, later, 100) == 0  # flagged once
+        assert await review_due(connection, evaluator, later.date(), 100, later) == 0  # reviewed once
         assert [m[:3] for m in await outbox_batch(connection, 10)] == [("seller-1", "US", "toys")]
         state, reason = (await connection.execute(select(packages.c.state, packages.c.reason))).one()
     assert (state, reason) == ("pending", "overdue_first_scan")
-    pending = (await counts(scorer_engine))[("US", "toys")][promised]
-    prior = evaluator.policy.forecast.prior_partial
-    assert pending.expected_valid == pytest.approx(prior * evaluator.policy.forecast.overdue_first_scan_factor)
+    overdue = (await counts(scorer_engine))[("US", "toys")][promised].expected_valid
+    assert fresh > 0.9 and overdue < fresh / 3
     # A scan clears it.
-    await apply(scorer_engine, evaluator, [event(occurred_at=NOW + timedelta(days=grace + 1))], today=later)
+    await apply(scorer_engine, evaluator, [event(occurred_at=later.replace(tzinfo=timezone.utc))], today=later.date())
     assert simple(await counts(scorer_engine))[("US", "toys", promised)] == (1, 0, 0)
+
+
+async def test_a_refreshed_model_makes_the_affected_lanes_due_for_review(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    """Shipments first, scans afterwards (an ERP backfill): once the model is refreshed the
+    probabilities equal those of a database that got the scans first."""
+    history = [
+        shipment(f"h-{i}", tracking_number=f"UG{i:09d}YP", promised=TODAY - timedelta(days=2),
+                 confirmed_at=NOW - timedelta(days=12), **YANWEN)
+        for i in range(30)
+    ]  # fmt: skip
+    upcoming = shipment(
+        "o-new", tracking_number="UG999999999YP", promised=TODAY + timedelta(days=8), confirmed_at=NOW, **YANWEN
+    )
+    scans_of_history = [
+        event(tracking_number=f"UG{i:09d}YP", occurred_at=NOW - timedelta(days=12) + timedelta(hours=10), event_id=f"e{i}")
+        for i in range(30)
+    ]  # fmt: skip
+
+    async def probability(engine: AsyncEngine) -> float:
+        async with engine.connect() as connection:
+            return (
+                int(
+                    (
+                        await connection.execute(
+                            select(packages.c.probability_micro).where(packages.c.order_id == "o-new")
+                        )
+                    ).scalar_one()
+                )
+                / 1_000_000
+            )
+
+    await apply(scorer_engine, evaluator, [*history, upcoming])
+    async with scorer_engine.begin() as connection:
+        await refresh_model(connection, evaluator, datetime.combine(TODAY, datetime.min.time()) + timedelta(hours=12))
+        await review_due(connection, evaluator, TODAY, 100)
+    shipments_only = await probability(scorer_engine)
+    await apply(scorer_engine, evaluator, scans_of_history)
+    async with scorer_engine.begin() as connection:
+        marked = await refresh_model(
+            connection, evaluator, datetime.combine(TODAY, datetime.min.time()) + timedelta(hours=12, minutes=5)
+        )
+        assert marked >= 1
+        await review_due(connection, evaluator, TODAY, 100)
+    after_scans = await probability(scorer_engine)
+    # Nothing was ever scanned: the lane looked dead. With its history scanned it is healthy.
+    assert shipments_only < 0.5 < 0.9 < after_scans
 
 
 async def test_window_slide_is_marked_once_per_day(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:

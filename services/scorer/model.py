@@ -1,0 +1,511 @@
+"""The per-package model: the probability that a pending package's tracking becomes valid
+before it is counted, learnt from the packages themselves. Pure: no I/O, no clock.
+
+Two milestones decide validity (domain.md section 2):
+
+- ``first_scan``: the first physical scan, timed from the confirmation. Enough for partial
+  tracking.
+- ``delivery``: the first delivery or delivery-attempt scan, timed from the first scan.
+  Full tracking needs it too.
+
+For each milestone the model keeps, per lane, a discrete-time survival curve (12-hour
+buckets over 30 days) estimated as in Kaplan-Meier: in each bucket, the hazard is the
+(recency-weighted) number of packages that reached the milestone in it over the number
+still waiting at its start. Packages still waiting today are *censored*, not failures,
+so a carrier that stopped scanning two days ago already shows: its recent parcels are at
+risk in the early buckets and reach nothing. Packages that never reach the milestone stay
+at risk in every bucket, so the curve's tail is the share that never gets there.
+
+Lanes are shrunk hierarchically (seller's lane -> lane -> carrier -> everyone -> prior):
+each level's hazard is ``(events + w * parent_hazard) / (exposure + w)``, so a new seller
+borrows the lane's behaviour and a seller with enough recent parcels of their own is
+judged by them.
+
+Given a package at ``now`` with a deadline (the end of the first day on which it counts,
+the day after its promised date), the probability is the chance of reaching the missing
+milestones before the deadline, conditional on not having reached them by now.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.schemas import Reason
+
+BUCKET_HOURS = 12.0
+#: 30 days of 12-hour buckets; beyond the last bucket nothing happens any more.
+BUCKETS = 60
+#: Points of the survival curve compared to decide whether a lane's model changed.
+CHANGE_PROBES = (1, 2, 4, 6, 8, 12, 16, 20, 24, 30, 40, 59)
+
+
+#: Reasons that a silent carrier explains better (it is not this seller's parcel alone).
+SILENCE_MASKS = frozenset(
+    {
+        Reason.AWAITING_FIRST_SCAN,
+        Reason.OVERDUE_FIRST_SCAN,
+        Reason.AWAITING_DELIVERY_SCAN,
+        Reason.STALLED_IN_TRANSIT,
+    }
+)
+
+
+class Milestone(StrEnum):
+    FIRST_SCAN = "first_scan"
+    DELIVERY = "delivery"
+
+
+#: (seller, carrier, service key, origin, marketplace): the finest lane.
+LaneKey = tuple[str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Model parameters (``[forecast]`` of policy.toml)."""
+
+    #: Weight of a package halves every this many days of age (recent lanes count more).
+    half_life_days: float = 7.0
+    #: Pseudo-packages at risk a level borrows from its parent in each bucket.
+    shrinkage_weight: float = 6.0
+    #: Packages confirmed this many days ago or less are learnt from.
+    history_days: int = 56
+    #: Prior curves (before any data): mean days to the milestone and share that gets it.
+    prior_first_scan_days: float = 1.0
+    prior_first_scan_share: float = 0.97
+    prior_delivery_days: float = 8.0
+    prior_delivery_share: float = 0.9
+    #: A package whose tracking number looks malformed keeps this share of its probability.
+    malformed_factor: float = 0.2
+    #: A lane reaches "overdue"/"stalled" once this share of its eventual milestones has happened.
+    overdue_share: float = 0.95
+    #: A service whose full-tracking parcels get a delivery scan this rarely is partial-only...
+    partial_only_share: float = 0.05
+    #: ... once this many (weighted) parcels were observed long enough to tell.
+    partial_only_min_exposure: float = 15.0
+    #: Carrier health: silent once the scans expected during the silence reach this number
+    #: (a Poisson count with this mean is 0 with probability e^-8, about 0.03%).
+    silent_min_expected_scans: float = 8.0
+    #: Probability factor for a silent carrier's parcels: halves every this many hours of silence.
+    silent_half_life_hours: float = 24.0
+    silent_min_factor: float = 0.05
+    #: ... and never before this many hours without a scan (scans come in daily waves).
+    silent_min_hours: float = 12.0
+    #: Carrier health looks back this many hours for the usual rate (the last day excluded).
+    health_baseline_hours: float = 7 * 24.0
+    #: A pending package's probability is recomputed at least this often (time alone moves it).
+    review_hours: float = 3.0
+
+
+# -- survival curves -------------------------------------------------------------------
+
+
+@dataclass
+class Histogram:
+    """Weighted events and exposures per bucket for one milestone of one lane."""
+
+    events: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
+    exposure: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
+
+    def add(self, elapsed_hours: float, reached: bool, weight: float) -> None:
+        """One package: reached the milestone after ``elapsed_hours`` or, if not ``reached``,
+        still waiting after that long (censored). Exposure is time at risk, in buckets."""
+        position = max(0.0, elapsed_hours) / BUCKET_HOURS
+        last = int(position)
+        for bucket in range(min(last, BUCKETS)):
+            self.exposure[bucket] += weight
+        if last >= BUCKETS:
+            return
+        self.exposure[last] += weight * (position - last)
+        if reached:
+            self.events[last] += weight
+
+    def merge(self, other: Histogram) -> None:
+        for bucket in range(BUCKETS):
+            self.events[bucket] += other.events[bucket]
+            self.exposure[bucket] += other.exposure[bucket]
+
+    def as_json(self) -> list[list[float]]:
+        return [[round(v, 4) for v in self.events], [round(v, 4) for v in self.exposure]]
+
+    @classmethod
+    def from_json(cls, value: list[list[float]]) -> Histogram:
+        return cls(list(map(float, value[0])), list(map(float, value[1])))
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Piecewise-exponential survival curve: ``survival[b]`` = share not at the milestone
+    after ``b`` buckets, with a constant rate inside each bucket."""
+
+    survival: tuple[float, ...]
+    #: Weighted packages observed at least up to the last bucket (how much the tail is known).
+    tail_exposure: float = 0.0
+
+    @classmethod
+    def from_rates(cls, rates: Iterable[float], tail_exposure: float = 0.0) -> Curve:
+        """From the rate (events per bucket of time at risk) of each bucket."""
+        survival = [1.0]
+        for rate in rates:
+            survival.append(survival[-1] * math.exp(-max(0.0, rate)))
+        return cls(tuple(survival), tail_exposure)
+
+    @classmethod
+    def prior(cls, mean_days: float, share: float) -> Curve:
+        """Exponential waiting time with ``mean_days``, reached by ``share`` of packages."""
+        survival = [1.0 - share * (1.0 - math.exp(-b * BUCKET_HOURS / 24.0 / mean_days)) for b in range(BUCKETS + 1)]
+        return cls(tuple(survival))
+
+    def rates(self) -> list[float]:
+        s = self.survival
+        return [math.log(s[b] / s[b + 1]) if s[b + 1] > 0 else 50.0 for b in range(BUCKETS)]
+
+    def at(self, hours: float) -> float:
+        """Survival after ``hours``, geometric within a bucket."""
+        position = max(0.0, hours) / BUCKET_HOURS
+        bucket = int(position)
+        if bucket >= BUCKETS:
+            return self.survival[BUCKETS]
+        start, end = self.survival[bucket], self.survival[bucket + 1]
+        if start <= 0.0:
+            return 0.0
+        return start * (end / start) ** (position - bucket) if end > 0 else start * (1.0 - (position - bucket))
+
+    def reach_by(self, elapsed_hours: float, deadline_hours: float) -> float:
+        """P(milestone before ``deadline_hours`` | not reached after ``elapsed_hours``)."""
+        if deadline_hours <= elapsed_hours:
+            return 0.0
+        now = self.at(elapsed_hours)
+        if now <= 1e-12:
+            return 0.0
+        return max(0.0, min(1.0, 1.0 - self.at(deadline_hours) / now))
+
+    @property
+    def eventual(self) -> float:
+        return 1.0 - self.survival[BUCKETS]
+
+    def share_by(self, hours: float) -> float:
+        """Share of the packages that ever reach the milestone that did so within ``hours``."""
+        eventual = self.eventual
+        return 1.0 if eventual <= 1e-9 else (1.0 - self.at(hours)) / eventual
+
+
+def shrink(histogram: Histogram | None, parent: Curve, weight: float) -> Curve:
+    if histogram is None:
+        return parent
+    parent_rates = parent.rates()
+    rates = [
+        (histogram.events[b] + weight * parent_rates[b]) / (histogram.exposure[b] + weight) for b in range(BUCKETS)
+    ]
+    # How well the tail is known: packages observed through the last buckets.
+    return Curve.from_rates(rates, histogram.exposure[BUCKETS - 1])
+
+
+# -- carrier health --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CarrierHealth:
+    carrier: str
+    origin: str
+    #: Hours since the carrier's newest scan from this origin.
+    silent_hours: float
+    #: Usual scans per hour over the baseline period.
+    usual_rate: float
+
+    @property
+    def expected_scans(self) -> float:
+        return self.usual_rate * self.silent_hours
+
+    def silent(self, settings: ModelSettings) -> bool:
+        return (
+            self.silent_hours >= settings.silent_min_hours and self.expected_scans >= settings.silent_min_expected_scans
+        )
+
+    def factor(self, settings: ModelSettings) -> float:
+        if not self.silent(settings):
+            return 1.0
+        return max(settings.silent_min_factor, math.pow(0.5, self.silent_hours / settings.silent_half_life_hours))
+
+
+def carrier_health(
+    scan_times: Mapping[tuple[str, str], Iterable[datetime]], now: datetime, settings: ModelSettings
+) -> dict[tuple[str, str], CarrierHealth]:
+    """Per carrier x origin: the usual scan rate (the baseline period before the last day)
+    and how long it has been silent. Scan times are when the scans occurred (not when they
+    arrived), so a backfill of old history reads the same as live pushes."""
+    found: dict[tuple[str, str], CarrierHealth] = {}
+    baseline = settings.health_baseline_hours
+    for key, times in scan_times.items():
+        newest: datetime | None = None
+        in_baseline = 0
+        for moment in times:
+            if moment > now:
+                continue
+            age_hours = (now - moment).total_seconds() / 3600.0
+            if 24.0 <= age_hours < 24.0 + baseline:
+                in_baseline += 1
+            if newest is None or moment > newest:
+                newest = moment
+        if newest is None:
+            continue
+        found[key] = CarrierHealth(
+            key[0], key[1], (now - newest).total_seconds() / 3600.0, in_baseline / baseline if baseline else 0.0
+        )
+    return found
+
+
+# -- the model -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one resolved or waiting package says about its lane."""
+
+    lane: LaneKey
+    milestone: Milestone
+    elapsed_hours: float
+    reached: bool
+    weight: float
+
+
+def recency_weight(age_hours: float, settings: ModelSettings) -> float:
+    return math.pow(0.5, max(0.0, age_hours) / 24.0 / settings.half_life_days)
+
+
+def observations_of(
+    lane: LaneKey,
+    full_tracking: bool,
+    confirmed_at: datetime,
+    first_scan_at: datetime | None,
+    delivery_scan_at: datetime | None,
+    now: datetime,
+    settings: ModelSettings,
+) -> list[Observation]:
+    """One package's observations: its first scan (all packages), and its delivery scan
+    (full-tracking packages that have been scanned)."""
+    weight = recency_weight((now - confirmed_at).total_seconds() / 3600.0, settings)
+    found = []
+    if first_scan_at is not None and first_scan_at <= now:
+        found.append(Observation(lane, Milestone.FIRST_SCAN, _hours(first_scan_at - confirmed_at), True, weight))
+        if full_tracking:
+            reached = delivery_scan_at is not None and delivery_scan_at <= now
+            end = delivery_scan_at if reached and delivery_scan_at is not None else now
+            found.append(Observation(lane, Milestone.DELIVERY, _hours(end - first_scan_at), reached, weight))
+    else:
+        found.append(Observation(lane, Milestone.FIRST_SCAN, _hours(now - confirmed_at), False, weight))
+    return found
+
+
+def _hours(delta: Any) -> float:
+    return float(delta.total_seconds()) / 3600.0
+
+
+def _levels(lane: LaneKey) -> tuple[tuple[str, ...], ...]:
+    """The keys of a lane from the most general to the most specific."""
+    seller, carrier, service, origin, marketplace = lane
+    return (
+        ("all",),
+        ("carrier", carrier, origin),
+        ("lane", carrier, service, origin, marketplace),
+        ("seller", seller, carrier, service, origin, marketplace),
+    )
+
+
+def _parent(level_key: tuple[str, ...]) -> tuple[str, ...] | None:
+    kind = level_key[0]
+    if kind == "seller":
+        return ("lane", *level_key[2:])
+    if kind == "lane":
+        return ("carrier", level_key[1], level_key[3])
+    if kind == "carrier":
+        return ("all",)
+    return None
+
+
+@dataclass
+class ModelState:
+    """What the model is built from, small enough to store as one JSON document: the
+    histograms per finest lane and milestone, and the carrier health."""
+
+    histograms: dict[tuple[LaneKey, Milestone], Histogram] = field(default_factory=dict)
+    health: dict[tuple[str, str], CarrierHealth] = field(default_factory=dict)
+    computed_at: datetime | None = None
+
+    def add(self, observation: Observation) -> None:
+        key = (observation.lane, observation.milestone)
+        histogram = self.histograms.get(key)
+        if histogram is None:
+            histogram = self.histograms[key] = Histogram()
+        histogram.add(observation.elapsed_hours, observation.reached, observation.weight)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "computed_at": self.computed_at.isoformat() if self.computed_at else None,
+            "histograms": [
+                [list(lane), milestone.value, h.as_json()] for (lane, milestone), h in self.histograms.items()
+            ],
+            "health": [[h.carrier, h.origin, h.silent_hours, h.usual_rate] for h in self.health.values()],
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ModelState:
+        histograms = {
+            (tuple(lane), Milestone(milestone)): Histogram.from_json(h)  # type: ignore[misc]
+            for lane, milestone, h in value.get("histograms", [])
+        }
+        health = {
+            (carrier, origin): CarrierHealth(carrier, origin, float(hours), float(rate))
+            for carrier, origin, hours, rate in value.get("health", [])
+        }
+        computed = value.get("computed_at")
+        return cls(histograms, health, datetime.fromisoformat(computed) if computed else None)
+
+
+class Model:
+    """Shrunk curves per lane and milestone, ready for :meth:`probability`."""
+
+    def __init__(self, state: ModelState, settings: ModelSettings) -> None:
+        self.state = state
+        self.settings = settings
+        self._curves: dict[tuple[tuple[str, ...], Milestone], Curve] = {}
+        self._memo: dict[tuple[Any, ...], float] = {}
+        priors = {
+            Milestone.FIRST_SCAN: Curve.prior(settings.prior_first_scan_days, settings.prior_first_scan_share),
+            Milestone.DELIVERY: Curve.prior(settings.prior_delivery_days, settings.prior_delivery_share),
+        }
+        merged: dict[tuple[tuple[str, ...], Milestone], Histogram] = defaultdict(Histogram)
+        for (lane, milestone), histogram in state.histograms.items():
+            for level in _levels(lane):
+                merged[(level, milestone)].merge(histogram)
+        # Parents before children: keys sorted by depth.
+        for level_key, milestone in sorted(merged, key=lambda key: len(key[0])):
+            parent_key = _parent(level_key)
+            parent = priors[milestone] if parent_key is None else self._curves[(parent_key, milestone)]
+            self._curves[(level_key, milestone)] = shrink(
+                merged[(level_key, milestone)], parent, settings.shrinkage_weight
+            )
+        self._priors = priors
+
+    def curve(self, lane: LaneKey, milestone: Milestone) -> Curve:
+        """The most specific curve known for ``lane`` (a new seller gets the lane's, and so on)."""
+        for level in reversed(_levels(lane)):
+            found = self._curves.get((level, milestone))
+            if found is not None:
+                return found
+        return self._priors[milestone]
+
+    def lane_curve(self, lane: LaneKey, milestone: Milestone) -> Curve:
+        """The curve of the lane across sellers (what a service does, whoever ships with it)."""
+        _, carrier, service, origin, marketplace = lane
+        return self.curve(("", carrier, service, origin, marketplace), milestone)
+
+    def health(self, carrier: str, origin: str) -> CarrierHealth | None:
+        return self.state.health.get((carrier, origin))
+
+    def rarely_scans_delivery(self, lane: LaneKey) -> bool:
+        """Full-tracking parcels of this service almost never get a delivery scan (learnt)."""
+        curve = self.lane_curve(lane, Milestone.DELIVERY)
+        return (
+            curve.tail_exposure >= self.settings.partial_only_min_exposure
+            and curve.eventual < self.settings.partial_only_share
+        )
+
+    def reach_first_scan_then_delivery(self, lane: LaneKey, elapsed_hours: float, deadline_hours: float) -> float:
+        """Unscanned full-tracking package: first scan, then delivery, both before the deadline."""
+        memo_key = (lane, round(elapsed_hours), round(deadline_hours))
+        found = self._memo.get(memo_key)
+        if found is not None:
+            return found
+        first = self.curve(lane, Milestone.FIRST_SCAN)
+        delivery = self.curve(lane, Milestone.DELIVERY)
+        waiting = first.at(elapsed_hours)
+        total = 0.0
+        if waiting > 1e-12 and deadline_hours > elapsed_hours:
+            step = BUCKET_HOURS / 2
+            start = elapsed_hours
+            while start < deadline_hours:
+                end = min(deadline_hours, start + step)
+                reached_here = (first.at(start) - first.at(end)) / waiting
+                total += reached_here * delivery.reach_by(0.0, deadline_hours - (start + end) / 2)
+                start = end
+        if len(self._memo) > 200_000:
+            self._memo.clear()
+        self._memo[memo_key] = total
+        return total
+
+    def estimate(
+        self,
+        lane: LaneKey,
+        *,
+        full_tracking: bool,
+        physical_scans: int,
+        first_scan_at: datetime | None,
+        confirmed_at: datetime,
+        deadline: datetime,
+        now: datetime,
+        malformed: bool,
+    ) -> tuple[float, Reason]:
+        """Probability that a pending package is valid by ``deadline`` and the reason a seller
+        reads for it. Times are naive UTC."""
+        settings = self.settings
+        rarely = full_tracking and self.rarely_scans_delivery(lane)
+        if physical_scans == 0 or first_scan_at is None:
+            elapsed, until = _hours(now - confirmed_at), _hours(deadline - confirmed_at)
+            first = self.curve(lane, Milestone.FIRST_SCAN)
+            if full_tracking:
+                probability = self.reach_first_scan_then_delivery(lane, elapsed, until)
+            else:
+                probability = first.reach_by(elapsed, until)
+            if malformed:
+                reason = Reason.MALFORMED_TRACKING_NUMBER
+            elif rarely:
+                reason = Reason.SERVICE_RARELY_SCANS_DELIVERY
+            elif first.share_by(elapsed) >= settings.overdue_share:
+                reason = Reason.OVERDUE_FIRST_SCAN
+            else:
+                reason = Reason.AWAITING_FIRST_SCAN
+        else:
+            # Full tracking, scanned, no delivery scan yet.
+            elapsed, until = _hours(now - first_scan_at), _hours(deadline - first_scan_at)
+            delivery = self.curve(lane, Milestone.DELIVERY)
+            probability = delivery.reach_by(elapsed, until)
+            if rarely:
+                reason = Reason.SERVICE_RARELY_SCANS_DELIVERY
+            elif delivery.share_by(elapsed) >= settings.overdue_share:
+                reason = Reason.STALLED_IN_TRANSIT
+            else:
+                reason = Reason.AWAITING_DELIVERY_SCAN
+        if malformed:
+            probability *= settings.malformed_factor
+        health = self.health(lane[1], lane[3])
+        if health is not None and health.silent(settings):
+            probability *= health.factor(settings)
+            if reason in SILENCE_MASKS:
+                reason = Reason.CARRIER_SILENT
+        return round(min(1.0, max(0.0, probability)), 3), reason
+
+    def changed_lanes(self, previous: Model | None, lanes: Iterable[LaneKey]) -> set[LaneKey]:
+        """Lanes whose curves or carrier health moved enough to re-evaluate their packages."""
+        if previous is None:
+            return set(lanes)
+        changed = set()
+        for lane in lanes:
+            if self._silent(lane) != previous._silent(lane):
+                changed.add(lane)
+                continue
+            for milestone in Milestone:
+                mine, theirs = self.curve(lane, milestone), previous.curve(lane, milestone)
+                if any(abs(mine.survival[b] - theirs.survival[b]) > 0.01 for b in CHANGE_PROBES):
+                    changed.add(lane)
+                    break
+        return changed
+
+    def _silent(self, lane: LaneKey) -> bool:
+        health = self.health(lane[1], lane[3])
+        return health is not None and health.silent(self.settings)
