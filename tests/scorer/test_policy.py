@@ -104,7 +104,7 @@ def test_domain_vector_before_promised_date(
         assert (decision.state, decision.probability) == (PackageState.INVALID, 0.0)
     else:
         assert decision.state is PackageState.PENDING, f"vector {number}"
-        assert 0 < decision.probability < 1
+        assert decision.reason is not None  # the model prices it (tests/scorer/test_model.py)
 
 
 def test_mx_threshold_is_five_dollars_converted(policy: Policy) -> None:

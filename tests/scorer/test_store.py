@@ -207,7 +207,7 @@ async def test_clock_reviews_make_an_unscanned_package_overdue_as_time_passes(
         state, reason = (await connection.execute(select(packages.c.state, packages.c.reason))).one()
     assert (state, reason) == ("pending", "overdue_first_scan")
     overdue = (await counts(scorer_engine))[("US", "toys")][promised].expected_valid
-    assert fresh > 0.9 and overdue < fresh / 3
+    assert fresh > 0.9 and overdue < fresh / 2
     # A scan clears it.
     await apply(scorer_engine, evaluator, [event(occurred_at=later.replace(tzinfo=timezone.utc))], today=later.date())
     assert simple(await counts(scorer_engine))[("US", "toys", promised)] == (1, 0, 0)
