@@ -280,26 +280,24 @@ def recency_weight(age_hours: float, settings: ModelSettings) -> float:
 
 def observations_of(
     lane: LaneKey,
-    full_tracking: bool,
     confirmed_at: datetime,
     first_scan_at: datetime | None,
     delivery_scan_at: datetime | None,
     now: datetime,
     settings: ModelSettings,
 ) -> list[Observation]:
-    """One package's observations: its first scan (all packages), and its delivery scan
-    (full-tracking packages that have been scanned)."""
-    weight = recency_weight((now - confirmed_at).total_seconds() / 3600.0, settings)
-    found = []
-    if first_scan_at is not None and first_scan_at <= now:
-        found.append(Observation(lane, Milestone.FIRST_SCAN, _hours(first_scan_at - confirmed_at), True, weight))
-        if full_tracking:
-            reached = delivery_scan_at is not None and delivery_scan_at <= now
-            end = delivery_scan_at if reached and delivery_scan_at is not None else now
-            found.append(Observation(lane, Milestone.DELIVERY, _hours(end - first_scan_at), reached, weight))
-    else:
-        found.append(Observation(lane, Milestone.FIRST_SCAN, _hours(now - confirmed_at), False, weight))
-    return found
+    """One package's observations: its first scan, and once scanned its delivery scan.
+    Partial-tracking parcels count for the delivery scan too: what a service does at the
+    destination does not depend on the order's value."""
+    weight = recency_weight(_hours(now - confirmed_at), settings)
+    if first_scan_at is None or first_scan_at > now:
+        return [Observation(lane, Milestone.FIRST_SCAN, _hours(now - confirmed_at), False, weight)]
+    reached = delivery_scan_at is not None and delivery_scan_at <= now
+    end = delivery_scan_at if reached and delivery_scan_at is not None else now
+    return [
+        Observation(lane, Milestone.FIRST_SCAN, _hours(first_scan_at - confirmed_at), True, weight),
+        Observation(lane, Milestone.DELIVERY, _hours(end - first_scan_at), reached, weight),
+    ]
 
 
 def _hours(delta: Any) -> float:

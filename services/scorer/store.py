@@ -70,6 +70,8 @@ from services.scorer.schema import (
     scans,
 )
 from shared.schemas import (
+    DELIVERY_SCAN_STATUSES,
+    PHYSICAL_SCAN_STATUSES,
     SHIPMENT_CODEC,
     TRACKING_EVENT_CODEC,
     CarrierHealthNote,
@@ -813,10 +815,28 @@ async def load_packages(
     return found
 
 
-def settled(package: PackageRow) -> bool:
+def settled(package: PackageRow, new_scans: Sequence[TrackingEvent] = ()) -> bool:
     """More scans cannot change this package: valid stays valid (validity only grows with
-    scans), cancelled stays cancelled, and a structural reason does not depend on scans."""
-    return package.state in (PackageState.VALID, PackageState.CANCELLED) or package.reason in STRUCTURAL_REASONS
+    scans), cancelled stays cancelled, and a structural reason does not depend on scans.
+
+    A valid package still takes a scan that moves one of its milestones (an earlier first
+    scan, or its first delivery scan): the forecast model learns from them, partial-tracking
+    parcels included, which is how a service that never scans delivery shows in the data.
+    """
+    if package.state == PackageState.CANCELLED or package.reason in STRUCTURAL_REASONS:
+        return True
+    if package.state != PackageState.VALID:
+        return False
+    first, delivery = package.first_scan_at, package.delivery_scan_at
+    for event in new_scans:
+        if event.status not in PHYSICAL_SCAN_STATUSES:
+            continue
+        moment = naive_utc(event.occurred_at)
+        if first is None or moment < first:
+            return False
+        if event.status in DELIVERY_SCAN_STATUSES and (delivery is None or moment < delivery):
+            return False
+    return True
 
 
 def _newer(package: PackageRow, than: PackageRow) -> bool:
@@ -859,11 +879,18 @@ async def apply_records(
     )
     cancelled = await insert_cancellations(connection, batch.cancellations)
     existing = await load_packages(connection, scanned | cancelled, latest)
+    events_by_number: dict[str, list[TrackingEvent]] = defaultdict(list)
+    for event in batch.events:
+        events_by_number[normalise_tracking_number(event.tracking_number)].append(event)
 
     changes: dict[tuple[str, str], tuple[PackageRow | None, PackageRow]] = {
         key: (package, package.clone())
         for key, package in existing.items()
-        if package.tracking_number in cancelled or (package.tracking_number in scanned and not settled(package))
+        if package.tracking_number in cancelled
+        or (
+            package.tracking_number in scanned
+            and not settled(package, events_by_number.get(package.tracking_number, ()))
+        )
     }
     applied_confirmations = 0
     for key, fresh in latest.items():
@@ -953,7 +980,6 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
             c.service,
             c.ship_from_country,
             c.marketplace,
-            c.required_tracking,
             c.confirmed_at,
             c.first_scan_at,
             c.delivery_scan_at,
@@ -971,7 +997,6 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
         service,
         origin,
         marketplace,
-        required,
         confirmed_at,
         first_scan_at,
         delivery_scan_at,
@@ -984,7 +1009,6 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
         lane: LaneKey = (seller_id, carrier, service_key(service), origin, marketplace)
         for observation in observations_of(
             lane,
-            required == TrackingLevel.FULL.value,
             confirmed_at,
             first_scan_at,
             delivery_scan_at,

@@ -179,6 +179,19 @@ SERVICES: dict[str, CarrierService] = {
             (10, 13),
         ),
         CarrierService(
+            # An untracked economy product: no delivery scan ever, and its name matches none
+            # of the scorer's partial-only keywords (the model must learn it).
+            "yanwen/economy",
+            "YANWEN",
+            "燕文航空经济小包",
+            True,
+            False,
+            Source.YANWEN,
+            NumberFormat.YANWEN,
+            (8.0, 14.0),
+            (12, 16),
+        ),
+        CarrierService(
             "4px/standard",
             "4PX",
             "4PX Standard",

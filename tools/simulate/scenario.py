@@ -36,6 +36,10 @@ class LanePhase:
     from_day: int
     services: tuple[tuple[str, float], ...]
     values: ValueMix = ValueMix()
+    #: Failure rates of this lane's parcels from then on (None: the service's own).
+    failures: FailureRates | None = None
+    #: Orders per day from then on (None: the lane's).
+    orders_per_day: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class Lane:
     values: ValueMix = ValueMix()
     phases: tuple[LanePhase, ...] = ()
     ship_from: str = "CN"
+    #: Failure rates of this lane's parcels (None: the service's own, or the scenario's override).
+    failures: FailureRates | None = None
 
     def shipping_on(self, day_offset: int) -> tuple[tuple[tuple[str, float], ...], ValueMix]:
         services, values = self.services, self.values
@@ -56,6 +62,20 @@ class Lane:
             if day_offset >= phase.from_day:
                 services, values = phase.services, phase.values
         return services, values
+
+    def failures_on(self, day_offset: int) -> FailureRates | None:
+        failures = self.failures
+        for phase in sorted(self.phases, key=lambda p: p.from_day):
+            if day_offset >= phase.from_day and phase.failures is not None:
+                failures = phase.failures
+        return failures
+
+    def orders_on(self, day_offset: int) -> float:
+        orders = self.orders_per_day
+        for phase in sorted(self.phases, key=lambda p: p.from_day):
+            if day_offset >= phase.from_day and phase.orders_per_day is not None:
+                orders = phase.orders_per_day
+        return orders
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,8 @@ class CarrierStop:
     seller_id: str
     service_key: str
     from_day: int
+    #: Share of the parcels handed over from then on that are never scanned.
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -293,7 +315,7 @@ def make_scans(
 def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
     """The whole scenario, from ``today - history_days`` to ``today + future_days``."""
     rng = random.Random(f"vtrwatch-sim:{seed}:{today.isoformat()}")
-    stops = {(stop.seller_id, stop.service_key): stop.from_day for stop in config.stops}
+    stops = {(stop.seller_id, stop.service_key): stop for stop in config.stops}
     failures = dict(config.failures)
     packages: list[Package] = []
     parcels: dict[str, Parcel] = {}
@@ -307,7 +329,7 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
                 day = today + timedelta(days=offset)
                 services, values = lane.shipping_on(offset)
                 # Orders are confirmed in Chinese business hours (01:00-14:00 UTC).
-                times = sorted(rng.uniform(1.0, 14.0) for _ in range(_poisson(rng, lane.orders_per_day)))
+                times = sorted(rng.uniform(1.0, 14.0) for _ in range(_poisson(rng, lane.orders_on(offset))))
                 for hours in times:
                     order_serial += 1
                     confirmed_at = (datetime.combine(day, time(), UTC) + timedelta(hours=hours)).replace(microsecond=0)
@@ -327,14 +349,18 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
                             tracking_number = make_tracking_number(service.number_format, rng)
                         used_numbers.add(tracking_number)
                         promised = day + timedelta(days=rng.randint(*service.promise_days))
-                        stop_day = stops.get((seller.seller_id, service_key))
+                        stop = stops.get((seller.seller_id, service_key))
+                        stopped = stop is not None and offset >= stop.from_day
+                        if stopped and stop is not None and stop.share < 1.0:
+                            # Drawn only for partial stops, so full stops keep their random stream.
+                            stopped = rng.random() < stop.share
                         scans, fate = make_scans(
                             rng,
                             service,
                             lane.marketplace,
                             confirmed_at,
-                            stop_day is not None and offset >= stop_day,
-                            failures.get(service_key),
+                            stopped,
+                            lane.failures_on(offset) or failures.get(service_key),
                         )
                         parcels[tracking_number] = Parcel(tracking_number, service_key, lane.marketplace, scans, fate)
                     cancelled_at = None
