@@ -28,6 +28,7 @@ milestones before the deadline, conditional on not having reached them by now.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -38,11 +39,19 @@ from typing import Any
 
 from shared.schemas import Reason
 
-BUCKET_HOURS = 12.0
-#: 30 days of 12-hour buckets; beyond the last bucket nothing happens any more.
-BUCKETS = 60
+#: Bucket boundaries in hours: 3-hour buckets for the first two days (first scans come
+#: within hours, and a parcel still unscanned at 30 hours must be told from one at 24), then
+#: 12-hour buckets to 30 days; beyond the last boundary nothing happens any more.
+BOUNDS: tuple[float, ...] = (*(3.0 * b for b in range(17)), *(48.0 + 12.0 * b for b in range(1, 57)))
+BUCKETS = len(BOUNDS) - 1
+WIDTHS: tuple[float, ...] = tuple(BOUNDS[b + 1] - BOUNDS[b] for b in range(BUCKETS))
 #: Points of the survival curve compared to decide whether a lane's model changed.
-CHANGE_PROBES = (1, 2, 4, 6, 8, 12, 16, 20, 24, 30, 40, 59)
+CHANGE_PROBES = (2, 4, 8, 12, 16, 20, 24, 30, 40, 50, 60, BUCKETS)
+
+
+def bucket_of(hours: float) -> int:
+    """Index of the bucket holding ``hours`` (``BUCKETS`` beyond the last)."""
+    return bisect.bisect_right(BOUNDS, max(0.0, hours)) - 1
 
 
 #: Reasons that a silent carrier explains better (it is not this seller's parcel alone).
@@ -114,14 +123,14 @@ class Histogram:
 
     def add(self, elapsed_hours: float, reached: bool, weight: float) -> None:
         """One package: reached the milestone after ``elapsed_hours`` or, if not ``reached``,
-        still waiting after that long (censored). Exposure is time at risk, in buckets."""
-        position = max(0.0, elapsed_hours) / BUCKET_HOURS
-        last = int(position)
+        still waiting after that long (censored). Exposure is time at risk, in hours."""
+        elapsed = max(0.0, elapsed_hours)
+        last = bucket_of(elapsed)
         for bucket in range(min(last, BUCKETS)):
-            self.exposure[bucket] += weight
+            self.exposure[bucket] += weight * WIDTHS[bucket]
         if last >= BUCKETS:
             return
-        self.exposure[last] += weight * (position - last)
+        self.exposure[last] += weight * (elapsed - BOUNDS[last])
         if reached:
             self.events[last] += weight
 
@@ -149,32 +158,33 @@ class Curve:
 
     @classmethod
     def from_rates(cls, rates: Iterable[float], tail_exposure: float = 0.0) -> Curve:
-        """From the rate (events per bucket of time at risk) of each bucket."""
+        """From the rate (events per hour at risk) of each bucket."""
         survival = [1.0]
-        for rate in rates:
-            survival.append(survival[-1] * math.exp(-max(0.0, rate)))
+        for rate, width in zip(rates, WIDTHS, strict=True):
+            survival.append(survival[-1] * math.exp(-max(0.0, rate) * width))
         return cls(tuple(survival), tail_exposure)
 
     @classmethod
     def prior(cls, mean_days: float, share: float) -> Curve:
         """Exponential waiting time with ``mean_days``, reached by ``share`` of packages."""
-        survival = [1.0 - share * (1.0 - math.exp(-b * BUCKET_HOURS / 24.0 / mean_days)) for b in range(BUCKETS + 1)]
+        survival = [1.0 - share * (1.0 - math.exp(-bound / 24.0 / mean_days)) for bound in BOUNDS]
         return cls(tuple(survival))
 
     def rates(self) -> list[float]:
         s = self.survival
-        return [math.log(s[b] / s[b + 1]) if s[b + 1] > 0 else 50.0 for b in range(BUCKETS)]
+        return [math.log(s[b] / s[b + 1]) / WIDTHS[b] if s[b + 1] > 0 else 50.0 for b in range(BUCKETS)]
 
     def at(self, hours: float) -> float:
         """Survival after ``hours``, geometric within a bucket."""
-        position = max(0.0, hours) / BUCKET_HOURS
-        bucket = int(position)
+        hours = max(0.0, hours)
+        bucket = bucket_of(hours)
         if bucket >= BUCKETS:
             return self.survival[BUCKETS]
         start, end = self.survival[bucket], self.survival[bucket + 1]
         if start <= 0.0:
             return 0.0
-        return start * (end / start) ** (position - bucket) if end > 0 else start * (1.0 - (position - bucket))
+        fraction = (hours - BOUNDS[bucket]) / WIDTHS[bucket]
+        return start * (end / start) ** fraction if end > 0 else start * (1.0 - fraction)
 
     def reach_by(self, elapsed_hours: float, deadline_hours: float) -> float:
         """P(milestone before ``deadline_hours`` | not reached after ``elapsed_hours``)."""
@@ -200,10 +210,11 @@ def shrink(histogram: Histogram | None, parent: Curve, weight: float) -> Curve:
         return parent
     parent_rates = parent.rates()
     rates = [
-        (histogram.events[b] + weight * parent_rates[b]) / (histogram.exposure[b] + weight) for b in range(BUCKETS)
+        (histogram.events[b] + weight * WIDTHS[b] * parent_rates[b]) / (histogram.exposure[b] + weight * WIDTHS[b])
+        for b in range(BUCKETS)
     ]
     # How well the tail is known: packages observed through the last buckets.
-    return Curve.from_rates(rates, histogram.exposure[BUCKETS - 1])
+    return Curve.from_rates(rates, histogram.exposure[BUCKETS - 1] / WIDTHS[BUCKETS - 1])
 
 
 # -- carrier health --------------------------------------------------------------------
@@ -425,7 +436,7 @@ class Model:
         waiting = first.at(elapsed_hours)
         total = 0.0
         if waiting > 1e-12 and deadline_hours > elapsed_hours:
-            step = BUCKET_HOURS / 2
+            step = 6.0
             start = elapsed_hours
             while start < deadline_hours:
                 end = min(deadline_hours, start + step)

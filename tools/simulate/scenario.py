@@ -101,6 +101,15 @@ class CarrierStop:
 
 
 @dataclass(frozen=True)
+class Blackout:
+    """A carrier service records no scan at all from a moment on (hours from today 00:00
+    UTC, negative = before), for every seller: parcels in flight go silent too."""
+
+    service_key: str
+    from_hour: float
+
+
+@dataclass(frozen=True)
 class Outage:
     """A webhook source that pushes nothing for one day; its pushes arrive a day late."""
 
@@ -122,6 +131,7 @@ class ScenarioConfig:
     shuffle_events_rate: float = 0.3
     stops: tuple[CarrierStop, ...] = ()
     outages: tuple[Outage, ...] = ()
+    blackouts: tuple[Blackout, ...] = ()
     #: Failure rates that replace a service's own (service key, rates), to stress a check.
     failures: tuple[tuple[str, FailureRates], ...] = ()
 
@@ -317,6 +327,10 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
     rng = random.Random(f"vtrwatch-sim:{seed}:{today.isoformat()}")
     stops = {(stop.seller_id, stop.service_key): stop for stop in config.stops}
     failures = dict(config.failures)
+    blackouts = {
+        blackout.service_key: datetime.combine(today, time(), UTC) + timedelta(hours=blackout.from_hour)
+        for blackout in config.blackouts
+    }
     packages: list[Package] = []
     parcels: dict[str, Parcel] = {}
     used_numbers: set[str] = set()
@@ -362,6 +376,10 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
                             stopped,
                             lane.failures_on(offset) or failures.get(service_key),
                         )
+                        silent_from = blackouts.get(service_key)
+                        if silent_from is not None and any(scan.occurred_at >= silent_from for scan in scans):
+                            scans = tuple(scan for scan in scans if scan.occurred_at < silent_from)
+                            fate = "carrier_blackout"
                         parcels[tracking_number] = Parcel(tracking_number, service_key, lane.marketplace, scans, fate)
                     cancelled_at = None
                     if rng.random() < config.cancel_rate:

@@ -1,0 +1,105 @@
+"""``python -m tools.evaluate``: run every scenario family through the scorer on a real
+database, compare its warnings with the simulator's ground truth, print a table, write JSON
+(and, with ``--plot``, the calibration plot)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from tools.evaluate.families import FAMILIES
+from tools.evaluate.report import BUCKETS, by_family, document, figures, plot_calibration
+from tools.evaluate.run import ORDERS, Case, evaluate_scenario, noon, scratch_database
+from tools.simulate.scenario import generate
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _pct(value: object) -> str:
+    return "-" if value is None else f"{100 * float(value):.0f}%"  # type: ignore[arg-type]
+
+
+def _table(title: str, rows: dict[str, dict[str, object]]) -> Table:
+    table = Table(title=title)
+    table.add_column("")
+    for name, _, _ in BUCKETS:
+        table.add_column(f"recall {name} d", justify="right")
+    table.add_column("false alarms", justify="right")
+    table.add_column("dtb MAE", justify="right")
+    table.add_column("counts", justify="right")
+    for label, f in rows.items():
+        table.add_row(
+            label,
+            *(f"{_pct(f[f'recall_{name}'])} ({f[f'n_{name}']})" for name, _, _ in BUCKETS),
+            f"{_pct(f['false_alarm_rate'])} ({f['n_healthy']})",
+            "-" if f["days_to_breach_mae"] is None else f"{f['days_to_breach_mae']:.2f} d",
+            str(f["counts_match"]),
+        )
+    return table
+
+
+async def main(arguments: argparse.Namespace) -> int:
+    console = Console()
+    today = datetime.now(UTC).date()
+    known_at = noon(today)
+    cases: list[Case] = []
+    packages_by_order: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    started = time.monotonic()
+    admin_url = None if arguments.sqlite else os.environ.get("VTR_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
+    with tempfile.TemporaryDirectory() as directory:
+        for family in arguments.families:
+            for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
+                scenario = generate(FAMILIES[family](seed), seed=seed, today=today)
+                for order in arguments.orders:
+                    async with scratch_database(admin_url, directory) as url:
+                        outcome = await evaluate_scenario(family, seed, scenario, order, url, known_at)
+                    cases.extend(outcome.cases)
+                    packages_by_order[order].extend(outcome.packages)
+                    console.log(f"{family} seed {seed} {order}: {len(outcome.cases)} seller-categories")
+    report = document(cases, packages_by_order)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    report["today"] = today.isoformat()
+    for order in arguments.orders:
+        rows = {"all": figures([c for c in cases if c.order == order])}
+        rows.update(by_family([c for c in cases if c.order == order]))
+        console.print(_table(f"{order} (at_risk when breach probability reaches the scorer's setting)", rows))
+        calibration = report["by_order"][order]["calibration"]
+        console.print(f"{order}: Brier {calibration['brier']:.4f} over {calibration['n']} pending packages")
+    arguments.json.parent.mkdir(parents=True, exist_ok=True)
+    arguments.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    console.print(f"wrote {arguments.json}")
+    if arguments.plot is not None:
+        order = arguments.orders[0]
+        plot_calibration(
+            report["by_order"][order]["calibration"]["table"],
+            arguments.plot,
+            f"make evaluate, {order}: Brier {report['by_order'][order]['calibration']['brier']:.3f}",
+        )
+        console.print(f"wrote {arguments.plot}")
+    return 0
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tools.evaluate", description=__doc__)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per family")
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--orders", nargs="+", default=list(ORDERS), choices=list(ORDERS))
+    parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of PostgreSQL")
+    parser.add_argument("--json", type=Path, default=Path(".vtr/evaluate/latest.json"))
+    parser.add_argument("--plot", type=Path, default=None, help="write the calibration plot (PNG) here")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(parse())))

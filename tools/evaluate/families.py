@@ -1,0 +1,188 @@
+"""Scenario families for ``make evaluate``: seeded marketplaces in which some sellers drift
+towards the floor in a known way and others must stay quiet.
+
+Each family is a function of a seed that returns a :class:`ScenarioConfig`. Whether a
+seller-category actually breaches, and when, is never assumed here: the ground truth is
+computed afterwards by the simulator's own rules (``tools/simulate/truth.py``) from every
+scan the simulated carriers will ever record.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from tools.simulate.catalog import FailureRates
+from tools.simulate.scenario import Blackout, CarrierStop, Lane, LanePhase, ScenarioConfig, Seller, ValueMix
+
+#: Marketplace, category and the carrier services a lane there ships with.
+LANES: tuple[tuple[str, str, str], ...] = (
+    ("SG", "Toys & Games", "yanwen/line"),
+    ("AE", "Home & Kitchen", "yunexpress/line"),
+    ("US", "Electronics", "china-post/epacket"),
+    ("SA", "Sports & Outdoors", "yunexpress/line"),
+    ("UK", "Beauty", "china-post/epacket"),
+    ("JP", "Pet Supplies", "yanwen/line"),
+    ("MX", "Clothing", "4px/standard"),
+    ("AU", "Electronics", "sfc/priority"),
+)
+
+FULL_HEAVY = ValueMix(below=0.55, at=0.05, above=0.40)
+HEALTHY = FailureRates(no_pickup=0.004, lost_in_transit=0.004, no_delivery_scan=0.003, late_pickup=0.02)
+
+
+def _lane(rng: random.Random, index: int, orders: float, **extra: object) -> Lane:
+    marketplace, category, service = LANES[index % len(LANES)]
+    return Lane(marketplace, category, orders, ((service, 1.0),), **extra)  # type: ignore[arg-type]
+
+
+def _controls(rng: random.Random, prefix: str, count: int) -> tuple[Seller, ...]:
+    """Comfortable sellers on the same carriers: the background every lane is learnt against."""
+    return tuple(
+        Seller(f"{prefix}-OK{i}", (_lane(rng, rng.randrange(len(LANES)), rng.uniform(4, 10)),), role="control")
+        for i in range(count)
+    )
+
+
+def carrier_stop(seed: int) -> ScenarioConfig:
+    """A carrier stops scanning a share of one seller's parcels, started 1-6 days ago."""
+    rng = random.Random(f"carrier_stop:{seed}")
+    sellers, stops = [], []
+    for i in range(8):
+        days_ago, share = rng.randint(1, 12), rng.choice((0.3, 0.5, 0.7, 1.0))
+        lane = _lane(rng, i, rng.uniform(6, 12))
+        seller_id = f"STOP{i}"
+        sellers.append(Seller(seller_id, (lane,), role="failing"))
+        stops.append(CarrierStop(seller_id, lane.services[0][0], -days_ago, share))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "STOP", 4)), stops=tuple(stops))
+
+
+def delivery_stop(seed: int) -> ScenarioConfig:
+    """A lane stops getting delivery scans (parcels arrive, nobody scans the delivery)."""
+    rng = random.Random(f"delivery_stop:{seed}")
+    sellers = []
+    for i in range(8):
+        days_ago, share = rng.randint(2, 16), rng.choice((0.4, 0.6, 0.9))
+        base = _lane(rng, i, rng.uniform(6, 12))
+        failing = FailureRates(no_pickup=0.004, lost_in_transit=0.004, no_delivery_scan=share)
+        lane = Lane(base.marketplace, base.category, base.orders_per_day, base.services, FULL_HEAVY,
+                    (LanePhase(-days_ago, base.services, FULL_HEAVY, failing),))  # fmt: skip
+        sellers.append(Seller(f"DLVR{i}", (lane,), role="failing"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "DLVR", 4)))
+
+
+def stalls(seed: int) -> ScenarioConfig:
+    """Parcels stall in transit: scanned at origin, then nothing."""
+    rng = random.Random(f"stalls:{seed}")
+    sellers = []
+    for i in range(8):
+        days_ago, share = rng.randint(2, 14), rng.choice((0.15, 0.3, 0.5))
+        base = _lane(rng, i, rng.uniform(6, 12))
+        failing = FailureRates(no_pickup=0.004, lost_in_transit=share)
+        lane = Lane(base.marketplace, base.category, base.orders_per_day, base.services, FULL_HEAVY,
+                    (LanePhase(-days_ago, base.services, FULL_HEAVY, failing),))  # fmt: skip
+        sellers.append(Seller(f"STALL{i}", (lane,), role="failing"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "STALL", 4)))
+
+
+def unmapped_carrier(seed: int) -> ScenarioConfig:
+    """Part of a seller's orders go out with a carrier Amazon does not integrate."""
+    rng = random.Random(f"unmapped:{seed}")
+    sellers = []
+    for i in range(7):
+        days_ago, share = rng.randint(1, 14), rng.choice((0.05, 0.1, 0.2))
+        base = _lane(rng, i, rng.uniform(6, 12))
+        service = base.services[0][0]
+        mixed = ((service, 1.0 - share), ("fast-cargo/express", share))
+        lane = Lane(base.marketplace, base.category, base.orders_per_day, base.services,
+                    phases=(LanePhase(-days_ago, mixed),))  # fmt: skip
+        sellers.append(Seller(f"UNMAP{i}", (lane,), role="failing"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "UNMAP", 4)))
+
+
+def unknown_partial_only(seed: int) -> ScenarioConfig:
+    """An untracked economy product whose name the policy does not list, used for orders
+    that need full tracking; cheaper orders have used it for months (so it can be learnt)."""
+    rng = random.Random(f"partial_only:{seed}")
+    sellers = []
+    for i in range(6):
+        days_ago, above = rng.randint(1, 14), rng.choice((0.06, 0.1, 0.2))
+        cheap = ValueMix(below=1.0, at=0.0, above=0.0)
+        mix = ValueMix(below=1.0 - above, at=0.0, above=above)
+        lane = Lane("SG", "Beauty", rng.uniform(6, 12), (("yanwen/economy", 1.0),), cheap,
+                    (LanePhase(-days_ago, (("yanwen/economy", 1.0),), mix),))  # fmt: skip
+        sellers.append(Seller(f"PONLY{i}", (lane,), role="failing"))
+    background = tuple(
+        Seller(f"PONLY-BG{i}", (Lane("SG", "Toys & Games", 8, (("yanwen/economy", 1.0),), ValueMix(1.0, 0.0, 0.0)),))
+        for i in range(2)
+    )
+    return ScenarioConfig(sellers=(*sellers, *background, *_controls(rng, "PONLY", 3)))
+
+
+def surge(seed: int) -> ScenarioConfig:
+    """Near the floor already, then a volume surge on an overloaded carrier."""
+    rng = random.Random(f"surge:{seed}")
+    sellers = []
+    near = FailureRates(no_pickup=0.02, lost_in_transit=0.01, no_delivery_scan=0.01)
+    overloaded = FailureRates(no_pickup=0.06, lost_in_transit=0.03, no_delivery_scan=0.02)
+    for i in range(7):
+        days_ago, factor = rng.randint(1, 12), rng.choice((1.5, 2.0, 3.0))
+        base = _lane(rng, i, rng.uniform(5, 9))
+        lane = Lane(base.marketplace, base.category, base.orders_per_day, base.services, failures=near,
+                    phases=(LanePhase(-days_ago, base.services, base.values, overloaded,
+                                      base.orders_per_day * factor),))  # fmt: skip
+        sellers.append(Seller(f"SURGE{i}", (lane,), role="failing"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "SURGE", 4)))
+
+
+def carrier_outage(seed: int) -> ScenarioConfig:
+    """A carrier goes silent for every seller, 12-36 hours before the evaluation (at noon):
+    only carrier health across sellers can see it that early."""
+    rng = random.Random(f"outage:{seed}")
+    sellers = []
+    for i in range(6):
+        marketplace = ("AE", "SA", "SG", "MX", "AU", "JP")[i]
+        lane = Lane(marketplace, "Home & Kitchen", rng.uniform(4, 12), (("yunexpress/line", 1.0),))
+        sellers.append(Seller(f"OUT{i}", (lane,), role="failing"))
+    silent_hours = rng.choice((12, 24, 36))
+    return ScenarioConfig(
+        sellers=(*sellers, *_controls(rng, "OUT", 4)), blackouts=(Blackout("yunexpress/line", 12 - silent_hours),)
+    )
+
+
+def slow_reliable(seed: int) -> ScenarioConfig:
+    """Controls: carriers whose first scan comes 3-8 days after confirmation, and does come."""
+    rng = random.Random(f"slow:{seed}")
+    slow = FailureRates(no_pickup=0.003, lost_in_transit=0.003, no_delivery_scan=0.002, late_pickup=0.9)
+    sellers = []
+    for i in range(6):
+        marketplace, category = ("US", "UK", "SG", "JP", "AE", "SA")[i], "Toys & Games"
+        lane = Lane(marketplace, category, rng.uniform(5, 12), (("china-post/registered", 1.0),),
+                    ValueMix(below=1.0, at=0.0, above=0.0), failures=slow)  # fmt: skip
+        sellers.append(Seller(f"SLOW{i}", (lane,), role="control"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "SLOW", 2)))
+
+
+def comfortable(seed: int) -> ScenarioConfig:
+    """Controls: comfortable sellers with the usual random failures, and high volume at 97-98%."""
+    rng = random.Random(f"comfortable:{seed}")
+    sellers = [Seller(f"COMF{i}", (_lane(rng, i, rng.uniform(3, 15), failures=HEALTHY),), role="control")
+               for i in range(6)]  # fmt: skip
+    high = FailureRates(no_pickup=0.01, lost_in_transit=0.008, no_delivery_scan=0.008, late_pickup=0.03)
+    for i in range(4):
+        lane = _lane(rng, i + 3, rng.uniform(35, 45), failures=high, values=ValueMix(0.7, 0.05, 0.25))
+        sellers.append(Seller(f"HIVOL{i}", (lane,), role="control"))
+    return ScenarioConfig(sellers=tuple(sellers))
+
+
+FAMILIES: dict[str, Callable[[int], ScenarioConfig]] = {
+    "carrier_stop": carrier_stop,
+    "delivery_stop": delivery_stop,
+    "stalls": stalls,
+    "unmapped_carrier": unmapped_carrier,
+    "unknown_partial_only": unknown_partial_only,
+    "surge": surge,
+    "carrier_outage": carrier_outage,
+    "slow_reliable": slow_reliable,
+    "comfortable": comfortable,
+}

@@ -1,0 +1,112 @@
+"""The figures of ``make evaluate``: recall per lead-time bucket and family, false alarms,
+``days_to_breach`` error, and the calibration of package probabilities."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tools.evaluate.run import Case
+
+#: Lead-time buckets (days from today to the true breach).
+BUCKETS: tuple[tuple[str, int, int], ...] = (("1-3", 1, 3), ("4-7", 4, 7), ("8-14", 8, 14))
+#: Categories with fewer packages are never warned above WATCH (by design), so they are left out.
+MIN_TOTAL = 10
+
+
+def _share(hits: int, count: int) -> float | None:
+    return None if count == 0 else hits / count
+
+
+def figures(cases: Sequence[Case]) -> dict[str, Any]:
+    eligible = [case for case in cases if case.total >= MIN_TOTAL]
+    result: dict[str, Any] = {"cases": len(eligible)}
+    for name, low, high in BUCKETS:
+        bucket = [c for c in eligible if c.true_lead is not None and low <= c.true_lead <= high]
+        result[f"recall_{name}"] = _share(sum(c.warned for c in bucket), len(bucket))
+        result[f"n_{name}"] = len(bucket)
+    healthy = [c for c in eligible if c.true_lead is None]
+    result["false_alarm_rate"] = _share(sum(c.warned for c in healthy), len(healthy))
+    result["n_healthy"] = len(healthy)
+    breached = [c for c in eligible if c.true_lead == 0]
+    result["breached_today"] = len(breached)
+    result["breached_today_flagged"] = sum(c.level == "BREACH" for c in breached)
+    errors = [
+        abs(c.days_to_breach - c.true_lead)
+        for c in eligible
+        if c.warned and c.true_lead is not None and c.true_lead >= 1 and c.days_to_breach is not None
+    ]
+    result["days_to_breach_mae"] = sum(errors) / len(errors) if errors else None
+    result["days_to_breach_n"] = len(errors)
+    result["counts_match"] = f"{sum(c.counts_match for c in cases)}/{len(cases)}"
+    return result
+
+
+def calibration(packages: Iterable[tuple[float, bool]], bins: int = 10) -> dict[str, Any]:
+    pairs = list(packages)
+    if not pairs:
+        return {"brier": None, "n": 0, "table": []}
+    brier = sum((p - float(valid)) ** 2 for p, valid in pairs) / len(pairs)
+    grouped: dict[int, list[tuple[float, bool]]] = defaultdict(list)
+    for p, valid in pairs:
+        grouped[min(bins - 1, int(p * bins))].append((p, valid))
+    table = [
+        {
+            "bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}",
+            "n": len(items),
+            "mean_probability": sum(p for p, _ in items) / len(items),
+            "observed_valid": sum(valid for _, valid in items) / len(items),
+        }
+        for b, items in sorted(grouped.items())
+    ]
+    return {"brier": brier, "n": len(pairs), "table": table}
+
+
+def by_family(cases: Sequence[Case]) -> dict[str, dict[str, Any]]:
+    grouped: dict[str, list[Case]] = defaultdict(list)
+    for case in cases:
+        grouped[case.family].append(case)
+    return {family: figures(items) for family, items in sorted(grouped.items())}
+
+
+def document(cases: Sequence[Case], packages_by_order: dict[str, list[tuple[float, bool]]]) -> dict[str, Any]:
+    orders = sorted({case.order for case in cases})
+    return {
+        "by_order": {
+            order: {
+                "overall": figures([c for c in cases if c.order == order]),
+                "families": by_family([c for c in cases if c.order == order]),
+                "calibration": calibration(packages_by_order.get(order, [])),
+            }
+            for order in orders
+        },
+        "cases": [asdict(case) for case in cases],
+    }
+
+
+def plot_calibration(table: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    axis.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect")
+    xs = [row["mean_probability"] for row in table]
+    ys = [row["observed_valid"] for row in table]
+    sizes = [max(12, min(300, row["n"] / 3)) for row in table]
+    axis.scatter(xs, ys, s=sizes, color="#1f77b4", zorder=3, label="pending packages (size = count)")
+    axis.plot(xs, ys, color="#1f77b4", linewidth=1)
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("predicted probability of valid tracking in time")
+    axis.set_ylabel("share that became valid in time")
+    axis.set_title(title, fontsize=9)
+    axis.legend(loc="upper left", fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)

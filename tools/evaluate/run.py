@@ -1,0 +1,299 @@
+"""Run one scenario through the scorer and compare its warnings with the ground truth.
+
+The scenario's records are the canonical messages the ingest produces (confirmations,
+cancellations, tracking events), applied by the scorer's own batch code to a real
+database; then the clock job's model refresh, reviews and expiry run, and the scores are
+read exactly as ``GET /v1/sellers/{id}/vtr`` computes them. ``order`` says which arrives
+first: ``scans-first`` (carriers' history before the ERP's shipments) or
+``shipments-first`` (an ERP export first, the carriers' history afterwards, with the clock
+job running in between, as it would during a real backfill).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.ingest.shipments import risk_flags
+from services.scorer.schema import metadata, packages
+from services.scorer.service import ScorerService
+from services.scorer.settings import ScorerSettings
+from services.scorer.store import apply_records, expire_pending, refresh_model, review_due
+from shared.carriers import carrier_slug
+from shared.db import create_engine
+from shared.schemas import (
+    SHIPMENT_CODEC,
+    TRACKING_EVENT_CODEC,
+    Level,
+    Money,
+    ShipmentCancelled,
+    ShipmentConfirmed,
+    TrackingEvent,
+    tracking_event_id,
+)
+from shared.topics import SHIPMENTS, TRACKING_EVENTS
+from tools.simulate.scenario import Package, Scenario
+from tools.simulate.truth import FLOOR, package_valid, vtr_by_key
+
+BATCH = 2000
+ORDERS = ("scans-first", "shipments-first")
+WARNED = {Level.AT_RISK.value, Level.BREACH.value}
+
+
+@dataclass
+class Case:
+    """One seller x marketplace x category, as the scorer saw it and as it really went."""
+
+    family: str
+    seed: int
+    order: str
+    seller_id: str
+    marketplace: str
+    category: str
+    role: str
+    #: Days from today to the first day whose true VTR is below the floor (None: not within 14).
+    true_lead: int | None
+    level: str
+    days_to_breach: int | None
+    breach_probability: float | None
+    counts_match: bool
+    total: int
+
+    @property
+    def warned(self) -> bool:
+        return self.level in WARNED
+
+
+@dataclass
+class Outcome:
+    cases: list[Case] = field(default_factory=list)
+    #: (probability, became valid in time) of every pending package.
+    packages: list[tuple[float, bool]] = field(default_factory=list)
+
+
+def _record(
+    message: TrackingEvent | ShipmentConfirmed | ShipmentCancelled, offset: int
+) -> ConsumerRecord[bytes, bytes]:
+    if isinstance(message, TrackingEvent):
+        topic, value = TRACKING_EVENTS, TRACKING_EVENT_CODEC.encode(message)
+    else:
+        topic, value = SHIPMENTS, SHIPMENT_CODEC.encode(message)
+    key = message.tracking_number.encode()
+    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), [])
+
+
+def confirmation(package: Package) -> ShipmentConfirmed:
+    service = package.service
+    carrier = carrier_slug(service.carrier_name)
+    return ShipmentConfirmed(
+        order_id=package.order_id,
+        seller_id=package.seller_id,
+        marketplace=package.marketplace,
+        category=package.category,
+        carrier_name=service.carrier_name,
+        carrier=carrier,
+        tracking_number=package.tracking_number,
+        order_value=Money(str(package.value), package.currency),
+        confirmed_at=package.confirmed_at,
+        promised_delivery_date=package.promised_date,
+        received_at=package.confirmed_at,
+        service=service.service,
+        ship_from_country=package.ship_from,
+        buy_shipping=package.buy_shipping,
+        risk_flags=risk_flags(carrier, package.tracking_number),
+    )
+
+
+def messages(
+    scenario: Scenario, known_at: datetime
+) -> tuple[list[ShipmentConfirmed | ShipmentCancelled], list[TrackingEvent]]:
+    """What the ingest would have put on the topics by ``known_at``."""
+    shipments: list[ShipmentConfirmed | ShipmentCancelled] = []
+    numbers: set[str] = set()
+    for package in scenario.packages:
+        if package.confirmed_at > known_at:
+            continue
+        shipments.append(confirmation(package))
+        numbers.add(package.tracking_number)
+        if package.cancelled_at is not None and package.cancelled_at <= known_at:
+            shipments.append(
+                ShipmentCancelled(
+                    tracking_number=package.tracking_number,
+                    cancelled_at=package.cancelled_at,
+                    received_at=package.cancelled_at,
+                    seller_id=package.seller_id,
+                    order_id=package.order_id,
+                )
+            )
+    events = []
+    for number in sorted(numbers):
+        parcel = scenario.parcels[number]
+        carrier = carrier_slug(parcel.service.carrier_name) or parcel.service.carrier_name
+        for scan in parcel.scans:
+            if scan.occurred_at > known_at:
+                continue
+            code = scan.raw_code or scan.status.value
+            events.append(
+                TrackingEvent(
+                    event_id=tracking_event_id(carrier, number, code, scan.occurred_at, scan.location),
+                    carrier=carrier,
+                    tracking_number=number,
+                    status=scan.status,
+                    carrier_code=code,
+                    occurred_at=scan.occurred_at,
+                    received_at=known_at,
+                    source=parcel.service.source.value,
+                    location=scan.location,
+                )
+            )
+    return shipments, events
+
+
+@asynccontextmanager
+async def scratch_database(admin_url: str | None, directory: str) -> AsyncIterator[str]:
+    """A new empty database: on the PostgreSQL server at ``admin_url``, else a SQLite file."""
+    if admin_url is None:
+        yield f"sqlite+aiosqlite:///{directory}/evaluate-{uuid.uuid4().hex[:8]}.db"
+        return
+    name = f"vtrwatch_evaluate_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_url, timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
+    finally:
+        admin = await asyncpg.connect(admin_url, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def _apply(
+    engine: AsyncEngine, service: ScorerService, items: Iterable[object], today: date, now: datetime
+) -> None:
+    batch: list[ConsumerRecord[bytes, bytes]] = []
+    for offset, message in enumerate(items, start=1):
+        batch.append(_record(message, offset))  # type: ignore[arg-type]
+        if len(batch) >= BATCH:
+            async with engine.begin() as connection:
+                await apply_records(connection, service.evaluator, batch, today, now)
+            batch = []
+    if batch:
+        async with engine.begin() as connection:
+            await apply_records(connection, service.evaluator, batch, today, now)
+
+
+async def run_clock(engine: AsyncEngine, service: ScorerService, today: date, now: datetime) -> None:
+    """What the clock job does once its timers are due: refresh the model, review, expire."""
+    async with engine.begin() as connection:
+        await refresh_model(connection, service.evaluator, now)
+    for step in (review_due, expire_pending):
+        while True:
+            async with engine.begin() as connection:
+                written = await step(connection, service.evaluator, today, BATCH, now)
+            if written < BATCH:
+                break
+
+
+def true_leads(scenario: Scenario, today: date, horizon: int = 14) -> dict[tuple[str, str, str], int | None]:
+    series = [vtr_by_key(scenario, today + timedelta(days=k)) for k in range(horizon + 1)]
+    leads: dict[tuple[str, str, str], int | None] = {}
+    for key in scenario.seller_categories():
+        leads[key] = next(
+            (k for k, tallies in enumerate(series) if (vtr := tallies[key].vtr if key in tallies else None) is not None
+             and vtr < FLOOR),
+            None,
+        )  # fmt: skip
+    return leads
+
+
+async def evaluate_scenario(
+    family: str, seed: int, scenario: Scenario, order: str, database_url: str, known_at: datetime
+) -> Outcome:
+    today = scenario.today
+    now = known_at.astimezone(UTC).replace(tzinfo=None)
+    engine = create_engine(database_url)
+    outcome = Outcome()
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+        settings = ScorerSettings(database_url=database_url, api_keys="evaluate")  # type: ignore[arg-type]
+        service = ScorerService(settings, engine, today=lambda: today)
+        shipments, events = messages(scenario, known_at)
+        if order == "shipments-first":
+            await _apply(engine, service, shipments, today, now)
+            await run_clock(engine, service, today, now)
+            await _apply(engine, service, events, today, now)
+        else:
+            await _apply(engine, service, events, today, now)
+            await _apply(engine, service, shipments, today, now)
+        await run_clock(engine, service, today, now + timedelta(seconds=1))
+
+        leads = true_leads(scenario, today)
+        known_truth = vtr_by_key(scenario, today, known_at)
+        by_seller: dict[str, dict[tuple[str, str], object]] = {}
+        async with engine.connect() as connection:
+            for seller_id in sorted({key[0] for key in leads}):
+                by_seller[seller_id] = {
+                    (c.marketplace, c.category): c for c in await service.scores(connection, seller_id, today)
+                }
+            rows = (
+                await connection.execute(
+                    select(packages.c.order_id, packages.c.probability_micro).where(
+                        packages.c.state == "pending", packages.c.promised_date >= today
+                    )
+                )
+            ).all()
+        for key, lead in sorted(leads.items(), key=lambda item: item[0]):
+            category_score = by_seller[key[0]].get((key[1], key[2]))
+            truth = known_truth.get(key)
+            if category_score is None:
+                continue
+            s = category_score.score  # type: ignore[attr-defined]
+            matches = (truth is not None and (s.total, s.valid) == (truth.total, truth.valid)) or (
+                truth is None and s.total == 0
+            )
+            outcome.cases.append(
+                Case(
+                    family=family,
+                    seed=seed,
+                    order=order,
+                    seller_id=key[0],
+                    marketplace=key[1],
+                    category=key[2],
+                    role=scenario.role_of(key[0]),
+                    true_lead=lead,
+                    level=category_score.level.value,  # type: ignore[attr-defined]
+                    days_to_breach=s.days_to_breach,
+                    breach_probability=s.breach_probability,
+                    counts_match=bool(matches),
+                    total=s.total,
+                )
+            )
+        by_order = {package.order_id: package for package in scenario.packages}
+        for order_id, probability_micro in rows:
+            package = by_order[order_id]
+            outcome.packages.append(
+                (
+                    probability_micro / 1_000_000,
+                    package_valid(scenario, package, package.promised_date + timedelta(days=1)),
+                )
+            )
+    finally:
+        await engine.dispose()
+    return outcome
+
+
+def noon(day: date) -> datetime:
+    return datetime.combine(day, time(12), UTC)
