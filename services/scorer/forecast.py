@@ -25,19 +25,15 @@ class DayCounts:
     expected_valid: float = 0.0
     #: Sum of the pending packages' p(1-p): the variance of their valid count if independent.
     variance: float = 0.0
+    #: Orders not confirmed yet, projected (services/scorer/projection.py): expected count,
+    #: expected valid, variance of the valid count.
+    projected: float = 0.0
+    projected_valid: float = 0.0
+    projected_variance: float = 0.0
 
     @property
     def total(self) -> int:
         return self.valid + self.invalid + self.pending
-
-    def __add__(self, other: DayCounts) -> DayCounts:
-        return DayCounts(
-            self.valid + other.valid,
-            self.invalid + other.invalid,
-            self.pending + other.pending,
-            self.expected_valid + other.expected_valid,
-            self.variance + other.variance,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +70,8 @@ class Score:
         return min(values) if values else None
 
 
-def rate(valid: float, total: int) -> float | None:
-    return None if total == 0 else valid / total
+def rate(valid: float, total: float) -> float | None:
+    return None if total <= 0 else valid / total
 
 
 def headroom(valid: int, total: int, floor: Fraction = DEFAULT_FLOOR) -> int:
@@ -100,24 +96,25 @@ class Outlook:
     """The distribution of one forecast day's valid count, as a normal approximation of the
     Poisson-binomial sum of the pending packages (plus a correlated share)."""
 
-    certain_valid: int
-    #: Valid if every pending package became valid.
-    possible_valid: int
-    total: int
+    certain_valid: float
+    #: Valid if every pending (and projected) package became valid.
+    possible_valid: float
+    total: float
     mean: float
     variance: float
 
     def breach_probability(self, floor: Fraction) -> float:
-        if self.total == 0:
+        if self.total <= 0:
             return 0.0
-        # Breach when valid < floor * total, i.e. valid <= needed - 1 (exact integers).
-        needed = math.ceil(floor * self.total)
+        # Breach when valid < floor * total, i.e. valid <= needed - 1 (exact for whole totals;
+        # projected orders make the total fractional, then it is the nearest whole count).
+        needed = math.ceil(floor * Fraction(round(self.total, 6)).limit_denominator(10**6))
         if self.variance <= 1e-12:
             return 1.0 if self.mean < needed - 0.5 else 0.0
         return normal_cdf((needed - 0.5 - self.mean) / math.sqrt(self.variance))
 
     def rate_at(self, z: float) -> float | None:
-        if self.total == 0:
+        if self.total <= 0:
             return None
         value = self.mean + z * math.sqrt(max(0.0, self.variance))
         return min(self.possible_valid, max(self.certain_valid, value)) / self.total
@@ -160,8 +157,8 @@ def score(
         expected = 0.0
         variance = 0.0
         failures = 0.0
-        certain = possible = 0
-        future_total = 0
+        certain = possible = 0.0
+        future_total = 0.0
         for day, counts in days.items():
             if day not in future:
                 continue
@@ -169,10 +166,11 @@ def score(
             certain += counts.valid
             possible += counts.valid
             if day >= upcoming_from:
-                possible += counts.pending
-                expected += counts.valid + counts.expected_valid
-                variance += counts.variance
-                failures += counts.pending - counts.expected_valid
+                future_total += counts.projected
+                possible += counts.pending + counts.projected
+                expected += counts.valid + counts.expected_valid + counts.projected_valid
+                variance += counts.variance + counts.projected_variance
+                failures += counts.pending - counts.expected_valid + counts.projected - counts.projected_valid
             else:
                 expected += counts.valid
         outlook = Outlook(certain, possible, future_total, expected, variance + correlation * max(0.0, failures) ** 2)

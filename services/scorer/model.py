@@ -101,7 +101,7 @@ class ModelSettings:
     #: (a Poisson count with this mean is 0 with probability e^-8, about 0.03%).
     silent_min_expected_scans: float = 8.0
     #: Probability factor for a silent carrier's parcels: halves every this many hours of silence.
-    silent_half_life_hours: float = 24.0
+    silent_half_life_hours: float = 12.0
     silent_min_factor: float = 0.05
     #: ... and never before this many hours without a scan (scans come in daily waves).
     silent_min_hours: float = 12.0
@@ -109,6 +109,12 @@ class ModelSettings:
     health_baseline_hours: float = 7 * 24.0
     #: A pending package's probability is recomputed at least this often (time alone moves it).
     review_hours: float = 3.0
+    #: Orders not confirmed yet are projected from this many days of recent volume ...
+    projection_volume_days: int = 7
+    #: ... with the health of the packages confirmed between these many hours ago: old
+    #: enough to have had their first scan, recent enough to show today's carrier.
+    projection_health_from_hours: float = 24.0
+    projection_health_to_hours: float = 96.0
 
 
 # -- survival curves -------------------------------------------------------------------

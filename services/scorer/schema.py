@@ -138,6 +138,20 @@ outbox = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+#: Orders not confirmed yet, projected per promised date from each seller-category's recent
+#: volume, promise lags and health (rebuilt by the clock job; millionths of packages).
+projected_counts = Table(
+    "projected_counts",
+    metadata,
+    Column("seller_id", String(128), primary_key=True),
+    Column("marketplace", String(2), primary_key=True),
+    Column("category", String(200), primary_key=True),
+    Column("promised_date", Date, primary_key=True),
+    Column("expected_micro", BigInteger, nullable=False),
+    Column("expected_valid_micro", BigInteger, nullable=False),
+    Column("variance_micro", BigInteger, nullable=False),
+)
+
 #: The forecast model's state (services/scorer/model.py), one JSON document shared by
 #: every scorer instance: histograms per lane and milestone, and carrier health.
 model_state = Table(

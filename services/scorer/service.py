@@ -50,6 +50,7 @@ from services.scorer.store import (
     read_counts,
     recompute_counts,
     refresh_model,
+    refresh_projections,
     review_due,
     seller_exists,
     utc_today,
@@ -336,6 +337,8 @@ class ScorerService:
         started = time.perf_counter()
         async with self.engine.begin() as connection:
             marked = await refresh_model(connection, self.evaluator, now)
+        async with self.engine.begin() as connection:
+            await refresh_projections(connection, self.evaluator.policy.forecast, self.today(), now)
         metrics.MODEL_REFRESH_SECONDS.observe(time.perf_counter() - started)
         self._export_carrier_health()
         return marked

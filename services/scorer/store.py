@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ from services.scorer.policy import (
     summarise_scans,
     tracking_number_malformed,
 )
+from services.scorer.projection import LAG_DAYS, RecentPackage, project
 from services.scorer.schema import (
     cancellations,
     clock_state,
@@ -67,6 +68,7 @@ from services.scorer.schema import (
     model_state,
     outbox,
     packages,
+    projected_counts,
     scans,
 )
 from shared.schemas import (
@@ -1077,6 +1079,68 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
     return marked
 
 
+ProjectionKey = tuple[str, str, str, date]
+
+
+async def refresh_projections(connection: AsyncConnection, settings: ModelSettings, today: date, now: datetime) -> int:
+    """Rebuild the projected orders of every seller-category that confirmed packages in the
+    last two weeks (services/scorer/projection.py) and mark the categories whose projection
+    moved by half a package or more; returns how many were marked."""
+    c = packages.c
+    since = now - timedelta(days=max(LAG_DAYS, settings.projection_volume_days))
+    result = await connection.execute(
+        select(
+            c.seller_id, c.marketplace, c.category, c.confirmed_at, c.promised_date, c.state, c.probability_micro
+        ).where(c.confirmed_at >= since, c.state != PackageState.CANCELLED.value)
+    )
+    recent: dict[tuple[str, str, str], list[RecentPackage]] = defaultdict(list)
+    for seller_id, marketplace, category, confirmed_at, promised, state, probability_micro in result:
+        probability = 1.0 if state == PackageState.VALID.value else 0.0
+        if state == PackageState.PENDING.value:
+            probability = probability_micro / MICRO if promised >= today else 0.0
+        recent[(seller_id, marketplace, category)].append(RecentPackage(confirmed_at, promised, probability))
+    fresh: dict[ProjectionKey, tuple[int, int, int]] = {}
+    for scope, items in recent.items():
+        for day, projected in project(items, today, now, settings).items():
+            fresh[(*scope, day)] = (
+                round(projected.expected * MICRO),
+                round(projected.expected_valid * MICRO),
+                round(projected.variance * MICRO),
+            )
+    p = projected_counts.c
+    old: dict[ProjectionKey, tuple[int, int, int]] = {
+        (s_, m, cat, d): (e, v, var)
+        for s_, m, cat, d, e, v, var in await connection.execute(
+            select(p.seller_id, p.marketplace, p.category, p.promised_date, p.expected_micro,
+                   p.expected_valid_micro, p.variance_micro)
+        )
+    }  # fmt: skip
+    moved: dict[tuple[str, str, str], float] = defaultdict(float)
+    for key in old.keys() | fresh.keys():
+        before, after = old.get(key, (0, 0, 0)), fresh.get(key, (0, 0, 0))
+        # What moves a forecast: projected failures (expected - expected valid).
+        moved[key[:3]] += abs((after[0] - after[1]) - (before[0] - before[1])) / MICRO
+    await connection.execute(delete(projected_counts))
+    rows = [
+        {
+            "seller_id": key[0],
+            "marketplace": key[1],
+            "category": key[2],
+            "promised_date": key[3],
+            "expected_micro": value[0],
+            "expected_valid_micro": value[1],
+            "variance_micro": value[2],
+        }
+        for key, value in sorted(fresh.items())
+    ]
+    if rows:
+        statement, parameters = insert_rows(connection, projected_counts, rows)
+        await execute_rows(connection, statement, parameters)
+    changed = sorted(scope for scope, amount in moved.items() if amount >= 0.5)
+    await mark_changed(connection, changed)
+    return len(changed)
+
+
 async def mark_window_slide(connection: AsyncConnection, today: date, lag_days: int, forecast_days: int) -> bool:
     """Once per day (across instances): mark every seller-category whose window moved."""
     result = await connection.execute(
@@ -1163,6 +1227,7 @@ async def read_counts(
     for marketplace, category, promised, valid, invalid, pending, expected, variance in result:
         entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
         entry.days[promised] = DayCounts(valid, invalid, pending, expected / MICRO, variance / MICRO)
+    await add_projections(connection, found, seller_id, first, last, scope)
     reason_conditions = [
         daily_reasons.c.seller_id == seller_id,
         daily_reasons.c.promised_date.between(window_first, last),
@@ -1194,6 +1259,35 @@ async def read_counts(
         name = invalid_reason_for(Reason(reason)).value
         entry.reasons[name] = entry.reasons.get(name, 0) + int(count)
     return found
+
+
+async def add_projections(
+    connection: AsyncConnection,
+    found: dict[Scope, ScopeCounts],
+    seller_id: str,
+    first: date,
+    last: date,
+    scope: tuple[str, str] | None = None,
+) -> None:
+    """Add the projected orders (not confirmed yet) of a seller to its per-day counts."""
+    p = projected_counts.c
+    conditions = [p.seller_id == seller_id, p.promised_date.between(first, last)]
+    if scope is not None:
+        conditions += [p.marketplace == scope[0], p.category == scope[1]]
+    result = await connection.execute(
+        select(
+            p.marketplace, p.category, p.promised_date, p.expected_micro, p.expected_valid_micro, p.variance_micro
+        ).where(*conditions)
+    )
+    for marketplace, category, promised, expected, expected_valid, variance in result:
+        entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
+        counts = entry.days.get(promised, DayCounts())
+        entry.days[promised] = replace(
+            counts,
+            projected=expected / MICRO,
+            projected_valid=expected_valid / MICRO,
+            projected_variance=variance / MICRO,
+        )
 
 
 async def recompute_counts(

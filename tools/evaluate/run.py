@@ -26,7 +26,7 @@ from services.ingest.shipments import risk_flags
 from services.scorer.schema import metadata, packages
 from services.scorer.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import apply_records, expire_pending, refresh_model, review_due
+from services.scorer.store import apply_records, expire_pending, refresh_model, refresh_projections, review_due
 from shared.carriers import carrier_slug
 from shared.db import create_engine
 from shared.schemas import (
@@ -66,6 +66,7 @@ class Case:
     breach_probability: float | None
     counts_match: bool
     total: int
+    vtr: float | None = None
 
     @property
     def warned(self) -> bool:
@@ -204,6 +205,8 @@ async def run_clock(engine: AsyncEngine, service: ScorerService, today: date, no
                 written = await step(connection, service.evaluator, today, BATCH, now)
             if written < BATCH:
                 break
+    async with engine.begin() as connection:
+        await refresh_projections(connection, service.evaluator.policy.forecast, today, now)
 
 
 def true_leads(scenario: Scenario, today: date, horizon: int = 14) -> dict[tuple[str, str, str], int | None]:
@@ -279,6 +282,7 @@ async def evaluate_scenario(
                     breach_probability=s.breach_probability,
                     counts_match=bool(matches),
                     total=s.total,
+                    vtr=s.vtr,
                 )
             )
         by_order = {package.order_id: package for package in scenario.packages}

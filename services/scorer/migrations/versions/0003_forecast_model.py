@@ -1,4 +1,4 @@
-"""forecast model: milestone times on packages, review schedule, variance counters, model state
+"""forecast model: milestone times on packages, review schedule, variance counters, model state, projections
 
 The learnt model replaces the per-week resolved counts (carrier_stats). Existing packages
 get their milestone times from their stored scans, the variance counters are rebuilt from
@@ -44,6 +44,17 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
+    op.create_table(
+        "projected_counts",
+        sa.Column("seller_id", sa.String(length=128), nullable=False),
+        sa.Column("marketplace", sa.String(length=2), nullable=False),
+        sa.Column("category", sa.String(length=200), nullable=False),
+        sa.Column("promised_date", sa.Date(), nullable=False),
+        sa.Column("expected_micro", sa.BigInteger(), nullable=False),
+        sa.Column("expected_valid_micro", sa.BigInteger(), nullable=False),
+        sa.Column("variance_micro", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("seller_id", "marketplace", "category", "promised_date"),
+    )
     op.drop_table("carrier_stats")
     op.execute(  # constant fragments only, no input
         f"""
@@ -81,6 +92,7 @@ def downgrade() -> None:
         sa.PrimaryKeyConstraint("carrier", "service", "marketplace", "required_tracking", "week_start"),
     )
     op.drop_table("model_state")
+    op.drop_table("projected_counts")
     with op.batch_alter_table("daily_counts", schema=None) as batch_op:
         batch_op.drop_column("variance_micro")
     with op.batch_alter_table("packages", schema=None) as batch_op:
