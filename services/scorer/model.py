@@ -93,10 +93,14 @@ class ModelSettings:
     malformed_factor: float = 0.2
     #: A lane reaches "overdue"/"stalled" once this share of its eventual milestones has happened.
     overdue_share: float = 0.95
-    #: A service whose full-tracking parcels get a delivery scan this rarely is partial-only...
+    #: The usual time to a milestone: when this share of the lane's eventual ones happened.
+    usual_share: float = 0.8
+    #: A service whose parcels get a delivery scan this rarely within ``partial_only_days``
+    #: of their first scan is partial-only (whatever it is called) ...
     partial_only_share: float = 0.05
-    #: ... once this many (weighted) parcels were observed long enough to tell.
-    partial_only_min_exposure: float = 15.0
+    partial_only_days: float = 14.0
+    #: ... once this many (recency-weighted) parcels were observed that long.
+    partial_only_min_exposure: float = 5.0
     #: Carrier health: silent once the scans expected during the silence reach this number
     #: (a Poisson count with this mean is 0 with probability e^-8, about 0.03%).
     silent_min_expected_scans: float = 8.0
@@ -109,6 +113,12 @@ class ModelSettings:
     health_baseline_hours: float = 7 * 24.0
     #: A pending package's probability is recomputed at least this often (time alone moves it).
     review_hours: float = 3.0
+    #: Recent cohorts: packages that passed a given age within this many hours ...
+    recent_hours: float = 48.0
+    #: ... are shrunk towards the parent level's estimate with this many pseudo-packages ...
+    recent_weight: float = 4.0
+    #: ... and only their waiting beyond this many standard deviations of chance counts.
+    recent_z: float = 2.0
     #: Orders not confirmed yet are projected from this many days of recent volume ...
     projection_volume_days: int = 7
     #: ... with the health of the packages confirmed between these many hours ago: old
@@ -126,31 +136,67 @@ class Histogram:
 
     events: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
     exposure: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
+    #: The recent cohort at each boundary: packages that passed ``BOUNDS[b]`` hours within
+    #: the last ``recent_hours`` (unweighted), and how many of them were still waiting then.
+    crossed: list[float] = field(default_factory=lambda: [0.0] * (BUCKETS + 1))
+    waiting: list[float] = field(default_factory=lambda: [0.0] * (BUCKETS + 1))
+    #: Events and exposure of the older packages only: the baseline recent cohorts are
+    #: compared with, untouched by the change they may show.
+    base_events: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
+    base_exposure: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
 
-    def add(self, elapsed_hours: float, reached: bool, weight: float) -> None:
+    def add(self, elapsed_hours: float, reached: bool, weight: float, baseline: bool = False) -> None:
         """One package: reached the milestone after ``elapsed_hours`` or, if not ``reached``,
         still waiting after that long (censored). Exposure is time at risk, in hours."""
         elapsed = max(0.0, elapsed_hours)
         last = bucket_of(elapsed)
-        for bucket in range(min(last, BUCKETS)):
-            self.exposure[bucket] += weight * WIDTHS[bucket]
-        if last >= BUCKETS:
-            return
-        self.exposure[last] += weight * (elapsed - BOUNDS[last])
-        if reached:
-            self.events[last] += weight
+        targets = [(self.events, self.exposure)]
+        if baseline:
+            targets.append((self.base_events, self.base_exposure))
+        for events, exposure in targets:
+            for bucket in range(min(last, BUCKETS)):
+                exposure[bucket] += weight * WIDTHS[bucket]
+            if last >= BUCKETS:
+                continue
+            exposure[last] += weight * (elapsed - BOUNDS[last])
+            if reached:
+                events[last] += weight
+
+    def add_recent(self, elapsed_hours: float, reached: bool, age_hours: float, recent_hours: float) -> None:
+        """The boundaries this package passed within the last ``recent_hours`` (it is
+        ``age_hours`` past its reference time), and whether it was still waiting at each."""
+        low = bucket_of(max(0.0, age_hours - recent_hours))
+        for boundary in range(low, BUCKETS + 1):
+            hours = BOUNDS[boundary]
+            if hours > age_hours:
+                break
+            if hours < age_hours - recent_hours:
+                continue
+            self.crossed[boundary] += 1.0
+            if not reached or elapsed_hours > hours:
+                self.waiting[boundary] += 1.0
 
     def merge(self, other: Histogram) -> None:
         for bucket in range(BUCKETS):
             self.events[bucket] += other.events[bucket]
             self.exposure[bucket] += other.exposure[bucket]
+        for boundary in range(BUCKETS + 1):
+            self.crossed[boundary] += other.crossed[boundary]
+            self.waiting[boundary] += other.waiting[boundary]
+        for bucket in range(BUCKETS):
+            self.base_events[bucket] += other.base_events[bucket]
+            self.base_exposure[bucket] += other.base_exposure[bucket]
+
+    def baseline(self) -> Histogram:
+        return Histogram(self.base_events, self.base_exposure)
 
     def as_json(self) -> list[list[float]]:
-        return [[round(v, 4) for v in self.events], [round(v, 4) for v in self.exposure]]
+        values = (self.events, self.exposure, self.crossed, self.waiting, self.base_events, self.base_exposure)
+        return [[round(v, 4) for v in column] for column in values]
 
     @classmethod
     def from_json(cls, value: list[list[float]]) -> Histogram:
-        return cls(list(map(float, value[0])), list(map(float, value[1])))
+        return cls(*(list(map(float, values)) for values in value))
 
 
 @dataclass(frozen=True)
@@ -159,16 +205,21 @@ class Curve:
     after ``b`` buckets, with a constant rate inside each bucket."""
 
     survival: tuple[float, ...]
-    #: Weighted packages observed at least up to the last bucket (how much the tail is known).
-    tail_exposure: float = 0.0
+    #: Weighted packages at risk in each bucket, in this lane's own data (how much is known).
+    at_risk: tuple[float, ...] = ()
 
     @classmethod
-    def from_rates(cls, rates: Iterable[float], tail_exposure: float = 0.0) -> Curve:
+    def from_rates(cls, rates: Iterable[float], at_risk: tuple[float, ...] = ()) -> Curve:
         """From the rate (events per hour at risk) of each bucket."""
         survival = [1.0]
         for rate, width in zip(rates, WIDTHS, strict=True):
             survival.append(survival[-1] * math.exp(-max(0.0, rate) * width))
-        return cls(tuple(survival), tail_exposure)
+        return cls(tuple(survival), at_risk)
+
+    def known_at(self, hours: float) -> float:
+        """Weighted packages of this lane still observed after ``hours``."""
+        bucket = bucket_of(hours)
+        return self.at_risk[bucket] if self.at_risk and bucket < BUCKETS else 0.0
 
     @classmethod
     def prior(cls, mean_days: float, share: float) -> Curve:
@@ -220,7 +271,7 @@ def shrink(histogram: Histogram | None, parent: Curve, weight: float) -> Curve:
         for b in range(BUCKETS)
     ]
     # How well the tail is known: packages observed through the last buckets.
-    return Curve.from_rates(rates, histogram.exposure[BUCKETS - 1] / WIDTHS[BUCKETS - 1])
+    return Curve.from_rates(rates, tuple(histogram.exposure[b] / WIDTHS[b] for b in range(BUCKETS)))
 
 
 # -- carrier health --------------------------------------------------------------------
@@ -289,6 +340,8 @@ class Observation:
     elapsed_hours: float
     reached: bool
     weight: float
+    #: Hours from the reference time (confirmation, or first scan) to now.
+    age_hours: float = 0.0
 
 
 def recency_weight(age_hours: float, settings: ModelSettings) -> float:
@@ -306,14 +359,17 @@ def observations_of(
     """One package's observations: its first scan, and once scanned its delivery scan.
     Partial-tracking parcels count for the delivery scan too: what a service does at the
     destination does not depend on the order's value."""
-    weight = recency_weight(_hours(now - confirmed_at), settings)
+    age = _hours(now - confirmed_at)
+    weight = recency_weight(age, settings)
     if first_scan_at is None or first_scan_at > now:
-        return [Observation(lane, Milestone.FIRST_SCAN, _hours(now - confirmed_at), False, weight)]
+        return [Observation(lane, Milestone.FIRST_SCAN, age, False, weight, age)]
     reached = delivery_scan_at is not None and delivery_scan_at <= now
     end = delivery_scan_at if reached and delivery_scan_at is not None else now
     return [
-        Observation(lane, Milestone.FIRST_SCAN, _hours(first_scan_at - confirmed_at), True, weight),
-        Observation(lane, Milestone.DELIVERY, _hours(end - first_scan_at), reached, weight),
+        Observation(lane, Milestone.FIRST_SCAN, _hours(first_scan_at - confirmed_at), True, weight, age),
+        Observation(
+            lane, Milestone.DELIVERY, _hours(end - first_scan_at), reached, weight, _hours(now - first_scan_at)
+        ),
     ]
 
 
@@ -351,13 +407,24 @@ class ModelState:
     histograms: dict[tuple[LaneKey, Milestone], Histogram] = field(default_factory=dict)
     health: dict[tuple[str, str], CarrierHealth] = field(default_factory=dict)
     computed_at: datetime | None = None
+    recent_hours: float = 48.0
+    #: Packages older than this (per milestone) make the baseline of the recent cohorts.
+    baseline_after_hours: dict[Milestone, float] = field(
+        default_factory=lambda: {Milestone.FIRST_SCAN: 96.0, Milestone.DELIVERY: 14 * 24.0}
+    )
 
     def add(self, observation: Observation) -> None:
         key = (observation.lane, observation.milestone)
         histogram = self.histograms.get(key)
         if histogram is None:
             histogram = self.histograms[key] = Histogram()
-        histogram.add(observation.elapsed_hours, observation.reached, observation.weight)
+        histogram.add(
+            observation.elapsed_hours,
+            observation.reached,
+            observation.weight,
+            baseline=observation.age_hours >= self.baseline_after_hours[observation.milestone],
+        )
+        histogram.add_recent(observation.elapsed_hours, observation.reached, observation.age_hours, self.recent_hours)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -389,6 +456,7 @@ class Model:
         self.state = state
         self.settings = settings
         self._curves: dict[tuple[tuple[str, ...], Milestone], Curve] = {}
+        self._base_curves: dict[tuple[tuple[str, ...], Milestone], Curve] = {}
         self._memo: dict[tuple[Any, ...], float] = {}
         priors = {
             Milestone.FIRST_SCAN: Curve.prior(settings.prior_first_scan_days, settings.prior_first_scan_share),
@@ -405,7 +473,50 @@ class Model:
             self._curves[(level_key, milestone)] = shrink(
                 merged[(level_key, milestone)], parent, settings.shrinkage_weight
             )
+            base_parent = priors[milestone] if parent_key is None else self._base_curves[(parent_key, milestone)]
+            self._base_curves[(level_key, milestone)] = shrink(
+                merged[(level_key, milestone)].baseline(), base_parent, settings.shrinkage_weight
+            )
         self._priors = priors
+        self._merged = dict(merged)
+        self._usual: dict[tuple[LaneKey, Milestone], float] = {}
+
+    def usual_hours(self, lane: LaneKey, milestone: Milestone) -> float:
+        """Hours by which ``usual_share`` of the lane's parcels that ever reach the milestone
+        have reached it: the age at which a recent cohort first shows a change."""
+        key = (lane, milestone)
+        found = self._usual.get(key)
+        if found is None:
+            curve = self.curve(lane, milestone)
+            found = next((hours for hours in BOUNDS if curve.share_by(hours) >= self.settings.usual_share), BOUNDS[-1])
+            self._usual[key] = found
+        return found
+
+    def dead_share(self, lane: LaneKey, milestone: Milestone, hours: float) -> float:
+        """Share of the lane's recent parcels that will never reach the milestone beyond what
+        its history explains: the packages that passed ``hours`` in the last two days
+        and were still waiting then, against the share its long-term curve expects to wait.
+        Estimated per level (carrier, lane, seller's lane) and shrunk from general to
+        specific, so one seller's stopped parcels show within a day and a carrier that
+        stopped for everyone shows for every seller."""
+        boundary = min(BUCKETS, bisect.bisect_left(BOUNDS, max(0.0, hours)))
+        estimate = 0.0
+        for level in _levels(lane)[1:]:
+            histogram = self._merged.get((level, milestone))
+            curve = self._base_curves.get((level, milestone))
+            if histogram is None or curve is None:
+                continue
+            crossed = histogram.crossed[boundary]
+            if crossed <= 0:
+                continue
+            expected = curve.survival[boundary]
+            # Only the excess beyond chance counts (z standard deviations of a binomial).
+            noise = self.settings.recent_z * math.sqrt(crossed * expected * (1.0 - expected))
+            excess = histogram.waiting[boundary] - crossed * expected - noise
+            raw = 0.0 if expected >= 1.0 else max(0.0, min(1.0, excess / (crossed * (1.0 - expected))))
+            weight = self.settings.recent_weight
+            estimate = (crossed * raw + weight * estimate) / (crossed + weight)
+        return estimate
 
     def curve(self, lane: LaneKey, milestone: Milestone) -> Curve:
         """The most specific curve known for ``lane`` (a new seller gets the lane's, and so on)."""
@@ -426,9 +537,10 @@ class Model:
     def rarely_scans_delivery(self, lane: LaneKey) -> bool:
         """Full-tracking parcels of this service almost never get a delivery scan (learnt)."""
         curve = self.lane_curve(lane, Milestone.DELIVERY)
+        hours = self.settings.partial_only_days * 24.0
         return (
-            curve.tail_exposure >= self.settings.partial_only_min_exposure
-            and curve.eventual < self.settings.partial_only_share
+            curve.known_at(hours) >= self.settings.partial_only_min_exposure
+            and 1.0 - curve.at(hours) < self.settings.partial_only_share
         )
 
     def reach_first_scan_then_delivery(self, lane: LaneKey, elapsed_hours: float, deadline_hours: float) -> float:
@@ -475,13 +587,20 @@ class Model:
             first = self.curve(lane, Milestone.FIRST_SCAN)
             if full_tracking:
                 probability = self.reach_first_scan_then_delivery(lane, elapsed, until)
+                probability *= 1.0 - self.dead_share(
+                    lane, Milestone.DELIVERY, self.usual_hours(lane, Milestone.DELIVERY)
+                )
             else:
                 probability = first.reach_by(elapsed, until)
+            probability *= self._alive(lane, Milestone.FIRST_SCAN, elapsed, first)
             if malformed:
                 reason = Reason.MALFORMED_TRACKING_NUMBER
             elif rarely:
                 reason = Reason.SERVICE_RARELY_SCANS_DELIVERY
-            elif first.share_by(elapsed) >= settings.overdue_share:
+            elif first.share_by(elapsed) >= settings.overdue_share or (
+                elapsed >= self.usual_hours(lane, Milestone.FIRST_SCAN)
+                and self._alive(lane, Milestone.FIRST_SCAN, elapsed, first) < 0.5
+            ):
                 reason = Reason.OVERDUE_FIRST_SCAN
             else:
                 reason = Reason.AWAITING_FIRST_SCAN
@@ -489,7 +608,7 @@ class Model:
             # Full tracking, scanned, no delivery scan yet.
             elapsed, until = _hours(now - first_scan_at), _hours(deadline - first_scan_at)
             delivery = self.curve(lane, Milestone.DELIVERY)
-            probability = delivery.reach_by(elapsed, until)
+            probability = delivery.reach_by(elapsed, until) * self._alive(lane, Milestone.DELIVERY, elapsed, delivery)
             if rarely:
                 reason = Reason.SERVICE_RARELY_SCANS_DELIVERY
             elif delivery.share_by(elapsed) >= settings.overdue_share:
@@ -504,6 +623,20 @@ class Model:
             if reason in SILENCE_MASKS:
                 reason = Reason.CARRIER_SILENT
         return round(min(1.0, max(0.0, probability)), 3), reason
+
+    def _alive(self, lane: LaneKey, milestone: Milestone, elapsed: float, curve: Curve) -> float:
+        """Probability that a package still waiting after ``elapsed`` hours is not one of the
+        lane's recent dead parcels (see :meth:`dead_share`). Before the usual time the
+        most recent informative cohort (the one that just passed the usual time) tells."""
+        usual = self.usual_hours(lane, milestone)
+        if elapsed < usual:
+            return 1.0 - self.dead_share(lane, milestone, usual)
+        dead = self.dead_share(lane, milestone, elapsed)
+        if dead <= 0.0:
+            return 1.0
+        waiting = curve.at(elapsed)
+        alive = (1.0 - dead) * waiting
+        return alive / (alive + dead) if alive + dead > 0 else 0.0
 
     def changed_lanes(self, previous: Model | None, lanes: Iterable[LaneKey]) -> set[LaneKey]:
         """Lanes whose curves or carrier health moved enough to re-evaluate their packages."""

@@ -990,7 +990,7 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
             c.reason,
         ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
     )
-    state = ModelState(computed_at=now)
+    state = ModelState(computed_at=now, recent_hours=settings.recent_hours)
     health_since = now - timedelta(hours=settings.health_baseline_hours + 24.0)
     scan_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     for (

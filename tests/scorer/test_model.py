@@ -1,0 +1,221 @@
+"""The per-package model (services/scorer/model.py): survival curves from censored data,
+hierarchical shrinkage, reasons, carrier health, and order-free state."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.scorer.model import (
+    BUCKETS,
+    Curve,
+    Histogram,
+    LaneKey,
+    Milestone,
+    Model,
+    ModelSettings,
+    ModelState,
+    carrier_health,
+    observations_of,
+)
+from shared.schemas import Reason
+
+NOW = datetime(2026, 6, 15, 12, 0)
+SETTINGS = ModelSettings()
+LANE: LaneKey = ("seller-1", "yanwen", "yanwen line", "CN", "SG")
+OTHER_SELLER: LaneKey = ("seller-2", "yanwen", "yanwen line", "CN", "SG")
+
+
+def state_of(packages: list[tuple[LaneKey, datetime, datetime | None, datetime | None]]) -> ModelState:
+    state = ModelState(computed_at=NOW, recent_hours=SETTINGS.recent_hours)
+    for lane, confirmed, first, delivery in packages:
+        for observation in observations_of(lane, confirmed, first, delivery, NOW, SETTINGS):
+            state.add(observation)
+    return state
+
+
+def healthy_history(lane: LaneKey, days: int = 40, per_day: int = 8, rng: random.Random | None = None) -> list:
+    """Most first scans within a day, 3% days late, 0.5% never; deliveries 5-9 days later."""
+    rng = rng or random.Random(1)
+    found = []
+    for day in range(2, days):
+        for _ in range(per_day):
+            confirmed = NOW - timedelta(days=day, hours=rng.uniform(0, 12))
+            draw = rng.random()
+            if draw < 0.005:
+                found.append((lane, confirmed, None, None))
+                continue
+            pickup = rng.uniform(72, 190) if draw < 0.035 else rng.uniform(4, 28)
+            first = confirmed + timedelta(hours=pickup)
+            delivery = first + timedelta(days=rng.uniform(5, 9))
+            found.append((lane, confirmed, first if first <= NOW else None, delivery if delivery <= NOW else None))
+    return found
+
+
+def estimate(model: Model, lane: LaneKey, *, hours_ago: float, days_left: float, scanned_hours_ago: float | None = None,
+             full: bool = False) -> tuple[float, Reason]:  # fmt: skip
+    confirmed = NOW - timedelta(hours=hours_ago)
+    return model.estimate(
+        lane,
+        full_tracking=full,
+        physical_scans=0 if scanned_hours_ago is None else 1,
+        first_scan_at=None if scanned_hours_ago is None else NOW - timedelta(hours=scanned_hours_ago),
+        confirmed_at=confirmed,
+        deadline=NOW + timedelta(days=days_left),
+        now=NOW,
+        malformed=False,
+    )
+
+
+def test_a_prior_curve_reaches_its_share() -> None:
+    curve = Curve.prior(mean_days=1.0, share=0.9)
+    assert curve.survival[0] == 1.0
+    assert curve.eventual == pytest.approx(0.9, abs=0.01)
+    assert curve.reach_by(0, 24) == pytest.approx(0.9 * (1 - 2.718281828**-1), abs=0.01)
+
+
+def test_censored_packages_are_at_risk_not_failures() -> None:
+    histogram = Histogram()
+    histogram.add(10.0, reached=True, weight=1.0)
+    histogram.add(10.0, reached=False, weight=1.0)  # still waiting after 10 hours
+    assert sum(histogram.events) == 1.0
+    # Both were at risk for 10 hours: 3-hour buckets 0..2 fully, bucket 3 for one hour each.
+    assert histogram.exposure[:4] == pytest.approx([6.0, 6.0, 6.0, 2.0])
+
+
+def test_a_healthy_lane_gives_high_probabilities_and_no_overdue() -> None:
+    model = Model(state_of(healthy_history(LANE)), SETTINGS)
+    probability, reason = estimate(model, LANE, hours_ago=2, days_left=10)
+    assert probability > 0.95 and reason is Reason.AWAITING_FIRST_SCAN
+    scanned, reason = estimate(model, LANE, hours_ago=48, days_left=10, scanned_hours_ago=30, full=True)
+    assert scanned > 0.9 and reason is Reason.AWAITING_DELIVERY_SCAN
+
+
+def test_a_carrier_that_stopped_picking_up_two_days_ago_shows_in_unscanned_parcels() -> None:
+    rng = random.Random(2)
+    history = healthy_history(LANE, rng=rng)
+    stopped = [(LANE, NOW - timedelta(hours=rng.uniform(0, 48)), None, None) for _ in range(16)]
+    healthy = Model(state_of(history), SETTINGS)
+    failing = Model(state_of(history + stopped), SETTINGS)
+    before, _ = estimate(healthy, LANE, hours_ago=36, days_left=10)
+    after, reason = estimate(failing, LANE, hours_ago=36, days_left=10)
+    assert after < before - 0.25
+    assert reason is Reason.OVERDUE_FIRST_SCAN
+
+
+def test_slow_but_reliable_first_scans_are_learnt_not_flagged() -> None:
+    rng = random.Random(3)
+    slow = []
+    for day in range(8, 45):
+        for _ in range(6):
+            confirmed = NOW - timedelta(days=day, hours=rng.uniform(0, 12))
+            slow.append((LANE, confirmed, confirmed + timedelta(days=rng.uniform(3, 6)), None))
+    model = Model(state_of(slow), SETTINGS)
+    probability, reason = estimate(model, LANE, hours_ago=60, days_left=8)
+    assert probability > 0.9
+    assert reason is Reason.AWAITING_FIRST_SCAN
+
+
+def test_one_sellers_stop_shows_for_that_seller_and_not_for_the_others_on_the_lane() -> None:
+    rng = random.Random(4)
+    mine = healthy_history(LANE, rng=rng)
+    others = healthy_history(OTHER_SELLER, per_day=20, rng=rng)
+    stopped = [(LANE, NOW - timedelta(hours=rng.uniform(0, 60)), None, None) for _ in range(20)]
+    model = Model(state_of(mine + others + stopped), SETTINGS)
+    newcomer: LaneKey = ("seller-new", *LANE[1:])  # type: ignore[assignment]
+    failing, _ = estimate(model, LANE, hours_ago=40, days_left=10)
+    fresh, _ = estimate(model, LANE, hours_ago=2, days_left=10)
+    other, _ = estimate(model, OTHER_SELLER, hours_ago=2, days_left=10)
+    other_late, _ = estimate(model, OTHER_SELLER, hours_ago=40, days_left=10)
+    borrowed, _ = estimate(model, newcomer, hours_ago=2, days_left=10)
+    assert failing < other_late - 0.25
+    # The seller's parcels confirmed this morning are not scanned yet, but the lane's recent
+    # cohort says a good share of them will never be.
+    assert fresh < other - 0.2
+    # The other seller, and a newcomer borrowing the lane, stay healthy.
+    assert other > 0.9 and borrowed > 0.85
+
+
+def test_a_service_that_never_scans_delivery_is_learnt_partial_only() -> None:
+    rng = random.Random(5)
+    untracked = []
+    for day in range(2, 56):
+        for _ in range(6):
+            confirmed = NOW - timedelta(days=day, hours=rng.uniform(0, 12))
+            untracked.append((LANE, confirmed, confirmed + timedelta(hours=rng.uniform(4, 20)), None))
+    model = Model(state_of(untracked), SETTINGS)
+    assert model.rarely_scans_delivery(LANE)
+    probability, reason = estimate(model, LANE, hours_ago=30, days_left=12, scanned_hours_ago=20, full=True)
+    assert probability < 0.05
+    assert reason is Reason.SERVICE_RARELY_SCANS_DELIVERY
+    # Partial tracking does not need the delivery scan: unaffected.
+    partial, _ = estimate(model, LANE, hours_ago=2, days_left=12)
+    assert partial > 0.9
+
+
+def test_a_stalled_parcel_is_told_from_one_on_time() -> None:
+    model = Model(state_of(healthy_history(LANE)), SETTINGS)
+    on_time, _ = estimate(model, LANE, hours_ago=80, days_left=6, scanned_hours_ago=70, full=True)
+    stalled, reason = estimate(model, LANE, hours_ago=15 * 24, days_left=1, scanned_hours_ago=14 * 24, full=True)
+    assert on_time > 0.8 > 0.3 > stalled
+    assert reason is Reason.STALLED_IN_TRANSIT
+
+
+def test_carrier_health_flags_a_silent_carrier_and_lowers_its_parcels() -> None:
+    scans_per_hour = 4
+    usual = [NOW - timedelta(hours=30 + h / scans_per_hour) for h in range(24 * 6 * scans_per_hour)]
+    health = carrier_health({("yunexpress", "CN"): usual}, NOW, SETTINGS)[("yunexpress", "CN")]
+    assert health.silent_hours == pytest.approx(30.0, abs=0.3)
+    assert health.silent(SETTINGS)
+    history = healthy_history(("seller-1", "yunexpress", "line", "CN", "AE"))
+    quiet = Model(state_of(history), SETTINGS)
+    state = state_of(history)
+    state.health = {("yunexpress", "CN"): health}
+    silent = Model(state, SETTINGS)
+    lane: LaneKey = ("seller-1", "yunexpress", "line", "CN", "AE")
+    before, _ = estimate(quiet, lane, hours_ago=6, days_left=10)
+    after, reason = estimate(silent, lane, hours_ago=6, days_left=10)
+    assert after < before * 0.3
+    assert reason is Reason.CARRIER_SILENT
+
+
+def test_a_night_without_scans_is_not_silence() -> None:
+    sparse = [NOW - timedelta(hours=6 + 24 * day) for day in range(7)]  # a few scans a day
+    health = carrier_health({("yanwen", "CN"): sparse}, NOW, SETTINGS)[("yanwen", "CN")]
+    assert not health.silent(SETTINGS)
+
+
+def test_the_state_survives_its_json_round_trip() -> None:
+    state = state_of(healthy_history(LANE, days=10))
+    state.health = carrier_health({("yanwen", "CN"): [NOW - timedelta(hours=h) for h in range(100)]}, NOW, SETTINGS)
+    again = ModelState.from_json(state.as_json())
+    assert again.health == state.health
+    for key, histogram in state.histograms.items():
+        assert again.histograms[key].events == pytest.approx(histogram.events, abs=1e-3)
+    assert estimate(Model(again, SETTINGS), LANE, hours_ago=20, days_left=5) == pytest.approx(
+        estimate(Model(state, SETTINGS), LANE, hours_ago=20, days_left=5), abs=2e-3
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_the_model_does_not_depend_on_the_order_packages_are_seen(rnd: random.Random) -> None:
+    packages = healthy_history(LANE, days=12, per_day=3, rng=random.Random(9))
+    shuffled = list(packages)
+    rnd.shuffle(shuffled)
+    first, second = Model(state_of(packages), SETTINGS), Model(state_of(shuffled), SETTINGS)
+    for milestone in Milestone:
+        assert first.curve(LANE, milestone).survival == pytest.approx(second.curve(LANE, milestone).survival)
+
+
+def test_probabilities_stay_in_range_for_every_elapsed_time() -> None:
+    model = Model(state_of(healthy_history(LANE)), SETTINGS)
+    for hours in range(0, 24 * 40, 7):
+        for full in (False, True):
+            probability, _ = estimate(model, LANE, hours_ago=hours, days_left=3, full=full)
+            assert 0.0 <= probability <= 1.0
+    assert len(model.curve(LANE, Milestone.FIRST_SCAN).survival) == BUCKETS + 1
