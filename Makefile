@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run broker migrate test lint bench demo clean prometheus tools
+.PHONY: install run broker migrate test lint bench demo evaluate clean prometheus tools
 
 install: $(STAMP)
 
@@ -56,6 +56,10 @@ bench: install
 
 demo: install
 	$(PY) -m tools.demo
+
+## How early and how right the warnings are (docs/forecast.md); EVALUATE_ARGS="--seeds 3" etc.
+evaluate: install
+	$(PY) -m tools.evaluate --plot .vtr/evaluate/calibration.png $(EVALUATE_ARGS)
 
 clean:
 	rm -rf .vtr

@@ -270,6 +270,31 @@ SERVICE_HEALTH = Dashboard(
                     (q("time() - max(vtr_scorer_last_event_timestamp_seconds)", "age"),),
                     unit="s",
                 ),
+                Panel(
+                    "Carrier health: hours since the newest scan (all sellers)",
+                    (
+                        q("max by (carrier, origin) (vtr_scorer_carrier_silent_hours)", "{{carrier}} {{origin}}"),
+                        q(
+                            "max by (carrier, origin) (vtr_scorer_carrier_silent) * "
+                            "max by (carrier, origin) (vtr_scorer_carrier_silent_hours)",
+                            "silent {{carrier}} {{origin}}",
+                        ),
+                    ),
+                    unit="h",
+                    description="By when scans occurred, across sellers. Alert VtrCarrierScansStopped.",
+                ),
+                Panel(
+                    "Forecast model: refresh time p99 and packages reviewed",
+                    (
+                        q(
+                            "histogram_quantile(0.99, sum by (le) "
+                            f"(rate(vtr_scorer_model_refresh_seconds_bucket[{RATE}])))",
+                            "model refresh p99 (s)",
+                        ),
+                        q(f"sum(rate(vtr_scorer_reviewed_packages_total[{RATE}]))", "reviewed per second"),
+                    ),
+                    unit="short",
+                ),
             ),
         ),
         Row(
