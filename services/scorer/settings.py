@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.scorer.levels import LevelThresholds
 from services.scorer.policy import DEFAULT_POLICY_FILE
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, secret_field
 
 
 class ScorerSettings(ServiceSettings):
@@ -49,6 +49,13 @@ class ScorerSettings(ServiceSettings):
     min_packages_for_alert: int = Field(default=10, ge=0)
     #: A pending package below this probability of becoming valid in time is "at risk".
     at_risk_probability: float = Field(default=0.9, ge=0, le=1)
+
+    console_secret: SecretStr = secret_field(
+        default="dev-console-secret",
+        description="Key of the HMAC that signs console links (the notifier's VTR_CONSOLE_SECRET, same value).",
+    )
+    #: Packages per page in the console's list of packages to fix.
+    console_page_size: int = Field(default=50, ge=1, le=500)
 
     def level_thresholds(self) -> LevelThresholds:
         return LevelThresholds(
