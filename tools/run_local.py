@@ -58,6 +58,10 @@ def main() -> None:
         print(f"\nvtrwatch is running (broker {broker.bootstrap}, state in .vtr/):")
         for name, port, _ in services:
             print(f"  {name:<9} http://127.0.0.1:{port}   docs /docs   health /healthz /readyz   metrics /metrics")
+        scorer_port = os.environ.get("VTR_SCORER_PORT", "8001")
+        console = f"http://127.0.0.1:{scorer_port}/console/<seller-id>"
+        print(f"  {'console':<9} {console}   (sellers follow the signed link in their messages;")
+        print("            a signed link for any seller: .venv/bin/python -m tools.console_link <seller-id>)")
         print("Ctrl-C stops everything.\n", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(process.poll() is None for process in processes):
