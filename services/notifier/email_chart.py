@@ -26,7 +26,8 @@ BAND = "#a9c4e6"
 OK_BAR = "#1f5fa8"
 BAND_CROSSES = "#e67e22"
 BELOW = "#c0392b"
-FLOOR_BORDER = "border-left:2px solid #c0392b;"
+FLOOR_BORDER_PX = 2
+FLOOR_BORDER = f"border-left:{FLOOR_BORDER_PX}px solid #c0392b;"
 
 
 def _axis_minimum(points: Sequence[ForecastPoint], floor: float) -> float:
@@ -66,7 +67,11 @@ def _bar(point: ForecastPoint, floor: float, low: float) -> str:
         if end <= start:
             continue
         fill = colour if end <= lo else (BAND if end <= hi else TRACK)
-        cells.append(_cell(end - start, fill, FLOOR_BORDER if start == floor_px and start > 0 else ""))
+        if start == floor_px and start > 0:
+            # The floor's border takes its width out of the cell, so the track stays TRACK_PX wide.
+            cells.append(_cell(max(1, end - start - FLOOR_BORDER_PX), fill, FLOOR_BORDER))
+        else:
+            cells.append(_cell(end - start, fill))
     return (
         f'<table role="presentation" width="{TRACK_PX}" cellpadding="0" cellspacing="0" border="0" '
         f'style="width:{TRACK_PX}px;border-collapse:collapse;table-layout:fixed;"><tr>{"".join(cells)}</tr></table>'
@@ -75,8 +80,8 @@ def _bar(point: ForecastPoint, floor: float, low: float) -> str:
 
 def forecast_chart_html(points: Sequence[ForecastPoint], floor: float, labels: Mapping[str, str]) -> str:
     """A table of 14 bars (or "" when the forecast has no value). ``labels``: ``title``,
-    ``floor`` (e.g. "95% floor"), ``band`` (legend of the band), ``below`` (legend of a
-    day under the floor)."""
+    ``floor`` (e.g. "95% floor"), ``band`` (legend of the band), ``crosses`` (a day whose
+    band reaches below the floor), ``below`` (a day expected under the floor)."""
     shown = [p for p in points if p.vtr is not None]
     if not shown:
         return ""
@@ -108,10 +113,14 @@ def forecast_chart_html(points: Sequence[ForecastPoint], floor: float, labels: M
             f'<td style="{FONT}padding:1px 0 1px 8px;white-space:nowrap;">{value}</td>'
             "</tr>"
         )
-    legend = (
-        f'<span style="background-color:{OK_BAR};">&nbsp;&nbsp;&nbsp;</span> {escape(labels["title"])} &nbsp; '
-        f'<span style="background-color:{BAND};">&nbsp;&nbsp;&nbsp;</span> {escape(labels["band"])} &nbsp; '
-        f'<span style="background-color:{BELOW};">&nbsp;&nbsp;&nbsp;</span> {escape(labels["below"])}'
+    banded = any(p.p10 is not None and p.p90 is not None for p in shown)
+    keys = [(OK_BAR, "title")]
+    if banded:
+        keys += [(BAND, "band"), (BAND_CROSSES, "crosses")]
+    keys.append((BELOW, "below"))
+    legend = " &nbsp; ".join(
+        f'<span style="background-color:{colour};">&nbsp;&nbsp;&nbsp;</span> {escape(labels[key])}'
+        for colour, key in keys
     )
     rows.append(f'<tr><td></td><td colspan="2" style="{FONT}padding-top:6px;color:#555;">{legend}</td></tr>')
     return (

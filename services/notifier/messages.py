@@ -198,8 +198,20 @@ FLOOR = 0.95
 
 #: Words of the e-mail's forecast chart.
 CHART_LABELS: Mapping[Language, Mapping[str, str]] = {
-    Language.EN: {"title": "expected VTR", "floor": "95% floor", "band": "likely range", "below": "below 95%"},
-    Language.ZH_CN: {"title": "预计有效追踪率", "floor": "95% 红线", "band": "可能范围", "below": "低于 95%"},
+    Language.EN: {
+        "title": "expected VTR",
+        "floor": "95% floor",
+        "band": "likely range",
+        "crosses": "may fall below 95%",
+        "below": "expected below 95%",
+    },
+    Language.ZH_CN: {
+        "title": "预计有效追踪率",
+        "floor": "95% 红线",
+        "band": "可能范围",
+        "crosses": "可能低于 95%",
+        "below": "预计低于 95%",
+    },
 }
 
 

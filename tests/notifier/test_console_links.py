@@ -30,7 +30,7 @@ from tests.notifier.test_delivery import SELLER, Harness, harness, settings_over
 
 SECRET = b"console-secret-for-tests"
 LINKS = ConsoleLinks(base="https://console.example", secret=SECRET)
-LABELS = {"title": "expected", "floor": "95% floor", "band": "likely range", "below": "below"}
+LABELS = {"title": "expected", "floor": "95% floor", "band": "likely range", "crosses": "may", "below": "below"}
 
 
 def alert(language: Language = Language.EN, console_url: str | None = "https://console.example/x") -> AlertMessage:
@@ -109,7 +109,8 @@ def test_every_bar_fills_the_track_and_the_floor_is_marked() -> None:
     assert len(rows) == 14
     for row, point in zip(rows, points, strict=True):
         cells = _widths(row)
-        assert sum(width for width, _ in cells) == TRACK_PX
+        # The floor's 2 px border is part of the track.
+        assert sum(width for width, _ in cells) + 2 == TRACK_PX
         assert row.count("border-left:2px solid #c0392b") == 1
         assert point.vtr is not None
         assert (f'bgcolor="{BELOW}"' in row) == (point.vtr < 0.95)

@@ -163,7 +163,8 @@ def reasons_chart(
                 f'height="{_fmt(h)}" fill="{PALETTE[j % len(PALETTE)]}">'
                 f"<title>{day.isoformat()}: {count} × {escape(names.get(reason, reason))}</title></rect>"
             )
-        if i % 7 == 0 or i == len(days) - 1:
+        last = len(days) - 1
+        if i == last or (i % 7 == 0 and last - i >= 3):
             parts.append(
                 f'<text x="{_fmt(LEFT + i * bar + bar / 2)}" y="{TOP + plot_h + 14}" text-anchor="middle" '
                 f'class="axis">{day.strftime("%m-%d")}</text>'

@@ -149,6 +149,8 @@ def test_language_follows_the_browser_and_the_switch(server: str, browser: Any) 
         assert page.locator("html").get_attribute("lang") == "zh-CN"
         assert page.locator("h1").inner_text() == "总览"
         assert "有风险" in page.locator("#overview").inner_text()
+        if os.environ.get("VTR_CONSOLE_SCREENSHOTS"):
+            page.screenshot(path=str(SCREENSHOTS / "console-overview-zh-CN.png"))
         page.click("#language-switch")
         assert page.locator("html").get_attribute("lang") == "en"
         assert page.locator("h1").inner_text() == "Overview"
@@ -302,3 +304,60 @@ def test_expired_link_says_so(server: str, browser: Any) -> None:
         assert "expired" in page.locator("#denied").inner_text()
     finally:
         context.close()
+
+
+def test_email_chart_renders_as_bars_in_a_browser_engine(browser: Any, tmp_path: Path) -> None:
+    """The e-mail's HTML part in Chromium: 14 bars of the track's width, the floor marked in
+    each, and the band drawn when the forecast carries percentiles."""
+    import msgspec
+
+    from services.notifier.alerts import NoticeKind
+    from services.notifier.email_chart import TRACK_PX
+    from services.notifier.messages import AlertMessage, Language, compose_email
+    from shared.schemas import ForecastPoint, Level
+    from tests.notifier.conftest import EXAMPLE_PACKAGES, make_snapshot
+
+    snapshot = make_snapshot(Level.AT_RISK)
+    banded = msgspec.structs.replace(
+        snapshot,
+        forecast=tuple(
+            ForecastPoint(p.date, p.vtr, p10=(p.vtr or 0) - 0.01 - 0.001 * k, p50=p.vtr, p90=(p.vtr or 0) + 0.006)
+            for k, p in enumerate(snapshot.forecast)
+        ),
+        breach_probability=0.63,
+    )
+    for language in Language:
+        message = AlertMessage(
+            kind=NoticeKind.ESCALATED,
+            previous_level=Level.OK,
+            level=Level.AT_RISK,
+            snapshot=banded,
+            packages=EXAMPLE_PACKAGES,
+            language=language,
+            console_url="https://vtrwatch.example.com/console/A1SELLER?t=1.x",
+        )
+        path = tmp_path / f"{language.value}.html"
+        path.write_text(compose_email(message).html, encoding="utf-8")
+        context = browser.new_context(viewport={"width": 900, "height": 1100})
+        try:
+            page = context.new_page()
+            page.goto(path.as_uri())
+            tracks = page.locator(".forecast-chart table[width='280']")
+            # The scale row and one bar per forecast day.
+            assert tracks.count() == 15
+            for i in range(1, 15):
+                box = tracks.nth(i).bounding_box()
+                assert box is not None and abs(box["width"] - TRACK_PX) <= 1
+                cells = tracks.nth(i).locator("td")
+                widths = [cells.nth(j).bounding_box()["width"] for j in range(cells.count())]  # type: ignore[index]
+                assert abs(sum(widths) - TRACK_PX) <= 2
+                # The band (split where the floor crosses it).
+                assert tracks.nth(i).locator("td[bgcolor='#a9c4e6']").count() >= 1
+            assert page.locator("a", has_text="→").get_attribute("href") == message.console_url
+            if os.environ.get("VTR_CONSOLE_SCREENSHOTS"):
+                page.screenshot(
+                    path=str(SCREENSHOTS / f"email-chart-{language.value}.png"),
+                    clip={"x": 0, "y": 0, "width": 760, "height": 640},
+                )
+        finally:
+            context.close()
