@@ -56,6 +56,11 @@ class ScorerSettings(ServiceSettings):
     )
     #: Packages per page in the console's list of packages to fix.
     console_page_size: int = Field(default=50, ge=1, le=500)
+    #: The notifier's API, for the console's page of notifications sent and the subscription.
+    notifier_url: str = "http://127.0.0.1:8002"
+    notifier_api_key: SecretStr = secret_field(
+        default="dev-api-key", description="Bearer token for the notifier's API (one of its VTR_API_KEYS)."
+    )
 
     def level_thresholds(self) -> LevelThresholds:
         return LevelThresholds(

@@ -97,6 +97,23 @@ STRINGS: Mapping[Language, Mapping[str, str]] = {
         "state_invalid": "invalid",
         "state_pending": "pending",
         "footer": "Read-only. Numbers are the scorer's, the same as its API. Links from messages are valid for 7 days.",
+        "notifications": "Notifications and subscription",
+        "subscription": "Subscription",
+        "not_subscribed": "This seller has no subscription: no message is sent.",
+        "notifier_unavailable": "The notifier cannot be reached just now; try again later.",
+        "emails": "E-mail",
+        "slack": "Slack",
+        "min_level": "From level",
+        "marketplaces": "Marketplaces",
+        "all_marketplaces": "all",
+        "message_language": "Language of messages",
+        "sent_notifications": "Notifications (newest first)",
+        "no_notifications": "No notification yet.",
+        "when": "Created",
+        "kind": "Kind",
+        "channel": "Channel",
+        "status": "Status",
+        "read_only_here": "Read-only here: the subscription is changed through the notifier's API.",
     },
     Language.ZH_CN: {
         "title": "vtrwatch 卖家控制台",
@@ -179,7 +196,47 @@ STRINGS: Mapping[Language, Mapping[str, str]] = {
         "state_invalid": "无效",
         "state_pending": "待定",
         "footer": "只读页面。数据来自评分服务，与其 API 一致。消息中的链接 7 天内有效。",
+        "notifications": "通知与订阅",
+        "subscription": "订阅",
+        "not_subscribed": "该卖家没有订阅：不会发送任何消息。",
+        "notifier_unavailable": "暂时无法连接通知服务，请稍后再试。",
+        "emails": "邮箱",
+        "slack": "Slack",
+        "min_level": "起始等级",
+        "marketplaces": "站点",
+        "all_marketplaces": "全部",
+        "message_language": "消息语言",
+        "sent_notifications": "通知记录（最新在前）",
+        "no_notifications": "暂无通知。",
+        "when": "创建时间",
+        "kind": "类型",
+        "channel": "渠道",
+        "status": "状态",
+        "read_only_here": "此处只读：订阅通过通知服务的 API 修改。",
     },
+}
+
+
+#: Kinds of notification (the notifier's NoticeKind values) and delivery statuses.
+KIND_NAMES: Mapping[Language, Mapping[str, str]] = {
+    Language.EN: {
+        "escalated": "warning",
+        "improved": "improved",
+        "recovered": "recovered",
+        "reminder": "reminder",
+        "digest": "daily digest",
+    },
+    Language.ZH_CN: {
+        "escalated": "预警",
+        "improved": "好转",
+        "recovered": "已恢复",
+        "reminder": "提醒",
+        "digest": "每日汇总",
+    },
+}
+STATUS_NAMES: Mapping[Language, Mapping[str, str]] = {
+    Language.EN: {"pending": "waiting to be sent", "sent": "sent", "failed": "failed"},
+    Language.ZH_CN: {"pending": "等待发送", "sent": "已发送", "failed": "发送失败"},
 }
 
 
@@ -216,4 +273,14 @@ def other(language: Language) -> Language:
     return Language.EN if language is Language.ZH_CN else Language.ZH_CN
 
 
-__all__ = ["LANGUAGE_COOKIE", "LEVEL_LABELS", "REASON_LABELS", "STRINGS", "Language", "choose_language", "other"]
+__all__ = [
+    "KIND_NAMES",
+    "LANGUAGE_COOKIE",
+    "LEVEL_LABELS",
+    "REASON_LABELS",
+    "STATUS_NAMES",
+    "STRINGS",
+    "Language",
+    "choose_language",
+    "other",
+]

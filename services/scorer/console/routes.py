@@ -29,14 +29,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from services.notifier.messages import action_for
 from services.scorer.console import charts, queries
 from services.scorer.console.i18n import (
+    KIND_NAMES,
     LANGUAGE_COOKIE,
     LEVEL_LABELS,
     REASON_LABELS,
+    STATUS_NAMES,
     STRINGS,
     Language,
     choose_language,
     other,
 )
+from services.scorer.console.notifier_client import NotifierReader
 from services.scorer.service import ScorerService
 from shared.console_links import CONSOLE_PREFIX, TOKEN_PARAMETER, Verdict, expiry, verify
 from shared.http import key_matches
@@ -209,6 +212,25 @@ def console_router(service: ScorerService) -> APIRouter:
                     f"{_seller_path(seller_id)}/category?"
                     + urlencode({"marketplace": row.marketplace, "category": row.category})
                 ),
+            },
+        )
+
+    @router.get("/{seller_id}/notifications", response_class=HTMLResponse)
+    async def notifications_page(request: Request, seller_id: SellerId) -> Response:
+        access = gate(request, seller_id)
+        if isinstance(access, Response):
+            return access
+        language = language_of(request)
+        reader: NotifierReader = request.app.state.console_notifier
+        view = await reader.read(seller_id)
+        return page(
+            request,
+            "notifications.html",
+            {
+                **common(seller_id, language, access),
+                "view": view,
+                "kinds": KIND_NAMES[language],
+                "statuses": STATUS_NAMES[language],
             },
         )
 

@@ -156,6 +156,7 @@ async def test_a_valid_link_becomes_a_cookie_for_that_seller_only(console: Conso
     assert other.status_code == 403 and "secret-category-of-another-seller" not in other.text
     for path in (
         f"/console/{OTHER_SELLER}/packages.csv",
+        f"/console/{OTHER_SELLER}/notifications",
         f"/console/{OTHER_SELLER}/category?marketplace=US&category=x",
     ):
         denied = await client.get(path)
@@ -203,12 +204,53 @@ async def test_language_from_accept_language_and_the_switch(console: Console) ->
 
 def test_prod_refuses_a_missing_or_development_console_secret() -> None:
     base: dict[str, Any] = {"env": "prod", "database_url": "postgresql+asyncpg://x/y", "api_keys": "k"}
+    scorer = {**base, "notifier_api_key": "k"}
     with pytest.raises(ValueError, match="VTR_CONSOLE_SECRET"):
-        ScorerSettings(**base)
+        ScorerSettings(**scorer)
     with pytest.raises(ValueError, match="VTR_CONSOLE_SECRET"):
-        ScorerSettings(**base, console_secret="")
-    assert ScorerSettings(**base, console_secret="s3cret").console_secret.get_secret_value() == "s3cret"
+        ScorerSettings(**scorer, console_secret="")
+    with pytest.raises(ValueError, match="VTR_NOTIFIER_API_KEY"):
+        ScorerSettings(**base, console_secret="s3cret")
+    assert ScorerSettings(**scorer, console_secret="s3cret").console_secret.get_secret_value() == "s3cret"
     notifier = {**base, "scorer_api_key": "k", "smtp_url": "smtp://mail:25"}
     with pytest.raises(ValueError, match="VTR_CONSOLE_SECRET"):
         NotifierSettings(**notifier)
     assert NotifierSettings(**notifier, console_secret="s3cret").console_base == "http://127.0.0.1:8001"
+
+
+async def test_notifications_page_reads_the_notifiers_api(console: Console, tmp_path: Any) -> None:
+    import asyncio
+
+    import httpx
+
+    from services.notifier.__main__ import MIGRATIONS_DIR
+    from services.notifier.app import create_app as create_notifier
+    from services.scorer.console.notifier_client import NotifierReader
+    from shared.db import upgrade_database
+    from tools.localstack import free_port
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db"
+    await asyncio.to_thread(upgrade_database, MIGRATIONS_DIR, url)
+    notifier = create_notifier(NotifierSettings(database_url=url, api_keys="notifier-key"))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=notifier)
+    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+        response = await client.put(
+            f"/v1/sellers/{SELLER}/subscription",
+            json={"emails": ["ops@seller.example"], "language": "zh-CN"},
+            headers={"Authorization": "Bearer notifier-key"},
+        )
+        assert response.status_code == 200, response.text
+    console.app.state.console_notifier = NotifierReader("http://notifier", "notifier-key", transport=transport)
+    page = await console.client.get(f"/console/{SELLER}/notifications", headers={**STAFF, "Accept-Language": "en"})
+    assert page.status_code == 200
+    assert "ops@seller.example" in page.text and "No notification yet." in page.text
+    # Another seller has no subscription; a wrong key or an unreachable notifier says so, and nothing breaks.
+    other = await console.client.get(f"/console/{OTHER_SELLER}/notifications", headers=STAFF)
+    assert "no subscription" in other.text
+    console.app.state.console_notifier = NotifierReader("http://notifier", "wrong-key", transport=transport)
+    refused = await console.client.get(f"/console/{SELLER}/notifications", headers=STAFF)
+    assert refused.status_code == 200 and 'id="notifier-unavailable"' in refused.text
+    console.app.state.console_notifier = NotifierReader(f"http://127.0.0.1:{free_port()}", "notifier-key")
+    down = await console.client.get(f"/console/{SELLER}/notifications", headers=STAFF)
+    assert down.status_code == 200 and 'id="notifier-unavailable"' in down.text
+    await notifier.state.engine.dispose()
