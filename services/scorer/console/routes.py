@@ -113,7 +113,10 @@ def authorize(service: ScorerService, request: Request, seller_id: str) -> Acces
             log.info("console link refused", extra={"verdict": verdict.value})
             raise Denied("denied_expired" if verdict is Verdict.EXPIRED else "denied_invalid")
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_PARAMETER]
-        target = request.url.path + ("?" + urlencode(rest) if rest else "")
+        # The path as the browser sent it (still percent-encoded), so the cookie's path matches it.
+        raw_path = request.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
+        target = path + ("?" + urlencode(rest) if rest else "")
         return Access(staff=False, redirect_to=target, token=token)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is not None:

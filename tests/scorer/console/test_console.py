@@ -254,3 +254,12 @@ async def test_notifications_page_reads_the_notifiers_api(console: Console, tmp_
     down = await console.client.get(f"/console/{SELLER}/notifications", headers=STAFF)
     assert down.status_code == 200 and 'id="notifier-unavailable"' in down.text
     await notifier.state.engine.dispose()
+
+
+async def test_a_seller_id_with_reserved_characters_keeps_its_cookie_path(console: Console) -> None:
+    seller = "A1:shop@example"
+    response = await console.client.get(link(seller))
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith("/console/A1%3Ashop%40example")
+    assert "Path=/console/A1%3Ashop%40example" in response.headers["set-cookie"]
