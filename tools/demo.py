@@ -318,7 +318,10 @@ def summarise(
             warned_sellers.append(key[0])
     files = outbox_files(started_at)
     if warned_sellers:
-        console.print("\nconsole of each warned seller (the signed link of its messages, valid 7 days):")
+        console.print(
+            "\nconsole of each warned seller (the signed link of its messages, valid 7 days; it opens while"
+            " these services run: with `make run` up, or `make demo` with --keep-running):"
+        )
         for seller_id in dict.fromkeys(warned_sellers):
             console.print(f"  {seller_id}: {console_link_of(seller_id, files, scorer_url)}", soft_wrap=True)
     console.print(f"\n{len(files)} notification file(s) written to {OUTBOX.relative_to(ROOT)}/ during this demo:")
