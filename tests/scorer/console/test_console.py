@@ -263,3 +263,49 @@ async def test_a_seller_id_with_reserved_characters_keeps_its_cookie_path(consol
     location = response.headers["location"]
     assert location.startswith("/console/A1%3Ashop%40example")
     assert "Path=/console/A1%3Ashop%40example" in response.headers["set-cookie"]
+
+
+async def test_nothing_about_the_seller_or_the_token_is_logged(
+    console: Console, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    import asyncio
+    import logging
+
+    import httpx
+
+    from services.notifier.__main__ import MIGRATIONS_DIR
+    from services.notifier.app import create_app as create_notifier
+    from services.scorer.console.notifier_client import NotifierReader
+    from shared.db import upgrade_database
+    from shared.observability import quiet_request_loggers
+    from tools.localstack import free_port
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db"
+    await asyncio.to_thread(upgrade_database, MIGRATIONS_DIR, url)
+    notifier = create_notifier(NotifierSettings(database_url=url, api_keys="notifier-key"))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=notifier)
+    good = link(SELLER)
+    token = good.split("t=")[1]
+    levels = {name: logging.getLogger(name).level for name in ("uvicorn.access", "httpx", "httpcore")}
+    quiet_request_loggers()  # as the services' logging set-up does
+    try:
+        with caplog.at_level(logging.INFO):  # the services log at INFO (VTR_LOG_LEVEL)
+            console.client.cookies.clear()
+            assert (await console.client.get(good)).status_code == 303
+            assert (await console.client.get(good[:-2] + "xx")).status_code == 403
+            assert (await console.client.get(link(SELLER, datetime.now(UTC) - timedelta(days=9)))).status_code == 403
+            console.app.state.console_notifier = NotifierReader("http://notifier", "notifier-key", transport=transport)
+            page = await console.client.get(f"/console/{SELLER}/notifications", headers=STAFF)
+            assert "not-subscribed" in page.text
+            console.app.state.console_notifier = NotifierReader(f"http://127.0.0.1:{free_port()}", "notifier-key")
+            await console.client.get(f"/console/{SELLER}/notifications", headers=STAFF)
+            await console.client.get(f"/console/{SELLER}/packages.csv", headers=STAFF)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        await notifier.state.engine.dispose()
+    messages = [record.getMessage() for record in caplog.records]
+    assert "console link refused" in messages and "notifier unreachable from the console" in messages
+    logged = caplog.text + " ".join(str(vars(record)) for record in caplog.records)
+    for secret_or_data in (SELLER, token, token.split(".")[1], STAFF_KEY, "Home & Kitchen"):
+        assert secret_or_data not in logged
