@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+import msgspec
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -315,7 +316,10 @@ def console_router(service: ScorerService) -> APIRouter:
                     ((reason_name(r, language), count) for r, count in (numbers.get("pending_reasons") or {}).items()),
                     key=lambda item: -item[1],
                 ),
-                "carrier_health": numbers.get("carrier_health") or [],
+                "carrier_health": [
+                    note if isinstance(note, dict) else msgspec.to_builtins(note)
+                    for note in numbers.get("carrier_health") or ()
+                ],
                 "lanes": lanes,
                 "packages": [_package_row(view, language, now()) for view in listed.views],
                 "total_packages": listed.total,

@@ -80,3 +80,40 @@ def test_missing_values_break_the_line_instead_of_dropping_to_zero() -> None:
 )
 def test_language_choice(query: str | None, cookie: str | None, header: str | None, expected: Language) -> None:
     assert choose_language(query, cookie, header) is expected
+
+
+def test_urgency_orders_by_level_then_breach_probability_then_days_then_headroom() -> None:
+    from services.scorer.console.queries import CategoryOverview
+
+    def row(name: str, level: str, probability: float | None, days: int | None, headroom: int) -> CategoryOverview:
+        return CategoryOverview(
+            {
+                "marketplace": "US",
+                "category": name,
+                "level": level,
+                "breach_probability": probability,
+                "days_to_breach": days,
+                "headroom": headroom,
+                "vtr": 0.96,
+            }
+        )
+
+    rows = [
+        row("ok", "OK", None, None, 30),
+        row("watch", "WATCH", 0.2, None, 5),
+        row("risk-unlikely", "AT_RISK", 0.3, 9, 3),
+        row("risk-likely-later", "AT_RISK", 0.9, 9, 3),
+        row("risk-likely-sooner", "AT_RISK", 0.9, 4, 3),
+        row("risk-no-probability", "AT_RISK", None, 2, 1),
+        row("breach", "BREACH", None, 0, 0),
+    ]
+    ordered = [r.category for r in sorted(rows, key=CategoryOverview.urgency)]
+    assert ordered == [
+        "breach",
+        "risk-likely-sooner",
+        "risk-likely-later",
+        "risk-unlikely",
+        "risk-no-probability",
+        "watch",
+        "ok",
+    ]

@@ -309,3 +309,49 @@ async def test_nothing_about_the_seller_or_the_token_is_logged(
     logged = caplog.text + " ".join(str(vars(record)) for record in caplog.records)
     for secret_or_data in (SELLER, token, token.split(".")[1], STAFF_KEY, "Home & Kitchen"):
         assert secret_or_data not in logged
+
+
+async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-in for the forecast rework (not merged here): ``as_json`` with the additive
+    fields of shared/schemas.py filled in. The console draws the band, shows the breach
+    probability, pending reasons and carrier health, and sorts by breach probability."""
+    from services.scorer.service import CategoryScore
+
+    original = CategoryScore.as_json
+
+    def with_new_fields(self: CategoryScore) -> dict[str, Any]:
+        body = original(self)
+        probability = {"Home & Kitchen": 0.81, "toys": 0.12, "Books": 0.0}[self.category]
+        body["breach_probability"] = probability
+        for point in body["forecast"]:
+            if point["vtr"] is not None:
+                point.update(p10=point["vtr"] - 0.02, p50=point["vtr"], p90=min(1.0, point["vtr"] + 0.01))
+        body["pending_reasons"] = {"stalled_in_transit": 7, "carrier_silent": 3}
+        body["carrier_health"] = [
+            {
+                "carrier": "yunexpress",
+                "origin": "CN",
+                "silent_hours": 30.4,
+                "received_scans": 2,
+                "expected_scans": 140.0,
+                "affected_packages": 9,
+            }
+        ]
+        return body
+
+    monkeypatch.setattr(CategoryScore, "as_json", with_new_fields)
+    en = {**STAFF, "Accept-Language": "en"}
+    overview = (await console.client.get(f"/console/{SELLER}", headers=en)).text
+    assert "81.0%" in overview and "12.0%" in overview
+    page = (await console.client.get(f"/console/{SELLER}/category", params=AE, headers=en)).text
+    assert page.count("<polygon") == 1 and 'id="band-missing"' not in page
+    assert 'data-field="breach_probability">81.0%' in page
+    assert "no scan for longer than usual" in page and "carrier silent for all sellers" in page
+    assert "silent for 30 h: 2 scans received, about 140 expected; 9 of your pending packages affected" in page
+    # Without them (today's scorer): no band, a dash, a sentence instead of the band.
+    monkeypatch.setattr(CategoryScore, "as_json", original)
+    page = (await console.client.get(f"/console/{SELLER}/category", params=AE, headers=en)).text
+    assert "<polygon" not in page and 'id="band-missing"' in page
+    assert 'data-field="breach_probability">–' in page
