@@ -88,16 +88,18 @@ def start_stack(console: Console) -> Stack:
         ingest = ServiceProcess("ingest", env, state / "ingest.log").start()
         stack.started.append(ingest)
         scorer_env = {**env, "VTR_DATABASE_URL": f"sqlite+aiosqlite:///{state / 'scorer.db'}"}
-        scorer = ServiceProcess("scorer", scorer_env, state / "scorer.log").start()
-        stack.started.append(scorer)
+        scorer = ServiceProcess("scorer", scorer_env, state / "scorer.log")
         notifier_env = {
             **env,
             "VTR_DATABASE_URL": f"sqlite+aiosqlite:///{state / 'notifier.db'}",
             "VTR_SCORER_URL": scorer.url,
             "VTR_OUTBOX_DIR": str(OUTBOX),
         }
-        notifier = ServiceProcess("notifier", notifier_env, state / "notifier.log").start()
-        stack.started.append(notifier)
+        notifier = ServiceProcess("notifier", notifier_env, state / "notifier.log")
+        # The console's notifications page asks the notifier.
+        scorer.env["VTR_NOTIFIER_URL"] = notifier.url
+        stack.started.append(scorer.start())
+        stack.started.append(notifier.start())
     except BaseException:
         stack.stop()
         raise

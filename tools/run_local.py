@@ -51,6 +51,10 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     # VTR_<SERVICE>_PORT moves a service; waiting and printing use the port it really gets.
     ports = {name: int(os.environ.get(f"VTR_{name.upper()}_PORT", str(port))) for name, port, _ in services}
+    # The services find each other on those ports (the notifier asks the scorer, the console the notifier).
+    for name, variable in (("scorer", "VTR_SCORER_URL"), ("notifier", "VTR_NOTIFIER_URL")):
+        if name in ports:
+            env.setdefault(variable, f"http://127.0.0.1:{ports[name]}")
     try:
         for name, _port, _ in services:
             service_env = {**env, "VTR_HTTP_PORT": str(ports[name])}
