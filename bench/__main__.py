@@ -27,6 +27,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.console import bench_console
 from bench.scenario import SELLER_PREFIX, produce, records
 from shared.kafka import ensure_topics
 from shared.schemas import SCORE_CODEC, CanonicalStatus
@@ -469,8 +470,9 @@ async def wait_for_notification(
     return None
 
 
-#: Figure groups ``--only`` selects: ingest webhooks; scorer throughput and reads; end-to-end latency.
-GROUPS = ("ingest", "scorer", "e2e")
+#: Figure groups ``--only`` selects: ingest webhooks; scorer throughput and reads; end-to-end
+#: latency; the seller console's pages.
+GROUPS = ("ingest", "scorer", "e2e", "console")
 
 
 def main() -> None:
@@ -503,6 +505,9 @@ def main() -> None:
             bench_scorer(report, workdir, args.sellers, args.seconds)
         if "e2e" in selected:
             end_to_end(report, workdir, args.e2e_samples)
+        if "console" in selected:
+            database_url = asyncio.run(recreate_database("vtrwatch_bench_console"))
+            bench_console(report, workdir, database_url, API_KEY)
     elapsed = time.perf_counter() - began
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"{stamp}.json"

@@ -56,7 +56,15 @@ def configure_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    quiet_request_loggers()
+
+
+def quiet_request_loggers() -> None:
+    """Loggers that would write request URLs, which carry seller ids, at INFO: the access
+    log, and httpx's line per request (the notifier asks the scorer, the console the
+    notifier, both with the seller id in the path)."""
+    for name in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def metrics_payload() -> tuple[bytes, str]:

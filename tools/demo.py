@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from tools.console_link import console_links
 from tools.localstack import TansuBroker
 from tools.simulate.driver import Driver, ScorerClient
 from tools.simulate.plan import Step, replay_plan
@@ -44,6 +46,8 @@ DEFAULT_URLS = {
     "notifier": "http://127.0.0.1:8002",
 }
 OUTBOX = ROOT / ".vtr" / "outbox"
+#: A console link in a written message (Slack JSON keeps it verbatim).
+CONSOLE_LINK = re.compile(r"https?://[^\s\"'<>]+/console/[^\s\"'<>]+")
 LEVEL_STYLE = {"OK": "green", "WATCH": "yellow", "AT_RISK": "bold dark_orange", "BREACH": "bold red"}
 #: Who gets a message in which language (the notifier renders both).
 LANGUAGES = {DRIFTING_SELLER: "zh-CN", SURFACE_SELLER: "en"}
@@ -84,16 +88,18 @@ def start_stack(console: Console) -> Stack:
         ingest = ServiceProcess("ingest", env, state / "ingest.log").start()
         stack.started.append(ingest)
         scorer_env = {**env, "VTR_DATABASE_URL": f"sqlite+aiosqlite:///{state / 'scorer.db'}"}
-        scorer = ServiceProcess("scorer", scorer_env, state / "scorer.log").start()
-        stack.started.append(scorer)
+        scorer = ServiceProcess("scorer", scorer_env, state / "scorer.log")
         notifier_env = {
             **env,
             "VTR_DATABASE_URL": f"sqlite+aiosqlite:///{state / 'notifier.db'}",
             "VTR_SCORER_URL": scorer.url,
             "VTR_OUTBOX_DIR": str(OUTBOX),
         }
-        notifier = ServiceProcess("notifier", notifier_env, state / "notifier.log").start()
-        stack.started.append(notifier)
+        notifier = ServiceProcess("notifier", notifier_env, state / "notifier.log")
+        # The console's notifications page asks the notifier.
+        scorer.env["VTR_NOTIFIER_URL"] = notifier.url
+        stack.started.append(scorer.start())
+        stack.started.append(notifier.start())
     except BaseException:
         stack.stop()
         raise
@@ -265,13 +271,32 @@ async def play(args: argparse.Namespace, urls: dict[str, str], console: Console,
                 await asyncio.sleep(2.0)
     finally:
         await scorer.aclose()
-    return summarise(console, scenario, view, started_at, (drifting, surface))
+    return summarise(console, scenario, view, started_at, (drifting, surface), urls["scorer"])
 
 
-def summarise(console: Console, scenario: Scenario, view: View, started_at: float, watched: tuple[str, ...]) -> int:
+def console_link_of(seller_id: str, files: list[Path], scorer_url: str) -> str:
+    """The console link of the seller's latest message in the outbox, or a fresh one signed
+    as the notifier signs (with SMTP configured the messages are sent, not written)."""
+    for path in sorted(files, key=lambda p: p.suffix != ".json"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for link in CONSOLE_LINK.findall(text):
+            if f"/console/{seller_id}" in link:
+                return str(link)
+    return console_links(base=scorer_url).link(seller_id, datetime.now(UTC))
+
+
+def summarise(
+    console: Console,
+    scenario: Scenario,
+    view: View,
+    started_at: float,
+    watched: tuple[str, ...],
+    scorer_url: str = DEFAULT_URLS["scorer"],
+) -> int:
     console.print()
     console.rule("what happened")
     ok = True
+    warned_sellers: list[str] = []
     for key in scenario.seller_categories():
         if key[0] not in watched:
             continue
@@ -291,7 +316,16 @@ def summarise(console: Console, scenario: Scenario, view: View, started_at: floa
         )
         console.print(f"{key[0]} {key[1]} {key[2]} ({scenario.role_of(key[0])}): scorer {level}, "
                       f"forecast breach in {row.get('days_to_breach')} d; {verdict}")  # fmt: skip
+        if warned:
+            warned_sellers.append(key[0])
     files = outbox_files(started_at)
+    if warned_sellers:
+        console.print(
+            "\nconsole of each warned seller (the signed link of its messages, valid 7 days; it opens while"
+            " these services run: with `make run` up, or `make demo` with --keep-running):"
+        )
+        for seller_id in dict.fromkeys(warned_sellers):
+            console.print(f"  {seller_id}: {console_link_of(seller_id, files, scorer_url)}", soft_wrap=True)
     console.print(f"\n{len(files)} notification file(s) written to {OUTBOX.relative_to(ROOT)}/ during this demo:")
     for path in files:
         console.print(f"  {path.relative_to(ROOT)}")

@@ -49,15 +49,26 @@ def main() -> None:
     broker = TansuBroker(args.kafka_port, log_path=ROOT / ".vtr" / "tansu.log").start()
     env = {**os.environ, "VTR_KAFKA_BOOTSTRAP": broker.bootstrap}
     processes: list[subprocess.Popen[bytes]] = []
+    # VTR_<SERVICE>_PORT moves a service; waiting and printing use the port it really gets.
+    ports = {name: int(os.environ.get(f"VTR_{name.upper()}_PORT", str(port))) for name, port, _ in services}
+    # The services find each other on those ports (the notifier asks the scorer, the console the notifier).
+    for name, variable in (("scorer", "VTR_SCORER_URL"), ("notifier", "VTR_NOTIFIER_URL")):
+        if name in ports:
+            env.setdefault(variable, f"http://127.0.0.1:{ports[name]}")
     try:
-        for name, port, _ in services:
-            service_env = {**env, "VTR_HTTP_PORT": os.environ.get(f"VTR_{name.upper()}_PORT", str(port))}
+        for name, _port, _ in services:
+            service_env = {**env, "VTR_HTTP_PORT": str(ports[name])}
             processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=service_env))
-        for _name, port, _ in services:
-            wait_for_port("127.0.0.1", port, timeout_seconds=60)
+        for name, _port, _ in services:
+            wait_for_port("127.0.0.1", ports[name], timeout_seconds=60)
         print(f"\nvtrwatch is running (broker {broker.bootstrap}, state in .vtr/):")
-        for name, port, _ in services:
-            print(f"  {name:<9} http://127.0.0.1:{port}   docs /docs   health /healthz /readyz   metrics /metrics")
+        for name, _port, _ in services:
+            print(
+                f"  {name:<9} http://127.0.0.1:{ports[name]}   docs /docs   health /healthz /readyz   metrics /metrics"
+            )
+        console = f"http://127.0.0.1:{ports.get('scorer', 8001)}/console/<seller-id>"
+        print(f"  {'console':<9} {console}   (sellers follow the signed link in their messages;")
+        print("            a signed link for any seller: .venv/bin/python -m tools.console_link <seller-id>)")
         print("Ctrl-C stops everything.\n", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(process.poll() is None for process in processes):

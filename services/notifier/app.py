@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,6 +28,7 @@ from services.notifier.outbox import OutboxWorker, RetryPolicy
 from services.notifier.processing import AlertProcessor
 from services.notifier.scorer_client import ScorerClient
 from services.notifier.settings import NotifierSettings
+from shared.console_links import ConsoleLinks
 from shared.db import create_engine, ping
 from shared.http import operations_router
 from shared.kafka import broker_reachable, ensure_topics
@@ -107,6 +108,11 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         package_limit=settings.package_list_limit,
         scorer_wait_seconds=settings.scorer_wait_seconds,
         batch_size=settings.outbox_batch_size,
+        console_links=ConsoleLinks(
+            base=settings.console_base,
+            secret=settings.console_secret.get_secret_value().encode(),
+            valid_for=timedelta(days=settings.console_link_days),
+        ),
     )
     consumer = TransactionalConsumer(
         settings=settings,

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from services.notifier.alerts import NoticeKind
+from services.notifier.email_chart import forecast_chart_html
 from shared.schemas import Level, PackageView, Reason, ScoreSnapshot
 
 
@@ -191,6 +193,27 @@ APPEAL_PATH = "/performance/account/health"
 
 NOT_AVAILABLE: Mapping[Language, str] = {Language.EN: "n/a", Language.ZH_CN: "无数据"}
 
+#: Amazon's floor, as the messages word it ("below 95%").
+FLOOR = 0.95
+
+#: Words of the e-mail's forecast chart.
+CHART_LABELS: Mapping[Language, Mapping[str, str]] = {
+    Language.EN: {
+        "title": "expected VTR",
+        "floor": "95% floor",
+        "band": "likely range",
+        "crosses": "may fall below 95%",
+        "below": "expected below 95%",
+    },
+    Language.ZH_CN: {
+        "title": "预计有效追踪率",
+        "floor": "95% 红线",
+        "band": "可能范围",
+        "crosses": "可能低于 95%",
+        "below": "预计低于 95%",
+    },
+}
+
 
 def appeal_url(marketplace: str) -> str:
     return "https://" + SELLER_CENTRAL_HOSTS.get(marketplace, "sellercentral.amazon.com") + APPEAL_PATH
@@ -211,6 +234,8 @@ class AlertMessage:
     #: None when the scorer's package list could not be fetched.
     packages: Sequence[PackageView] | None
     language: Language
+    #: Signed link to this category in the seller's console (None: no link configured).
+    console_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +306,11 @@ def template_context(message: AlertMessage) -> dict[str, Any]:
         "packages": packages,
         "packages_unavailable": message.packages is None,
         "appeal_url": appeal_url(snapshot.marketplace) if snapshot.level is Level.BREACH else None,
+        "console_url": message.console_url,
+        "forecast_chart": Markup(forecast_chart_html(snapshot.forecast, FLOOR, CHART_LABELS[language])),  # noqa: S704 - built from numbers and escaped labels
+        "breach_probability": percent(snapshot.breach_probability, language)
+        if snapshot.breach_probability is not None
+        else None,
     }
 
 
@@ -346,6 +376,8 @@ class DigestMessage:
     seller_id: str
     entries: Sequence[DigestEntry]
     language: Language
+    #: Signed link to the seller's console overview (None: no link configured).
+    console_url: str | None = None
 
 
 def digest_context(message: DigestMessage) -> dict[str, Any]:
@@ -378,6 +410,7 @@ def digest_context(message: DigestMessage) -> dict[str, Any]:
             for entry in ordered
         ],
         "computed_at": max(entry.snapshot.computed_at for entry in ordered).strftime("%Y-%m-%d %H:%M UTC"),
+        "console_url": message.console_url,
     }
 
 

@@ -40,6 +40,7 @@ from services.notifier.messages import (
 )
 from services.notifier.processing import CHANNEL_EMAIL, CHANNEL_SLACK
 from services.notifier.scorer_client import PackageSource, PackagesUnavailable
+from shared.console_links import ConsoleLinks
 from shared.schemas import SCORE_CODEC, Level, PackageView
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ class RetryPolicy:
         return float(max(self.base_seconds / 10, ceiling * rng()))
 
 
-def render_digest(row: Any) -> dict[str, Any]:
+def render_digest(row: Any, console_url: str | None = None) -> dict[str, Any]:
     entries = [
         DigestEntry(Level(entry["level"]), SCORE_CODEC.decode(orjson.dumps(entry["snapshot"])))
         for entry in orjson.loads(row.snapshot)
     ]
-    message = DigestMessage(seller_id=row.seller_id, entries=entries, language=Language(row.language))
+    message = DigestMessage(
+        seller_id=row.seller_id, entries=entries, language=Language(row.language), console_url=console_url
+    )
     if row.channel == CHANNEL_EMAIL:
         content = compose_digest_email(message)
         return {"subject": content.subject, "text": content.text, "html": content.html}
@@ -84,6 +87,7 @@ class OutboxWorker:
         scorer_wait_seconds: float = 120.0,
         batch_size: int = 50,
         rng: Callable[[], float] = random.random,
+        console_links: ConsoleLinks | None = None,
     ) -> None:
         self._engine = engine
         self._senders = {CHANNEL_EMAIL: email_sender, CHANNEL_SLACK: slack_sender}
@@ -94,6 +98,7 @@ class OutboxWorker:
         self._scorer_wait = timedelta(seconds=scorer_wait_seconds)
         self._batch_size = batch_size
         self._rng = rng
+        self._console_links = console_links
 
     async def run_forever(self, poll_seconds: float) -> None:
         while True:
@@ -160,7 +165,8 @@ class OutboxWorker:
         if row.rendered is not None:
             return orjson.loads(row.rendered), bool(row.packages_listed)
         if row.kind == NoticeKind.DIGEST.value:
-            return await self._store_rendering(row, render_digest(row), packages_listed=None), False
+            overview = self._console_links.link(row.seller_id, self._clock()) if self._console_links else None
+            return await self._store_rendering(row, render_digest(row, overview), packages_listed=None), False
         key = (row.seller_id, row.marketplace, row.category)
         if key not in cache:
             try:
@@ -178,6 +184,11 @@ class OutboxWorker:
             snapshot=SCORE_CODEC.decode(row.snapshot.encode()),
             packages=packages,
             language=Language(row.language),
+            console_url=self._console_links.link(
+                row.seller_id, self._clock(), marketplace=row.marketplace, category=row.category
+            )
+            if self._console_links
+            else None,
         )
         rendered: dict[str, Any]
         if row.channel == CHANNEL_EMAIL:

@@ -34,6 +34,15 @@ class NotifierSettings(ServiceSettings):
     #: Packages listed per message.
     package_list_limit: int = Field(default=20, ge=0, le=100)
 
+    #: Base of the links to the seller console in every message; empty: ``VTR_SCORER_URL`` (the scorer serves it).
+    console_url: str = ""
+    console_secret: SecretStr = secret_field(
+        default="dev-console-secret",
+        description="Key of the HMAC that signs console links (the scorer's VTR_CONSOLE_SECRET, same value).",
+    )
+    #: Days a console link in a message stays valid.
+    console_link_days: float = Field(default=7.0, gt=0, le=90)
+
     #: ``smtp://user:pass@host:587?starttls=true`` or ``smtps://...``; empty: write .eml files.
     smtp_url: SecretStr = secret_field(
         default="", description="Required in prod: without it messages are only written to files."
@@ -72,6 +81,10 @@ class NotifierSettings(ServiceSettings):
     @classmethod
     def _split_prefixes(cls, value: Any) -> Any:
         return comma_separated(value)
+
+    @property
+    def console_base(self) -> str:
+        return self.console_url or self.scorer_url
 
     @property
     def deliver_live(self) -> bool:

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.scorer.api import vtr_router
+from services.scorer.console.notifier_client import NotifierReader
+from services.scorer.console.routes import console_router
 from services.scorer.service import ScorerService
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import TodayFunction, utc_today
@@ -50,4 +52,6 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
         )
     )
     app.include_router(vtr_router(service))
+    app.include_router(console_router(service))
+    app.state.console_notifier = NotifierReader(settings.notifier_url, settings.notifier_api_key.get_secret_value())
     return app

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.scorer.levels import LevelThresholds
 from services.scorer.policy import DEFAULT_POLICY_FILE
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, secret_field
 
 
 class ScorerSettings(ServiceSettings):
@@ -58,6 +58,18 @@ class ScorerSettings(ServiceSettings):
     forecast_correlation: float = Field(default=0.05, ge=0, le=1)
     #: Seconds between rebuilds of the forecast model from the stored packages.
     model_refresh_seconds: float = Field(default=300.0, gt=0)
+
+    console_secret: SecretStr = secret_field(
+        default="dev-console-secret",
+        description="Key of the HMAC that signs console links (the notifier's VTR_CONSOLE_SECRET, same value).",
+    )
+    #: Packages per page in the console's list of packages to fix.
+    console_page_size: int = Field(default=50, ge=1, le=500)
+    #: The notifier's API, for the console's page of notifications sent and the subscription.
+    notifier_url: str = "http://127.0.0.1:8002"
+    notifier_api_key: SecretStr = secret_field(
+        default="dev-api-key", description="Bearer token for the notifier's API (one of its VTR_API_KEYS)."
+    )
 
     def level_thresholds(self) -> LevelThresholds:
         return LevelThresholds(

@@ -413,7 +413,8 @@ def test_network_policies_let_only_ingest_in_from_outside(rendered: Rendered) ->
         for policy in policies
     }
     assert egress_ports["ingest"] == {9092}
-    assert egress_ports["scorer"] == {9092, 5432}
+    # 8002: the console's page of notifications reads the notifier's API.
+    assert egress_ports["scorer"] == {9092, 5432, 8002}
     assert egress_ports["notifier"] >= {9092, 5432, 8001, 465, 587, 443}
 
 

@@ -21,8 +21,12 @@ from services.notifier.messages import (
     compose_email,
     compose_slack,
 )
+from shared.console_links import ConsoleLinks
 from shared.schemas import Level
-from tests.notifier.conftest import EXAMPLE_PACKAGES, EXAMPLES_DIR, make_snapshot
+from tests.notifier.conftest import EXAMPLE_PACKAGES, EXAMPLES_DIR, FIXED_TIME, make_snapshot
+
+#: The console links of the examples: a fixed secret and time, so the signature is stable.
+EXAMPLE_LINKS = ConsoleLinks(base="https://vtrwatch.example.com", secret=b"example-console-secret")
 
 SCENARIOS: dict[str, tuple[NoticeKind, Level, Level, bool]] = {
     # name: (kind, previous level, level, package list available)
@@ -52,6 +56,7 @@ def render_examples() -> dict[Path, str]:
                 snapshot=make_snapshot(level),
                 packages=EXAMPLE_PACKAGES if listed else None,
                 language=language,
+                console_url=EXAMPLE_LINKS.link("A1SELLER", FIXED_TIME, marketplace="SG", category="Toys & Games"),
             )
             content = compose_email(message)
             base = Path(language.value) / name
@@ -61,7 +66,12 @@ def render_examples() -> dict[Path, str]:
             files[base.with_suffix(".slack.json")] = (
                 json.dumps(compose_slack(message), ensure_ascii=False, indent=2) + "\n"
             )
-        digest = DigestMessage(seller_id="A1SELLER", entries=DIGEST_ENTRIES, language=language)
+        digest = DigestMessage(
+            seller_id="A1SELLER",
+            entries=DIGEST_ENTRIES,
+            language=language,
+            console_url=EXAMPLE_LINKS.link("A1SELLER", FIXED_TIME),
+        )
         content = compose_digest_email(digest)
         base = Path(language.value) / "daily-digest"
         files[base.with_suffix(".subject.txt")] = content.subject + "\n"
