@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select, update
@@ -191,7 +191,7 @@ async def test_clock_reviews_make_an_unscanned_package_overdue_as_time_passes(
     await apply(
         scorer_engine,
         evaluator,
-        [shipment("o-1", promised=promised, confirmed_at=confirmed.replace(tzinfo=timezone.utc))],
+        [shipment("o-1", promised=promised, confirmed_at=confirmed.replace(tzinfo=UTC))],
     )
     async with scorer_engine.begin() as connection:
         await outbox_remove(connection, await outbox_batch(connection, 10))
@@ -209,7 +209,7 @@ async def test_clock_reviews_make_an_unscanned_package_overdue_as_time_passes(
     overdue = (await counts(scorer_engine))[("US", "toys")][promised].expected_valid
     assert fresh > 0.9 and overdue < fresh / 2
     # A scan clears it.
-    await apply(scorer_engine, evaluator, [event(occurred_at=later.replace(tzinfo=timezone.utc))], today=later.date())
+    await apply(scorer_engine, evaluator, [event(occurred_at=later.replace(tzinfo=UTC))], today=later.date())
     assert simple(await counts(scorer_engine))[("US", "toys", promised)] == (1, 0, 0)
 
 
@@ -227,7 +227,7 @@ async def test_a_refreshed_model_makes_the_affected_lanes_due_for_review(
         "o-new", tracking_number="UG999999999YP", promised=TODAY + timedelta(days=8), confirmed_at=NOW, **YANWEN
     )
     scans_of_history = [
-        event(tracking_number=f"UG{i:09d}YP", occurred_at=NOW - timedelta(days=12) + timedelta(hours=10), event_id=f"e{i}")
+        event(tracking_number=f"UG{i:09d}YP", occurred_at=NOW - timedelta(days=12, hours=-10), event_id=f"e{i}")
         for i in range(30)
     ]  # fmt: skip
 

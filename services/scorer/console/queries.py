@@ -158,9 +158,9 @@ async def history(
                 row,
                 found_scans.get(row.tracking_number, ()),
                 found_cancellations.get(row.tracking_number, ()),
-                {},
                 day,
                 occurred_before=end_of_day,
+                now=end_of_day,
             )
             if evaluated.state == PackageState.CANCELLED.value:
                 continue
