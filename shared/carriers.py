@@ -43,6 +43,12 @@ _BY_SQUASHED_NAME: dict[str, str] = {
 }
 
 
+def carrier_display_name(slug: str) -> str:
+    """The carrier's usual name for people (the first in :data:`CARRIER_NAMES`), or the slug."""
+    names = CARRIER_NAMES.get(slug)
+    return names[0] if names else slug
+
+
 def carrier_slug(name: str) -> str | None:
     """The slug of the carrier a seller-uploaded name means, or None if unknown."""
     return _BY_SQUASHED_NAME.get(_squash(name))

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from services.notifier.alerts import NoticeKind
 from services.notifier.email_chart import forecast_chart_html
+from shared.carriers import carrier_display_name
 from shared.schemas import Level, PackageView, Reason, ScoreSnapshot
 
 
@@ -193,6 +194,44 @@ APPEAL_PATH = "/performance/account/health"
 
 NOT_AVAILABLE: Mapping[Language, str] = {Language.EN: "n/a", Language.ZH_CN: "无数据"}
 
+#: A silent carrier, in words (carrier health across sellers, services/scorer/model.py).
+CARRIER_NOTES: Mapping[Language, str] = {
+    Language.EN: (
+        "{carrier} has sent no scans from {origin} for {hours} hours, for every seller and not only you "
+        "(about {expected} were expected); {affected} of your pending packages depend on it"
+    ),
+    Language.ZH_CN: (
+        "{carrier} 已 {hours} 小时没有回传来自 {origin} 的扫描，所有卖家都受影响，不只是您"
+        "（按平时约应有 {expected} 条）；您有 {affected} 个待定包裹受此影响"
+    ),
+}
+
+
+def carrier_notes(snapshot: ScoreSnapshot, language: Language) -> list[str]:
+    return [
+        CARRIER_NOTES[language].format(
+            carrier=carrier_display_name(note.carrier),
+            origin=note.origin,
+            hours=round(note.silent_hours),
+            expected=round(note.expected_scans),
+            affected=note.affected_packages,
+        )
+        for note in snapshot.carrier_health
+    ]
+
+
+def forecast_band(snapshot: ScoreSnapshot, language: Language) -> list[tuple[str, str, str | None]]:
+    """Each forecast day: the expected VTR and, when the scorer sent it, the likely range
+    (10th to 90th percentile)."""
+    rows: list[tuple[str, str, str | None]] = []
+    for point in snapshot.forecast:
+        band = None
+        if point.p10 is not None and point.p90 is not None:
+            band = f"{percent(point.p10, language)}–{percent(point.p90, language)}"
+        rows.append((point.date.isoformat(), percent(point.vtr, language), band))
+    return rows
+
+
 #: Amazon's floor, as the messages word it ("below 95%").
 FLOOR = 0.95
 
@@ -308,6 +347,13 @@ def template_context(message: AlertMessage) -> dict[str, Any]:
         "appeal_url": appeal_url(snapshot.marketplace) if snapshot.level is Level.BREACH else None,
         "console_url": message.console_url,
         "forecast_chart": Markup(forecast_chart_html(snapshot.forecast, FLOOR, CHART_LABELS[language])),  # noqa: S704 - built from numbers and escaped labels
+        "forecast_band": forecast_band(snapshot, language),
+        "carrier_notes": carrier_notes(snapshot, language),
+        "pending_reasons": [
+            (_reason_label(reason, language), count)
+            for reason, count in sorted(snapshot.pending_reasons.items(), key=lambda item: (-item[1], item[0]))
+            if count > 0
+        ],
         "breach_probability": percent(snapshot.breach_probability, language)
         if snapshot.breach_probability is not None
         else None,

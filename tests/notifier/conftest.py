@@ -21,6 +21,7 @@ from services.notifier.__main__ import MIGRATIONS_DIR
 from shared.db import upgrade_database
 from shared.schemas import (
     PACKAGE_PAGE_CODEC,
+    CarrierHealthNote,
     ForecastPoint,
     Level,
     Money,
@@ -77,13 +78,35 @@ def make_snapshot(
         vtr=rate,
         headroom=headroom,
         forecast=tuple(
-            ForecastPoint(as_of + timedelta(days=day), round(min(1.0, rate + slope * day), 4)) for day in range(1, 15)
+            ForecastPoint(
+                as_of + timedelta(days=day),
+                expected := round(min(1.0, rate + slope * day), 4),
+                round(max(0.0, expected - 0.002 * day), 4),
+                expected,
+                round(min(1.0, expected + 0.0015 * day), 4),
+                round(min(1.0, max(0.0, (0.955 - expected) * 60 + 0.1)), 3) if level is not Level.OK else 0.0,
+            )
+            for day in range(1, 15)
         ),
         days_to_breach=days_to_breach,
         level=level,
         reasons={"service_lacks_delivery_scan": 9, "no_physical_scan": 6, "carrier_not_integrated": 2}
         if level is not Level.OK
         else {"no_physical_scan": 1},
+        breach_probability=0.74 if level is Level.AT_RISK else (1.0 if level is Level.BREACH else 0.01),
+        pending_reasons={"carrier_silent": 9, "stalled_in_transit": 4} if level is Level.AT_RISK else {},
+        carrier_health=(
+            CarrierHealthNote(
+                carrier="yunexpress",
+                origin="CN",
+                silent_hours=30.2,
+                received_scans=0,
+                expected_scans=146.0,
+                affected_packages=9,
+            ),
+        )
+        if level is Level.AT_RISK
+        else (),
     )
 
 
