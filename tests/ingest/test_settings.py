@@ -39,9 +39,17 @@ def test_prod_names_the_missing_secret(monkeypatch: pytest.MonkeyPatch, missing:
     assert "DATABASE_URL" not in str(refused.value)
 
 
-def test_sm4_key_must_be_hex() -> None:
-    with pytest.raises(ValidationError, match="VTR_CHINAPOST_SM4_KEY must be 32 hex"):
+def test_sm4_key_must_be_16_bytes_in_hex_or_base64() -> None:
+    with pytest.raises(ValidationError, match="VTR_CHINAPOST_SM4_KEY must be 16 bytes"):
         IngestSettings(chinapost_sm4_key="not-hex")
+    with pytest.raises(ValidationError, match="VTR_CHINAPOST_SM4_KEY must be 16 bytes"):
+        IngestSettings(chinapost_sm4_key="ASNFZ4mrze/+3LqYdlQy")  # base64 of 15 bytes
+    # EMS issues the key as 24 base64 characters: the same 16 bytes as the hex form.
+    as_issued = IngestSettings(chinapost_sm4_key="ASNFZ4mrze/+3LqYdlQyEA==")
+    assert as_issued.chinapost_sm4_key_hex() == "0123456789abcdeffedcba9876543210"
+    assert IngestSettings(chinapost_sm4_key="0123456789ABCDEFFEDCBA9876543210").chinapost_sm4_key_hex() == (
+        "0123456789abcdeffedcba9876543210"
+    )
 
 
 def test_defaults() -> None:
