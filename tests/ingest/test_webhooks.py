@@ -11,7 +11,6 @@ from contextlib import AbstractAsyncContextManager
 import httpx
 import orjson
 import pytest
-
 from prometheus_client import REGISTRY
 
 from services.ingest import signatures
