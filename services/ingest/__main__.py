@@ -1,8 +1,16 @@
-"""``python -m services.ingest``: serve the ingest API (it keeps no database)."""
+"""``python -m services.ingest``: serve the ingest API (it keeps no database);
+``python -m services.ingest replay-deadletters [--origin ...] [--since ...] [--dry-run]``
+re-parses parked webhook bodies (see services/ingest/replay.py)."""
+
+import sys
 
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.server import service_main
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["replay-deadletters"]:
+        from services.ingest.replay import main
+
+        sys.exit(main(sys.argv[2:]))
     service_main(IngestSettings, create_app)  # type: ignore[arg-type]

@@ -523,16 +523,21 @@ class WebhookFastPath:
         duration.observe(seconds)
 
 
-def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRoutes:
-    handler = WebhookHandler(settings, publisher)
-    router = APIRouter(prefix="/v1/webhooks", tags=["carrier webhooks"], responses=_ERROR_RESPONSES)
-    sources = {
+def webhook_sources(settings: IngestSettings) -> dict[str, WebhookSource]:
+    """Every carrier integration by its slug (also the dead letters' origin)."""
+    return {
         "china-post": china_post_source(settings),
         "yunexpress": yunexpress_source(settings),
         "yanwen": yanwen_source(settings),
         "17track": seventeen_track_source(settings),
         "aftership": aftership_source(settings),
     }
+
+
+def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRoutes:
+    handler = WebhookHandler(settings, publisher)
+    router = APIRouter(prefix="/v1/webhooks", tags=["carrier webhooks"], responses=_ERROR_RESPONSES)
+    sources = webhook_sources(settings)
     bodies = {
         "china-post": {
             "requestBody": {
