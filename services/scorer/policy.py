@@ -168,6 +168,11 @@ class ShipmentFacts:
     risk_flags: tuple[str, ...] = ()
 
 
+#: The stored status of an aggregator's "stopped tracking" notice (TrackingEvent.notice):
+#: not a scan, it makes a package without later scans pending for Reason.TRACKING_STOPPED.
+TRACKING_STOPPED_STATUS = "TRACKING_STOPPED"
+
+
 @dataclass(frozen=True, slots=True)
 class Scan:
     status: str
@@ -181,6 +186,8 @@ class ScanSummary:
     physical_scans: int = 0
     has_delivery_scan: bool = False
     last_scan_at: datetime | None = None
+    #: The aggregator said it stopped tracking the number, and no scan came after that.
+    tracking_stopped: bool = False
 
 
 NO_SCANS = ScanSummary()
@@ -201,16 +208,20 @@ def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = No
     distinct: set[tuple[str, int]] = set()
     has_delivery = False
     last: datetime | None = None
+    stopped: datetime | None = None
     for scan in scans:
-        if scan.status not in PHYSICAL_SCAN_STATUSES:
-            continue
         if occurred_before is not None and scan.occurred_at >= occurred_before:
+            continue
+        if scan.status == TRACKING_STOPPED_STATUS:
+            stopped = scan.occurred_at if stopped is None else max(stopped, scan.occurred_at)
+            continue
+        if scan.status not in PHYSICAL_SCAN_STATUSES:
             continue
         distinct.add((scan.status, _minute(scan.occurred_at)))
         has_delivery = has_delivery or scan.status in DELIVERY_SCAN_STATUSES
         if last is None or scan.occurred_at > last:
             last = scan.occurred_at
-    return ScanSummary(len(distinct), has_delivery, last)
+    return ScanSummary(len(distinct), has_delivery, last, stopped is not None and (last is None or stopped > last))
 
 
 # -- the decision ----------------------------------------------------------------------
@@ -280,6 +291,9 @@ def structural_reason(policy: Policy, facts: ShipmentFacts, level: TrackingLevel
 
 
 def pending_reason(level: TrackingLevel, scans: ScanSummary, malformed: bool) -> Reason:
+    if scans.tracking_stopped:
+        # No scan will come until the number is registered with the aggregator again.
+        return Reason.TRACKING_STOPPED
     if scans.physical_scans == 0:
         return Reason.MALFORMED_TRACKING_NUMBER if malformed else Reason.AWAITING_FIRST_SCAN
     return Reason.AWAITING_DELIVERY_SCAN if level is TrackingLevel.FULL else Reason.AWAITING_FIRST_SCAN

@@ -34,6 +34,7 @@ from services.scorer import metrics
 from services.scorer.forecast import DayCounts
 from services.scorer.policy import (
     STRUCTURAL_REASONS,
+    TRACKING_STOPPED_STATUS,
     Policy,
     Scan,
     ShipmentFacts,
@@ -54,6 +55,7 @@ from services.scorer.schema import (
     scans,
 )
 from shared.schemas import (
+    NOTICE_TRACKING_STOPPED,
     SHIPMENT_CODEC,
     TRACKING_EVENT_CODEC,
     ContractError,
@@ -726,7 +728,7 @@ async def insert_scans(connection: AsyncConnection, events: Sequence[TrackingEve
         {
             "event_id": event.event_id,
             "tracking_number": normalise_tracking_number(event.tracking_number),
-            "status": event.status.value,
+            "status": TRACKING_STOPPED_STATUS if event.notice == NOTICE_TRACKING_STOPPED else event.status.value,
             "occurred_at": naive_utc(event.occurred_at),
             "received_at": naive_utc(event.received_at),
             "source": event.source[:64],
