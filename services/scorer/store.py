@@ -732,6 +732,9 @@ async def insert_scans(connection: AsyncConnection, events: Sequence[TrackingEve
             "occurred_at": naive_utc(event.occurred_at),
             "received_at": naive_utc(event.received_at),
             "source": event.source[:64],
+            "carrier_code": event.carrier_code[:64],
+            "last_mile_carrier": event.last_mile_carrier[:64],
+            "last_mile_tracking_number": event.last_mile_tracking_number[:128],
         }
         for event in sorted(unique.values(), key=lambda e: e.event_id)
     ]
