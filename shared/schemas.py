@@ -319,6 +319,10 @@ class PackageView(msgspec.Struct, frozen=True, kw_only=True):
     action: str
     #: The order value from which this marketplace requires full tracking, in its currency.
     full_tracking_threshold: Money | None = None
+    #: Who had the parcel last and its number there, from the newest scan that says so
+    #: (e.g. ``usps`` for a China Post ePacket in the US): the carrier to ask first.
+    last_mile_carrier: str = ""
+    last_mile_tracking_number: str = ""
 
 
 class PackagePage(msgspec.Struct, frozen=True, kw_only=True):
