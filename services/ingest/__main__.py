@@ -1,6 +1,7 @@
 """``python -m services.ingest``: serve the ingest API (it keeps no database);
 ``python -m services.ingest replay-deadletters [--origin ...] [--since ...] [--dry-run]``
-re-parses parked webhook bodies (see services/ingest/replay.py)."""
+re-parses parked webhook bodies (replay.py); ``python -m services.ingest registrar``
+registers confirmed numbers with the aggregators (registration.py)."""
 
 import sys
 
@@ -13,4 +14,8 @@ if __name__ == "__main__":
         from services.ingest.replay import main
 
         sys.exit(main(sys.argv[2:]))
+    if sys.argv[1:2] == ["registrar"]:
+        from services.ingest.registration import main as registrar
+
+        sys.exit(registrar())
     service_main(IngestSettings, create_app)  # type: ignore[arg-type]

@@ -32,3 +32,13 @@ UNAUTHORIZED = "unauthorized"
 INVALID = "invalid"
 TOO_LARGE = "too_large"
 UNAVAILABLE = "unavailable"
+REGISTRATIONS = Counter(
+    "vtr_ingest_registrations",
+    "Tracking numbers sent to an aggregator for registration, by outcome.",
+    ["aggregator", "outcome"],
+)
+REGISTRATION_CALLS = Counter(
+    "vtr_ingest_registration_calls",
+    "Calls to an aggregator's registration API, by HTTP status.",
+    ["aggregator", "outcome"],
+)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
-from shared.settings import DEV_SECRET_PREFIX, ServiceSettings, secret_field
+from shared.settings import DEV_SECRET_PREFIX, ServiceSettings, comma_separated, secret_field
 
 #: The 17TRACK key's variable starts with a digit after the prefix, which no Python name can.
 SEVENTEEN_TRACK_ENV = "VTR_17TRACK_API_KEY"
@@ -21,7 +22,12 @@ _SM4_KEY_PROBLEM = (
     "VTR_CHINAPOST_SM4_KEY must be 16 bytes: 32 hex characters or 24 base64 characters (as EMS issues it)"
 )
 #: Secrets only needed by an alternative that is switched off (name -> the setting that uses it).
-_OPTIONAL_SECRETS = {"VTR_YUNEXPRESS_TOKEN": "token-hmac", "VTR_YUNEXPRESS_AES_KEY": "encrypted"}
+_OPTIONAL_SECRETS = {
+    "VTR_YUNEXPRESS_TOKEN": "token-hmac",
+    "VTR_YUNEXPRESS_AES_KEY": "encrypted",
+    "VTR_AFTERSHIP_API_KEY": "aftership-registration",
+}
+CommaList = Annotated[list[str], NoDecode]
 
 
 def sm4_key_bytes(text: str) -> bytes:
@@ -77,6 +83,31 @@ class IngestSettings(ServiceSettings):
     )
     aftership_secret: SecretStr = secret_field(default="dev-aftership-secret", description="AfterShip webhook secret.")
 
+    # --- Registering numbers with the aggregators (python -m services.ingest registrar) ---
+    #: Carrier slugs whose confirmed shipments are registered with 17TRACK (comma-separated).
+    register_17track_carriers: CommaList = Field(default_factory=list)
+    #: Seller ids whose confirmed shipments are registered with 17TRACK, whatever the carrier.
+    register_17track_sellers: CommaList = Field(default_factory=list)
+    register_aftership_carriers: CommaList = Field(default_factory=list)
+    register_aftership_sellers: CommaList = Field(default_factory=list)
+    #: 17TRACK API v2.2 base URL (register call: ``/register``, 40 numbers a call).
+    seventeen_track_api_url: str = "https://api.17track.net/track/v2.2"
+    #: AfterShip Tracking API base URL (``/trackings`` creates a tracking).
+    aftership_api_url: str = "https://api.aftership.com/tracking/2024-04"
+    aftership_api_key: SecretStr = secret_field(
+        default="dev-aftership-api-key",
+        description="AfterShip API key (as-api-key), only to register numbers (VTR_REGISTER_AFTERSHIP_*).",
+    )
+    #: Registration calls per second, per aggregator (17TRACK allows 3, AfterShip 10).
+    register_17track_rate_per_second: float = Field(default=3.0, gt=0)
+    register_aftership_rate_per_second: float = Field(default=10.0, gt=0)
+    #: Attempts of a registration call that fails with 429, 5xx or a network error.
+    registration_max_attempts: int = Field(default=6, ge=1)
+    #: First back-off between attempts, doubled each time up to the maximum.
+    registration_backoff_seconds: float = Field(default=2.0, ge=0)
+    registration_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    registration_timeout_seconds: float = Field(default=10.0, gt=0)
+
     #: Larger bodies get 413 before they are read in full.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: YunExpress pushes whose timestamp is further than this from now are refused.
@@ -98,6 +129,17 @@ class IngestSettings(ServiceSettings):
     def _sm4_key_is_16_bytes(cls, value: SecretStr) -> SecretStr:
         sm4_key_bytes(value.get_secret_value().strip().removeprefix(DEV_SECRET_PREFIX))
         return value
+
+    @field_validator(
+        "register_17track_carriers",
+        "register_17track_sellers",
+        "register_aftership_carriers",
+        "register_aftership_sellers",
+        mode="before",
+    )
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return comma_separated(value)
 
     @field_validator("yunexpress_aes_key")
     @classmethod
@@ -125,7 +167,11 @@ class IngestSettings(ServiceSettings):
             heading, _, listed = str(error).partition(": ")
             # The ingest keeps no database, so the base class's SQLite objection does not apply.
             listed = listed.replace(_SQLITE_OBJECTION, "").replace(_SEVENTEEN_TRACK_FIELD_ENV, SEVENTEEN_TRACK_ENV)
-            in_use = {"token-hmac": self.yunexpress_signing == "token-hmac", "encrypted": self.yunexpress_encrypted}
+            in_use = {
+                "token-hmac": self.yunexpress_signing == "token-hmac",
+                "encrypted": self.yunexpress_encrypted,
+                "aftership-registration": bool(self.register_aftership_carriers or self.register_aftership_sellers),
+            }
             unused = [name for name, alternative in _OPTIONAL_SECRETS.items() if not in_use[alternative]]
             problems = [
                 problem
