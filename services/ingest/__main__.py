@@ -1,7 +1,8 @@
 """``python -m services.ingest``: serve the ingest API (it keeps no database);
 ``python -m services.ingest replay-deadletters [--origin ...] [--since ...] [--dry-run]``
 re-parses parked webhook bodies (replay.py); ``python -m services.ingest registrar``
-registers confirmed numbers with the aggregators (registration.py)."""
+registers confirmed numbers with the aggregators (registration.py); ``python -m
+services.ingest poll-yanwen`` polls Yanwen for open parcels (yanwen_polling.py)."""
 
 import sys
 
@@ -18,4 +19,8 @@ if __name__ == "__main__":
         from services.ingest.registration import main as registrar
 
         sys.exit(registrar())
+    if sys.argv[1:2] == ["poll-yanwen"]:
+        from services.ingest.yanwen_polling import main as poll_yanwen
+
+        sys.exit(poll_yanwen())
     service_main(IngestSettings, create_app)  # type: ignore[arg-type]

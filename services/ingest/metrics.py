@@ -42,3 +42,9 @@ REGISTRATION_CALLS = Counter(
     "Calls to an aggregator's registration API, by HTTP status.",
     ["aggregator", "outcome"],
 )
+YANWEN_POLLS = Counter(
+    "vtr_ingest_yanwen_polls", "Calls to Yanwen's tracking query by the poller, by outcome.", ["outcome"]
+)
+YANWEN_OPEN_PARCELS = Gauge(
+    "vtr_ingest_yanwen_open_parcels", "Yanwen parcels the poller asked about in its last round."
+)

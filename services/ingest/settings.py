@@ -108,6 +108,14 @@ class IngestSettings(ServiceSettings):
     registration_backoff_max_seconds: float = Field(default=300.0, ge=0)
     registration_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # --- Polling Yanwen (python -m services.ingest poll-yanwen; uses VTR_YANWEN_TOKEN) ---
+    #: Yanwen's tracking query (``?nums=`` up to 30 numbers, header Authorization).
+    yanwen_api_url: str = "https://api.track.yw56.com.cn/api/tracking"
+    #: Seconds between two rounds over the open Yanwen parcels.
+    yanwen_poll_interval_seconds: float = Field(default=3600.0, gt=0)
+    #: Tracking queries per second (Yanwen publishes no figure; keep it low).
+    yanwen_poll_rate_per_second: float = Field(default=1.0, gt=0)
+
     #: Larger bodies get 413 before they are read in full.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: YunExpress pushes whose timestamp is further than this from now are refused.
