@@ -113,3 +113,22 @@ async def test_china_post_key_as_ems_issues_it_and_serial_no_echo(
     assert reply["serialNo"].startswith("SN-LK")  # echoed from the refused request
     assert reply["senderNo"] == "1100012345678"
     assert len(await events_of(settings, number, 4)) == 4
+
+
+async def test_yunexpress_camel_case_push_through_the_endpoint(
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+) -> None:
+    # The older shape used to get a 400 and a dead letter; it is read like the current one.
+    from tests.ingest.samples import yunexpress_headers
+    from tests.ingest.test_conformance import _camel_case_parcel
+
+    number = "YT" + unique_number("")[:12] + "0000"
+    body = orjson.dumps({"data": _camel_case_parcel(number)})
+    response = await ingest.post(PATH, content=body, headers=yunexpress_headers(ingest_settings, body))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"success": True, "code": 0, "message": "success", "accepted": 2}
+    events = await events_of(ingest_settings, number, 2)
+    assert {(event.carrier_code, event.last_mile_carrier) for event in events} == {
+        ("PICKED_UP", "usps"),
+        ("DELIVERED", "usps"),
+    }
