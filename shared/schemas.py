@@ -58,8 +58,13 @@ class Level(StrEnum):
         return list(Level).index(self)
 
 
-class TrackingEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One normalised carrier scan on ``vtr.tracking-events.v1`` (key: tracking number)."""
+class TrackingEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One normalised carrier scan on ``vtr.tracking-events.v1`` (key: tracking number).
+
+    Fields left at their default are not encoded (``omit_defaults``): every decoder fills
+    them in again, so the additive last-mile and notice fields cost no bytes on the scans
+    that do not have them.
+    """
 
     event_id: NonEmpty
     carrier: NonEmpty
