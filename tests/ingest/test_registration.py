@@ -119,11 +119,12 @@ async def test_confirmed_numbers_are_registered_batched_retried_and_parked(
 
     # 17TRACK: one 503 retried, then the 45 distinct numbers in calls of at most 40, with the
     # China Post carrier key; the one registered before counts as registered.
-    statuses = [len(body) for _, _, body in track17.requests]
-    assert statuses[0] == 40 and all(size <= 40 for size in statuses)
+    # (How the 45 split into calls depends on where the consumer's polls cut the topic.)
+    assert all(len(body) <= 40 for _, _, body in track17.requests)
     mine = [n for n in registered_numbers(track17) if n in set(numbers)]
     assert sorted(set(mine)) == sorted(numbers)
-    assert len(mine) == 45 + 40  # the first call of 40 was answered 503 and sent again
+    first_call = [item["number"] for item in track17.requests[0][2]]
+    assert len(mine) == 45 + len(first_call)  # the first call was answered 503 and sent again
     assert {item.get("carrier") for _, _, body in track17.requests for item in body} == {3011}
     assert all(headers.get("17token") == KEY_17TRACK for _, headers, _ in track17.requests)
     assert track17.registered >= set(numbers) - {refused}
@@ -132,7 +133,8 @@ async def test_confirmed_numbers_are_registered_batched_retried_and_parked(
     assert len(track17.requests) == calls
     # AfterShip: one tracking per call, the 429 retried, the YunExpress slug.
     assert aftership.registered == set(yun)
-    assert [body["tracking_number"] for _, _, body in aftership.requests].count(yun[0]) == 2
+    asked = [body["tracking_number"] for _, _, body in aftership.requests]
+    assert sorted(asked.count(number) for number in yun) == [1, 2]  # the call answered 429 was repeated
     assert {body.get("slug") for _, _, body in aftership.requests} == {"yunexpress"}
     # The refused number is parked with its shipment.
     letters = await read_topic(
