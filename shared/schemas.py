@@ -58,8 +58,13 @@ class Level(StrEnum):
         return list(Level).index(self)
 
 
-class TrackingEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One normalised carrier scan on ``vtr.tracking-events.v1`` (key: tracking number)."""
+class TrackingEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One normalised carrier scan on ``vtr.tracking-events.v1`` (key: tracking number).
+
+    Fields left at their default are not encoded (``omit_defaults``): every decoder fills
+    them in again, so the additive last-mile and notice fields cost no bytes on the scans
+    that do not have them.
+    """
 
     event_id: NonEmpty
     carrier: NonEmpty
@@ -74,13 +79,35 @@ class TrackingEvent(msgspec.Struct, frozen=True, kw_only=True):
     location: str = ""
     #: Other numbers the carrier knows the parcel by (e.g. YunExpress last-mile number).
     alternate_tracking_numbers: tuple[str, ...] = ()
+    #: Who delivers the last mile, when the source names it (AfterShip ``next_couriers``,
+    #: 17TRACK ``misc_info``, YunExpress ``last_mile_name``, Yanwen ``last_mile_carrier``):
+    #: a vtrwatch carrier slug where known, else the source's own name or key.
+    last_mile_carrier: str = ""
+    #: The parcel's number at the last-mile carrier (trimmed, upper-cased).
+    last_mile_tracking_number: str = ""
+    #: Set on a message that is a notice about the tracking, not a scan (its status is
+    #: UNKNOWN): ``tracking_stopped`` when an aggregator stopped tracking the number.
+    notice: str = ""
+
+
+#: ``TrackingEvent.notice`` of a number an aggregator no longer tracks (17TRACK TRACKING_STOPPED).
+NOTICE_TRACKING_STOPPED = "tracking_stopped"
 
 
 def tracking_event_id(
-    carrier: str, tracking_number: str, carrier_code: str, occurred_at: datetime, location: str
+    carrier: str,
+    tracking_number: str,
+    carrier_code: str,
+    occurred_at: datetime,
+    location: str,
+    description: str = "",
 ) -> str:
-    """Deterministic id: the same carrier event re-pushed always gets the same id."""
-    identity = "|".join((carrier, tracking_number, carrier_code, occurred_at.isoformat(), location))
+    """Deterministic id: the same carrier event re-pushed always gets the same id, and two
+    scans at the same time and place that differ in code or message are two events. The
+    description is only part of the identity when there is one (ids of scans without a
+    message are what they always were)."""
+    parts = (carrier, tracking_number, carrier_code, occurred_at.isoformat(), location)
+    identity = "|".join((*parts, description) if description else parts)
     return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
@@ -297,6 +324,10 @@ class PackageView(msgspec.Struct, frozen=True, kw_only=True):
     action: str
     #: The order value from which this marketplace requires full tracking, in its currency.
     full_tracking_threshold: Money | None = None
+    #: Who had the parcel last and its number there, from the newest scan that says so
+    #: (e.g. ``usps`` for a China Post ePacket in the US): the carrier to ask first.
+    last_mile_carrier: str = ""
+    last_mile_tracking_number: str = ""
 
 
 class PackagePage(msgspec.Struct, frozen=True, kw_only=True):

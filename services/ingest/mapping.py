@@ -29,19 +29,30 @@ class SourceMapping:
     signature: str
     identity: str
     ack: str
+    #: How the sender retries a push that was not acknowledged (documentation).
+    retries: str
+    #: Where the source names the last-mile carrier and number (documentation).
+    last_mile: str
     timezone_text: str
     timezone: timezone
     codes: Mapping[str, CanonicalStatus]
     families: Mapping[str, CanonicalStatus] = field(default_factory=dict)
+    #: Coarser codes used when an event has no exact code (17TRACK ``stage`` without ``sub_status``).
+    stages: Mapping[str, CanonicalStatus] = field(default_factory=dict)
     metadata_only: frozenset[str] = frozenset()
-    first_scan: Mapping[str, CanonicalStatus] = field(default_factory=dict)
+    #: Values of a checkpoint's ``source`` that mean a person entered it, not a carrier scan:
+    #: such checkpoints produce no event (AfterShip ``source: "user"``).
+    manual_sources: frozenset[str] = frozenset()
     carriers: Mapping[str, str] = field(default_factory=dict)
 
     def status(self, code: str) -> CanonicalStatus:
-        """The canonical status of a code; UNKNOWN when neither the code nor its family is mapped."""
+        """The canonical status of a code: the exact code, else its family (the prefix before
+        the first ``_``), else the stage table; UNKNOWN when none maps it."""
         status = self.codes.get(code)
         if status is None and self.families:
             status = self.families.get(code.partition("_")[0])
+        if status is None and self.stages:
+            status = self.stages.get(code)
         return status or CanonicalStatus.UNKNOWN
 
 
@@ -64,12 +75,15 @@ def load_mappings(path: Path = MAPPING_FILE) -> dict[str, SourceMapping]:
             signature=entry["signature"],
             identity=entry["identity"],
             ack=entry["ack"],
+            retries=entry["retries"],
+            last_mile=entry.get("last_mile", "not given by this source"),
             timezone_text=entry["timezone"],
             timezone=parse_utc_offset(entry["timezone"]),
             codes=_statuses(entry.get("codes", {}), f"{source}.codes"),
             families=_statuses(entry.get("families", {}), f"{source}.families"),
+            stages=_statuses(entry.get("stages", {}), f"{source}.stages"),
             metadata_only=frozenset(entry.get("metadata_only", ())),
-            first_scan=_statuses(entry.get("first_scan", {}), f"{source}.first_scan"),
+            manual_sources=frozenset(entry.get("manual_sources", ())),
             carriers={str(key): str(slug) for key, slug in entry.get("carriers", {}).items()},
         )
     return mappings

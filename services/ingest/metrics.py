@@ -32,3 +32,19 @@ UNAUTHORIZED = "unauthorized"
 INVALID = "invalid"
 TOO_LARGE = "too_large"
 UNAVAILABLE = "unavailable"
+REGISTRATIONS = Counter(
+    "vtr_ingest_registrations",
+    "Tracking numbers sent to an aggregator for registration, by outcome.",
+    ["aggregator", "outcome"],
+)
+REGISTRATION_CALLS = Counter(
+    "vtr_ingest_registration_calls",
+    "Calls to an aggregator's registration API, by HTTP status.",
+    ["aggregator", "outcome"],
+)
+YANWEN_POLLS = Counter(
+    "vtr_ingest_yanwen_polls", "Calls to Yanwen's tracking query by the poller, by outcome.", ["outcome"]
+)
+YANWEN_OPEN_PARCELS = Gauge(
+    "vtr_ingest_yanwen_open_parcels", "Yanwen parcels the poller asked about in its last round."
+)

@@ -65,7 +65,12 @@ class BodyTooLarge(Exception):
 
 
 class Unauthenticated(Exception):
-    pass
+    """A push whose signature, token or key does not check out; ``context`` is what could
+    be read of it for the failure reply (China Post's envelope, to echo its serialNo)."""
+
+    def __init__(self, message: str = "", context: Any = None) -> None:
+        super().__init__(message)
+        self.context = context
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -157,6 +162,9 @@ class WebhookSource:
     ack: Callable[[Any, int], dict[str, Any]]
     #: The body of a failure reply, in the carrier's shape where it has one.
     failure: Callable[[Any, str], dict[str, Any]]
+    #: Turns a parked raw body (verified on arrival) back into (payload, context) without
+    #: its signature, for the dead-letter replay: decrypts what arrived encrypted.
+    reopen: Callable[[bytes, str], Verified] = lambda raw_body, _content_type: (raw_body, None)
 
 
 def _plain_failure(_context: Any, detail: str) -> dict[str, Any]:
@@ -191,7 +199,7 @@ class WebhookHandler:
         except Unauthenticated as error:
             self._count(source, metrics.UNAUTHORIZED)
             log.info("webhook refused", extra={"source": source, "problem": str(error)})
-            return Reply.json(spec.failure(None, str(error) or "invalid signature"), 401)
+            return Reply.json(spec.failure(error.context, str(error) or "invalid signature"), 401)
         received_at = datetime.now(UTC)
         self._last_webhook(source).set(received_at.timestamp())
         try:
@@ -205,7 +213,9 @@ class WebhookHandler:
             self._count(source, metrics.INVALID)
             metrics.DEADLETTERS.labels(source).inc()
             log.warning("webhook body dead-lettered", extra={"source": source, "reason": reason[:500]})
-            return Reply.json(spec.failure(context, reason), 400)
+            # Answered as received: a sender that gets an error retries a few times and then
+            # drops the push (17TRACK: three times in 100 minutes). It is parked instead.
+            return Reply.json({**spec.ack(context, 0), "deadlettered": True, "detail": reason})
         fresh = [event for event in events if event.event_id not in self._recent]
         if fresh:
             try:
@@ -249,7 +259,9 @@ class WebhookHandler:
                 child = self._produced[label] = metrics.EVENTS_PRODUCED.labels(*label)
             child.inc(count)
             if label[1] is CanonicalStatus.UNKNOWN:
-                metrics.UNMAPPED_CODES.labels(label[0]).inc(count)
+                unmapped = sum(1 for event in events if event.carrier == label[0] and not event.notice)
+                if unmapped:
+                    metrics.UNMAPPED_CODES.labels(label[0]).inc(unmapped)
 
 
 # --- Verification, one per source -------------------------------------------------------
@@ -276,7 +288,13 @@ def china_post_source(settings: IngestSettings) -> WebhookSource:
         try:
             return signatures.chinapost_sm4_decrypt(envelope.encrypted, sm4_key), envelope
         except signatures.SignatureError as error:
-            raise Unauthenticated(str(error)) from None
+            raise Unauthenticated(str(error), envelope) from None
+
+    def reopen(raw_body: bytes, content_type: str) -> Verified:
+        envelope = china_post.parse_envelope(raw_body, content_type)
+        if envelope is None:
+            return raw_body, None
+        return signatures.chinapost_sm4_decrypt(envelope.encrypted, sm4_key), envelope
 
     def parse(payload: bytes, received_at: datetime, envelope: Any) -> list[TrackingEvent]:
         if envelope is None:
@@ -289,14 +307,17 @@ def china_post_source(settings: IngestSettings) -> WebhookSource:
         parse=parse,
         ack=lambda envelope, _count: china_post.ack(envelope, success=True),
         failure=lambda envelope, detail: {**china_post.ack(envelope, success=False, message=detail), "detail": detail},
+        reopen=reopen,
     )
 
 
 def yunexpress_source(settings: IngestSettings) -> WebhookSource:
     secret = settings.yunexpress_secret.get_secret_value()
+    token = settings.yunexpress_token.get_secret_value()
     window = settings.yunexpress_timestamp_window_seconds
+    aes_key = settings.yunexpress_aes_key_bytes() if settings.yunexpress_encrypted else None
 
-    def verify(request: Request, raw_body: bytes) -> Verified:
+    def timestamp_sha256(request: Request, raw_body: bytes) -> None:
         timestamp = request.headers.get(signatures.YUNEXPRESS_TIMESTAMP_HEADER)
         if not signatures.yunexpress_timestamp_fresh(timestamp, int(time.time() * 1000), window):
             raise Unauthenticated(f"{signatures.YUNEXPRESS_TIMESTAMP_HEADER} missing or outside the allowed window")
@@ -305,7 +326,37 @@ def yunexpress_source(settings: IngestSettings) -> WebhookSource:
         presented = request.headers.get(signatures.YUNEXPRESS_SIGNATURE_HEADER)
         if not signatures.signatures_match(presented, expected, case_insensitive=True):
             raise Unauthenticated("invalid signature")
-        return raw_body, None
+
+    def token_hmac(request: Request, raw_body: bytes) -> None:
+        if not signatures.signatures_match(request.headers.get(signatures.YUNEXPRESS_TOKEN_HEADER), token):
+            raise Unauthenticated("invalid token header")
+        date = request.headers.get(signatures.YUNEXPRESS_DATE_HEADER, "").strip()
+        if not signatures.yunexpress_timestamp_fresh(date, int(time.time() * 1000), window):
+            raise Unauthenticated("date header missing or outside the allowed window")
+        expected = signatures.yunexpress_hmac_signature(raw_body, date, request.method, request.url.path, secret)
+        if not signatures.signatures_match(request.headers.get(signatures.YUNEXPRESS_SIGN_HEADER), expected):
+            raise Unauthenticated("invalid sign header")
+
+    check = token_hmac if settings.yunexpress_signing == "token-hmac" else timestamp_sha256
+
+    def reopen(raw_body: bytes, _content_type: str = "") -> Verified:
+        if aes_key is None:
+            return raw_body, None
+        try:
+            envelope = orjson.loads(raw_body)
+        except orjson.JSONDecodeError:
+            envelope = None
+        value = envelope.get(signatures.YUNEXPRESS_ENCRYPTED_FIELD) if isinstance(envelope, dict) else None
+        if not isinstance(value, str):
+            raise signatures.SignatureError('expected the encrypted envelope {"encrypt": ...}')
+        return signatures.yunexpress_decrypt(value, aes_key), None
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        check(request, raw_body)
+        try:
+            return reopen(raw_body)
+        except signatures.SignatureError as error:
+            raise Unauthenticated(str(error)) from None
 
     return WebhookSource(
         source=yunexpress.SOURCE,
@@ -313,6 +364,7 @@ def yunexpress_source(settings: IngestSettings) -> WebhookSource:
         parse=lambda payload, received_at, _context: yunexpress.parse(payload, received_at),
         ack=lambda _context, count: yunexpress.ack(count),
         failure=lambda _context, detail: {"success": False, "code": 1, "message": detail, "detail": detail},
+        reopen=reopen,
     )
 
 
@@ -471,16 +523,21 @@ class WebhookFastPath:
         duration.observe(seconds)
 
 
-def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRoutes:
-    handler = WebhookHandler(settings, publisher)
-    router = APIRouter(prefix="/v1/webhooks", tags=["carrier webhooks"], responses=_ERROR_RESPONSES)
-    sources = {
+def webhook_sources(settings: IngestSettings) -> dict[str, WebhookSource]:
+    """Every carrier integration by its slug (also the dead letters' origin)."""
+    return {
         "china-post": china_post_source(settings),
         "yunexpress": yunexpress_source(settings),
         "yanwen": yanwen_source(settings),
         "17track": seventeen_track_source(settings),
         "aftership": aftership_source(settings),
     }
+
+
+def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRoutes:
+    handler = WebhookHandler(settings, publisher)
+    router = APIRouter(prefix="/v1/webhooks", tags=["carrier webhooks"], responses=_ERROR_RESPONSES)
+    sources = webhook_sources(settings)
     bodies = {
         "china-post": {
             "requestBody": {

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
-from shared.settings import DEV_SECRET_PREFIX, ServiceSettings, secret_field
+from shared.settings import DEV_SECRET_PREFIX, ServiceSettings, comma_separated, secret_field
 
 #: The 17TRACK key's variable starts with a digit after the prefix, which no Python name can.
 SEVENTEEN_TRACK_ENV = "VTR_17TRACK_API_KEY"
 _SEVENTEEN_TRACK_FIELD_ENV = "VTR_SEVENTEEN_TRACK_API_KEY"
 _SQLITE_OBJECTION = "VTR_DATABASE_URL points at SQLite; prod needs PostgreSQL"
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
+_BASE64_KEY = re.compile(r"^[A-Za-z0-9+/]{22}==$")
+_SM4_KEY_PROBLEM = (
+    "VTR_CHINAPOST_SM4_KEY must be 16 bytes: 32 hex characters or 24 base64 characters (as EMS issues it)"
+)
+#: Secrets only needed by an alternative that is switched off (name -> the setting that uses it).
+_OPTIONAL_SECRETS = {
+    "VTR_YUNEXPRESS_TOKEN": "token-hmac",
+    "VTR_YUNEXPRESS_AES_KEY": "encrypted",
+    "VTR_AFTERSHIP_API_KEY": "aftership-registration",
+}
+CommaList = Annotated[list[str], NoDecode]
+
+
+def sm4_key_bytes(text: str) -> bytes:
+    """The 16-byte SM4 key from 32 hex characters or 24 base64 characters."""
+    if _HEX_KEY.match(text):
+        return bytes.fromhex(text)
+    if _BASE64_KEY.match(text):
+        try:
+            key = base64.b64decode(text, validate=True)
+        except binascii.Error:
+            key = b""
+        if len(key) == 16:
+            return key
+    raise ValueError(_SM4_KEY_PROBLEM)
 
 
 class IngestSettings(ServiceSettings):
@@ -23,12 +51,29 @@ class IngestSettings(ServiceSettings):
 
     chinapost_sm4_key: SecretStr = secret_field(
         default="dev-0123456789abcdeffedcba9876543210",
-        description="China Post open-platform SM4 key, 32 hex characters (16 bytes).",
+        description="China Post open-platform SM4 key (16 bytes): 24 base64 characters as EMS issues it, or 32 hex.",
     )
     chinapost_digest_key: SecretStr = secret_field(
         default="dev-chinapost-digest-key", description="Key of the China Post traces push data_digest."
     )
-    yunexpress_secret: SecretStr = secret_field(default="dev-yunexpress-secret", description="YunExpress secret.")
+    yunexpress_secret: SecretStr = secret_field(
+        default="dev-yunexpress-secret",
+        description="YunExpress secret: signs pushes under either signing scheme.",
+    )
+    #: ``timestamp-sha256``: X-Openapi-Request-Timestamp + X-Openapi-Signature (hex SHA-256
+    #: of timestamp + secret + body). ``token-hmac``: the newer scheme, headers ``token``,
+    #: ``date`` and ``sign`` = base64 HMAC-SHA256 over body, date, method and path.
+    yunexpress_signing: Literal["timestamp-sha256", "token-hmac"] = "timestamp-sha256"
+    yunexpress_token: SecretStr = secret_field(
+        default="dev-yunexpress-token",
+        description="YunExpress token header value (only with VTR_YUNEXPRESS_SIGNING=token-hmac).",
+    )
+    #: Whether pushes come in the encrypted envelope ``{"encrypt": base64(AES-ECB)}``.
+    yunexpress_encrypted: bool = False
+    yunexpress_aes_key: SecretStr = secret_field(
+        default="dev-0123456789abcdef",
+        description="AES key of YunExpress's encrypted envelope, 16/24/32 characters (with VTR_YUNEXPRESS_ENCRYPTED).",
+    )
     yanwen_token: SecretStr = secret_field(default="dev-yanwen-token", description="Yanwen customer token.")
     seventeen_track_api_key: SecretStr = Field(
         default=SecretStr("dev-17track-api-key"),
@@ -37,6 +82,39 @@ class IngestSettings(ServiceSettings):
         json_schema_extra={"secret": True},
     )
     aftership_secret: SecretStr = secret_field(default="dev-aftership-secret", description="AfterShip webhook secret.")
+
+    # --- Registering numbers with the aggregators (python -m services.ingest registrar) ---
+    #: Carrier slugs whose confirmed shipments are registered with 17TRACK (comma-separated).
+    register_17track_carriers: CommaList = Field(default_factory=list)
+    #: Seller ids whose confirmed shipments are registered with 17TRACK, whatever the carrier.
+    register_17track_sellers: CommaList = Field(default_factory=list)
+    register_aftership_carriers: CommaList = Field(default_factory=list)
+    register_aftership_sellers: CommaList = Field(default_factory=list)
+    #: 17TRACK API v2.2 base URL (register call: ``/register``, 40 numbers a call).
+    seventeen_track_api_url: str = "https://api.17track.net/track/v2.2"
+    #: AfterShip Tracking API base URL (``/trackings`` creates a tracking).
+    aftership_api_url: str = "https://api.aftership.com/tracking/2024-04"
+    aftership_api_key: SecretStr = secret_field(
+        default="dev-aftership-api-key",
+        description="AfterShip API key (as-api-key), only to register numbers (VTR_REGISTER_AFTERSHIP_*).",
+    )
+    #: Registration calls per second, per aggregator (17TRACK allows 3, AfterShip 10).
+    register_17track_rate_per_second: float = Field(default=3.0, gt=0)
+    register_aftership_rate_per_second: float = Field(default=10.0, gt=0)
+    #: Attempts of a registration call that fails with 429, 5xx or a network error.
+    registration_max_attempts: int = Field(default=6, ge=1)
+    #: First back-off between attempts, doubled each time up to the maximum.
+    registration_backoff_seconds: float = Field(default=2.0, ge=0)
+    registration_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    registration_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # --- Polling Yanwen (python -m services.ingest poll-yanwen; uses VTR_YANWEN_TOKEN) ---
+    #: Yanwen's tracking query (``?nums=`` up to 30 numbers, header Authorization).
+    yanwen_api_url: str = "https://api.track.yw56.com.cn/api/tracking"
+    #: Seconds between two rounds over the open Yanwen parcels.
+    yanwen_poll_interval_seconds: float = Field(default=3600.0, gt=0)
+    #: Tracking queries per second (Yanwen publishes no figure; keep it low).
+    yanwen_poll_rate_per_second: float = Field(default=1.0, gt=0)
 
     #: Larger bodies get 413 before they are read in full.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -56,18 +134,39 @@ class IngestSettings(ServiceSettings):
 
     @field_validator("chinapost_sm4_key")
     @classmethod
-    def _sm4_key_is_hex(cls, value: SecretStr) -> SecretStr:
-        if not _HEX_KEY.match(value.get_secret_value().removeprefix(DEV_SECRET_PREFIX)):
-            raise ValueError("VTR_CHINAPOST_SM4_KEY must be 32 hex characters")
+    def _sm4_key_is_16_bytes(cls, value: SecretStr) -> SecretStr:
+        sm4_key_bytes(value.get_secret_value().strip().removeprefix(DEV_SECRET_PREFIX))
         return value
+
+    @field_validator(
+        "register_17track_carriers",
+        "register_17track_sellers",
+        "register_aftership_carriers",
+        "register_aftership_sellers",
+        mode="before",
+    )
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return comma_separated(value)
+
+    @model_validator(mode="after")
+    def _aes_key_length(self) -> IngestSettings:
+        # Only checked when the encrypted envelope is on: the key is unused otherwise.
+        if self.yunexpress_encrypted and len(self.yunexpress_aes_key_bytes()) not in (16, 24, 32):
+            raise ValueError("VTR_YUNEXPRESS_AES_KEY must be 16, 24 or 32 characters")
+        return self
 
     def largest_body_bytes(self) -> int:
         """The largest body any endpoint accepts; the dead-letter topic must hold it."""
         return max(self.max_body_bytes, self.max_shipments_body_bytes)
 
     def chinapost_sm4_key_hex(self) -> str:
+        """The SM4 key as 32 hex characters, whichever way it was configured."""
         # The dev default carries the "dev-" marker so prod refuses it; the key is the rest.
-        return self.chinapost_sm4_key.get_secret_value().removeprefix(DEV_SECRET_PREFIX)
+        return sm4_key_bytes(self.chinapost_sm4_key.get_secret_value().strip().removeprefix(DEV_SECRET_PREFIX)).hex()
+
+    def yunexpress_aes_key_bytes(self) -> bytes:
+        return self.yunexpress_aes_key.get_secret_value().removeprefix(DEV_SECRET_PREFIX).encode()
 
     def _refuse_unsafe_prod_config(self) -> None:
         try:
@@ -76,6 +175,16 @@ class IngestSettings(ServiceSettings):
             heading, _, listed = str(error).partition(": ")
             # The ingest keeps no database, so the base class's SQLite objection does not apply.
             listed = listed.replace(_SQLITE_OBJECTION, "").replace(_SEVENTEEN_TRACK_FIELD_ENV, SEVENTEEN_TRACK_ENV)
-            problems = [problem for problem in listed.split("; ") if problem.strip()]
+            in_use = {
+                "token-hmac": self.yunexpress_signing == "token-hmac",
+                "encrypted": self.yunexpress_encrypted,
+                "aftership-registration": bool(self.register_aftership_carriers or self.register_aftership_sellers),
+            }
+            unused = [name for name, alternative in _OPTIONAL_SECRETS.items() if not in_use[alternative]]
+            problems = [
+                problem
+                for problem in listed.split("; ")
+                if problem.strip() and not any(problem.startswith(f"{name} ") for name in unused)
+            ]
             if problems:
                 raise ValueError(f"{heading}: " + "; ".join(problems)) from None

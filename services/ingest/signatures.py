@@ -114,3 +114,59 @@ def yunexpress_timestamp_fresh(timestamp_ms: str | None, now_ms: int, window_sec
     if not timestamp_ms or not timestamp_ms.strip().isdigit():
         return False
     return abs(int(timestamp_ms) - now_ms) <= window_seconds * 1000
+
+
+# --- YunExpress alternatives (chosen by settings) -------------------------------------------
+
+#: Headers of YunExpress's newer request signing (VTR_YUNEXPRESS_SIGNING=token-hmac).
+YUNEXPRESS_TOKEN_HEADER = "token"  # noqa: S105 - a header name
+YUNEXPRESS_DATE_HEADER = "date"
+YUNEXPRESS_SIGN_HEADER = "sign"
+#: The field of YunExpress's encrypted envelope (VTR_YUNEXPRESS_ENCRYPTED=true).
+YUNEXPRESS_ENCRYPTED_FIELD = "encrypt"
+_AES_BLOCK_BITS = 128
+
+
+def yunexpress_hmac_signature(raw_body: bytes, date: str, method: str, path: str, secret: str) -> str:
+    """The newer scheme's ``sign``: base64 HMAC-SHA256, keyed with the secret, of
+    ``body=<raw body>&date=<date>&method=<METHOD>&uri=<path>`` (``body=`` left out when
+    the body is empty: the parameters sorted by name, as YunExpress's open API signs)."""
+    parts = [b"body=" + raw_body] if raw_body else []
+    parts += [f"date={date}".encode(), f"method={method.upper()}".encode(), f"uri={path}".encode()]
+    digest = hmac.new(secret.encode(), b"&".join(parts), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _aes_cipher(key: bytes) -> Cipher[modes.ECB]:
+    if len(key) not in (16, 24, 32):
+        raise ValueError("AES key must be 16, 24 or 32 bytes")
+    # ECB is the envelope's mode (no IV travels with it); we only interoperate.
+    return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+
+
+def yunexpress_encrypt(plaintext: bytes, key: bytes) -> str:
+    """base64(AES-ECB(PKCS#7(plaintext))), the value of the envelope's ``encrypt`` field."""
+    padder = padding.PKCS7(_AES_BLOCK_BITS).padder()
+    encryptor = _aes_cipher(key).encryptor()
+    ciphertext = encryptor.update(padder.update(plaintext) + padder.finalize()) + encryptor.finalize()
+    return base64.b64encode(ciphertext).decode("ascii")
+
+
+def yunexpress_decrypt(value: str, key: bytes) -> bytes:
+    """Inverse of :func:`yunexpress_encrypt`; :class:`SignatureError` when the value was
+    not encrypted under this key (the push is then unauthenticated)."""
+    try:
+        ciphertext = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise SignatureError("encrypt is not base64") from error
+    if not ciphertext or len(ciphertext) % (_AES_BLOCK_BITS // 8):
+        raise SignatureError("encrypt is not a whole number of AES blocks")
+    decryptor = _aes_cipher(key).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(_AES_BLOCK_BITS).unpadder()
+    try:
+        plaintext = unpadder.update(padded) + unpadder.finalize()
+        plaintext.decode("utf-8")
+    except ValueError as error:
+        raise SignatureError("encrypt does not decrypt under the configured key") from error
+    return plaintext

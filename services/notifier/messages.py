@@ -295,6 +295,19 @@ def action_for(package: PackageView, language: Language, now: datetime) -> str:
     )
 
 
+#: How the last-mile carrier is named after the seller's carrier, per language.
+LAST_MILE = {Language.EN: "{carrier}, last mile {last_mile}", Language.ZH_CN: "{carrier}，尾程 {last_mile}"}
+
+
+def carrier_text(package: PackageView, language: Language) -> str:
+    """The seller's carrier, and who has the parcel on the last mile when a source said so
+    ("which carrier lost the parcel" is the first question a seller asks)."""
+    if not package.last_mile_carrier:
+        return package.carrier_name
+    last_mile = " ".join(part for part in (package.last_mile_carrier, package.last_mile_tracking_number) if part)
+    return LAST_MILE[language].format(carrier=package.carrier_name, last_mile=last_mile)
+
+
 def _reason_label(reason: str, language: Language) -> str:
     try:
         return REASON_LABELS[language][Reason(reason)]
@@ -311,7 +324,7 @@ def template_context(message: AlertMessage) -> dict[str, Any]:
         {
             "order_id": package.order_id,
             "tracking_number": package.tracking_number,
-            "carrier": package.carrier_name,
+            "carrier": carrier_text(package, language),
             "reason": _reason_label(package.reason, language) if package.reason else "",
             "action": action_for(package, language, snapshot.computed_at),
         }

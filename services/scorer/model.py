@@ -91,6 +91,8 @@ class ModelSettings:
     prior_delivery_share: float = 0.9
     #: A package whose tracking number looks malformed keeps this share of its probability.
     malformed_factor: float = 0.2
+    #: A package whose aggregator stopped tracking it keeps this share of its probability.
+    tracking_stopped_factor: float = 0.2
     #: A lane reaches "overdue"/"stalled" once this share of its eventual milestones has happened.
     overdue_share: float = 0.95
     #: The usual time to a milestone: when this share of the lane's eventual ones happened.

@@ -159,6 +159,11 @@ class ShipmentFacts:
     risk_flags: tuple[str, ...] = ()
 
 
+#: The stored status of an aggregator's "stopped tracking" notice (TrackingEvent.notice):
+#: not a scan, it makes a package without later scans pending for Reason.TRACKING_STOPPED.
+TRACKING_STOPPED_STATUS = "TRACKING_STOPPED"
+
+
 @dataclass(frozen=True, slots=True)
 class Scan:
     status: str
@@ -175,6 +180,8 @@ class ScanSummary:
     first_scan_at: datetime | None = None
     #: The first delivery or delivery-attempt scan.
     delivery_scan_at: datetime | None = None
+    #: The aggregator said it stopped tracking the number, and no scan came after that.
+    tracking_stopped: bool = False
 
 
 NO_SCANS = ScanSummary()
@@ -196,11 +203,15 @@ def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = No
     first: datetime | None = None
     last: datetime | None = None
     delivery: datetime | None = None
+    stopped: datetime | None = None
     for scan in scans:
-        if scan.status not in PHYSICAL_SCAN_STATUSES:
-            continue
         moment = scan.occurred_at
         if occurred_before is not None and moment >= occurred_before:
+            continue
+        if scan.status == TRACKING_STOPPED_STATUS:
+            stopped = moment if stopped is None else max(stopped, moment)
+            continue
+        if scan.status not in PHYSICAL_SCAN_STATUSES:
             continue
         distinct.add((scan.status, _minute(moment)))
         if scan.status in DELIVERY_SCAN_STATUSES and (delivery is None or moment < delivery):
@@ -209,7 +220,14 @@ def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = No
             last = moment
         if first is None or moment < first:
             first = moment
-    return ScanSummary(len(distinct), delivery is not None, last, first, delivery)
+    return ScanSummary(
+        len(distinct),
+        delivery is not None,
+        last,
+        first,
+        delivery,
+        stopped is not None and (last is None or stopped > last),
+    )
 
 
 # -- the decision ----------------------------------------------------------------------
@@ -279,6 +297,9 @@ def structural_reason(policy: Policy, facts: ShipmentFacts, level: TrackingLevel
 
 
 def pending_reason(level: TrackingLevel, scans: ScanSummary, malformed: bool) -> Reason:
+    if scans.tracking_stopped:
+        # No scan will come until the number is registered with the aggregator again.
+        return Reason.TRACKING_STOPPED
     if scans.physical_scans == 0:
         return Reason.MALFORMED_TRACKING_NUMBER if malformed else Reason.AWAITING_FIRST_SCAN
     return Reason.AWAITING_DELIVERY_SCAN if level is TrackingLevel.FULL else Reason.AWAITING_FIRST_SCAN

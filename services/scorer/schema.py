@@ -82,6 +82,11 @@ scans = Table(
     Column("occurred_at", DateTime, nullable=False),
     Column("received_at", DateTime, nullable=False),
     Column("source", String(64), nullable=False),
+    #: The carrier's raw code: UNKNOWN scans are re-derived from it when the code table learns it.
+    Column("carrier_code", String(64), nullable=False, server_default=""),
+    #: Who had the parcel last, where the source said so (TrackingEvent.last_mile_*).
+    Column("last_mile_carrier", String(64), nullable=False, server_default=""),
+    Column("last_mile_tracking_number", String(128), nullable=False, server_default=""),
     Index("ix_scans_tracking_number", "tracking_number"),
 )
 

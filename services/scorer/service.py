@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.scorer import metrics
 from services.scorer.advice import advice_for
 from services.scorer.forecast import Score, score
+from services.scorer.lastmile import NO_LAST_MILE, LastMile, load_last_miles
 from services.scorer.levels import level_of
 from services.scorer.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans
 from services.scorer.schema import daily_counts, daily_reasons, offsets, packages, score_levels
@@ -597,15 +598,24 @@ class ScorerService:
         ]
         page, more = rows[:limit], len(rows) > limit
         found_scans = await load_scans(connection, {row.tracking_number for row in page})
+        last_miles = await load_last_miles(connection, {row.tracking_number for row in page})
         return PackagePage(
             seller_id=seller_id,
             packages=tuple(
-                self._view(row, summarise_scans(found_scans.get(row.tracking_number, ())), today) for row in page
+                self._view(
+                    row,
+                    summarise_scans(found_scans.get(row.tracking_number, ())),
+                    today,
+                    last_miles.get(row.tracking_number, NO_LAST_MILE),
+                )
+                for row in page
             ),
             next_cursor=encode_cursor(page[-1].id) if more and page and page[-1].id is not None else None,
         )
 
-    def _view(self, row: PackageRow, scans: ScanSummary, today: date) -> PackageView:
+    def _view(
+        self, row: PackageRow, scans: ScanSummary, today: date, last_mile: LastMile = NO_LAST_MILE
+    ) -> PackageView:
         state = PackageState(row.state)
         reason = Reason(row.reason) if row.reason else None
         probability = row.probability_micro / MICRO
@@ -632,6 +642,8 @@ class ScorerService:
             probability_valid=probability,
             action=advice_for(reason),
             full_tracking_threshold=self._full_tracking_threshold(row.marketplace),
+            last_mile_carrier=last_mile.carrier,
+            last_mile_tracking_number=last_mile.tracking_number,
         )
 
     def _full_tracking_threshold(self, marketplace: str) -> Money:

@@ -50,6 +50,7 @@ from services.scorer.forecast import DayCounts
 from services.scorer.model import LaneKey, Model, ModelSettings, ModelState, carrier_health, observations_of
 from services.scorer.policy import (
     STRUCTURAL_REASONS,
+    TRACKING_STOPPED_STATUS,
     Policy,
     Scan,
     ShipmentFacts,
@@ -73,6 +74,7 @@ from services.scorer.schema import (
 )
 from shared.schemas import (
     DELIVERY_SCAN_STATUSES,
+    NOTICE_TRACKING_STOPPED,
     PHYSICAL_SCAN_STATUSES,
     SHIPMENT_CODEC,
     TRACKING_EVENT_CODEC,
@@ -435,6 +437,10 @@ class Evaluator:
                 now=moment,
                 malformed=tracking_number_malformed(self.policy, facts),
             )
+            if decision.reason is Reason.TRACKING_STOPPED:
+                # The aggregator sends nothing more until the number is registered again.
+                reason = Reason.TRACKING_STOPPED
+                probability *= self.policy.forecast.tracking_stopped_factor
             package.review_at = moment + timedelta(hours=self.policy.forecast.review_hours)
         package.state = decision.state.value
         package.reason = reason.value if reason else None
@@ -731,10 +737,13 @@ async def insert_scans(connection: AsyncConnection, events: Sequence[TrackingEve
         {
             "event_id": event.event_id,
             "tracking_number": normalise_tracking_number(event.tracking_number),
-            "status": event.status.value,
+            "status": TRACKING_STOPPED_STATUS if event.notice == NOTICE_TRACKING_STOPPED else event.status.value,
             "occurred_at": naive_utc(event.occurred_at),
             "received_at": naive_utc(event.received_at),
             "source": event.source[:64],
+            "carrier_code": event.carrier_code[:64],
+            "last_mile_carrier": event.last_mile_carrier[:64],
+            "last_mile_tracking_number": event.last_mile_tracking_number[:128],
         }
         for event in sorted(unique.values(), key=lambda e: e.event_id)
     ]

@@ -230,23 +230,90 @@ def seventeen_track(settings: IngestSettings, number: str, carrier_key: int = 30
     )
 
 
-def aftership(settings: IngestSettings, number: str) -> SignedPush:
-    document = {
-        "ts": 1795600000,
+def aftership_document(number: str) -> dict[str, object]:
+    """Modelled on AfterShip's published ``tracking_update`` sample (a USPS parcel from Boca
+    Raton, FL: the webhook specification page's example body, also kept in open-source
+    receivers' tests): local checkpoint times without an offset, subtags, country_iso3."""
+    usps = {"country_name": "United States", "country_iso3": "USA", "slug": "usps", "coordinates": []}
+    return {
+        "event_id": "bca2a741-8613-4694-bfb4-2ceb0016ee4f",
         "event": "tracking_update",
-        "event_id": "5f1e0c4e-1111-2222-3333-444455556666",
+        "is_tracking_first_tag": False,
         "msg": {
+            "id": "n33xyn2b61cm3kosdtnvu00e",
             "tracking_number": number,
-            "slug": "4px",
+            "title": number,
+            "origin_country_iso3": "USA",
+            "destination_country_iso3": "USA",
+            "source": "web",
             "tag": "InTransit",
+            "subtag": "InTransit_003",
+            "subtag_message": "Arrival scan",
+            "slug": "usps",
+            "shipment_type": "Priority Mail",
             "checkpoints": [
-                {"checkpoint_time": "2026-11-18T10:00:00+08:00", "tag": "InfoReceived", "message": "Label created"},
-                {"checkpoint_time": "2026-11-19T10:00:00+08:00", "tag": "InTransit", "message": "Accepted"},
-                {"checkpoint_time": "2026-11-21T10:00:00", "tag": "InTransit", "city": "Los Angeles"},
+                {
+                    **usps,
+                    "location": "BOCA RATON, FL, 33487, USA, United States",
+                    "state": "FL",
+                    "city": "BOCA RATON",
+                    "zip": "33487",
+                    "message": "Shipping Label Created, USPS Awaiting Item",
+                    "tag": "InfoReceived",
+                    "subtag": "InfoReceived_001",
+                    "subtag_message": "Info Received",
+                    "created_at": "2021-05-17T09:05:31+00:00",
+                    "checkpoint_time": "2021-05-13T13:04:00",
+                    "raw_tag": "GX",
+                },
+                {
+                    **usps,
+                    "location": "BOCA RATON, FL, 33487, USA, United States",
+                    "state": "FL",
+                    "city": "BOCA RATON",
+                    "zip": "33487",
+                    "message": "Accepted at USPS Origin Facility",
+                    "tag": "InTransit",
+                    "subtag": "InTransit_002",
+                    "subtag_message": "Acceptance scan",
+                    "created_at": "2021-05-17T09:05:31+00:00",
+                    "checkpoint_time": "2021-05-13T18:10:00",
+                    "raw_tag": "OA",
+                },
+                {
+                    **usps,
+                    "location": "WEST PALM BEACH FL DISTRIBUTION CENTER",
+                    "state": None,
+                    "city": "WEST PALM BEACH FL DISTRIBUTION CENTER",
+                    "message": "Arrived at USPS Regional Origin Facility",
+                    "tag": "InTransit",
+                    "subtag": "InTransit_003",
+                    "subtag_message": "Arrival scan",
+                    "created_at": "2021-05-17T09:05:31+00:00",
+                    "checkpoint_time": "2021-05-13T19:25:00",
+                    "raw_tag": "10",
+                },
+                {
+                    **usps,
+                    "location": "WEST PALM BEACH FL DISTRIBUTION CENTER",
+                    "state": None,
+                    "city": "WEST PALM BEACH FL DISTRIBUTION CENTER",
+                    "message": "Departed USPS Regional Origin Facility",
+                    "tag": "InTransit",
+                    "subtag": "InTransit_007",
+                    "subtag_message": "Departure Scan",
+                    "created_at": "2021-05-17T09:05:31+00:00",
+                    "checkpoint_time": "2021-05-14T00:25:00",
+                    "raw_tag": "10",
+                },
             ],
         },
+        "ts": 1621242332,
     }
-    body = orjson.dumps(document)
+
+
+def aftership(settings: IngestSettings, number: str, document: dict[str, object] | None = None) -> SignedPush:
+    body = orjson.dumps(document or aftership_document(number))
     headers = {
         "content-type": "application/json",
         "aftership-hmac-sha256": signatures.aftership_signature(body, settings.aftership_secret.get_secret_value()),
@@ -256,11 +323,12 @@ def aftership(settings: IngestSettings, number: str) -> SignedPush:
         body,
         headers,
         expected=(
-            ("InfoReceived", CanonicalStatus.INFO_RECEIVED),
-            ("InTransit", CanonicalStatus.ACCEPTED),
-            ("InTransit", CanonicalStatus.IN_TRANSIT),
+            ("InfoReceived_001", CanonicalStatus.INFO_RECEIVED),
+            ("InTransit_002", CanonicalStatus.ACCEPTED),
+            ("InTransit_003", CanonicalStatus.IN_TRANSIT),
+            ("InTransit_007", CanonicalStatus.IN_TRANSIT),
         ),
-        carrier="4px",
+        carrier="usps",
     )
 
 

@@ -39,9 +39,17 @@ def test_prod_names_the_missing_secret(monkeypatch: pytest.MonkeyPatch, missing:
     assert "DATABASE_URL" not in str(refused.value)
 
 
-def test_sm4_key_must_be_hex() -> None:
-    with pytest.raises(ValidationError, match="VTR_CHINAPOST_SM4_KEY must be 32 hex"):
+def test_sm4_key_must_be_16_bytes_in_hex_or_base64() -> None:
+    with pytest.raises(ValidationError, match="VTR_CHINAPOST_SM4_KEY must be 16 bytes"):
         IngestSettings(chinapost_sm4_key="not-hex")
+    with pytest.raises(ValidationError, match="VTR_CHINAPOST_SM4_KEY must be 16 bytes"):
+        IngestSettings(chinapost_sm4_key="ASNFZ4mrze/+3LqYdlQy")  # base64 of 15 bytes
+    # EMS issues the key as 24 base64 characters: the same 16 bytes as the hex form.
+    as_issued = IngestSettings(chinapost_sm4_key="ASNFZ4mrze/+3LqYdlQyEA==")
+    assert as_issued.chinapost_sm4_key_hex() == "0123456789abcdeffedcba9876543210"
+    assert IngestSettings(chinapost_sm4_key="0123456789ABCDEFFEDCBA9876543210").chinapost_sm4_key_hex() == (
+        "0123456789abcdeffedcba9876543210"
+    )
 
 
 def test_defaults() -> None:
@@ -52,3 +60,35 @@ def test_defaults() -> None:
         300,
     )
     assert settings.chinapost_sm4_key_hex() == "0123456789abcdeffedcba9876543210"
+
+
+def test_optional_alternatives_are_checked_only_when_switched_on() -> None:
+    # The AES key is only read with the encrypted envelope on, so only then is its length checked.
+    assert IngestSettings(yunexpress_aes_key="short").yunexpress_encrypted is False
+    with pytest.raises(ValidationError, match="VTR_YUNEXPRESS_AES_KEY must be 16, 24 or 32"):
+        IngestSettings(yunexpress_encrypted=True, yunexpress_aes_key="short")
+    assert IngestSettings(register_17track_carriers="china-post, yanwen").register_17track_carriers == [
+        "china-post",
+        "yanwen",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("switch", "value", "needed"),
+    [
+        ("VTR_YUNEXPRESS_SIGNING", "token-hmac", "VTR_YUNEXPRESS_TOKEN"),
+        ("VTR_YUNEXPRESS_ENCRYPTED", "true", "VTR_YUNEXPRESS_AES_KEY"),
+        ("VTR_REGISTER_AFTERSHIP_CARRIERS", "yunexpress", "VTR_AFTERSHIP_API_KEY"),
+    ],
+)
+def test_prod_needs_an_optional_secret_once_its_alternative_is_on(
+    monkeypatch: pytest.MonkeyPatch, switch: str, value: str, needed: str
+) -> None:
+    for name, secret in PROD_SECRETS.items():
+        monkeypatch.setenv(name, secret)
+    monkeypatch.setenv(switch, value)
+    with pytest.raises(ValidationError) as refused:
+        IngestSettings()
+    assert needed in str(refused.value)
+    monkeypatch.setenv(needed, "0123456789abcdef")
+    assert IngestSettings().env == "prod"

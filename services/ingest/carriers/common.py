@@ -3,14 +3,16 @@ and building a :class:`TrackingEvent` with its deterministic id."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 
 import msgspec
 
 from services.ingest.mapping import SourceMapping
 from services.ingest.timezones import TimeFormatError, to_utc
+from shared.carriers import carrier_slug
 from shared.schemas import CanonicalStatus, TrackingEvent, tracking_event_id
 from shared.topics import normalise_tracking_number
 
@@ -49,7 +51,7 @@ def tracking_number(value: str | None, field: str) -> str:
     return number
 
 
-def moment(value: str, default_zone: timezone, field: str) -> datetime:
+def moment(value: str, default_zone: tzinfo, field: str) -> datetime:
     try:
         return to_utc(value, default_zone)
     except TimeFormatError as error:
@@ -68,9 +70,11 @@ def make_event(
     location: str = "",
     alternates: tuple[str, ...] = (),
     status: CanonicalStatus | None = None,
+    last_mile: LastMile | None = None,
+    notice: str = "",
 ) -> TrackingEvent:
     return TrackingEvent(
-        event_id=tracking_event_id(carrier, number, code, occurred_at, location),
+        event_id=tracking_event_id(carrier, number, code, occurred_at, location, description),
         carrier=carrier,
         tracking_number=number,
         status=status if status is not None else mapping.status(code),
@@ -81,7 +85,30 @@ def make_event(
         description=description,
         location=location,
         alternate_tracking_numbers=alternates,
+        last_mile_carrier=last_mile.carrier if last_mile else "",
+        last_mile_tracking_number=last_mile.tracking_number if last_mile else "",
+        notice=notice,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LastMile:
+    """The carrier that delivers the last mile and the parcel's number there."""
+
+    carrier: str
+    tracking_number: str
+
+
+def last_mile(carrier: Any, number: Any, carriers: Mapping[str, str] | None = None) -> LastMile | None:
+    """A last-mile identity from a source's free fields: the carrier as a vtrwatch slug when
+    the source's name or key is known (``carriers`` table, then the seller-name table), else
+    the source's own value; None when the source names neither carrier nor number."""
+    name = text(carrier) if not isinstance(carrier, int) else str(carrier)
+    slug = (carriers or {}).get(name) or (carrier_slug(name) if name else None) or name
+    tracking = normalise_tracking_number(number) if isinstance(number, str) else ""
+    if not slug and not tracking:
+        return None
+    return LastMile(slug, tracking)
 
 
 def alternate_numbers(identity: str, *candidates: str | None) -> tuple[str, ...]:

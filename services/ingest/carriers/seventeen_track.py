@@ -1,4 +1,11 @@
-"""17TRACK webhook v2 (``TRACKING_UPDATED`` / ``TRACKING_STOPPED``)."""
+"""17TRACK webhook v2 (``TRACKING_UPDATED`` / ``TRACKING_STOPPED``).
+
+Each provider of ``track_info.tracking.providers`` is one carrier of the parcel's journey
+(e.g. China Post, then USPS on the last mile): its events carry that provider's carrier,
+from its numeric ``provider.key``. An event's status comes from ``sub_status``, else from
+its milestone ``stage``. ``misc_info.local_provider``/``local_number`` name the last mile.
+``TRACKING_STOPPED`` (17TRACK no longer tracks the number) becomes one notice event.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,23 @@ from typing import Any
 
 import msgspec
 
-from services.ingest.carriers.common import PushError, decode, make_event, moment, text, tracking_number
+from services.ingest.carriers.common import (
+    LastMile,
+    PushError,
+    decode,
+    last_mile,
+    make_event,
+    moment,
+    text,
+    tracking_number,
+)
 from services.ingest.mapping import MAPPINGS
-from shared.schemas import TrackingEvent
+from shared.schemas import NOTICE_TRACKING_STOPPED, CanonicalStatus, TrackingEvent
 
 SOURCE = "17track"
 MAPPING = MAPPINGS[SOURCE]
 UPDATED = "TRACKING_UPDATED"
+STOPPED = "TRACKING_STOPPED"
 
 
 class Event(msgspec.Struct):
@@ -25,7 +42,13 @@ class Event(msgspec.Struct):
     sub_status: Any = None
 
 
+class ProviderInfo(msgspec.Struct):
+    key: int | str | None = None
+    name: Any = None
+
+
 class Provider(msgspec.Struct):
+    provider: ProviderInfo | None = None
     events: list[Event] = []
 
 
@@ -33,8 +56,15 @@ class Tracking(msgspec.Struct):
     providers: list[Provider] = []
 
 
+class MiscInfo(msgspec.Struct):
+    local_number: Any = None
+    local_provider: Any = None
+    local_key: int | str | None = None
+
+
 class TrackInfo(msgspec.Struct):
     tracking: Tracking | None = None
+    misc_info: MiscInfo | None = None
 
 
 class Data(msgspec.Struct):
@@ -51,9 +81,13 @@ class Push(msgspec.Struct):
 _PUSH = msgspec.json.Decoder(Push)
 
 
-def carrier_of(code: int | str | None) -> str:
-    """The vtrwatch slug of 17TRACK's numeric carrier key, else ``17track``."""
-    return MAPPING.carriers.get(str(code).strip(), SOURCE) if code is not None else SOURCE
+def carrier_of(code: int | str | None, default: str = SOURCE) -> str:
+    """The vtrwatch slug of 17TRACK's numeric carrier key; an unknown key is kept as it is
+    (``"190271"``); ``default`` when there is none."""
+    key = str(code).strip() if code is not None else ""
+    if not key:
+        return default
+    return MAPPING.carriers.get(key, key)
 
 
 def _occurred_at(event: Event, where: str) -> datetime:
@@ -64,15 +98,43 @@ def _occurred_at(event: Event, where: str) -> datetime:
     raise PushError(f"{where}: time_utc or time_iso is required")
 
 
+def _last_mile(track_info: TrackInfo | None) -> LastMile | None:
+    misc = track_info.misc_info if track_info else None
+    if misc is None:
+        return None
+    carrier = carrier_of(misc.local_key, "") if misc.local_key not in (None, "", 0) else text(misc.local_provider)
+    return last_mile(carrier, misc.local_number, MAPPING.carriers)
+
+
+def _stopped(number: str, carrier: str, received_at: datetime) -> TrackingEvent:
+    return make_event(
+        MAPPING,
+        carrier=carrier,
+        number=number,
+        code=STOPPED,
+        occurred_at=received_at,
+        received_at=received_at,
+        description="17TRACK stopped tracking this number",
+        status=CanonicalStatus.UNKNOWN,
+        notice=NOTICE_TRACKING_STOPPED,
+    )
+
+
 def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
     push = decode(_PUSH, raw_body)
-    if push.event != UPDATED:
-        return []  # TRACKING_STOPPED and other notices carry no scans
+    if push.event not in (UPDATED, STOPPED):
+        return []
     number = tracking_number(push.data.number, "$.data.number")
-    carrier = carrier_of(push.data.carrier)
-    tracking = push.data.track_info.tracking if push.data.track_info else None
+    parcel_carrier = carrier_of(push.data.carrier)
+    if push.event == STOPPED:
+        return [_stopped(number, parcel_carrier, received_at)]
+    track_info = push.data.track_info
+    handed_to = _last_mile(track_info)
+    tracking = track_info.tracking if track_info else None
     events = []
     for provider_index, provider in enumerate(tracking.providers if tracking else ()):
+        key = provider.provider.key if provider.provider else None
+        carrier = carrier_of(key, parcel_carrier)
         for index, event in enumerate(provider.events):
             code = text(event.sub_status) or text(event.stage)
             if code in MAPPING.metadata_only:
@@ -88,6 +150,7 @@ def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
                     received_at=received_at,
                     description=text(event.description),
                     location=text(event.location),
+                    last_mile=handed_to,
                 )
             )
     return events

@@ -12,6 +12,7 @@ from services.ingest.carriers.common import (
     PushError,
     alternate_numbers,
     decode,
+    last_mile,
     make_event,
     text,
     tracking_number,
@@ -37,6 +38,7 @@ class Parcel(msgspec.Struct):
     tracking_number: str
     waybill_number: str | None = None
     exchange_number: str | None = None
+    last_mile_carrier: Any = None
     checkpoints: list[Checkpoint] = []
 
 
@@ -61,6 +63,7 @@ def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
     for parcel_index, parcel in enumerate(push.result):
         number = tracking_number(parcel.tracking_number, f"$.result[{parcel_index}].tracking_number")
         alternates = alternate_numbers(number, parcel.waybill_number, parcel.exchange_number)
+        handed_to = last_mile(parcel.last_mile_carrier, parcel.exchange_number) if parcel.last_mile_carrier else None
         for index, checkpoint in enumerate(parcel.checkpoints):
             code = str(checkpoint.tracking_status).strip()
             if code in MAPPING.metadata_only:
@@ -85,6 +88,7 @@ def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
                     description=text(checkpoint.message),
                     location=text(checkpoint.location),
                     alternates=alternates,
+                    last_mile=handed_to,
                 )
             )
     return events

@@ -350,6 +350,7 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
     assert 'data-field="breach_probability">81.0%' in page
     assert "no scan for longer than usual" in page and "carrier silent for all sellers" in page
     assert "silent for 30 h: 2 scans received, about 140 expected; 9 of your pending packages affected" in page
+
     # Without them (a scorer from before the forecast model): no band, a dash, a sentence instead.
     def without_new_fields(self: CategoryScore) -> dict[str, Any]:
         body = original(self)
