@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tools.evaluate.families import FAMILIES
-from tools.evaluate.report import BUCKETS, by_family, document, figures, plot_calibration
+from tools.evaluate.report import BUCKETS, by_family, document, figures, markdown, plot_calibration
 from tools.evaluate.run import ORDERS, Case, evaluate_scenario, noon, scratch_database
 from tools.simulate.scenario import generate
 
@@ -78,6 +78,9 @@ async def main(arguments: argparse.Namespace) -> int:
     arguments.json.parent.mkdir(parents=True, exist_ok=True)
     arguments.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     console.print(f"wrote {arguments.json}")
+    if arguments.write_docs:
+        write_docs(report, arguments.orders[0])
+        console.print(f"wrote {DOCS_FIGURES} and the figures of {DOCS_PAGE}")
     if arguments.plot is not None:
         order = arguments.orders[0]
         plot_calibration(
@@ -89,6 +92,29 @@ async def main(arguments: argparse.Namespace) -> int:
     return 0
 
 
+DOCS_PAGE = Path("docs/forecast.md")
+DOCS_FIGURES = Path("docs/forecast")
+BEGIN, END = "<!-- evaluate:begin -->", "<!-- evaluate:end -->"
+
+
+def write_docs(report: dict[str, object], order: str) -> None:
+    """The JSON, the calibration plot and the figures block of docs/forecast.md."""
+    DOCS_FIGURES.mkdir(parents=True, exist_ok=True)
+    summary = {key: value for key, value in report.items() if key != "cases"}
+    (DOCS_FIGURES / "evaluation.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    by_order = report["by_order"]
+    calibration = by_order[order]["calibration"]  # type: ignore[index]
+    plot_calibration(
+        calibration["table"],
+        DOCS_FIGURES / "calibration.png",
+        f"make evaluate, {order}: Brier {calibration['brier']:.3f}",
+    )
+    page = DOCS_PAGE.read_text()
+    head, rest = page.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOCS_PAGE.write_text(head + BEGIN + "\n" + markdown(report) + END + tail)  # type: ignore[arg-type]
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.evaluate", description=__doc__)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
@@ -98,6 +124,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of PostgreSQL")
     parser.add_argument("--json", type=Path, default=Path(".vtr/evaluate/latest.json"))
     parser.add_argument("--plot", type=Path, default=None, help="write the calibration plot (PNG) here")
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write docs/forecast/ (JSON, plot) and the figures of docs/forecast.md",
+    )
     return parser.parse_args(argv)
 
 

@@ -110,3 +110,41 @@ def plot_calibration(table: Sequence[dict[str, Any]], path: Path, title: str) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The figures of a run as Markdown tables (docs/forecast.md's generated block)."""
+    lines: list[str] = []
+    for order, entry in report["by_order"].items():
+        lines += [
+            f"**{order}**",
+            "",
+            "| family | recall 1-3 d | recall 4-7 d | recall 8-14 d | false alarms "
+            "| `days_to_breach` MAE | counts equal |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        rows = {"**all**": entry["overall"], **entry["families"]}
+        for family, f in rows.items():
+            cells = [
+                "-" if f[f"recall_{name}"] is None else f"{100 * f[f'recall_{name}']:.0f}% (n={f[f'n_{name}']})"
+                for name, _, _ in BUCKETS
+            ]
+            alarms = (
+                "-" if f["false_alarm_rate"] is None else f"{100 * f['false_alarm_rate']:.0f}% (n={f['n_healthy']})"
+            )
+            mae = "-" if f["days_to_breach_mae"] is None else f"{f['days_to_breach_mae']:.2f} d"
+            lines.append(f"| {family} | " + " | ".join(cells) + f" | {alarms} | {mae} | {f['counts_match']} |")
+        calibration = entry["calibration"]
+        lines += ["", f"Brier score of the pending packages' probabilities: {calibration['brier']:.4f} "
+                  f"(n={calibration['n']}).", ""]  # fmt: skip
+    first = next(iter(report["by_order"].values()))["calibration"]["table"]
+    lines += [
+        "Reliability (first order above):",
+        "",
+        "| predicted | packages | mean predicted | observed valid |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {row['bin']} | {row['n']} | {row['mean_probability']:.3f} | {row['observed_valid']:.3f} |" for row in first
+    ]
+    return "\n".join(lines) + "\n"
