@@ -20,6 +20,7 @@ from rich.table import Table
 from tools.evaluate.families import FAMILIES
 from tools.evaluate.report import BUCKETS, by_family, document, figures, markdown, plot_calibration
 from tools.evaluate.run import ORDERS, Case, evaluate_scenario, noon, scratch_database
+from tools.evaluate.services import evaluate_through_services
 from tools.simulate.scenario import generate
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -60,6 +61,15 @@ async def main(arguments: argparse.Namespace) -> int:
         for family in arguments.families:
             for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
                 scenario = generate(FAMILIES[family](seed), seed=seed, today=today)
+                if arguments.through_services:
+                    async with scratch_database(admin_url, directory) as url:
+                        workdir = Path(directory) / f"{family}-{seed}"
+                        workdir.mkdir()
+                        outcome = await evaluate_through_services(family, seed, scenario, url, workdir)
+                    cases.extend(outcome.cases)
+                    packages_by_order["services"].extend(outcome.packages)
+                    console.log(f"{family} seed {seed} through the services: {len(outcome.cases)} seller-categories")
+                    continue
                 for order in arguments.orders:
                     async with scratch_database(admin_url, directory) as url:
                         outcome = await evaluate_scenario(family, seed, scenario, order, url, known_at)
@@ -69,7 +79,8 @@ async def main(arguments: argparse.Namespace) -> int:
     report = document(cases, packages_by_order)
     report["seconds"] = round(time.monotonic() - started, 1)
     report["today"] = today.isoformat()
-    for order in arguments.orders:
+    orders = ["services"] if arguments.through_services else arguments.orders
+    for order in orders:
         rows = {"all": figures([c for c in cases if c.order == order])}
         rows.update(by_family([c for c in cases if c.order == order]))
         console.print(_table(f"{order} (at_risk when breach probability reaches the scorer's setting)", rows))
@@ -79,10 +90,10 @@ async def main(arguments: argparse.Namespace) -> int:
     arguments.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     console.print(f"wrote {arguments.json}")
     if arguments.write_docs:
-        write_docs(report, arguments.orders[0])
+        write_docs(report, orders[0])
         console.print(f"wrote {DOCS_FIGURES} and the figures of {DOCS_PAGE}")
     if arguments.plot is not None:
-        order = arguments.orders[0]
+        order = orders[0]
         plot_calibration(
             report["by_order"][order]["calibration"]["table"],
             arguments.plot,
@@ -122,6 +133,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--orders", nargs="+", default=list(ORDERS), choices=list(ORDERS))
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of PostgreSQL")
+    parser.add_argument(
+        "--through-services",
+        action="store_true",
+        help="replay through the real ingest and scorer processes and a broker (slow; ignores --orders)",
+    )
     parser.add_argument("--json", type=Path, default=Path(".vtr/evaluate/latest.json"))
     parser.add_argument("--plot", type=Path, default=None, help="write the calibration plot (PNG) here")
     parser.add_argument(
