@@ -52,7 +52,8 @@ def _table(title: str, rows: dict[str, dict[str, object]]) -> Table:
 async def main(arguments: argparse.Namespace) -> int:
     console = Console()
     today = datetime.now(UTC).date()
-    known_at = noon(today)
+    at_noon = arguments.at == "noon" and not arguments.through_services
+    known_at = noon(today) if at_noon else datetime.now(UTC).replace(microsecond=0)
     cases: list[Case] = []
     packages_by_order: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     started = time.monotonic()
@@ -60,7 +61,8 @@ async def main(arguments: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as directory:
         for family in arguments.families:
             for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
-                scenario = generate(FAMILIES[family](seed), seed=seed, today=today)
+                hour = (known_at - datetime.combine(today, datetime.min.time(), UTC)).total_seconds() / 3600
+                scenario = generate(FAMILIES[family](seed, hour), seed=seed, today=today)
                 if arguments.through_services:
                     async with scratch_database(admin_url, directory) as url:
                         workdir = Path(directory) / f"{family}-{seed}"
@@ -133,6 +135,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--orders", nargs="+", default=list(ORDERS), choices=list(ORDERS))
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of PostgreSQL")
+    parser.add_argument(
+        "--at",
+        choices=("noon", "now"),
+        default="noon",
+        help="the moment the in-process run evaluates at: today's noon (reproducible) or now (as the services see it)",
+    )
     parser.add_argument(
         "--through-services",
         action="store_true",

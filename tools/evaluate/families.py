@@ -44,7 +44,7 @@ def _controls(rng: random.Random, prefix: str, count: int) -> tuple[Seller, ...]
     )
 
 
-def carrier_stop(seed: int) -> ScenarioConfig:
+def carrier_stop(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """A carrier stops scanning a share of one seller's parcels, started 1-6 days ago."""
     rng = random.Random(f"carrier_stop:{seed}")
     sellers, stops = [], []
@@ -57,7 +57,7 @@ def carrier_stop(seed: int) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "STOP", 4)), stops=tuple(stops))
 
 
-def delivery_stop(seed: int) -> ScenarioConfig:
+def delivery_stop(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """A lane stops getting delivery scans (parcels arrive, nobody scans the delivery)."""
     rng = random.Random(f"delivery_stop:{seed}")
     sellers = []
@@ -71,7 +71,7 @@ def delivery_stop(seed: int) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "DLVR", 4)))
 
 
-def stalls(seed: int) -> ScenarioConfig:
+def stalls(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """Parcels stall in transit: scanned at origin, then nothing."""
     rng = random.Random(f"stalls:{seed}")
     sellers = []
@@ -85,7 +85,7 @@ def stalls(seed: int) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "STALL", 4)))
 
 
-def unmapped_carrier(seed: int) -> ScenarioConfig:
+def unmapped_carrier(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """Part of a seller's orders go out with a carrier Amazon does not integrate."""
     rng = random.Random(f"unmapped:{seed}")
     sellers = []
@@ -100,7 +100,7 @@ def unmapped_carrier(seed: int) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "UNMAP", 4)))
 
 
-def unknown_partial_only(seed: int) -> ScenarioConfig:
+def unknown_partial_only(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """An untracked economy product whose name the policy does not list, used for orders
     that need full tracking; cheaper orders have used it for months (so it can be learnt)."""
     rng = random.Random(f"partial_only:{seed}")
@@ -119,7 +119,7 @@ def unknown_partial_only(seed: int) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *background, *_controls(rng, "PONLY", 3)))
 
 
-def surge(seed: int) -> ScenarioConfig:
+def surge(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """Near the floor already, then a volume surge on an overloaded carrier."""
     rng = random.Random(f"surge:{seed}")
     sellers = []
@@ -135,9 +135,9 @@ def surge(seed: int) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "SURGE", 4)))
 
 
-def carrier_outage(seed: int) -> ScenarioConfig:
-    """A carrier goes silent for every seller, 12-36 hours before the evaluation (at noon):
-    only carrier health across sellers can see it that early."""
+def carrier_outage(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """A carrier goes silent for every seller, 12-36 hours before the evaluation (``hour``
+    of today, UTC): only carrier health across sellers can see it that early."""
     rng = random.Random(f"outage:{seed}")
     sellers = []
     for i in range(6):
@@ -146,11 +146,11 @@ def carrier_outage(seed: int) -> ScenarioConfig:
         sellers.append(Seller(f"OUT{i}", (lane,), role="failing"))
     silent_hours = rng.choice((12, 24, 36))
     return ScenarioConfig(
-        sellers=(*sellers, *_controls(rng, "OUT", 4)), blackouts=(Blackout("yunexpress/line", 12 - silent_hours),)
+        sellers=(*sellers, *_controls(rng, "OUT", 4)), blackouts=(Blackout("yunexpress/line", hour - silent_hours),)
     )
 
 
-def slow_reliable(seed: int) -> ScenarioConfig:
+def slow_reliable(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """Controls: carriers whose first scan comes 3-8 days after confirmation, and does come."""
     rng = random.Random(f"slow:{seed}")
     slow = FailureRates(no_pickup=0.003, lost_in_transit=0.003, no_delivery_scan=0.002, late_pickup=0.9)
@@ -163,7 +163,7 @@ def slow_reliable(seed: int) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "SLOW", 2)))
 
 
-def comfortable(seed: int) -> ScenarioConfig:
+def comfortable(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """Controls: comfortable sellers with the usual random failures, and high volume at 97-98%."""
     rng = random.Random(f"comfortable:{seed}")
     sellers = [Seller(f"COMF{i}", (_lane(rng, i, rng.uniform(3, 15), failures=HEALTHY),), role="control")
@@ -175,7 +175,8 @@ def comfortable(seed: int) -> ScenarioConfig:
     return ScenarioConfig(sellers=tuple(sellers))
 
 
-FAMILIES: dict[str, Callable[[int], ScenarioConfig]] = {
+#: Each family: (seed, hour of today the evaluation runs at, UTC) -> scenario.
+FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_stop": carrier_stop,
     "delivery_stop": delivery_stop,
     "stalls": stalls,
