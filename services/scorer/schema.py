@@ -127,6 +127,17 @@ outbox = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+#: Per seller-category, bumped by triggers on ``score_outbox`` (migration 0003) in the
+#: transaction of every outbox mark, never deleted: the read API's cache key.
+score_versions = Table(
+    "score_versions",
+    metadata,
+    Column("seller_id", String(128), primary_key=True),
+    Column("marketplace", String(2), primary_key=True),
+    Column("category", String(200), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 #: Resolved packages per carrier x service x marketplace x requirement x promised week.
 carrier_stats = Table(
     "carrier_stats",
