@@ -77,7 +77,12 @@ class ScoreReads:
         if self._engine.dialect.name == "postgresql" and self._max_sellers > 0:
             url = self._engine.url.set(drivername="postgresql")
             self._pool = await asyncpg.create_pool(
-                url.render_as_string(hide_password=False), min_size=1, max_size=self._pool_size
+                url.render_as_string(hide_password=False),
+                min_size=1,
+                max_size=self._pool_size,
+                # The pool only runs one read-only statement: no session state to reset, and
+                # the default reset is a round trip per request.
+                reset=_no_reset,
             )
 
     async def stop(self) -> None:
@@ -135,12 +140,18 @@ class ScoreReads:
                 return cached
         self.misses += 1
         async with self._engine.connect() as connection:
-            if not await self._service.seller_exists(connection, seller_id):
+            # A version exists only for a seller-category with counters, hence with a package.
+            known = token is not None and token[0] > 0
+            if not known and not await self._service.seller_exists(connection, seller_id):
                 return None
             categories = await self._service.scores(connection, seller_id, day)
         body = encode_answer(seller_id, day, categories)
         self.put(seller_id, day, token, body)
         return body
+
+
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    return None
 
 
 async def tokens_by_seller(connection: AsyncConnection, sellers: Sequence[str]) -> dict[str, Token]:
