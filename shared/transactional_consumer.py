@@ -109,6 +109,7 @@ class TransactionalConsumer:
         group_instance_id: str | None = None,
         retry_delay_seconds: float = 1.0,
         on_batch_committed: Callable[[int, float], None] | None = None,
+        reclaim_after_seconds: float | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -133,6 +134,10 @@ class TransactionalConsumer:
         #: Partitions this instance gave up after a fence while the group still lists them as
         #: ours: monotonic time of the fence (see ``_reclaim_abandoned``).
         self._fenced_at: dict[TopicPartition, float] = {}
+        #: Default: twice the session timeout (``_reclaim_abandoned``).
+        self.reclaim_after_seconds = (
+            reclaim_after_seconds if reclaim_after_seconds is not None else 2 * settings.kafka_session_timeout_ms / 1000
+        )
         #: Per partition, the first offset of a fetch that started past the stored offset and
         #: was fetched again to check (see ``_contiguous``).
         self._gap_checked: dict[TopicPartition, int] = {}
@@ -484,16 +489,17 @@ class TransactionalConsumer:
         A fence means another instance claimed the partition after this one. Normally the
         group tells this instance within a heartbeat that the partition is gone (on Apache
         Kafka the other instance cannot even be assigned it before this one has rejoined).
-        But if no rebalance reaches this instance for ``2 x session timeout`` (the local
-        broker sometimes hands a partition to two members and then settles on this one
-        without telling it again), nobody may be consuming the partition at all: claim it
-        again. Fencing keeps this safe if the other instance does own it (at worst the two
-        take turns until the group settles).
+        But if no rebalance reaches this instance for ``reclaim_after_seconds`` (default
+        twice the session timeout), nobody may be consuming the partition at all (a claim by
+        an instance that has since lost the partition, or a broker that handed it to two
+        members and then settled on this one without telling it again): claim it again.
+        Fencing keeps this safe if the other instance does own it (at worst the two take
+        turns until the group settles).
         """
         if not self._fenced_at:
             return
         assert self._consumer is not None
-        due_after = 2 * self._settings.kafka_session_timeout_ms / 1000
+        due_after = self.reclaim_after_seconds
         now = time.monotonic()
         if all(now - fenced_at < due_after for fenced_at in self._fenced_at.values()):
             return
