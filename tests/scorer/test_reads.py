@@ -73,19 +73,12 @@ async def test_versions_grow_with_every_mark_and_survive_publication(scorer_engi
         await mark_changed(connection, [scope])  # and again while the mark is still there
     async with scorer_engine.connect() as connection:
         assert await tokens_by_seller(connection, ["s-1"]) == {"s-1": (2, 4)}
-        versions = dict(
-            (
-                await connection.execute(
-                    select(score_versions.c.category, score_versions.c.version).where(score_versions.c.seller_id == "s-1")
-                )
-            ).all()
-        )
+        query = select(score_versions.c.category, score_versions.c.version).where(score_versions.c.seller_id == "s-1")
+        versions = dict((await connection.execute(query)).all())
     assert versions == {"toys": 3, "books": 1}
 
 
-async def test_answers_follow_every_committed_change(
-    app: ScorerApp, database_url: str, evaluator: Evaluator
-) -> None:
+async def test_answers_follow_every_committed_change(app: ScorerApp, database_url: str, evaluator: Evaluator) -> None:
     reads = app.state.service.reads
     other_instance = create_engine(database_url)
     try:
