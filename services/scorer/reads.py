@@ -109,6 +109,10 @@ class ScoreReads:
         while len(self._cache) > self._max_sellers:
             self._cache.popitem(last=False)
 
+    @property
+    def caching(self) -> bool:
+        return self._max_sellers > 0
+
     def today(self) -> date:
         return self._service.today()
 

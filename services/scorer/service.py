@@ -377,10 +377,11 @@ class ScorerService:
                 scopes_by_seller[seller_id].add((marketplace, category))
             snapshots: list[ScoreSnapshot] = []
             # Read before the scores, so each answer is cached under versions no newer than its numbers.
-            tokens = await tokens_by_seller(connection, list(scopes_by_seller))
+            tokens = await tokens_by_seller(connection, list(scopes_by_seller)) if self.reads.caching else {}
             for seller_id, scopes in scopes_by_seller.items():
                 found = await self.scores(connection, seller_id, today)
-                self.reads.put(seller_id, today, tokens.get(seller_id), encode_answer(seller_id, today, found))
+                if seller_id in tokens:
+                    self.reads.put(seller_id, today, tokens[seller_id], encode_answer(seller_id, today, found))
                 scores = {(c.marketplace, c.category): c for c in found}
                 for scope in sorted(scopes):
                     current = scores.get(scope) or self._empty_score(*scope, as_of=today)
