@@ -35,3 +35,7 @@ CLOCK_RUNS = Counter("vtr_scorer_clock_runs_total", "Clock job runs by outcome."
 EXPIRED_PACKAGES = Counter(
     "vtr_scorer_expired_packages_total", "Pending packages turned invalid by the clock job (promised date passed)."
 )
+READ_ANSWERS = Counter(
+    "vtr_scorer_read_answers_total", "GET .../vtr answers by source (the read cache or computed).", ["source"]
+)
+READ_CACHE_SELLERS = Gauge("vtr_scorer_read_cache_sellers", "Sellers whose GET .../vtr answer is cached.")

@@ -35,6 +35,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import Receive, Scope, Send
 
+from services.scorer import metrics
 from services.scorer.schema import score_versions
 from shared.http import key_matches
 from shared.observability import HTTP_DURATION, HTTP_REQUESTS
@@ -72,6 +73,8 @@ class ScoreReads:
         self._cache: OrderedDict[str, tuple[date, Token, bytes]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._from_cache = metrics.READ_ANSWERS.labels("cache")
+        self._computed = metrics.READ_ANSWERS.labels("computed")
 
     async def start(self) -> None:
         if self._engine.dialect.name == "postgresql" and self._max_sellers > 0:
@@ -108,6 +111,7 @@ class ScoreReads:
         self._cache.move_to_end(seller_id)
         while len(self._cache) > self._max_sellers:
             self._cache.popitem(last=False)
+        metrics.READ_CACHE_SELLERS.set(len(self._cache))
 
     @property
     def caching(self) -> bool:
@@ -141,8 +145,10 @@ class ScoreReads:
             cached = self._get(seller_id, day, token)
             if cached is not None:
                 self.hits += 1
+                self._from_cache.inc()
                 return cached
         self.misses += 1
+        self._computed.inc()
         async with self._engine.connect() as connection:
             # A version exists only for a seller-category with counters, hence with a package.
             known = token is not None and token[0] > 0
