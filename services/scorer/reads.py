@@ -81,7 +81,9 @@ class ScoreReads:
             url = self._engine.url.set(drivername="postgresql")
             self._pool = await asyncpg.create_pool(
                 url.render_as_string(hide_password=False),
-                min_size=1,
+                # No connection at start-up: the scorer starts (and reports not ready) while
+                # its database is down, as before this pool existed.
+                min_size=0,
                 max_size=self._pool_size,
                 # The pool only runs one read-only statement: no session state to reset, and
                 # the default reset is a round trip per request.
@@ -130,7 +132,12 @@ class ScoreReads:
         if self._max_sellers <= 0:
             return None
         if self._pool is not None:
-            row = await self._pool.fetchrow(_VERSIONS_SQL, seller_id)
+            try:
+                row = await self._pool.fetchrow(_VERSIONS_SQL, seller_id)
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+                # A connection broken since its last use (a database fail-over): the pool
+                # drops it; one retry on a fresh connection before the request fails.
+                row = await self._pool.fetchrow(_VERSIONS_SQL, seller_id)
             assert row is not None
             return int(row[0]), int(row[1])
         async with self._engine.connect() as connection:
