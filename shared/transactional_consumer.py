@@ -109,6 +109,7 @@ class TransactionalConsumer:
         group_instance_id: str | None = None,
         retry_delay_seconds: float = 1.0,
         on_batch_committed: Callable[[int, float], None] | None = None,
+        reclaim_after_seconds: float | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -130,6 +131,18 @@ class TransactionalConsumer:
         self._generations: dict[TopicPartition, int] = {}
         self._next_offsets: dict[TopicPartition, int] = {}
         self._batch_lock = asyncio.Lock()
+        #: Partitions this instance gave up after a fence while the group still lists them as
+        #: ours: monotonic time of the fence (see ``_reclaim_abandoned``).
+        self._fenced_at: dict[TopicPartition, float] = {}
+        #: Default: twice the session timeout (``_reclaim_abandoned``).
+        self.reclaim_after_seconds = (
+            reclaim_after_seconds if reclaim_after_seconds is not None else 2 * settings.kafka_session_timeout_ms / 1000
+        )
+        #: Per partition, the first offset of a fetch that started past the stored offset and
+        #: was fetched again to check (see ``_contiguous``).
+        self._gap_checked: dict[TopicPartition, int] = {}
+        self.gaps_refetched = 0
+        self.partitions_reclaimed = 0
         #: Bumped on every rebalance: a batch fetched before it may predate a seek and is dropped.
         self._assignment_epoch = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -205,6 +218,8 @@ class TransactionalConsumer:
             for tp in revoked:
                 self._generations.pop(tp, None)
                 self._next_offsets.pop(tp, None)
+                self._fenced_at.pop(tp, None)
+                self._gap_checked.pop(tp, None)
                 if self._lag_gauge is not None:
                     with contextlib.suppress(KeyError):
                         self._lag_gauge.remove(tp.topic, str(tp.partition))
@@ -217,10 +232,8 @@ class TransactionalConsumer:
             for tp, (next_offset, generation) in claims.items():
                 self._generations[tp] = generation
                 self._next_offsets[tp] = next_offset
-                if next_offset == NO_OFFSET:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, next_offset)
+                self._fenced_at.pop(tp, None)
+                await self._rewind(tp)
             if assigned:
                 self._consumer.resume(*assigned)
             log.info(
@@ -288,6 +301,9 @@ class TransactionalConsumer:
         assert self._consumer is not None
         consumer = self._consumer
         while not self._stopping:
+            # Between batches, so that no fetched batch is in hand when these seek.
+            await self._reclaim_abandoned()
+            await self._restart_stalled_fetches()
             epoch = self._assignment_epoch
             try:
                 batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records)
@@ -297,75 +313,115 @@ class TransactionalConsumer:
                 log.exception("fetch failed; retrying", extra={"group": self._group_id})
                 await asyncio.sleep(self._retry_delay_seconds)
                 continue
-            await self._restart_stalled_fetches()
             if batches:
                 fetched_at = time.perf_counter()
-                applied = await self._apply_with_retry(batches, epoch)
+                applied = await self._apply(batches, epoch)
                 if applied and self._on_batch_committed is not None:
                     self._on_batch_committed(applied, time.perf_counter() - fetched_at)
             self._export_lag()
 
-    async def _apply_with_retry(
-        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], epoch: int
-    ) -> int:
-        """Apply the batch (retrying after failures); returns how many records were applied."""
+    async def _rewind(self, tp: TopicPartition) -> None:
+        """Fetch ``tp`` again from its stored offset (the next record to apply)."""
         assert self._consumer is not None
-        while not self._stopping:
-            async with self._batch_lock:
-                if epoch != self._assignment_epoch:
-                    # A rebalance ran while this batch was fetched. The records may come from
-                    # after the rebalance's seek, so dropping them would skip them: rewind every
-                    # partition still owned to its stored offset so they come again in order.
-                    for tp in batches:
-                        position = self._next_offsets.get(tp)
-                        if tp not in self._generations or position is None:
-                            continue
-                        if position == NO_OFFSET:
-                            await self._consumer.seek_to_beginning(tp)
-                        else:
-                            self._consumer.seek(tp, position)
-                    return 0
-                # Drop records of partitions revoked meanwhile, and records below the stored
-                # position: a broker may return a whole record batch that starts before the
-                # fetch offset, and those records are already applied.
-                owned = {}
-                for tp, records in batches.items():
-                    if tp not in self._generations:
-                        continue
-                    position = self._next_offsets.get(tp, NO_OFFSET)
-                    fresh = [record for record in records if record.offset >= position]
-                    if fresh:
-                        owned[tp] = fresh
-                if not owned:
-                    return 0
-                try:
-                    await self._apply_in_transaction(owned)
-                    break
-                except Fenced as fenced:
-                    # Only the fenced partitions are someone else's now: give those up, and
-                    # rewind the others of the rolled-back batch so that they are applied again.
-                    log.warning("fenced by another instance; pausing those partitions", extra={"detail": str(fenced)})
-                    for tp in fenced.partitions:
-                        self._generations.pop(tp, None)
-                    self._consumer.pause(*fenced.partitions)
-                    for tp, records in owned.items():
-                        if tp not in fenced.partitions:
-                            self._consumer.seek(tp, records[0].offset)
-                    return 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("batch failed and was rolled back; retrying", extra={"group": self._group_id})
-                    # Nothing was committed: rewind so the same records come again, in order.
-                    for tp in owned:
-                        self._consumer.seek(tp, owned[tp][0].offset)
-                    batches = {}
-            await asyncio.sleep(self._retry_delay_seconds)
-            epoch = self._assignment_epoch
-            batches = await self._consumer.getmany(
-                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records
-            )
+        position = self._next_offsets.get(tp, NO_OFFSET)
+        if position == NO_OFFSET:
+            await self._consumer.seek_to_beginning(tp)
         else:
+            self._consumer.seek(tp, position)
+
+    async def _contiguous(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]] | None:
+        """The records of ``tp`` to apply, or None when the partition was rewound instead.
+
+        Records below the stored offset are dropped: they are applied already (a broker may
+        return a whole record batch that starts before the fetch offset). If the first
+        record left starts *past* the stored offset, applying it would store an offset
+        beyond records that were never applied: the fetch position and the stored offset
+        disagree (a seek lost in a rebalance, a fetch answered for an older position). The
+        partition is then fetched again from the stored offset; only if the broker returns
+        the same first offset again do the offsets in between not exist (a compacted topic,
+        transaction markers), and the records are applied. Invariant: a partition's stored
+        offset only ever moves over records that were applied.
+        """
+        assert self._consumer is not None
+        position = self._next_offsets.get(tp, NO_OFFSET)
+        fresh = [record for record in records if record.offset >= position]
+        if not fresh:
+            return fresh
+        first = fresh[0].offset
+        expected = position
+        if position == NO_OFFSET and first > 0:
+            expected = (await self._consumer.beginning_offsets([tp]))[tp]
+        if first <= max(expected, 0) or self._gap_checked.get(tp) == first:
+            if self._gap_checked.pop(tp, None) == first and first > expected:
+                log.warning(
+                    "offsets missing from the partition; applying from the first one the broker returns",
+                    extra={"partition": f"{tp.topic}:{tp.partition}", "stored": position, "first": first},
+                )
+            return fresh
+        log.warning(
+            "fetch started past the stored offset; fetching the partition again from the stored offset",
+            extra={"partition": f"{tp.topic}:{tp.partition}", "stored": position, "first": first},
+        )
+        self._gap_checked[tp] = first
+        self.gaps_refetched += 1
+        await self._rewind(tp)
+        return None
+
+    async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], epoch: int) -> int:
+        """Apply the batch; returns how many records were applied (0 when it was rewound).
+
+        Every path that does not apply a fetched record rewinds its partition to the stored
+        offset (or gives the partition up), so no record is ever skipped: the fetch position
+        has moved past the records getmany() returned.
+        """
+        assert self._consumer is not None
+        async with self._batch_lock:
+            if epoch != self._assignment_epoch:
+                # A rebalance ran while this batch was fetched. The records may come from
+                # after the rebalance's seek, so dropping them would skip them: rewind every
+                # partition still owned to its stored offset so they come again in order.
+                for tp in batches:
+                    if tp in self._generations:
+                        await self._rewind(tp)
+                return 0
+            owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+            for tp, records in batches.items():
+                if tp not in self._generations:  # revoked or fenced meanwhile
+                    continue
+                fresh = await self._contiguous(tp, records)
+                if fresh:
+                    owned[tp] = fresh
+            if not owned:
+                return 0
+            try:
+                await self._apply_in_transaction(owned)
+            except Fenced as fenced:
+                # Only the fenced partitions are someone else's now: give those up, and
+                # rewind the others of the rolled-back batch so that they are applied again.
+                log.warning("fenced by another instance; pausing those partitions", extra={"detail": str(fenced)})
+                now = time.monotonic()
+                for tp in fenced.partitions:
+                    self._generations.pop(tp, None)
+                    self._fenced_at[tp] = now
+                self._consumer.pause(*fenced.partitions)
+                for tp in owned:
+                    if tp not in fenced.partitions:
+                        await self._rewind(tp)
+                return 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch failed and was rolled back; retrying", extra={"group": self._group_id})
+                # Nothing was committed: rewind so the same records come again, in order.
+                for tp in owned:
+                    await self._rewind(tp)
+                failed = True
+            else:
+                failed = False
+        if failed:
+            await asyncio.sleep(self._retry_delay_seconds)
             return 0
         await self._commit_to_kafka()
         return sum(len(records) for records in owned.values())
@@ -422,13 +478,50 @@ class TransactionalConsumer:
                     extra={"partition": f"{tp.topic}:{tp.partition}", "lag": lag},
                 )
                 self._consumer.resume(tp)
-                if position == NO_OFFSET:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, position)
+                await self._rewind(tp)
                 self._progress[tp] = (position, now)
         for tp in set(self._progress) - set(lags):
             del self._progress[tp]
+
+    async def _reclaim_abandoned(self) -> None:
+        """Claim again a partition given up after a fence that the group still lists as ours.
+
+        A fence means another instance claimed the partition after this one. Normally the
+        group tells this instance within a heartbeat that the partition is gone (on Apache
+        Kafka the other instance cannot even be assigned it before this one has rejoined).
+        But if no rebalance reaches this instance for ``reclaim_after_seconds`` (default
+        twice the session timeout), nobody may be consuming the partition at all (a claim by
+        an instance that has since lost the partition, or a broker that handed it to two
+        members and then settled on this one without telling it again): claim it again.
+        Fencing keeps this safe if the other instance does own it (at worst the two take
+        turns until the group settles).
+        """
+        if not self._fenced_at:
+            return
+        assert self._consumer is not None
+        due_after = self.reclaim_after_seconds
+        now = time.monotonic()
+        if all(now - fenced_at < due_after for fenced_at in self._fenced_at.values()):
+            return
+        async with self._batch_lock:
+            assignment = self._consumer.assignment()
+            for tp in [tp for tp in self._fenced_at if tp not in assignment]:
+                del self._fenced_at[tp]
+            due = sorted(tp for tp, fenced_at in self._fenced_at.items() if now - fenced_at >= due_after)
+            if not due:
+                return
+            claims = await self._claim_until_done(due)
+            for tp, (next_offset, generation) in claims.items():
+                self._generations[tp] = generation
+                self._next_offsets[tp] = next_offset
+                del self._fenced_at[tp]
+                await self._rewind(tp)
+            self._consumer.resume(*due)
+            self.partitions_reclaimed += len(due)
+            log.warning(
+                "partitions given up after a fence are still assigned to this instance; claimed them again",
+                extra={"group": self._group_id, "partitions": [f"{tp.topic}:{tp.partition}" for tp in due]},
+            )
 
     async def _commit_to_kafka(self) -> None:
         """Advisory: the database is the source of truth; this only feeds lag tools."""

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
+from services.scorer.reads import UNKNOWN_SELLER
 from services.scorer.service import ScorerService, decode_cursor
 from shared.http import bearer_auth
 from shared.schemas import PACKAGE_PAGE_CODEC
 
 SellerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.:@-]+$")]
 
-UNKNOWN_SELLER = "unknown seller: no package of this seller is known"
 #: Past days further back than this are refused (and would overflow the date arithmetic near year 1).
 OLDEST_AS_OF = timedelta(days=3650)
 
@@ -29,7 +29,7 @@ def vtr_router(service: ScorerService) -> APIRouter:
     async def seller_vtr(
         seller_id: SellerId,
         as_of: Annotated[date | None, Query(description="Evaluation day (UTC), YYYY-MM-DD; default today.")] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         today = service.today()
         day = as_of or today
         if day > today:
@@ -40,15 +40,10 @@ def vtr_router(service: ScorerService) -> APIRouter:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"as_of {day} is more than {OLDEST_AS_OF.days} days ago"
             )
-        async with service.engine.connect() as connection:
-            if not await service.seller_exists(connection, seller_id):
-                raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_SELLER)
-            categories = await service.scores(connection, seller_id, day)
-        return {
-            "seller_id": seller_id,
-            "as_of": day.isoformat(),
-            "categories": [category.as_json() for category in categories],
-        }
+        body = await service.reads.answer(seller_id, day)
+        if body is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_SELLER)
+        return Response(body, media_type="application/json")
 
     @router.get("/{seller_id}/shipments")
     async def seller_shipments(

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from services.scorer.api import vtr_router
 from services.scorer.console.notifier_client import NotifierReader
 from services.scorer.console.routes import console_router
+from services.scorer.reads import VtrFastPath, dispatch
 from services.scorer.service import ScorerService
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import TodayFunction, utc_today
@@ -19,28 +21,47 @@ from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
 
 
-def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, background: bool = True) -> FastAPI:
+class ScorerApp(FastAPI):
+    """The scorer's FastAPI app, with the common ``GET /v1/sellers/{id}/vtr`` answered before
+    FastAPI's middleware stack (services/scorer/reads.py, ``VtrFastPath``)."""
+
+    #: None serves every request through FastAPI (tests check both).
+    vtr_fast_path: VtrFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast_path = self.vtr_fast_path
+        if fast_path is not None and await dispatch(fast_path, scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, background: bool = True) -> ScorerApp:
     """``background=False`` serves the API only (no consumer, clock or publisher)."""
     engine = create_engine(settings.database_url)
     service = ScorerService(settings, engine, today=today)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if background:
-            await service.start()
+        await service.reads.start()
         try:
-            yield
-        finally:
             if background:
-                await service.stop()
+                await service.start()
+            try:
+                yield
+            finally:
+                if background:
+                    await service.stop()
+        finally:
+            await service.reads.stop()
             await engine.dispose()
 
     async def consumer_running() -> None:
         if background and (service.consumer is None or not service.consumer.running):
             raise RuntimeError("consumer not running")
 
-    app = FastAPI(title="vtrwatch scorer", version="1", lifespan=lifespan)
+    app = ScorerApp(title="vtrwatch scorer", version="1", lifespan=lifespan)
     app.state.service = service
+    app.vtr_fast_path = VtrFastPath(service.reads, settings.api_key_values)
     app.add_middleware(HttpMetricsMiddleware)
     app.include_router(
         operations_router(

@@ -56,3 +56,7 @@ CARRIER_SILENT = Gauge(
     "1 while a carrier from an origin has sent far fewer scans than usual (its parcels' probabilities are lowered).",
     ["carrier", "origin"],
 )
+READ_ANSWERS = Counter(
+    "vtr_scorer_read_answers_total", "GET .../vtr answers by source (the read cache or computed).", ["source"]
+)
+READ_CACHE_SELLERS = Gauge("vtr_scorer_read_cache_sellers", "Sellers whose GET .../vtr answer is cached.")

@@ -143,6 +143,17 @@ outbox = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+#: Per seller-category, bumped by triggers on ``score_outbox`` (migration 0005) in the
+#: transaction of every outbox mark, never deleted: the read API's cache key.
+score_versions = Table(
+    "score_versions",
+    metadata,
+    Column("seller_id", String(128), primary_key=True),
+    Column("marketplace", String(2), primary_key=True),
+    Column("category", String(200), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 #: Orders not confirmed yet, projected per promised date from each seller-category's recent
 #: volume, promise lags and health (rebuilt by the clock job; millionths of packages).
 projected_counts = Table(

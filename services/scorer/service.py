@@ -27,6 +27,7 @@ from services.scorer.forecast import Score, score
 from services.scorer.lastmile import NO_LAST_MILE, LastMile, load_last_miles
 from services.scorer.levels import level_of
 from services.scorer.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans
+from services.scorer.reads import ScoreReads, encode_answer, tokens_by_seller
 from services.scorer.schema import daily_counts, daily_reasons, offsets, packages, score_levels
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import (
@@ -210,6 +211,8 @@ class ScorerService:
         #: Scopes published with ``caught_up=False``: the notifier holds alerts on those, so
         #: they are published again once this instance has caught up.
         self._published_behind: set[tuple[str, str, str]] = set()
+        #: The read API's answers, also filled by the publisher (services/scorer/reads.py).
+        self.reads = ScoreReads(self, settings.read_cache_sellers, settings.read_pool_size)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -445,8 +448,13 @@ class ScorerService:
             for seller_id, marketplace, category, _ in marks:
                 scopes_by_seller[seller_id].add((marketplace, category))
             snapshots: list[ScoreSnapshot] = []
+            # Read before the scores, so each answer is cached under versions no newer than its numbers.
+            tokens = await tokens_by_seller(connection, list(scopes_by_seller)) if self.reads.caching else {}
             for seller_id, scopes in scopes_by_seller.items():
-                scores = {(c.marketplace, c.category): c for c in await self.scores(connection, seller_id, today)}
+                found = await self.scores(connection, seller_id, today)
+                if seller_id in tokens:
+                    self.reads.put(seller_id, today, tokens[seller_id], encode_answer(seller_id, today, found))
+                scores = {(c.marketplace, c.category): c for c in found}
                 for scope in sorted(scopes):
                     current = scores.get(scope) or self._empty_score(*scope, as_of=today)
                     snapshots.append(current.snapshot(seller_id, today, caught_up))

@@ -42,6 +42,11 @@ class ScorerSettings(ServiceSettings):
     #: Snapshots say ``caught_up`` while this instance's consumer lag is at most this many records.
     caught_up_max_lag: int = Field(default=1000, ge=0)
 
+    #: Sellers whose computed ``GET .../vtr`` answer is kept in memory (0 = no cache).
+    read_cache_sellers: int = Field(default=50_000, ge=0)
+    #: Connections of the read API's own PostgreSQL pool (the cache's version checks).
+    read_pool_size: int = Field(default=8, ge=1)
+
     vtr_floor: float = Field(default=0.95, gt=0, le=1)
     at_risk_below: float = Field(default=0.955, gt=0, le=1)
     watch_below: float = Field(default=0.97, gt=0, le=1)

@@ -4,11 +4,14 @@ the pods get match what the services read."""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 from collections.abc import Iterator
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 from pydantic import AliasChoices
@@ -27,7 +30,9 @@ KUBERNETES_VERSION = kubernetes_validate.latest_version()
 #: API groups served by the Kubernetes API server itself ("" is the core group).
 BUILTIN_GROUPS = {"", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io"}
 #: API groups of the operators vtrwatch relies on (their CRDs are not in the schema).
-OPERATOR_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io", "monitoring.coreos.com"}
+OPERATOR_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io", "monitoring.coreos.com", "keda.sh"}
+#: A JSON schema of the KEDA fields the manifests use (KEDA's CRDs are not in kubernetes-validate).
+KEDA_SCHEMA = json.loads((ROOT / "tests" / "deploy" / "schemas" / "keda.json").read_text())
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 SERVICES: dict[str, type[ServiceSettings]] = {
     "ingest": IngestSettings,
@@ -48,6 +53,8 @@ OPERATOR_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("postgresql.cnpg.io", "ScheduledBackup"): ("spec.schedule", "spec.cluster.name"),
     ("monitoring.coreos.com", "ServiceMonitor"): ("spec.selector.matchLabels", "spec.endpoints[]"),
     ("monitoring.coreos.com", "PrometheusRule"): ("spec.groups[]",),
+    ("keda.sh", "ScaledObject"): ("spec.scaleTargetRef.name", "spec.triggers[]"),
+    ("keda.sh", "TriggerAuthentication"): ("spec.secretTargetRef[]",),
 }
 
 
@@ -429,6 +436,93 @@ def test_ingest_scales_on_cpu_and_every_service_has_a_disruption_budget(rendered
         for pdb in of_kind(objects, "PodDisruptionBudget")
     }
     assert budgets == set(SERVICES)
+
+
+def keda_errors(obj: Object) -> list[str]:
+    schema = {**KEDA_SCHEMA, "$ref": f"#/$defs/{obj['kind']}"}
+    validator = jsonschema.Draft202012Validator(schema)
+    return [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(obj)]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_objects_validate_against_their_schema(rendered: Rendered, overlay: str) -> None:
+    keda = [obj for obj in rendered[overlay] if group_of(obj) == "keda.sh"]
+    assert {obj["kind"] for obj in keda} <= set(KEDA_SCHEMA["$defs"])
+    for obj in keda:
+        assert keda_errors(obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
+        spec = obj["spec"]
+        if obj["kind"] == "ScaledObject":  # the CRD's own cross-field rule
+            assert spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100)
+    assert len(keda) == (3 if overlay == "prod" else 0)
+
+
+def test_keda_schema_catches_a_misspelt_field(rendered: Rendered) -> None:
+    """Guards the guard: KEDA would ignore a misspelt trigger parameter and use its default."""
+    scaled = one(rendered["prod"], "ScaledObject", "scorer")
+    assert keda_errors(scaled) == []
+    misspelt = copy.deepcopy(scaled)
+    metadata = misspelt["spec"]["triggers"][0]["metadata"]
+    metadata["lagTreshold"] = metadata.pop("lagThreshold")
+    assert keda_errors(misspelt)
+    misplaced = copy.deepcopy(scaled)
+    misplaced["spec"]["maxReplicas"] = misplaced["spec"].pop("maxReplicaCount")
+    assert keda_errors(misplaced)
+
+
+def acl_allows(user: Object, resource_type: str, name: str, operation: str) -> bool:
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource = acl["resource"]
+        if resource["type"] != resource_type or operation not in acl["operations"]:
+            continue
+        if name.startswith(resource["name"]) if resource.get("patternType") == "prefix" else name == resource["name"]:
+            return True
+    return False
+
+
+def test_scorer_and_notifier_scale_on_their_group_lag_up_to_the_partition_count(rendered: Rendered) -> None:
+    objects = rendered["prod"]
+    config = config_map(objects)
+    consumers = {
+        # component: (workload kind, the group setting, topics it consumes)
+        "scorer": ("StatefulSet", "consumer_group_id", (SHIPMENTS, TRACKING_EVENTS)),
+        "notifier": ("Deployment", "consumer_group", (NotifierSettings().scores_topic,)),
+    }
+    for component, (kind, group_field, topics) in consumers.items():
+        workload = workload_of(objects, component)
+        (container,) = pod_spec(workload)["containers"]
+        variable = env_names(SERVICES[component])[group_field]
+        assert variable not in env_of(container), "the pod's group comes from the ConfigMap or the default"
+        group = config.get(variable, SERVICES[component].model_fields[group_field].default)
+        scaled = one(objects, "ScaledObject", component)
+        spec = scaled["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": kind, "name": workload["metadata"]["name"]}
+        partitions = {topic_by_name(objects, topic)["spec"]["partitions"] for topic in topics}
+        assert partitions == {spec["maxReplicaCount"]}, "max replicas = the partition count"
+        assert 2 <= spec["minReplicaCount"] <= workload["spec"]["replicas"] <= spec["maxReplicaCount"]
+        (trigger,) = spec["triggers"]
+        metadata = trigger["metadata"]
+        assert trigger["type"] == "kafka"
+        assert metadata["consumerGroup"] == group
+        assert metadata["bootstrapServers"] == config["VTR_KAFKA_BOOTSTRAP"]
+        assert (
+            metadata["sasl"]
+            == {"SCRAM-SHA-512": "scram_sha512", "SCRAM-SHA-256": "scram_sha256"}[config["VTR_KAFKA_SASL_MECHANISM"]]
+        )
+        assert metadata["tls"] == ("enable" if config["VTR_KAFKA_SECURITY_PROTOCOL"].endswith("SSL") else "disable")
+        assert metadata["allowIdleConsumers"] == "false"
+        # The scorer's lag is over both inputs (no topic: every topic the group commits).
+        assert metadata.get("topic") == (topics[0] if len(topics) == 1 else None)
+        assert int(metadata["activationLagThreshold"]) < int(metadata["lagThreshold"])
+        # KEDA's credentials: a user that may describe the group and its topics, nothing more.
+        authentication = one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
+        (username_ref,) = [ref for ref in authentication["configMapTargetRef"] if ref["parameter"] == "username"]
+        (password_ref,) = [ref for ref in authentication["secretTargetRef"] if ref["parameter"] == "password"]
+        username = one(objects, "ConfigMap", username_ref["name"])["data"][username_ref["key"]]
+        user = one(objects, "KafkaUser", username)
+        assert password_ref == {"parameter": "password", "name": username, "key": "password"}  # Strimzi's Secret
+        assert acl_allows(user, "group", group, "Describe")
+        assert all(acl_allows(user, "topic", topic, "Describe") for topic in topics)
+        assert not any(acl_allows(user, "topic", topic, "Read") for topic in topics)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -154,13 +154,14 @@ async def _rows_in(engine: AsyncEngine, tp: TopicPartition) -> int:
         return int((await connection.execute(query)).scalar_one())
 
 
-async def test_a_fenced_partition_is_given_up_and_the_others_go_on(
+async def test_a_fenced_partition_is_given_up_the_others_go_on_and_it_is_claimed_back(
     database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
 ) -> None:
     settings, topic, group = topic_and_group
     await ensure_topics(settings, [TopicSpec(topic)])
     engine = await _engine(database_url)
     stale = _consumer(settings, engine, topic, group, Recorder())
+    stale.reclaim_after_seconds = 3600.0  # phase 1: no claiming back yet
     await stale.start()
     await _produce(settings, topic, 30)
     await _wait_for_count(engine, 30)
@@ -185,7 +186,55 @@ async def test_a_fenced_partition_is_given_up_and_the_others_go_on(
     for tp in kept:
         assert stale._consumer is not None
         assert await _rows_in(engine, tp) == stale._consumer.highwater(tp)
+
+    # Phase 2: the usurper never joined the group, so no rebalance tells the stale instance
+    # anything; the group still lists the partition as its own. Past reclaim_after_seconds
+    # it claims the partition back and applies the rest of it, each record once (the
+    # primary key of ``applied`` rejects a second application).
+    stale.reclaim_after_seconds = 0.5
+    deadline = asyncio.get_running_loop().time() + 30
+    while taken not in stale.assigned_partitions() or stale.partition_lags()[taken]:
+        assert asyncio.get_running_loop().time() < deadline, "the fenced partition was not claimed back"
+        await asyncio.sleep(0.1)
+    assert stale.partitions_reclaimed == 1
+    assert stale._consumer is not None
+    assert await _rows_in(engine, taken) == stale._consumer.highwater(taken) > rows_before
+    assert await _count(engine) == 90
     await stale.stop()
+    await engine.dispose()
+
+
+async def test_a_fetch_that_starts_past_the_stored_offset_is_fetched_again(
+    database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
+) -> None:
+    """If the fetch position ever gets ahead of the stored offset (a seek lost in a
+    rebalance), the records in between are fetched again instead of being skipped."""
+    settings, topic, group = topic_and_group
+    await ensure_topics(settings, [TopicSpec(topic)])
+    engine = await _engine(database_url)
+    consumer = _consumer(settings, engine, topic, group, Recorder())
+    await consumer.start()
+    await _produce(settings, topic, 30)
+    await _wait_for_count(engine, 30)
+    assert consumer._consumer is not None
+    tp = min(consumer.assigned_partitions())
+    stored = consumer._next_offsets[tp]
+    assert stored == await _rows_in(engine, tp) > 0
+    consumer._consumer.pause(tp)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, f"late{i}".encode(), partition=tp.partition) for i in range(20)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    consumer._consumer.seek(tp, stored + 5)  # five records the consumer would otherwise skip
+    consumer._consumer.resume(tp)
+    await _wait_for_count(engine, 50)
+    assert await _rows_in(engine, tp) == stored + 20
+    assert consumer._next_offsets[tp] == stored + 20
+    assert consumer.gaps_refetched >= 1
+    await consumer.stop()
     await engine.dispose()
 
 
