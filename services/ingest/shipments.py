@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from shared.carriers import carrier_slug
+from shared.guard import day_in_calendar, in_calendar
 from shared.schemas import Money, Reason, ShipmentCancelled, ShipmentConfirmed
 from shared.topics import normalise_tracking_number
 
@@ -90,7 +91,7 @@ class OrderValue(BaseModel):
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must include a UTC offset, e.g. 2026-11-20T08:30:00Z")
-    return value.astimezone(UTC)
+    return in_calendar(value)
 
 
 class ShipmentIn(BaseModel):
@@ -115,6 +116,11 @@ class ShipmentIn(BaseModel):
     @classmethod
     def _confirmed_at_aware(cls, value: datetime) -> datetime:
         return _aware(value)
+
+    @field_validator("promised_delivery_date")
+    @classmethod
+    def _promised_in_calendar(cls, value: date) -> date:
+        return day_in_calendar(value)
 
     @field_validator("tracking_number")
     @classmethod

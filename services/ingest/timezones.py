@@ -7,6 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 
+from shared.guard import EARLIEST, LATEST
+
 _OFFSET = re.compile(r"^\s*(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?\s*$", re.IGNORECASE)
 
 
@@ -40,11 +42,13 @@ def to_utc(text: str, default_zone: timezone) -> datetime:
             # wall time and building the UTC datetime directly takes half the time of
             # replace(tzinfo=...).astimezone(UTC) (replace() parses keywords slowly).
             local = moment - default_zone.utcoffset(None)
-            return datetime(
+            utc = datetime(
                 local.year, local.month, local.day, local.hour, local.minute, local.second, local.microsecond, UTC
             )
-        if moment.tzinfo is UTC:
-            return moment
-        return moment.astimezone(UTC)
+        else:
+            utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     except OverflowError:
         raise TimeFormatError(f"{text!r} is out of range") from None
+    if not EARLIEST <= utc < LATEST:
+        raise TimeFormatError(f"{text!r} is out of range (years {EARLIEST.year}-{LATEST.year - 1})")
+    return utc
