@@ -49,6 +49,11 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 # An escaped NUL (an even number of backslashes before it would be literal text).
 _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+# A UTF-16 surrogate escape without its partner: decoders accept it, UTF-8 cannot hold it.
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<![0-9a-fA-F]{2})(?<!\\u[dD][89abAB])\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 class InputRejected(ValueError):
@@ -94,6 +99,8 @@ def check_json_body(raw: bytes, what: str = "body", max_depth: int = MAX_JSON_DE
         raise InputRejected(f"{what} is not valid UTF-8 (byte {error.start})") from None
     if b"\x00" in raw or (b"\\u0000" in raw and _ESCAPED_NUL.search(raw)):
         raise InputRejected(f"{what} contains a NUL character")
+    if b"\\u" in raw and _LONE_SURROGATE.search(raw):
+        raise InputRejected(f"{what} contains a lone UTF-16 surrogate escape")
     if json_depth(raw) > max_depth:
         raise InputRejected(f"{what} nests deeper than {max_depth} levels")
 

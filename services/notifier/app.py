@@ -29,6 +29,7 @@ from services.notifier.processing import AlertProcessor
 from services.notifier.scorer_client import ScorerClient
 from services.notifier.settings import NotifierSettings
 from shared.db import create_engine, ping
+from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
 from shared.kafka import broker_reachable, ensure_topics
 from shared.observability import HttpMetricsMiddleware
@@ -145,6 +146,8 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
 
     app = FastAPI(title="vtrwatch notifier", version="1", lifespan=lifespan)
     app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(EdgeGuard)
+    install_error_handlers(app, "notifier")
     app.include_router(
         operations_router(
             {

@@ -12,6 +12,7 @@ from services.scorer.service import ScorerService
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import TodayFunction, utc_today
 from shared.db import create_engine, ping
+from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
 from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
@@ -40,6 +41,8 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
     app = FastAPI(title="vtrwatch scorer", version="1", lifespan=lifespan)
     app.state.service = service
     app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(EdgeGuard)
+    install_error_handlers(app, "scorer")
     app.include_router(
         operations_router(
             {
