@@ -28,24 +28,29 @@ it to ~3000 (and ``VTR_KAFKA_HEARTBEAT_INTERVAL_MS`` to ~300) to keep restarts q
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.kafka import make_consumer
+from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.schemas import DEADLETTER_CODEC, DeadLetter
 from shared.settings import ServiceSettings
+from shared.topics import DEADLETTER, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,17 @@ log = logging.getLogger(__name__)
 NO_OFFSET = -1
 #: A partition behind its high watermark whose position has not moved for this long is re-fetched.
 STALL_SECONDS = 5.0
+#: A batch that fails this many times in a row (not for a transient reason) is applied one
+#: partition, then one record, at a time, so that one bad record cannot block the others.
+BATCH_ATTEMPTS = 3
+#: A record that fails this many times on its own is parked: dead-lettered, counted, logged, skipped.
+RECORD_ATTEMPTS = 3
+
+PARKED_RECORDS = Counter(
+    "vtr_consumer_parked_records_total",
+    "Records that failed on their own after bounded retries and were parked on vtr.deadletter.v1.",
+    ["group", "topic"],
+)
 
 ApplyBatch = Callable[[AsyncConnection, Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 
@@ -69,6 +85,20 @@ def consumer_offsets_table(metadata: MetaData, name: str = "consumer_offsets") -
         Column("next_offset", BigInteger, nullable=False),
         Column("owner", String(100), nullable=False),
         Column("generation", BigInteger, nullable=False),
+    )
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure that says nothing about the records (the database or the network is
+    down, the schema is not migrated yet): retried for as long as it lasts, never parked."""
+    if isinstance(error, OSError | TimeoutError | ConnectionError | sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    text = str(error).lower()
+    return any(
+        marker in text
+        for marker in ("connection", "does not exist", "no such table", "no such column", "database is locked")
     )
 
 
@@ -130,6 +160,8 @@ class TransactionalConsumer:
         self._generations: dict[TopicPartition, int] = {}
         self._next_offsets: dict[TopicPartition, int] = {}
         self._batch_lock = asyncio.Lock()
+        #: Batches failed in a row for a reason that may lie in the records (see BATCH_ATTEMPTS).
+        self._failed_batches = 0
         #: Bumped on every rebalance: a batch fetched before it may predate a seek and is dropped.
         self._assignment_epoch = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -340,6 +372,7 @@ class TransactionalConsumer:
                     return 0
                 try:
                     await self._apply_in_transaction(owned)
+                    self._failed_batches = 0
                     break
                 except Fenced as fenced:
                     # Only the fenced partitions are someone else's now: give those up, and
@@ -354,11 +387,22 @@ class TransactionalConsumer:
                     return 0
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as error:
                     log.exception("batch failed and was rolled back; retrying", extra={"group": self._group_id})
-                    # Nothing was committed: rewind so the same records come again, in order.
+                    # Counted across calls: after a rewind the next fetch may come back empty.
+                    self._failed_batches = 0 if is_transient(error) else self._failed_batches + 1
+                    if self._failed_batches >= BATCH_ATTEMPTS:
+                        try:
+                            await self._apply_isolating(owned)
+                            self._failed_batches = 0
+                            break
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception:
+                            log.exception("isolating the bad record failed; retrying", extra={"group": self._group_id})
+                    # Rewind to the stored offsets so the same records come again, in order.
                     for tp in owned:
-                        self._consumer.seek(tp, owned[tp][0].offset)
+                        self._consumer.seek(tp, max(owned[tp][0].offset, self._next_offsets.get(tp, NO_OFFSET)))
                     batches = {}
             await asyncio.sleep(self._retry_delay_seconds)
             epoch = self._assignment_epoch
@@ -370,12 +414,78 @@ class TransactionalConsumer:
         await self._commit_to_kafka()
         return sum(len(records) for records in owned.values())
 
-    async def _apply_in_transaction(self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _apply_isolating(self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """A batch that keeps failing: apply it one partition at a time, and a failing
+        partition one record at a time; a record that still fails after RECORD_ATTEMPTS
+        tries is parked so the rest of its partition, and every other partition, go on.
+        Transient failures and fences propagate (the caller retries; nothing is parked)."""
+        for tp, records in sorted(owned.items()):
+            try:
+                await self._apply_in_transaction({tp: records})
+                continue
+            except Fenced:
+                raise
+            except Exception as error:
+                if is_transient(error):
+                    raise
+            for record in records:
+                if record.offset < self._next_offsets.get(tp, NO_OFFSET):
+                    continue
+                last_error: Exception | None = None
+                for _ in range(RECORD_ATTEMPTS):
+                    try:
+                        await self._apply_in_transaction({tp: [record]})
+                        last_error = None
+                        break
+                    except Fenced:
+                        raise
+                    except Exception as error:
+                        if is_transient(error):
+                            raise
+                        last_error = error
+                if last_error is not None:
+                    await self._park(tp, record, last_error)
+
+    async def _park(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        """Dead-letter one record (raw bytes, for replay after a fix), then move past it.
+        The dead letter is acknowledged before the offset moves: never skipped silently."""
+        reason = f"{self._group_id} could not apply {tp.topic}:{tp.partition}@{record.offset}: {type(error).__name__}"
+        letter = DeadLetter(
+            origin=self._group_id,
+            reason=f"{reason}: {str(error)[:500]}",
+            raw_base64=base64.b64encode(record.value or b"").decode("ascii"),
+            content_type="application/octet-stream",
+            received_at=datetime.now(UTC),
+            headers={"topic": tp.topic, "partition": str(tp.partition), "offset": str(record.offset)},
+        )
+        await ensure_topics(self._settings, [TopicSpec(DEADLETTER)])
+        producer = make_producer(self._settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(DEADLETTER, DEADLETTER_CODEC.encode(letter), key=self._group_id.encode())
+        finally:
+            await producer.stop()
+        await self._apply_in_transaction({tp: [record]}, apply=False)
+        PARKED_RECORDS.labels(self._group_id, tp.topic).inc()
+        log.error(
+            "record parked on the dead-letter topic after repeated failures",
+            extra={
+                "group": self._group_id,
+                "partition": f"{tp.topic}:{tp.partition}",
+                "offset": record.offset,
+                "error": type(error).__name__,
+            },
+        )
+
+    async def _apply_in_transaction(
+        self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], apply: bool = True
+    ) -> None:
         table = self._offsets
         records = [record for partition_records in owned.values() for record in partition_records]
         new_offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in owned.items()}
         async with self._engine.begin() as connection:
-            await self._apply_batch(connection, records)
+            if apply:
+                await self._apply_batch(connection, records)
             # Same row order as claims, so a claim and a batch never deadlock each other.
             fenced: list[TopicPartition] = []
             for tp, next_offset in sorted(new_offsets.items()):

@@ -44,6 +44,9 @@ from shared.schemas import SCORE_CODEC, Level, PackageView
 
 log = logging.getLogger(__name__)
 
+#: Attempts after which a row that keeps failing for an unforeseen reason is parked (failed).
+UNEXPECTED_ATTEMPTS = 5
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -133,8 +136,25 @@ class OutboxWorker:
             if row is None:
                 continue
             handled += 1
-            await self._deliver(row, packages_cache)
+            try:
+                await self._deliver(row, packages_cache)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                await self._unexpected_failure(row, error)
         return handled
+
+    async def _unexpected_failure(self, row: Any, error: Exception) -> None:
+        """A row whose composing or sending raised something no sender foresaw: retried
+        with backoff like any failure, and parked (marked failed, counted, logged) after
+        UNEXPECTED_ATTEMPTS, so one bad row never holds up the rows behind it."""
+        log.exception("notification could not be delivered", extra={"outbox_id": row.id, "channel": row.channel})
+        reason = f"unexpected {type(error).__name__}"
+        if row.attempts + 1 >= UNEXPECTED_ATTEMPTS:
+            await self._record(row, "failed", f"parked after {row.attempts + 1} attempts: {reason}", 0.0, None)
+            metrics.PARKED.labels(row.channel).inc()
+        else:
+            await self._record(row, "retry", reason, 0.0, retry_after=None)
 
     async def _claim(self, row_id: int, now: datetime) -> Any:
         async with self._engine.begin() as connection:

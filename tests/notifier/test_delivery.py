@@ -16,7 +16,7 @@ import httpx
 import pytest
 from aiokafka import ConsumerRecord
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier import metrics
@@ -346,3 +346,34 @@ async def test_malformed_and_oversized_snapshots_are_skipped_and_counted_without
     harness.clock.advance(60)
     assert await harness.tick() == 2
     assert {row.category for row in await harness.rows()} == {"Toys & Games"}
+
+
+async def test_a_row_that_keeps_failing_unexpectedly_is_parked_and_the_others_are_sent(harness: Harness) -> None:
+    """Issue 14, 1b: a corrupt outbox row (its stored rendering is not JSON any more) is
+    retried a bounded number of times, then parked (failed, counted); the rows behind it
+    are delivered in the same pass."""
+    await harness.subscribe(emails=["ops@example.com", "boss@example.com"])
+    await harness.feed(make_snapshot(Level.BREACH, computed_at=harness.clock.now))
+    harness.clock.advance(60)
+    await harness.tick()
+    rows = await harness.rows()
+    assert len(rows) == 3
+    corrupt = rows[0]
+    async with harness.engine.begin() as connection:
+        await connection.execute(update(outbox).where(outbox.c.id == corrupt.id).values(rendered="{not json"))
+    parked_before = metrics.PARKED.labels(corrupt.channel)._value.get()
+
+    assert await harness.deliver() == 3
+    by_id = {row.id: row for row in await harness.rows()}
+    assert {row.status for row_id, row in by_id.items() if row_id != corrupt.id} == {"sent"}
+    assert by_id[corrupt.id].status == "pending"
+    assert by_id[corrupt.id].last_error == "unexpected JSONDecodeError"
+
+    for _ in range(10):
+        harness.clock.advance(10)  # past the capped backoff, well before the give-up age
+        await harness.deliver()
+    parked = next(row for row in await harness.rows() if row.id == corrupt.id)
+    assert parked.status == "failed"
+    assert parked.attempts == 5
+    assert parked.last_error.startswith("parked after 5 attempts")
+    assert metrics.PARKED.labels(corrupt.channel)._value.get() == parked_before + 1
