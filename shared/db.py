@@ -24,7 +24,10 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, **options: Any) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and a busy timeout so a reader never blocks the writer."""
+    """An async engine; SQLite gets WAL and a busy timeout so a reader never blocks the writer.
+    Statement parameters are never put in error messages (they may hold addresses and
+    webhook URLs, which are secrets)."""
+    options.setdefault("hide_parameters", True)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":

@@ -275,7 +275,7 @@ def _undefined_table(error: BaseException) -> bool:
 
 def install_error_handlers(app: FastAPI, service: str, schema_problem: Callable[[], str | None] | None = None) -> None:
     """422 without echoed input; 503 naming ``migrate`` when the schema is not at head."""
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     async def invalid_request(_: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -283,6 +283,8 @@ def install_error_handlers(app: FastAPI, service: str, schema_problem: Callable[
         return Response(body, 422, media_type="application/json")
 
     async def database_error(_: Request, error: Exception) -> Response:
+        if isinstance(error, OperationalError | InterfaceError) or getattr(error, "connection_invalidated", False):
+            return await database_unavailable(_, error)
         if not _undefined_table(error):
             raise error
         problem = SchemaNotReady(service, "the database schema is not migrated")
@@ -294,6 +296,15 @@ def install_error_handlers(app: FastAPI, service: str, schema_problem: Callable[
             headers={"Retry-After": "30"},
         )
 
+    async def database_unavailable(_: Request, error: Exception) -> Response:
+        log.warning("database unavailable; answered 503", extra={"error": type(error).__name__})
+        return Response(
+            orjson.dumps({"detail": "the database is unavailable; retry later"}),
+            503,
+            media_type="application/json",
+            headers={"Retry-After": "5"},
+        )
+
     async def schema_not_ready(_: Request, error: Exception) -> Response:
         return Response(
             orjson.dumps({"detail": str(error)}), 503, media_type="application/json", headers={"Retry-After": "30"}
@@ -302,3 +313,4 @@ def install_error_handlers(app: FastAPI, service: str, schema_problem: Callable[
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(SchemaNotReady, schema_not_ready)
+    app.add_exception_handler(ConnectionError, database_unavailable)

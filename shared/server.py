@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from shared.db import upgrade_database
 from shared.observability import configure_logging
@@ -47,7 +48,16 @@ def service_main(
     parser = argparse.ArgumentParser()
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     args = parser.parse_args(argv)
-    settings = settings_factory()
+    try:
+        settings = settings_factory()
+    except ValidationError as error:
+        # One line per problem, naming the variable; never the value (it may be a secret).
+        configure_logging("INFO")
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors(include_input=False)
+        ]
+        log.critical("refusing to start: invalid settings", extra={"problems": problems})
+        raise SystemExit(2) from None
     configure_logging(settings.log_level)
     if args.command == "migrate":
         if migrations_dir is None:

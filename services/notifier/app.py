@@ -59,7 +59,9 @@ def senders_from(settings: NotifierSettings) -> tuple[EmailSender, SlackSender]:
         return FileEmailSender(directory, settings.mail_from), FileSlackSender(directory)
     return (
         SmtpEmailSender(SmtpConfig.from_url(smtp_url), settings.mail_from, settings.smtp_timeout_seconds),
-        WebhookSlackSender(settings.slack_timeout_seconds),
+        WebhookSlackSender(
+            settings.slack_timeout_seconds, allow_private_addresses=settings.slack_allow_private_addresses
+        ),
     )
 
 
@@ -138,6 +140,8 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
                     await task
             await consumer.stop()
             await scorer.close()
+            if isinstance(slack_sender, WebhookSlackSender):
+                await slack_sender.close()
             await engine.dispose()
 
     async def consumer_running() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -148,7 +149,16 @@ class OutboxWorker:
         """A row whose composing or sending raised something no sender foresaw: retried
         with backoff like any failure, and parked (marked failed, counted, logged) after
         UNEXPECTED_ATTEMPTS, so one bad row never holds up the rows behind it."""
-        log.exception("notification could not be delivered", extra={"outbox_id": row.id, "channel": row.channel})
+        # The stack without the message: an exception's text may quote a webhook URL (a secret).
+        log.error(
+            "notification could not be delivered",
+            extra={
+                "outbox_id": row.id,
+                "channel": row.channel,
+                "error": type(error).__name__,
+                "stack": "".join(traceback.format_tb(error.__traceback__)),
+            },
+        )
         reason = f"unexpected {type(error).__name__}"
         if row.attempts + 1 >= UNEXPECTED_ATTEMPTS:
             await self._record(row, "failed", f"parked after {row.attempts + 1} attempts: {reason}", 0.0, None)

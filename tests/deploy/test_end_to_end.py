@@ -187,6 +187,7 @@ def service_environment(stack_tmp: Path, broker: TansuBroker, ports: dict[str, i
         "VTR_SCORER_URL": f"http://127.0.0.1:{ports['scorer']}",
         "VTR_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "VTR_SLACK_ALLOWED_PREFIXES": "http://127.0.0.1:",
+        "VTR_SLACK_ALLOW_PRIVATE_ADDRESSES": "true",
         "VTR_DEBOUNCE_SECONDS": "0",
         "VTR_TICK_SECONDS": "0.5",
         "VTR_OUTBOX_POLL_SECONDS": "0.2",

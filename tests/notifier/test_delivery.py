@@ -121,6 +121,7 @@ async def harness(
         smtp_url=smtp_server.url,  # type: ignore[arg-type]
         mail_from="vtrwatch <alerts@vtrwatch.test>",
         slack_allowed_prefixes=stand_ins.slack.base_url + "/services/",  # type: ignore[arg-type]
+        slack_allow_private_addresses=True,  # the Slack stand-in listens on 127.0.0.1
         scorer_url=stand_ins.scorer.base_url,
         scorer_api_key=SCORER_KEY,  # type: ignore[arg-type]
         scorer_wait_seconds=60,
