@@ -8,6 +8,7 @@ alembic ``env.py`` calls :func:`run_alembic_env`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ from alembic.config import Config
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+log = logging.getLogger(__name__)
 
 
 def is_sqlite(url: str) -> bool:
@@ -70,6 +74,52 @@ def alembic_config(migrations_dir: Path, url: str) -> Config:
 def upgrade_database(migrations_dir: Path, url: str, revision: str = "head") -> None:
     """Apply the service's migrations (blocking; run it outside an event loop)."""
     command.upgrade(alembic_config(migrations_dir, url), revision)
+
+
+class ReadinessProblem(RuntimeError):
+    """A reason not to be ready whose message is safe to show on ``/readyz`` (no secret)."""
+
+
+class SchemaNotReady(ReadinessProblem):
+    """The service's database schema is missing or not at the head revision of its migrations."""
+
+    def __init__(self, service: str, detail: str) -> None:
+        self.command = f"python -m services.{service} migrate"
+        super().__init__(f"{detail}; run `{self.command}`")
+
+
+def head_revision(migrations_dir: Path) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(migrations_dir, "sqlite://")).get_current_head()
+
+
+async def check_schema(engine: AsyncEngine, migrations_dir: Path, service: str) -> None:
+    """Raise :class:`SchemaNotReady` unless the database is at the head revision."""
+    head = head_revision(migrations_dir)
+    try:
+        async with engine.connect() as connection:
+            current = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except DBAPIError as error:
+        if "alembic_version" not in str(error.orig):
+            raise
+        current = None
+    if current != head:
+        found = "never migrated" if current is None else f"at revision {current}"
+        raise SchemaNotReady(service, f"the database schema is {found}, the code needs {head}")
+
+
+async def report_schema(engine: AsyncEngine, migrations_dir: Path, service: str) -> bool:
+    """At start-up: log (once, with the command to run) when the schema is not at head.
+    The service still starts; ``/readyz`` answers 503 with the reason until it is."""
+    try:
+        await check_schema(engine, migrations_dir, service)
+        return True
+    except SchemaNotReady as problem:
+        log.error("database schema not at head: not ready", extra={"problem": str(problem), "run": problem.command})
+    except Exception as error:
+        log.warning("could not check the database schema", extra={"error": type(error).__name__})
+    return False
 
 
 def run_alembic_env(target_metadata: MetaData) -> None:

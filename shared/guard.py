@@ -31,6 +31,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.db import SchemaNotReady
+
 log = logging.getLogger(__name__)
 
 #: Deepest JSON nesting accepted anywhere (the deepest real payload nests about 8 deep).
@@ -250,14 +252,6 @@ def validation_details(errors: Iterable[Any]) -> list[dict[str, Any]]:
             }
         )
     return details
-
-
-class SchemaNotReady(RuntimeError):
-    """The service's database schema is missing or behind the code's migrations."""
-
-    def __init__(self, service: str, detail: str) -> None:
-        self.command = f"python -m services.{service} migrate"
-        super().__init__(f"{detail}; run `{self.command}`")
 
 
 def _undefined_table(error: BaseException) -> bool:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,7 +29,7 @@ from services.notifier.outbox import OutboxWorker, RetryPolicy
 from services.notifier.processing import AlertProcessor
 from services.notifier.scorer_client import ScorerClient
 from services.notifier.settings import NotifierSettings
-from shared.db import create_engine, ping
+from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
 from shared.kafka import broker_reachable, ensure_topics
@@ -37,6 +38,8 @@ from shared.topics import TopicSpec
 from shared.transactional_consumer import TransactionalConsumer
 
 log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def utc_now() -> datetime:
@@ -124,6 +127,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await report_schema(engine, MIGRATIONS_DIR, "notifier")
         await ensure_topics(settings, [TopicSpec(settings.scores_topic)])
         await consumer.start()
         runtime.tasks = [
@@ -156,6 +160,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         operations_router(
             {
                 "database": lambda: ping(engine),
+                "schema": lambda: check_schema(engine, MIGRATIONS_DIR, "notifier"),
                 "kafka": lambda: broker_reachable(settings),
                 "consumer": consumer_running,
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -11,11 +12,13 @@ from services.scorer.api import vtr_router
 from services.scorer.service import ScorerService
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import TodayFunction, utc_today
-from shared.db import create_engine, ping
+from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
 from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, background: bool = True) -> FastAPI:
@@ -25,6 +28,7 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await report_schema(engine, MIGRATIONS_DIR, "scorer")
         if background:
             await service.start()
         try:
@@ -47,6 +51,7 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
         operations_router(
             {
                 "database": lambda: ping(engine),
+                "schema": lambda: check_schema(engine, MIGRATIONS_DIR, "scorer"),
                 "kafka": lambda: broker_reachable(settings),
                 "consumer": consumer_running,
             }
