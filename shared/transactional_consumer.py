@@ -42,7 +42,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, update
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -64,6 +64,14 @@ BATCH_ATTEMPTS = 3
 #: A record that fails this many times on its own is parked: dead-lettered, counted, logged, skipped.
 RECORD_ATTEMPTS = 3
 
+#: How often owned partitions' stored offsets are compared with the broker's log range.
+RANGE_CHECK_SECONDS = 30.0
+
+OFFSET_OUT_OF_RANGE = Gauge(
+    "vtr_consumer_offset_out_of_range",
+    "1 while a partition is stopped because its stored offset is beyond the log end or below its start.",
+    ["group", "topic", "partition"],
+)
 PARKED_RECORDS = Counter(
     "vtr_consumer_parked_records_total",
     "Records that failed on their own after bounded retries and were parked on vtr.deadletter.v1.",
@@ -162,6 +170,9 @@ class TransactionalConsumer:
         self._batch_lock = asyncio.Lock()
         #: Batches failed in a row for a reason that may lie in the records (see BATCH_ATTEMPTS).
         self._failed_batches = 0
+        #: Partitions stopped because their stored offset lies outside the broker's log, and why.
+        self.out_of_range: dict[TopicPartition, str] = {}
+        self._range_checked_at = 0.0
         #: Bumped on every rebalance: a batch fetched before it may predate a seek and is dropped.
         self._assignment_epoch = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -222,7 +233,7 @@ class TransactionalConsumer:
         Until a partition's first fetch its high watermark is unknown, so "no lag" would be
         a guess; that counts as not caught up.
         """
-        if not self.running or self._consumer is None:
+        if not self.running or self._consumer is None or self.out_of_range:
             return False
         if any(self._consumer.highwater(tp) is None for tp in self._generations):
             return False
@@ -237,6 +248,8 @@ class TransactionalConsumer:
             for tp in revoked:
                 self._generations.pop(tp, None)
                 self._next_offsets.pop(tp, None)
+                if self.out_of_range.pop(tp, None) is not None:
+                    OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(0)
                 if self._lag_gauge is not None:
                     with contextlib.suppress(KeyError):
                         self._lag_gauge.remove(tp.topic, str(tp.partition))
@@ -255,6 +268,7 @@ class TransactionalConsumer:
                     self._consumer.seek(tp, next_offset)
             if assigned:
                 self._consumer.resume(*assigned)
+            self._range_checked_at = 0.0  # check the new partitions' offsets before fetching
             log.info(
                 "partitions assigned",
                 extra={"group": self._group_id, "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)},
@@ -320,6 +334,8 @@ class TransactionalConsumer:
         assert self._consumer is not None
         consumer = self._consumer
         while not self._stopping:
+            if time.monotonic() - self._range_checked_at > RANGE_CHECK_SECONDS:
+                await self._check_offset_ranges()
             epoch = self._assignment_epoch
             try:
                 batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records)
@@ -511,6 +527,102 @@ class TransactionalConsumer:
         self.batches_applied += 1
         self.last_batch_at = time.time()
 
+    async def _check_offset_ranges(self) -> None:
+        """Compare each owned partition's stored offset with the broker's log (after every
+        assignment, then every RANGE_CHECK_SECONDS; the client's own reset to the earliest
+        offset is harmless meanwhile: records below the stored offset are dropped, never
+        applied, and the check stops the partition before it is read further): beyond its
+        end (the broker lost records: restarted empty, unclean leader election, topic
+        re-created) or below its start (retention passed a stopped consumer), the
+        partition is stopped, counted in ``vtr_consumer_offset_out_of_range`` and logged
+        with the command that moves the offset deliberately. Never skipped silently.
+        A stopped partition whose stored offset was moved (the ``offsets reset`` command)
+        back into range resumes from there."""
+        assert self._consumer is not None
+        self._range_checked_at = time.monotonic()
+        partitions = [tp for tp in self._generations if self._next_offsets.get(tp, NO_OFFSET) != NO_OFFSET]
+        partitions += [tp for tp in self.out_of_range if tp not in partitions]
+        if not partitions:
+            return
+        try:
+            async with self._batch_lock:
+                await self._reload_stopped_offsets()
+                starts = await self._consumer.beginning_offsets(partitions)
+                for tp in partitions:
+                    if tp not in self._generations:
+                        continue
+                    stored = self._next_offsets.get(tp, NO_OFFSET)
+                    # The log end as the last fetch response told it (ListOffsets is not
+                    # trusted for the end: the local broker answers a batch's base offset).
+                    # Until this partition was fetched once, its end is not judged.
+                    start, end = starts.get(tp), self._consumer.highwater(tp)
+                    if stored == NO_OFFSET or start is None:
+                        continue
+                    if end is None:
+                        self._range_checked_at = time.monotonic() - RANGE_CHECK_SECONDS + 1.0
+                        end = stored
+                    if stored > end:
+                        self._stop_partition(tp, f"stored offset {stored} is beyond the log end {end}")
+                    elif stored < start:
+                        self._stop_partition(tp, f"stored offset {stored} is below the log start {start}")
+                    elif tp in self.out_of_range:
+                        self._resume_partition(tp, stored)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the broker is away: the next check tries again
+            log.warning("offset range check failed", extra={"group": self._group_id, "error": type(error).__name__})
+
+    async def _reload_stopped_offsets(self) -> None:
+        """Stopped partitions: the operator may have moved the stored offset meanwhile."""
+        stopped = list(self.out_of_range)
+        if not stopped:
+            return
+        table = self._offsets
+        async with self._engine.connect() as connection:
+            for tp in stopped:
+                row = (
+                    await connection.execute(
+                        select(table.c.next_offset).where(
+                            table.c.group_id == self._group_id,
+                            table.c.topic == tp.topic,
+                            table.c.partition == tp.partition,
+                        )
+                    )
+                ).first()
+                if row is not None and tp in self._generations:
+                    self._next_offsets[tp] = int(row.next_offset)
+
+    def _stop_partition(self, tp: TopicPartition, reason: str) -> None:
+        assert self._consumer is not None
+        self._consumer.pause(tp)
+        first = tp not in self.out_of_range
+        self.out_of_range[tp] = reason
+        OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(1)
+        if first:
+            service = self._settings.service_name
+            log.error(
+                "partition stopped: its stored offset is outside the broker's log; records may have been lost "
+                "or not yet applied. Decide where to resume and move the offset deliberately",
+                extra={
+                    "group": self._group_id,
+                    "partition": f"{tp.topic}:{tp.partition}",
+                    "reason": reason,
+                    "run": f"python -m services.{service} offsets reset --to earliest|latest|<ISO time> "
+                    f"--partition {tp.topic}:{tp.partition}",
+                },
+            )
+
+    def _resume_partition(self, tp: TopicPartition, stored: int) -> None:
+        assert self._consumer is not None
+        del self.out_of_range[tp]
+        OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(0)
+        self._consumer.seek(tp, stored)
+        self._consumer.resume(tp)
+        log.warning(
+            "partition resumed from its moved offset",
+            extra={"group": self._group_id, "partition": f"{tp.topic}:{tp.partition}", "offset": stored},
+        )
+
     async def _restart_stalled_fetches(self) -> None:
         """Re-seek a partition that is behind but has not moved for ``STALL_SECONDS``.
 
@@ -522,6 +634,8 @@ class TransactionalConsumer:
         now = time.monotonic()
         lags = self.partition_lags()
         for tp, lag in lags.items():
+            if tp in self.out_of_range:
+                continue
             position = self._next_offsets.get(tp, NO_OFFSET)
             last_position, since = self._progress.get(tp, (position, now))
             if lag == 0 or position != last_position:
