@@ -73,7 +73,11 @@ def create_app(settings: IngestSettings) -> IngestApp:
     async def kafka_ready() -> None:
         await broker_reachable(settings)
 
-    app.include_router(operations_router({"kafka": kafka_ready}))
+    async def producer_ready() -> None:
+        if not publisher.connected:
+            raise RuntimeError("producer not connected yet")
+
+    app.include_router(operations_router({"kafka": kafka_ready, "producer": producer_ready}))
     app.include_router(webhooks.router)
     app.include_router(shipments_router(settings, publisher))
 
