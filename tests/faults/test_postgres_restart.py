@@ -7,6 +7,7 @@ the consumer recovers without a restart."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import uuid
@@ -14,17 +15,22 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import ConsumerRecord
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import create_engine
+from services.scorer.settings import ScorerSettings
+from shared.db import create_engine, upgrade_database
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import ServiceSettings
-from shared.topics import TopicSpec
+from shared.topics import INPUT_TOPICS, SCORES_TOPIC, TopicSpec
 from shared.transactional_consumer import PARKED_RECORDS, TransactionalConsumer, consumer_offsets_table
 from tests.faults.pg_cluster import PostgresCluster, postgres_bin_dir
+from tests.scorer.conftest import MIGRATIONS as SCORER_MIGRATIONS
+from tests.scorer.test_integration import API_KEY, Scorer, dataset, wait_for_numbers
+from tests.scorer.test_integration import produce as produce_messages
 from tools.localstack import TansuBroker
 
 pytestmark = pytest.mark.skipif(postgres_bin_dir() is None, reason="no PostgreSQL binaries to run a server")
@@ -72,11 +78,16 @@ async def produce(settings: ServiceSettings, topic: str, values: list[str]) -> N
 
 
 @pytest.fixture
-async def database(cluster: PostgresCluster) -> AsyncIterator[str]:
+async def empty_database(cluster: PostgresCluster) -> str:
     connection = await asyncpg.connect(cluster.admin_url)
     await connection.execute("CREATE DATABASE vtr_faults")
     await connection.close()
-    url = cluster.url("vtr_faults")
+    return cluster.url("vtr_faults")
+
+
+@pytest.fixture
+async def database(empty_database: str) -> AsyncIterator[str]:
+    url = empty_database
     engine = create_engine(url)
     async with engine.begin() as connection_:
         await connection_.run_sync(metadata.create_all)
@@ -163,3 +174,48 @@ async def test_a_crash_and_cut_connections_under_load_lose_nothing_and_apply_not
     assert 0 < before_crash < len(values), "the crash must come in the middle of the load"
     assert sorted(rows) == values  # every acknowledged record, each exactly once
     assert PARKED_RECORDS.labels(group, topic)._value.get() == parked_before  # outages are not poison
+
+
+async def test_the_scorer_keeps_exact_numbers_across_a_database_crash_without_a_restart(
+    cluster: PostgresCluster, empty_database: str, fresh_broker: TansuBroker, tmp_path: Path
+) -> None:
+    """The scorer process (``python -m services.scorer``) is fed while its PostgreSQL
+    server crashes and comes back, and while its connections are cut: the same process
+    ends with numbers equal to an independent computation (nothing lost, nothing counted
+    twice) and is ready again."""
+    database = empty_database
+    await asyncio.to_thread(upgrade_database, SCORER_MIGRATIONS, database)
+    settings = ScorerSettings(kafka_bootstrap=fresh_broker.bootstrap, kafka_topic_partitions=4)
+    await ensure_topics(settings, [*INPUT_TOPICS, SCORES_TOPIC])
+    env = {
+        **os.environ,
+        "VTR_KAFKA_BOOTSTRAP": fresh_broker.bootstrap,
+        "VTR_DATABASE_URL": database,
+        "VTR_API_KEYS": API_KEY,
+        "VTR_KAFKA_TOPIC_PARTITIONS": "4",
+        "VTR_LOG_LEVEL": "WARNING",
+        "VTR_BATCH_MAX_RECORDS": "100",
+        "VTR_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "VTR_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+    }
+    messages, expected = dataset(seed=23)
+    scorer = Scorer(env, tmp_path / "scorer.log").start()
+    try:
+        half = len(messages) // 2
+        await produce_messages(fresh_broker.bootstrap, messages[:half])
+        await asyncio.sleep(0.5)
+        await terminate_backends(cluster)
+        await asyncio.to_thread(cluster.stop, "immediate")
+        await produce_messages(fresh_broker.bootstrap, messages[half:])  # arrives while the database is down
+        await asyncio.sleep(2.0)
+        await asyncio.to_thread(cluster.start)
+        await terminate_backends(cluster)
+        await wait_for_numbers(scorer.port, expected)
+        assert scorer.process is not None and scorer.process.poll() is None, "recovered without a restart"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{scorer.port}", timeout=5) as client:
+            deadline = asyncio.get_running_loop().time() + 30
+            while (ready := await client.get("/readyz")).status_code != 200:
+                assert asyncio.get_running_loop().time() < deadline, ready.text
+                await asyncio.sleep(0.5)
+    finally:
+        scorer.stop()
