@@ -15,6 +15,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError
@@ -74,6 +75,40 @@ def alembic_config(migrations_dir: Path, url: str) -> Config:
 def upgrade_database(migrations_dir: Path, url: str, revision: str = "head") -> None:
     """Apply the service's migrations (blocking; run it outside an event loop)."""
     command.upgrade(alembic_config(migrations_dir, url), revision)
+
+
+#: SQLSTATE classes and codes that are about the database, not the data: connection (08),
+#: read-only transaction (25006: a replica, a read-only failover), serialization and
+#: deadlock (40), insufficient resources such as a full disk (53), operator intervention
+#: and shutdown (57), system errors (58), undefined table or column (42P01, 42703: a
+#: schema not migrated yet), lock not available (55P03).
+_TRANSIENT_SQLSTATES = ("08", "25006", "40", "53", "57", "58", "42P01", "42703", "55P03")
+_TRANSIENT_MESSAGES = (
+    "connection",
+    "does not exist",
+    "no such table",
+    "no such column",
+    "database is locked",
+    "readonly database",
+    "read-only",
+    "disk is full",
+    "disk i/o error",
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure that says nothing about the records (the database or the network is
+    down, read-only or full, the schema is not migrated yet): retried for as long as it
+    lasts, never parked."""
+    if isinstance(error, OSError | TimeoutError | ConnectionError | sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES):
+        return True
+    text = str(error).lower()
+    return any(marker in text for marker in _TRANSIENT_MESSAGES)
 
 
 class ReadinessProblem(RuntimeError):

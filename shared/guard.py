@@ -31,7 +31,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.db import SchemaNotReady
+from shared.db import SchemaNotReady, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def _undefined_table(error: BaseException) -> bool:
 
 def install_error_handlers(app: FastAPI, service: str, schema_problem: Callable[[], str | None] | None = None) -> None:
     """422 without echoed input; 503 naming ``migrate`` when the schema is not at head."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import DBAPIError
 
     async def invalid_request(_: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -277,23 +277,23 @@ def install_error_handlers(app: FastAPI, service: str, schema_problem: Callable[
         return Response(body, 422, media_type="application/json")
 
     async def database_error(_: Request, error: Exception) -> Response:
-        if isinstance(error, OperationalError | InterfaceError) or getattr(error, "connection_invalidated", False):
+        if _undefined_table(error):
+            problem = SchemaNotReady(service, "the database schema is not migrated")
+            log.error("database schema not migrated", extra={"run": problem.command})
+            return Response(
+                orjson.dumps({"detail": str(problem)}),
+                503,
+                media_type="application/json",
+                headers={"Retry-After": "30"},
+            )
+        if is_transient(error):  # down, read-only, full: the request may succeed later
             return await database_unavailable(_, error)
-        if not _undefined_table(error):
-            raise error
-        problem = SchemaNotReady(service, "the database schema is not migrated")
-        log.error("database schema not migrated", extra={"run": problem.command})
-        return Response(
-            orjson.dumps({"detail": str(problem)}),
-            503,
-            media_type="application/json",
-            headers={"Retry-After": "30"},
-        )
+        raise error
 
     async def database_unavailable(_: Request, error: Exception) -> Response:
         log.warning("database unavailable; answered 503", extra={"error": type(error).__name__})
         return Response(
-            orjson.dumps({"detail": "the database is unavailable; retry later"}),
+            orjson.dumps({"detail": "the database is unavailable (down, read-only or full); retry later"}),
             503,
             media_type="application/json",
             headers={"Retry-After": "5"},

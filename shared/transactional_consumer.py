@@ -43,10 +43,10 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, select, update
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import is_transient
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.schemas import DEADLETTER_CODEC, DeadLetter
 from shared.settings import ServiceSettings
@@ -93,20 +93,6 @@ def consumer_offsets_table(metadata: MetaData, name: str = "consumer_offsets") -
         Column("next_offset", BigInteger, nullable=False),
         Column("owner", String(100), nullable=False),
         Column("generation", BigInteger, nullable=False),
-    )
-
-
-def is_transient(error: BaseException) -> bool:
-    """A failure that says nothing about the records (the database or the network is
-    down, the schema is not migrated yet): retried for as long as it lasts, never parked."""
-    if isinstance(error, OSError | TimeoutError | ConnectionError | sa_exc.OperationalError | sa_exc.InterfaceError):
-        return True
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return True
-    text = str(error).lower()
-    return any(
-        marker in text
-        for marker in ("connection", "does not exist", "no such table", "no such column", "database is locked")
     )
 
 

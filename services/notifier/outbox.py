@@ -41,6 +41,7 @@ from services.notifier.messages import (
 )
 from services.notifier.processing import CHANNEL_EMAIL, CHANNEL_SLACK
 from services.notifier.scorer_client import PackageSource, PackagesUnavailable
+from shared.db import is_transient
 from shared.schemas import SCORE_CODEC, Level, PackageView
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,10 @@ class OutboxWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if is_transient(error):
+                    # The database itself (down, read-only, full): not this row's fault. The
+                    # claim expires and the row is tried again; nothing is counted against it.
+                    raise
                 await self._unexpected_failure(row, error)
         return handled
 

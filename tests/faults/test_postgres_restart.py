@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -27,6 +25,7 @@ from shared.kafka import ensure_topics, make_producer
 from shared.settings import ServiceSettings
 from shared.topics import INPUT_TOPICS, SCORES_TOPIC, TopicSpec
 from shared.transactional_consumer import PARKED_RECORDS, TransactionalConsumer, consumer_offsets_table
+from tests.faults.conftest import terminate_backends
 from tests.faults.pg_cluster import PostgresCluster, postgres_bin_dir
 from tests.scorer.conftest import MIGRATIONS as SCORER_MIGRATIONS
 from tests.scorer.test_integration import API_KEY, Scorer, dataset, wait_for_numbers
@@ -48,18 +47,6 @@ applied = Table(
 )
 
 
-@pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    # Not under pytest's tmp_path: run as root, the server's user must reach the directory.
-    directory = Path(tempfile.mkdtemp(prefix="vtr-pg-"))
-    directory.chmod(0o755)
-    server = PostgresCluster(directory / "pg").init()
-    server.start()
-    yield server
-    server.stop("immediate")
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 async def apply(connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
     await connection.execute(
         insert(applied),
@@ -78,14 +65,6 @@ async def produce(settings: ServiceSettings, topic: str, values: list[str]) -> N
 
 
 @pytest.fixture
-async def empty_database(cluster: PostgresCluster) -> str:
-    connection = await asyncpg.connect(cluster.admin_url)
-    await connection.execute("CREATE DATABASE vtr_faults")
-    await connection.close()
-    return cluster.url("vtr_faults")
-
-
-@pytest.fixture
 async def database(empty_database: str) -> AsyncIterator[str]:
     url = empty_database
     engine = create_engine(url)
@@ -93,18 +72,6 @@ async def database(empty_database: str) -> AsyncIterator[str]:
         await connection_.run_sync(metadata.create_all)
     await engine.dispose()
     yield url
-
-
-async def terminate_backends(cluster: PostgresCluster) -> int:
-    connection = await asyncpg.connect(cluster.admin_url)
-    try:
-        killed = await connection.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = 'vtr_faults' AND pid <> pg_backend_pid()"
-        )
-        return int(killed or 0)
-    finally:
-        await connection.close()
 
 
 async def applied_count(cluster: PostgresCluster) -> int:
