@@ -99,10 +99,11 @@ def check_json_body(raw: bytes, what: str = "body", max_depth: int = MAX_JSON_DE
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InputRejected(f"{what} is not valid UTF-8 (byte {error.start})") from None
+    # Well-formed JSON, but text that can never be stored (PostgreSQL) or sent: 422.
     if b"\x00" in raw or (b"\\u0000" in raw and _ESCAPED_NUL.search(raw)):
-        raise InputRejected(f"{what} contains a NUL character")
+        raise InputRejected(f"{what} contains a NUL character, which cannot be stored", 422)
     if b"\\u" in raw and _LONE_SURROGATE.search(raw):
-        raise InputRejected(f"{what} contains a lone UTF-16 surrogate escape")
+        raise InputRejected(f"{what} contains a lone UTF-16 surrogate escape, which cannot be stored", 422)
     if json_depth(raw) > max_depth:
         raise InputRejected(f"{what} nests deeper than {max_depth} levels")
 

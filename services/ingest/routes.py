@@ -596,7 +596,8 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
             records, unreadable = split_records(raw_body, content_type, max_records)
         except (BodyError, InputRejected) as error:
             letter = dead_letter("shipments", str(error), raw_body, request, received_at)
-            return await reject("shipments", 400, {"detail": str(error)}, letter)
+            status = error.status if isinstance(error, InputRejected) else 400
+            return await reject("shipments", status, {"detail": str(error)}, letter)
         accepted, rejected = confirmations(records, unreadable, received_at)
         outgoing = [
             Record(SHIPMENTS, message.tracking_number.encode(), SHIPMENT_CODEC.encode(message)) for message in accepted
@@ -640,7 +641,7 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
         except InputRejected as error:
             metrics.SHIPMENTS.labels("cancelled", "rejected").inc()
             letter = dead_letter("shipments-cancel", str(error), raw_body, request, received_at)
-            return await reject("shipments-cancel", 400, {"detail": str(error)}, letter)
+            return await reject("shipments-cancel", error.status, {"detail": str(error)}, letter)
         try:
             document = orjson.loads(raw_body) if raw_body.strip() else {}
             cancellation = CancellationIn.model_validate(document if document is not None else {})

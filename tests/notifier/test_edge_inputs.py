@@ -43,6 +43,10 @@ async def api(notifier_db: str, clock: FakeClock) -> AsyncIterator[httpx.AsyncCl
 async def test_bodies_that_cannot_be_stored_get_a_4xx(body: bytes, content_type: str, api: httpx.AsyncClient) -> None:
     response = await api.put(PATH, content=body, headers={**AUTH, "content-type": content_type})
     assert 400 <= response.status_code < 500, response.text
+    if b"\x00" in body or b"\\u0000" in body or b"\\ud800" in body:
+        # Well-formed, but can never be stored or sent: 422, saying so.
+        assert response.status_code == 422, response.text
+        assert "cannot be stored" in response.json()["detail"]
     assert response.json()["detail"]
     assert (await api.get(PATH, headers=AUTH)).status_code == 404
 
