@@ -198,7 +198,10 @@ def _print(states: list[PartitionState], out: TextIO, moved: dict[TopicPartition
         print(line, file=out)
 
 
-async def run(settings: ServiceSettings, target: ConsumerOffsets, argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+async def run(
+    settings: ServiceSettings, target: ConsumerOffsets, argv: Sequence[str], out: TextIO | None = None
+) -> int:
+    out = out if out is not None else sys.stdout
     parser = argparse.ArgumentParser(prog=f"python -m services.{settings.service_name} offsets")
     commands = parser.add_subparsers(dest="action", required=True)
     show = commands.add_parser("show", help="stored offsets next to the broker's log range")

@@ -11,6 +11,7 @@ import asyncio
 import io
 import logging
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select
@@ -113,3 +114,30 @@ async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_d
     finally:
         await second.stop()
         await engine.dispose()
+
+
+@pytest.mark.parametrize("service", ["scorer", "notifier"])
+def test_the_offsets_command_is_wired_into_both_entry_points(
+    service: str, kafka_broker: TansuBroker, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.notifier import __main__ as notifier_main
+    from services.notifier.settings import NotifierSettings
+    from services.scorer import __main__ as scorer_main
+    from services.scorer.settings import ScorerSettings
+    from shared.db import upgrade_database
+    from shared.server import service_main
+
+    module: Any = scorer_main if service == "scorer" else notifier_main
+    settings_type: Any = ScorerSettings if service == "scorer" else NotifierSettings
+    url = f"sqlite+aiosqlite:///{tmp_path}/{service}.db"
+    upgrade_database(module.MIGRATIONS_DIR, url)
+    settings = settings_type(database_url=url, kafka_bootstrap=kafka_broker.bootstrap)
+    target = module.consumer_offsets(settings)
+    asyncio.run(ensure_topics(settings, [TopicSpec(topic) for topic in target.topics]))
+    with pytest.raises(SystemExit) as done:
+        service_main(
+            lambda: settings, lambda _s: None, module.MIGRATIONS_DIR, ["offsets", "show"], module.consumer_offsets
+        )  # type: ignore[arg-type]
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    assert all(f"{topic}:0" in shown for topic in target.topics), shown
