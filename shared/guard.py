@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -54,7 +54,7 @@ _BRACKETS = bytes(range(256)).translate(None, b"[]{}")
 # A UTF-16 surrogate escape without its partner: decoders accept it, UTF-8 cannot hold it.
 _LONE_SURROGATE = re.compile(
     rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-    rb"|(?<![0-9a-fA-F]{2})(?<!\\u[dD][89abAB])\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 )
 
 
@@ -268,7 +268,7 @@ def _undefined_table(error: BaseException) -> bool:
     )
 
 
-def install_error_handlers(app: FastAPI, service: str, schema_problem: Callable[[], str | None] | None = None) -> None:
+def install_error_handlers(app: FastAPI, service: str) -> None:
     """422 without echoed input; 503 naming ``migrate`` when the schema is not at head."""
     from sqlalchemy.exc import DBAPIError
 
