@@ -365,8 +365,10 @@ def send_traffic(stack: Stack) -> None:
             assert response.status_code == 200, response.text
         forged = yunexpress_push(client, stack, b'{"data_code": "tisPushData"}', secret="not-the-secret")
         assert forged.status_code == 401, forged.text
+        # Signed but unusable: answered as received (no carrier retry storm), dead-lettered.
         malformed = yunexpress_push(client, stack, b'{"data_code": "tisPushData"}')
-        assert malformed.status_code == 400, malformed.text
+        assert malformed.status_code == 200, malformed.text
+        assert malformed.json()["dead_lettered"] is True
 
         # The internal read APIs.
         vtr = client.get(stack.url("scorer") + f"/v1/sellers/{SELLER}/vtr", headers=auth())
