@@ -175,6 +175,8 @@ class TransactionalConsumer:
         if self._group_instance_id:
             options["group_instance_id"] = self._group_instance_id
         self._consumer = make_consumer(self._settings, group_id=self._group_id, **options)
+        for topic in self._topics:  # the series exists (at 0) before anything is parked
+            PARKED_RECORDS.labels(self._group_id, topic)
         self._consumer.subscribe(self._topics, listener=_Listener(self))
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"consume:{self._group_id}")
@@ -234,8 +236,9 @@ class TransactionalConsumer:
             for tp in revoked:
                 self._generations.pop(tp, None)
                 self._next_offsets.pop(tp, None)
-                if self.out_of_range.pop(tp, None) is not None:
-                    OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(0)
+                self.out_of_range.pop(tp, None)
+                with contextlib.suppress(KeyError):
+                    OFFSET_OUT_OF_RANGE.remove(self._group_id, tp.topic, str(tp.partition))
                 if self._lag_gauge is not None:
                     with contextlib.suppress(KeyError):
                         self._lag_gauge.remove(tp.topic, str(tp.partition))
@@ -254,6 +257,8 @@ class TransactionalConsumer:
                     self._consumer.seek(tp, next_offset)
             if assigned:
                 self._consumer.resume(*assigned)
+            for tp in assigned:  # a series per owned partition, 0 while its offset is in range
+                OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(0)
             self._range_checked_at = 0.0  # check the new partitions' offsets before fetching
             log.info(
                 "partitions assigned",
