@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from services.ingest import signatures
 from services.ingest.settings import IngestSettings
 from shared.schemas import DEADLETTER_CODEC
 from shared.topics import DEADLETTER
@@ -74,8 +75,9 @@ async def test_yunexpress_timestamp_of_non_ascii_digits_is_refused(
 ) -> None:
     push = SAMPLE_PUSHES["yunexpress"](ingest_settings, "YT" + unique_number("")[:12] + "0000")
     headers: dict[str, str | bytes] = dict(yunexpress_headers(ingest_settings, push.body))
-    for timestamp in ("²", "١٢٣٤٥٦٧٨٩٠١٢٣", "9" * 400):
-        headers["X-Openapi-Request-Timestamp"] = timestamp.encode()
+    # Header bytes are read as latin-1: b"\xb2" arrives as "²", which str.isdigit() accepts.
+    for timestamp in (b"\xb2", b"\xb9\xb2\xb3" * 5, "١٢٣٤٥٦٧٨٩٠١٢٣".encode(), b"9" * 400):
+        headers["X-Openapi-Request-Timestamp"] = timestamp
         response = await ingest.post(push.path, content=push.body, headers=headers)
         assert response.status_code == 401, (timestamp, response.text)
         assert "timestamp" in response.json()["detail"]
@@ -168,3 +170,10 @@ async def test_shipment_bodies_that_cannot_be_decoded_get_a_4xx(body: bytes, ing
 async def test_a_nul_in_the_path_or_query_is_a_400(ingest: httpx.AsyncClient) -> None:
     response = await ingest.post("/v1/shipments/YT%00X/cancel", headers=AUTH)
     assert response.status_code in (400, 422), response.text
+
+
+def test_timestamp_freshness_takes_ascii_digits_only() -> None:
+    now = 1_796_000_000_000
+    for timestamp in ("²", "¹²³", "١٢٣٤٥٦٧٨٩٠١٢٣", "1796000000000²", "9" * 400, " ", ""):
+        assert not signatures.yunexpress_timestamp_fresh(timestamp, now, 300), timestamp
+    assert signatures.yunexpress_timestamp_fresh(f" {now} ", now, 300)
