@@ -93,6 +93,8 @@ _TRANSIENT_MESSAGES = (
     "read-only",
     "disk is full",
     "disk i/o error",
+    # The scorer's ConcurrentUpdate: another writer (the clock job) won a race; retry.
+    "changed concurrently",
 )
 
 
