@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.db import is_transient
 from shared.guard import (
     MAX_JSON_DEPTH,
     InputRejected,
@@ -96,3 +97,28 @@ def test_calendar_edges_are_value_errors_not_overflows() -> None:
     )
     with pytest.raises(ValueError):
         day_in_calendar(date(9999, 12, 31))
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"driver error {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (ConnectionRefusedError(111, "refused"), True),
+        (_DriverError("25006"), True),  # read-only transaction
+        (_DriverError("53100"), True),  # disk full
+        (_DriverError("57P01"), True),  # admin shutdown
+        (_DriverError("40001"), True),  # serialization failure
+        (_DriverError("22021"), False),  # invalid byte sequence: the record's fault
+        (_DriverError("23505"), False),  # unique violation
+        (RuntimeError("3 package(s) changed concurrently"), True),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), False),
+        (ValueError("year 0 is out of range"), False),
+    ],
+)
+def test_what_is_retried_forever_and_what_may_be_parked(error: BaseException, transient: bool) -> None:
+    assert is_transient(error) is transient
