@@ -79,6 +79,9 @@ def _decimal_string(value: Any) -> Any:
 
 Upper2 = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{2}$")]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+#: Seller and order ids: what the scorer and notifier store (128 characters); a longer one
+#: would be accepted here and then skipped downstream, so it is refused with a 422 instead.
+Id = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class OrderValue(BaseModel):
@@ -99,8 +102,8 @@ class ShipmentIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
-    order_id: Text
-    seller_id: Text
+    order_id: Id
+    seller_id: Id
     marketplace: Upper2 = Field(description="Two-letter marketplace: US, UK, DE, JP, SG, AE, SA, MX, AU, ...")
     category: Text
     carrier: Text = Field(description='Carrier name as uploaded to Amazon ("China Post", "Yun Express") or a slug.')
@@ -157,8 +160,8 @@ class CancellationIn(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
     cancelled_at: datetime | None = Field(default=None, description="Default: now.")
-    order_id: Text | None = Field(default=None, description="Default: every order shipped under the number.")
-    seller_id: Text | None = None
+    order_id: Id | None = Field(default=None, description="Default: every order shipped under the number.")
+    seller_id: Id | None = None
 
     @field_validator("cancelled_at")
     @classmethod

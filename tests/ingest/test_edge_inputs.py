@@ -177,3 +177,18 @@ def test_timestamp_freshness_takes_ascii_digits_only() -> None:
     for timestamp in ("²", "¹²³", "١٢٣٤٥٦٧٨٩٠١٢٣", "1796000000000²", "9" * 400, " ", ""):
         assert not signatures.yunexpress_timestamp_fresh(timestamp, now, 300), timestamp
     assert signatures.yunexpress_timestamp_fresh(f" {now} ", now, 300)
+
+
+@pytest.mark.parametrize("field", ["order_id", "seller_id"])
+async def test_ids_longer_than_the_scorer_stores_are_a_422_not_a_silent_skip(
+    field: str, ingest: httpx.AsyncClient
+) -> None:
+    response = await ingest.post(
+        "/v1/shipments", json=confirmation(unique_number("YT"), **{field: "x" * 129}), headers=AUTH
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["rejected"][0]["errors"][0]["field"] == field
+    fits = await ingest.post(
+        "/v1/shipments", json=confirmation(unique_number("YT"), **{field: "x" * 128}), headers=AUTH
+    )
+    assert fits.status_code == 202, fits.text
