@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run broker migrate test lint bench demo evaluate clean prometheus tools
+.PHONY: install run broker migrate test fuzz lint bench demo evaluate clean prometheus tools
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ prometheus: tools
 
 test: install tools
 	$(PY) -m pytest
+
+## The fuzz campaign alone (>= 10,000 malformed requests over every endpoint; part of `make test` too).
+fuzz: install
+	$(PY) -m pytest tests/fuzz -q
 
 lint: install
 	$(VENV)/bin/ruff check .

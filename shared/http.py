@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared.db import ReadinessProblem
 from shared.observability import metrics_payload
 
 ReadinessCheck = Callable[[], Awaitable[object]]
@@ -56,6 +57,8 @@ def operations_router(checks: Mapping[str, ReadinessCheck], timeout_seconds: flo
             try:
                 await asyncio.wait_for(check(), timeout_seconds)
                 return "ok"
+            except ReadinessProblem as error:  # says why, and what to do (never a secret)
+                return f"failed: {error}"
             except Exception as error:  # a readiness probe reports, it never raises
                 return f"failed: {type(error).__name__}"
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
+from shared import offsets_cli
 from shared.db import upgrade_database
 from shared.observability import configure_logging
+from shared.offsets_cli import ConsumerOffsets
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -43,12 +48,29 @@ def service_main(
     app_factory: Callable[[ServiceSettings], FastAPI],
     migrations_dir: Path | None = None,
     argv: list[str] | None = None,
+    consumer_offsets: Callable[[Any], ConsumerOffsets] | None = None,
 ) -> None:
+    """``consumer_offsets``: where the service stores its consumer offsets, which enables
+    the ``offsets show|reset`` command (see :mod:`shared.offsets_cli`)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
-    args = parser.parse_args(argv)
-    settings = settings_factory()
+    choices = ["serve", "migrate", *(["offsets"] if consumer_offsets is not None else [])]
+    parser.add_argument("command", nargs="?", default="serve", choices=choices)
+    args = parser.parse_args(arguments[:1])
+    try:
+        settings = settings_factory()
+    except ValidationError as error:
+        # One line per problem, naming the variable; never the value (it may be a secret).
+        configure_logging("INFO")
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors(include_input=False)
+        ]
+        log.critical("refusing to start: invalid settings", extra={"problems": problems})
+        raise SystemExit(2) from None
     configure_logging(settings.log_level)
+    if args.command == "offsets":
+        assert consumer_offsets is not None
+        offsets_cli.main(settings, consumer_offsets(settings), arguments[1:])
     if args.command == "migrate":
         if migrations_dir is None:
             log.info("this service keeps no database; nothing to migrate")

@@ -42,7 +42,11 @@ def local_sqlite_url(service_name: str) -> str:
 class ServiceSettings(BaseSettings):
     """Settings common to every vtrwatch service."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+    # hide_input_in_errors: a refusal names the variable, never a value (issue 14: the
+    # model-level prod check used to print the whole input, other secrets included).
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, hide_input_in_errors=True
+    )
 
     #: The service's name, used for the default database file and client ids.
     service_name: ClassVar[str] = "vtrwatch"

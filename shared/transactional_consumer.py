@@ -28,24 +28,29 @@ it to ~3000 (and ``VTR_KAFKA_HEARTBEAT_INTERVAL_MS`` to ~300) to keep restarts q
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
-from prometheus_client import Gauge
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, update
+from prometheus_client import Counter, Gauge
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.kafka import make_consumer
+from shared.db import is_transient
+from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.schemas import DEADLETTER_CODEC, DeadLetter
 from shared.settings import ServiceSettings
+from shared.topics import DEADLETTER, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,25 @@ log = logging.getLogger(__name__)
 NO_OFFSET = -1
 #: A partition behind its high watermark whose position has not moved for this long is re-fetched.
 STALL_SECONDS = 5.0
+#: A batch that fails this many times in a row (not for a transient reason) is applied one
+#: partition, then one record, at a time, so that one bad record cannot block the others.
+BATCH_ATTEMPTS = 3
+#: A record that fails this many times on its own is parked: dead-lettered, counted, logged, skipped.
+RECORD_ATTEMPTS = 3
+
+#: How often owned partitions' stored offsets are compared with the broker's log range.
+RANGE_CHECK_SECONDS = 30.0
+
+OFFSET_OUT_OF_RANGE = Gauge(
+    "vtr_consumer_offset_out_of_range",
+    "1 while a partition is stopped because its stored offset is beyond the log end or below its start.",
+    ["group", "topic", "partition"],
+)
+PARKED_RECORDS = Counter(
+    "vtr_consumer_parked_records_total",
+    "Records that failed on their own after bounded retries and were parked on vtr.deadletter.v1.",
+    ["group", "topic"],
+)
 
 ApplyBatch = Callable[[AsyncConnection, Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 
@@ -143,6 +167,11 @@ class TransactionalConsumer:
         self._gap_checked: dict[TopicPartition, int] = {}
         self.gaps_refetched = 0
         self.partitions_reclaimed = 0
+        #: Batches failed in a row for a reason that may lie in the records (see BATCH_ATTEMPTS).
+        self._failed_batches = 0
+        #: Partitions stopped because their stored offset lies outside the broker's log, and why.
+        self.out_of_range: dict[TopicPartition, str] = {}
+        self._range_checked_at = 0.0
         #: Bumped on every rebalance: a batch fetched before it may predate a seek and is dropped.
         self._assignment_epoch = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -159,6 +188,8 @@ class TransactionalConsumer:
         if self._group_instance_id:
             options["group_instance_id"] = self._group_instance_id
         self._consumer = make_consumer(self._settings, group_id=self._group_id, **options)
+        for topic in self._topics:  # the series exists (at 0) before anything is parked
+            PARKED_RECORDS.labels(self._group_id, topic)
         self._consumer.subscribe(self._topics, listener=_Listener(self))
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"consume:{self._group_id}")
@@ -203,7 +234,7 @@ class TransactionalConsumer:
         Until a partition's first fetch its high watermark is unknown, so "no lag" would be
         a guess; that counts as not caught up.
         """
-        if not self.running or self._consumer is None:
+        if not self.running or self._consumer is None or self.out_of_range:
             return False
         if any(self._consumer.highwater(tp) is None for tp in self._generations):
             return False
@@ -220,6 +251,9 @@ class TransactionalConsumer:
                 self._next_offsets.pop(tp, None)
                 self._fenced_at.pop(tp, None)
                 self._gap_checked.pop(tp, None)
+                self.out_of_range.pop(tp, None)
+                with contextlib.suppress(KeyError):
+                    OFFSET_OUT_OF_RANGE.remove(self._group_id, tp.topic, str(tp.partition))
                 if self._lag_gauge is not None:
                     with contextlib.suppress(KeyError):
                         self._lag_gauge.remove(tp.topic, str(tp.partition))
@@ -236,6 +270,9 @@ class TransactionalConsumer:
                 await self._rewind(tp)
             if assigned:
                 self._consumer.resume(*assigned)
+            for tp in assigned:  # a series per owned partition, 0 while its offset is in range
+                OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(0)
+            self._range_checked_at = 0.0  # check the new partitions' offsets before fetching
             log.info(
                 "partitions assigned",
                 extra={"group": self._group_id, "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)},
@@ -304,6 +341,8 @@ class TransactionalConsumer:
             # Between batches, so that no fetched batch is in hand when these seek.
             await self._reclaim_abandoned()
             await self._restart_stalled_fetches()
+            if time.monotonic() - self._range_checked_at > RANGE_CHECK_SECONDS:
+                await self._check_offset_ranges()
             epoch = self._assignment_epoch
             try:
                 batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records)
@@ -412,13 +451,28 @@ class TransactionalConsumer:
                 return 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 log.exception("batch failed and was rolled back; retrying", extra={"group": self._group_id})
-                # Nothing was committed: rewind so the same records come again, in order.
-                for tp in owned:
-                    await self._rewind(tp)
+                # Counted across calls: after a rewind the next fetch may come back empty.
+                self._failed_batches = 0 if is_transient(error) else self._failed_batches + 1
                 failed = True
+                if self._failed_batches >= BATCH_ATTEMPTS:
+                    # A record that can never be applied must not stop its partition, nor the
+                    # others: one partition, then one record at a time, parking what still fails.
+                    try:
+                        await self._apply_isolating(owned)
+                        self._failed_batches = 0
+                        failed = False
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("isolating the bad record failed; retrying", extra={"group": self._group_id})
+                if failed:
+                    # Nothing (more) was committed: rewind so the same records come again, in order.
+                    for tp in owned:
+                        await self._rewind(tp)
             else:
+                self._failed_batches = 0
                 failed = False
         if failed:
             await asyncio.sleep(self._retry_delay_seconds)
@@ -426,12 +480,78 @@ class TransactionalConsumer:
         await self._commit_to_kafka()
         return sum(len(records) for records in owned.values())
 
-    async def _apply_in_transaction(self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _apply_isolating(self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """A batch that keeps failing: apply it one partition at a time, and a failing
+        partition one record at a time; a record that still fails after RECORD_ATTEMPTS
+        tries is parked so the rest of its partition, and every other partition, go on.
+        Transient failures and fences propagate (the caller retries; nothing is parked)."""
+        for tp, records in sorted(owned.items()):
+            try:
+                await self._apply_in_transaction({tp: records})
+                continue
+            except Fenced:
+                raise
+            except Exception as error:
+                if is_transient(error):
+                    raise
+            for record in records:
+                if record.offset < self._next_offsets.get(tp, NO_OFFSET):
+                    continue
+                last_error: Exception | None = None
+                for _ in range(RECORD_ATTEMPTS):
+                    try:
+                        await self._apply_in_transaction({tp: [record]})
+                        last_error = None
+                        break
+                    except Fenced:
+                        raise
+                    except Exception as error:
+                        if is_transient(error):
+                            raise
+                        last_error = error
+                if last_error is not None:
+                    await self._park(tp, record, last_error)
+
+    async def _park(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        """Dead-letter one record (raw bytes, for replay after a fix), then move past it.
+        The dead letter is acknowledged before the offset moves: never skipped silently."""
+        reason = f"{self._group_id} could not apply {tp.topic}:{tp.partition}@{record.offset}: {type(error).__name__}"
+        letter = DeadLetter(
+            origin=self._group_id,
+            reason=f"{reason}: {str(error)[:500]}",
+            raw_base64=base64.b64encode(record.value or b"").decode("ascii"),
+            content_type="application/octet-stream",
+            received_at=datetime.now(UTC),
+            headers={"topic": tp.topic, "partition": str(tp.partition), "offset": str(record.offset)},
+        )
+        await ensure_topics(self._settings, [TopicSpec(DEADLETTER)])
+        producer = make_producer(self._settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(DEADLETTER, DEADLETTER_CODEC.encode(letter), key=self._group_id.encode())
+        finally:
+            await producer.stop()
+        await self._apply_in_transaction({tp: [record]}, apply=False)
+        PARKED_RECORDS.labels(self._group_id, tp.topic).inc()
+        log.error(
+            "record parked on the dead-letter topic after repeated failures",
+            extra={
+                "group": self._group_id,
+                "partition": f"{tp.topic}:{tp.partition}",
+                "offset": record.offset,
+                "error": type(error).__name__,
+            },
+        )
+
+    async def _apply_in_transaction(
+        self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], apply: bool = True
+    ) -> None:
         table = self._offsets
         records = [record for partition_records in owned.values() for record in partition_records]
         new_offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in owned.items()}
         async with self._engine.begin() as connection:
-            await self._apply_batch(connection, records)
+            if apply:
+                await self._apply_batch(connection, records)
             # Same row order as claims, so a claim and a batch never deadlock each other.
             fenced: list[TopicPartition] = []
             for tp, next_offset in sorted(new_offsets.items()):
@@ -457,6 +577,102 @@ class TransactionalConsumer:
         self.batches_applied += 1
         self.last_batch_at = time.time()
 
+    async def _check_offset_ranges(self) -> None:
+        """Compare each owned partition's stored offset with the broker's log (after every
+        assignment, then every RANGE_CHECK_SECONDS; the client's own reset to the earliest
+        offset is harmless meanwhile: records below the stored offset are dropped, never
+        applied, and the check stops the partition before it is read further): beyond its
+        end (the broker lost records: restarted empty, unclean leader election, topic
+        re-created) or below its start (retention passed a stopped consumer), the
+        partition is stopped, counted in ``vtr_consumer_offset_out_of_range`` and logged
+        with the command that moves the offset deliberately. Never skipped silently.
+        A stopped partition whose stored offset was moved (the ``offsets reset`` command)
+        back into range resumes from there."""
+        assert self._consumer is not None
+        self._range_checked_at = time.monotonic()
+        partitions = [tp for tp in self._generations if self._next_offsets.get(tp, NO_OFFSET) != NO_OFFSET]
+        partitions += [tp for tp in self.out_of_range if tp not in partitions]
+        if not partitions:
+            return
+        try:
+            async with self._batch_lock:
+                await self._reload_stopped_offsets()
+                starts = await self._consumer.beginning_offsets(partitions)
+                for tp in partitions:
+                    if tp not in self._generations:
+                        continue
+                    stored = self._next_offsets.get(tp, NO_OFFSET)
+                    # The log end as the last fetch response told it (ListOffsets is not
+                    # trusted for the end: the local broker answers a batch's base offset).
+                    # Until this partition was fetched once, its end is not judged.
+                    start, end = starts.get(tp), self._consumer.highwater(tp)
+                    if stored == NO_OFFSET or start is None:
+                        continue
+                    if end is None:
+                        self._range_checked_at = time.monotonic() - RANGE_CHECK_SECONDS + 1.0
+                        end = stored
+                    if stored > end:
+                        self._stop_partition(tp, f"stored offset {stored} is beyond the log end {end}")
+                    elif stored < start:
+                        self._stop_partition(tp, f"stored offset {stored} is below the log start {start}")
+                    elif tp in self.out_of_range:
+                        self._resume_partition(tp, stored)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the broker is away: the next check tries again
+            log.warning("offset range check failed", extra={"group": self._group_id, "error": type(error).__name__})
+
+    async def _reload_stopped_offsets(self) -> None:
+        """Stopped partitions: the operator may have moved the stored offset meanwhile."""
+        stopped = list(self.out_of_range)
+        if not stopped:
+            return
+        table = self._offsets
+        async with self._engine.connect() as connection:
+            for tp in stopped:
+                row = (
+                    await connection.execute(
+                        select(table.c.next_offset).where(
+                            table.c.group_id == self._group_id,
+                            table.c.topic == tp.topic,
+                            table.c.partition == tp.partition,
+                        )
+                    )
+                ).first()
+                if row is not None and tp in self._generations:
+                    self._next_offsets[tp] = int(row.next_offset)
+
+    def _stop_partition(self, tp: TopicPartition, reason: str) -> None:
+        assert self._consumer is not None
+        self._consumer.pause(tp)
+        first = tp not in self.out_of_range
+        self.out_of_range[tp] = reason
+        OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(1)
+        if first:
+            service = self._settings.service_name
+            log.error(
+                "partition stopped: its stored offset is outside the broker's log; records may have been lost "
+                "or not yet applied. Decide where to resume and move the offset deliberately",
+                extra={
+                    "group": self._group_id,
+                    "partition": f"{tp.topic}:{tp.partition}",
+                    "reason": reason,
+                    "run": f"python -m services.{service} offsets reset --to earliest|latest|<ISO time> "
+                    f"--partition {tp.topic}:{tp.partition}",
+                },
+            )
+
+    def _resume_partition(self, tp: TopicPartition, stored: int) -> None:
+        assert self._consumer is not None
+        del self.out_of_range[tp]
+        OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(0)
+        self._consumer.seek(tp, stored)
+        self._consumer.resume(tp)
+        log.warning(
+            "partition resumed from its moved offset",
+            extra={"group": self._group_id, "partition": f"{tp.topic}:{tp.partition}", "offset": stored},
+        )
+
     async def _restart_stalled_fetches(self) -> None:
         """Re-seek a partition that is behind but has not moved for ``STALL_SECONDS``.
 
@@ -468,6 +684,8 @@ class TransactionalConsumer:
         now = time.monotonic()
         lags = self.partition_lags()
         for tp, lag in lags.items():
+            if tp in self.out_of_range:
+                continue
             position = self._next_offsets.get(tp, NO_OFFSET)
             last_position, since = self._progress.get(tp, (position, now))
             if lag == 0 or position != last_position:

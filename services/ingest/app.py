@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from services.ingest.publisher import Publisher
 from services.ingest.routes import OPENAPI_COMPONENTS, WebhookFastPath, shipments_router, webhook_routes
 from services.ingest.settings import IngestSettings
+from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
 from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
@@ -65,11 +66,18 @@ def create_app(settings: IngestSettings) -> IngestApp:
     webhooks = webhook_routes(settings, publisher)
     app.webhook_fast_path = WebhookFastPath(webhooks)
     app.add_middleware(HttpMetricsMiddleware)
+    # The shipment routes read and check their raw bodies themselves (larger limit, dead letters).
+    app.add_middleware(EdgeGuard, max_body_bytes=settings.max_body_bytes, raw_body_prefixes=("/v1/",))
+    install_error_handlers(app, "ingest")
 
     async def kafka_ready() -> None:
         await broker_reachable(settings)
 
-    app.include_router(operations_router({"kafka": kafka_ready}))
+    async def producer_ready() -> None:
+        if not publisher.connected:
+            raise RuntimeError("producer not connected yet")
+
+    app.include_router(operations_router({"kafka": kafka_ready, "producer": producer_ready}))
     app.include_router(webhooks.router)
     app.include_router(shipments_router(settings, publisher))
 

@@ -16,6 +16,7 @@ idempotent topic creation, so records only ever go to topics known to exist.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ from shared.topics import INPUT_TOPICS, TopicSpec, deadletter_spec
 
 log = logging.getLogger(__name__)
 
+#: First and longest wait between connection attempts while the broker is down at start-up.
+CONNECT_BACKOFF_SECONDS = (0.5, 30.0)
 #: Seconds between two topic checks while the broker keeps failing.
 REPAIR_INTERVAL_SECONDS = 1.0
 #: No linger: the producer keeps one request in flight per broker, and records that arrive
@@ -81,6 +84,7 @@ class Publisher:
         self._deadline = settings.produce_deadline_seconds
         self._producer: AIOKafkaProducer | None = None
         self._repair: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
         self._last_repair = 0.0
         self._topics_verified = False
         #: topic -> its partition ids, sorted; forgotten after a failure (topics may be re-created).
@@ -88,17 +92,59 @@ class Publisher:
         self._open: dict[TopicPartition, _OpenBatch] = {}
         self._latency = {spec.name: PRODUCE_LATENCY.labels(spec.name) for spec in self._specs}
 
+    @property
+    def connected(self) -> bool:
+        """Whether the producer is up (the readiness check reports it)."""
+        return self._producer is not None
+
     async def start(self) -> None:
+        """Connect now if the broker answers; otherwise keep trying in the background with
+        backoff while requests get 503 + Retry-After and ``/readyz`` says not ready (the
+        process no longer exits and relies on a restart)."""
+        try:
+            await self._connect()
+        except Exception as error:
+            log.warning(
+                "broker unreachable at start-up; retrying in the background",
+                extra={"error": type(error).__name__, "bootstrap": self._settings.kafka_bootstrap},
+            )
+            self._connecting = asyncio.create_task(self._connect_with_backoff(), name="ingest-connect")
+
+    async def _connect(self) -> None:
         await ensure_topics(self._settings, self._specs)
         self._topics_verified = True
         largest_value = int(self._specs[-1].config["max.message.bytes"])
-        self._producer = make_producer(
+        producer = make_producer(
             self._settings, max_request_size=largest_value + _REQUEST_OVERHEAD_BYTES, linger_ms=LINGER_MS
         )
-        await self._producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
+
+    async def _connect_with_backoff(self) -> None:
+        delay = CONNECT_BACKOFF_SECONDS[0]
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                delay = min(delay * 2, CONNECT_BACKOFF_SECONDS[1])
+                log.warning("broker still unreachable", extra={"error": type(error).__name__, "retry_in": delay})
+                continue
+            log.info("connected to the broker", extra={"bootstrap": self._settings.kafka_bootstrap})
+            return
 
     async def stop(self) -> None:
         """Flush what is buffered, then close (called after in-flight requests drained)."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
         if self._repair is not None:
             self._repair.cancel()
         if self._producer is not None:

@@ -41,6 +41,7 @@ from services.ingest.shipments import (
     split_records,
 )
 from services.ingest.shipments import validation_errors as pydantic_errors
+from shared.guard import InputRejected, check_json_body
 from shared.http import bearer_auth
 from shared.observability import HTTP_DURATION, HTTP_REQUESTS
 from shared.schemas import (
@@ -131,6 +132,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+#: Status recorded (never seen by anyone) for a request whose client went away mid-body.
+CLIENT_CLOSED = 499
+
+
+def _client_gone(origin: str) -> Reply:
+    # Not an error: the sender will retry; nothing was read, so nothing was stored.
+    log.info("client disconnected before sending the whole body", extra={"source": origin})
+    return Reply.json({"detail": "client disconnected"}, CLIENT_CLOSED)
+
+
 def dead_letter(origin: str, reason: str, raw_body: bytes, request: Request, received_at: datetime) -> Record:
     headers = {name: value for name in _REPLAY_HEADERS if (value := request.headers.get(name)) is not None}
     letter = DeadLetter(
@@ -194,28 +205,31 @@ class WebhookHandler:
         except BodyTooLarge:
             self._count(source, metrics.TOO_LARGE)
             return Reply.json({"detail": f"body larger than {self._limit} bytes"}, 413)
+        except ClientDisconnect:
+            return _client_gone(source)
         try:
             payload, context = spec.verify(request, raw_body)
         except Unauthenticated as error:
             self._count(source, metrics.UNAUTHORIZED)
             log.info("webhook refused", extra={"source": source, "problem": str(error)})
             return Reply.json(spec.failure(error.context, str(error) or "invalid signature"), 401)
+        except Exception as error:  # a verifier that chokes on the input: still not authenticated
+            self._count(source, metrics.UNAUTHORIZED)
+            log.warning("webhook could not be verified", extra={"source": source, "error": type(error).__name__})
+            return Reply.json(spec.failure(None, "the push could not be verified"), 401)
         received_at = datetime.now(UTC)
         self._last_webhook(source).set(received_at.timestamp())
         try:
+            # The decoding guard first (UTF-8, NUL, nesting depth), then the carrier's parser.
+            check_json_body(payload, "the push")
             events = unique(spec.parse(payload, received_at, context))
-        except PushError as error:
-            reason = str(error)
-            try:
-                await self._publisher.publish([dead_letter(source, reason, raw_body, request, received_at)])
-            except BrokerUnavailable:
-                return self._unavailable(spec, context)
-            self._count(source, metrics.INVALID)
-            metrics.DEADLETTERS.labels(source).inc()
-            log.warning("webhook body dead-lettered", extra={"source": source, "reason": reason[:500]})
-            # Answered as received: a sender that gets an error retries a few times and then
-            # drops the push (17TRACK: three times in 100 minutes). It is parked instead.
-            return Reply.json({**spec.ack(context, 0), "deadlettered": True, "detail": reason})
+        except (PushError, InputRejected) as error:
+            return await self._park(spec, str(error), raw_body, request, received_at, context)
+        except Exception as error:
+            # A signed push no rule foresaw: parked for replay, never a 500 (issue 14).
+            log.exception("webhook parser failed on a signed push", extra={"source": source})
+            reason = f"the push could not be parsed ({type(error).__name__})"
+            return await self._park(spec, reason, raw_body, request, received_at, context)
         fresh = [event for event in events if event.event_id not in self._recent]
         if fresh:
             try:
@@ -228,6 +242,22 @@ class WebhookHandler:
             self._count_duplicates(events, fresh)
         self._count(source, metrics.ACCEPTED)
         return Reply.json(spec.ack(context, len(events)))
+
+    async def _park(
+        self, spec: WebhookSource, reason: str, raw_body: bytes, request: Request, received_at: datetime, context: Any
+    ) -> Reply:
+        """A signed push that cannot be used is parked as a dead letter and answered the
+        way its sender treats as received: a refusal would only make the carrier retry
+        the same bytes, then drop them (17TRACK gives up after three retries)."""
+        source = spec.source
+        try:
+            await self._publisher.publish([dead_letter(source, reason, raw_body, request, received_at)])
+        except BrokerUnavailable:
+            return self._unavailable(spec, context)
+        self._count(source, metrics.INVALID)
+        metrics.DEADLETTERS.labels(source).inc()
+        log.warning("webhook body dead-lettered", extra={"source": source, "reason": reason[:500]})
+        return Reply.json({**spec.ack(context, 0), "dead_lettered": True, "detail": reason})
 
     def _last_webhook(self, source: str) -> Any:
         gauge = self._last_seen.get(source)
@@ -468,7 +498,7 @@ def _body(schema: dict[str, Any], media_types: Sequence[str] = (JSON,), required
 
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Authenticated but unusable body (names the field); kept as a dead letter."},
+    400: {"description": "Unauthenticated body that breaks the decoding guard, or an unusable shipment body."},
     401: {"description": "Signature or token missing or wrong; nothing is stored."},
     413: {"description": "Body over the size limit."},
     503: {"description": "The broker did not acknowledge in time; retry after `Retry-After` seconds."},
@@ -612,13 +642,17 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
             raw_body = await read_body(request, limit)
         except BodyTooLarge:
             return json_response({"detail": f"body larger than {limit} bytes"}, 413)
+        except ClientDisconnect:
+            return _client_gone("shipments").response()
         received_at = datetime.now(UTC)
         content_type = request.headers.get("content-type", "")
         try:
+            check_json_body(raw_body)
             records, unreadable = split_records(raw_body, content_type, max_records)
-        except BodyError as error:
+        except (BodyError, InputRejected) as error:
             letter = dead_letter("shipments", str(error), raw_body, request, received_at)
-            return await reject("shipments", 400, {"detail": str(error)}, letter)
+            status = error.status if isinstance(error, InputRejected) else 400
+            return await reject("shipments", status, {"detail": str(error)}, letter)
         accepted, rejected = confirmations(records, unreadable, received_at)
         outgoing = [
             Record(SHIPMENTS, message.tracking_number.encode(), SHIPMENT_CODEC.encode(message)) for message in accepted
@@ -654,7 +688,15 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
             raw_body = await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
             return json_response({"detail": f"body larger than {settings.max_body_bytes} bytes"}, 413)
+        except ClientDisconnect:
+            return _client_gone("shipments-cancel").response()
         received_at = datetime.now(UTC)
+        try:
+            check_json_body(raw_body)
+        except InputRejected as error:
+            metrics.SHIPMENTS.labels("cancelled", "rejected").inc()
+            letter = dead_letter("shipments-cancel", str(error), raw_body, request, received_at)
+            return await reject("shipments-cancel", error.status, {"detail": str(error)}, letter)
         try:
             document = orjson.loads(raw_body) if raw_body.strip() else {}
             cancellation = CancellationIn.model_validate(document if document is not None else {})

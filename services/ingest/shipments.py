@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from shared.carriers import carrier_slug
+from shared.guard import day_in_calendar, in_calendar
 from shared.schemas import Money, Reason, ShipmentCancelled, ShipmentConfirmed
 from shared.topics import normalise_tracking_number
 
@@ -78,6 +79,9 @@ def _decimal_string(value: Any) -> Any:
 
 Upper2 = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{2}$")]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+#: Seller and order ids: what the scorer and notifier store (128 characters); a longer one
+#: would be accepted here and then skipped downstream, so it is refused with a 422 instead.
+Id = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class OrderValue(BaseModel):
@@ -90,7 +94,7 @@ class OrderValue(BaseModel):
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must include a UTC offset, e.g. 2026-11-20T08:30:00Z")
-    return value.astimezone(UTC)
+    return in_calendar(value)
 
 
 class ShipmentIn(BaseModel):
@@ -98,8 +102,8 @@ class ShipmentIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
-    order_id: Text
-    seller_id: Text
+    order_id: Id
+    seller_id: Id
     marketplace: Upper2 = Field(description="Two-letter marketplace: US, UK, DE, JP, SG, AE, SA, MX, AU, ...")
     category: Text
     carrier: Text = Field(description='Carrier name as uploaded to Amazon ("China Post", "Yun Express") or a slug.')
@@ -115,6 +119,11 @@ class ShipmentIn(BaseModel):
     @classmethod
     def _confirmed_at_aware(cls, value: datetime) -> datetime:
         return _aware(value)
+
+    @field_validator("promised_delivery_date")
+    @classmethod
+    def _promised_in_calendar(cls, value: date) -> date:
+        return day_in_calendar(value)
 
     @field_validator("tracking_number")
     @classmethod
@@ -151,8 +160,8 @@ class CancellationIn(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
     cancelled_at: datetime | None = Field(default=None, description="Default: now.")
-    order_id: Text | None = Field(default=None, description="Default: every order shipped under the number.")
-    seller_id: Text | None = None
+    order_id: Id | None = Field(default=None, description="Default: every order shipped under the number.")
+    seller_id: Id | None = None
 
     @field_validator("cancelled_at")
     @classmethod

@@ -111,9 +111,11 @@ def signatures_match(presented: str | None, expected: str, *, case_insensitive: 
 
 def yunexpress_timestamp_fresh(timestamp_ms: str | None, now_ms: int, window_seconds: float) -> bool:
     """Whether the push's epoch-millisecond timestamp is within the replay window."""
-    if not timestamp_ms or not timestamp_ms.strip().isdigit():
+    # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses.
+    digits = timestamp_ms.strip() if timestamp_ms else ""
+    if not digits or len(digits) > 16 or not (digits.isascii() and digits.isdigit()):
         return False
-    return abs(int(timestamp_ms) - now_ms) <= window_seconds * 1000
+    return abs(int(digits) - now_ms) <= window_seconds * 1000
 
 
 # --- YunExpress alternatives (chosen by settings) -------------------------------------------

@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from shared.guard import EARLIEST, LATEST
+
 _OFFSET = re.compile(r"^\s*(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?\s*$", re.IGNORECASE)
 
 
@@ -44,19 +46,22 @@ def to_utc(text: str, default_zone: tzinfo) -> datetime:
     try:
         if moment.tzinfo is None:
             if not isinstance(default_zone, timezone):
-                return moment.replace(tzinfo=default_zone).astimezone(UTC)
-            # The hot path: most carriers send local times without an offset. Shifting the
-            # wall time and building the UTC datetime directly takes half the time of
-            # replace(tzinfo=...).astimezone(UTC) (replace() parses keywords slowly).
-            local = moment - default_zone.utcoffset(None)
-            return datetime(
-                local.year, local.month, local.day, local.hour, local.minute, local.second, local.microsecond, UTC
-            )
-        if moment.tzinfo is UTC:
-            return moment
-        return moment.astimezone(UTC)
+                utc = moment.replace(tzinfo=default_zone).astimezone(UTC)
+            else:
+                # The hot path: most carriers send local times without an offset. Shifting the
+                # wall time and building the UTC datetime directly takes half the time of
+                # replace(tzinfo=...).astimezone(UTC) (replace() parses keywords slowly).
+                local = moment - default_zone.utcoffset(None)
+                utc = datetime(
+                    local.year, local.month, local.day, local.hour, local.minute, local.second, local.microsecond, UTC
+                )
+        else:
+            utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     except OverflowError:
         raise TimeFormatError(f"{text!r} is out of range") from None
+    if not EARLIEST <= utc < LATEST:
+        raise TimeFormatError(f"{text!r} is out of range (years {EARLIEST.year}-{LATEST.year - 1})")
+    return utc
 
 
 # --- Zones of scan locations (zones.toml) ---------------------------------------------------

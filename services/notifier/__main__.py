@@ -1,10 +1,17 @@
 from pathlib import Path
 
 from services.notifier.app import create_app
+from services.notifier.db import consumer_offsets as consumer_offsets_table
 from services.notifier.settings import NotifierSettings
+from shared.offsets_cli import ConsumerOffsets
 from shared.server import service_main
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
+
+def consumer_offsets(settings: NotifierSettings) -> ConsumerOffsets:
+    return ConsumerOffsets(settings.consumer_group, [settings.scores_topic], consumer_offsets_table)
+
+
 if __name__ == "__main__":
-    service_main(NotifierSettings, create_app, MIGRATIONS_DIR)  # type: ignore[arg-type]
+    service_main(NotifierSettings, create_app, MIGRATIONS_DIR, consumer_offsets=consumer_offsets)  # type: ignore[arg-type]

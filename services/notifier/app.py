@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,7 +30,8 @@ from services.notifier.processing import AlertProcessor
 from services.notifier.scorer_client import ScorerClient
 from services.notifier.settings import NotifierSettings
 from shared.console_links import ConsoleLinks
-from shared.db import create_engine, ping
+from shared.db import check_schema, create_engine, ping, report_schema
+from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
 from shared.kafka import broker_reachable, ensure_topics
 from shared.observability import HttpMetricsMiddleware
@@ -37,6 +39,8 @@ from shared.topics import TopicSpec
 from shared.transactional_consumer import TransactionalConsumer
 
 log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def utc_now() -> datetime:
@@ -59,7 +63,9 @@ def senders_from(settings: NotifierSettings) -> tuple[EmailSender, SlackSender]:
         return FileEmailSender(directory, settings.mail_from), FileSlackSender(directory)
     return (
         SmtpEmailSender(SmtpConfig.from_url(smtp_url), settings.mail_from, settings.smtp_timeout_seconds),
-        WebhookSlackSender(settings.slack_timeout_seconds),
+        WebhookSlackSender(
+            settings.slack_timeout_seconds, allow_private_addresses=settings.slack_allow_private_addresses
+        ),
     )
 
 
@@ -127,6 +133,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await report_schema(engine, MIGRATIONS_DIR, "notifier")
         await ensure_topics(settings, [TopicSpec(settings.scores_topic)])
         await consumer.start()
         runtime.tasks = [
@@ -143,6 +150,8 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
                     await task
             await consumer.stop()
             await scorer.close()
+            if isinstance(slack_sender, WebhookSlackSender):
+                await slack_sender.close()
             await engine.dispose()
 
     async def consumer_running() -> None:
@@ -151,10 +160,13 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
 
     app = FastAPI(title="vtrwatch notifier", version="1", lifespan=lifespan)
     app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(EdgeGuard)
+    install_error_handlers(app, "notifier")
     app.include_router(
         operations_router(
             {
                 "database": lambda: ping(engine),
+                "schema": lambda: check_schema(engine, MIGRATIONS_DIR, "notifier"),
                 "kafka": lambda: broker_reachable(settings),
                 "consumer": consumer_running,
             }

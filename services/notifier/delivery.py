@@ -6,9 +6,12 @@ trying again can help and, for Slack's 429, when.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import logging
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -16,8 +19,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
+import aiohttp.abc
 import aiosmtplib
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from services.notifier.messages import EmailContent
 
@@ -63,21 +66,27 @@ class SmtpConfig:
     hostname: str
     port: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     use_tls: bool
     start_tls: bool
 
     @classmethod
     def from_url(cls, url: str) -> SmtpConfig:
         """``smtp://user:pass@host:587?starttls=true`` or ``smtps://user:pass@host:465``."""
-        parts = urlsplit(url)
+        shape = "VTR_SMTP_URL must look like smtp://user:pass@host:587?starttls=true (percent-encode the password)"
+        try:
+            # urlsplit's own errors quote the URL's parts (the password among them): never shown.
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError(shape) from None
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("VTR_SMTP_URL must look like smtp://user:pass@host:587?starttls=true")
+            raise ValueError(shape)
         use_tls = parts.scheme == "smtps"
         query = {key: values[-1].lower() for key, values in parse_qs(parts.query).items()}
         return cls(
             hostname=parts.hostname,
-            port=parts.port or (465 if use_tls else 25),
+            port=port or (465 if use_tls else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=use_tls,
@@ -119,24 +128,115 @@ class SmtpEmailSender:
             raise DeliveryError(f"SMTP unavailable: {type(error).__name__}", permanent=False) from error
 
 
+def address_problem(address: str) -> str | None:
+    """Why a Slack webhook may not be posted to this IP address, or None."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in _METADATA_NETWORKS if network.version == ip.version):
+        return "a cloud metadata address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_private or ip.is_reserved or ip.is_multicast or ip.is_unspecified or not ip.is_global:
+        return "a private or reserved address"
+    return None
+
+
+#: Metadata services of the clouds (the IPv4 one is link-local anyway; AWS' IPv6 one is not).
+_METADATA_NETWORKS = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
+
+
+class RefusedAddress(OSError):
+    """The webhook's host resolves (now, at connect time) to an address we never post to."""
+
+
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves like aiohttp does, then drops every address the sender may not reach:
+    the check happens on the addresses the connection will actually use, whatever the
+    name resolved to when the subscription was saved (DNS rebinding)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+        self._allow_private = allow_private
+
+    async def resolve(self, host: str, port: int = 0, family: Any = socket.AF_INET) -> list[Any]:
+        resolved = await self._inner.resolve(host, port, family)
+        if self._allow_private:
+            return list(resolved)
+        allowed = [entry for entry in resolved if address_problem(entry["host"]) is None]
+        if not allowed:
+            problem = address_problem(resolved[0]["host"]) if resolved else "no address"
+            raise RefusedAddress(f"the webhook host resolves to {problem}")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class WebhookSlackSender:
-    def __init__(self, timeout_seconds: float) -> None:
-        self._timeout = timeout_seconds
+    """Posts Block Kit payloads to Slack incoming webhooks.
+
+    SSRF guard (issue 14): redirects are never followed (Slack does not redirect webhook
+    posts; a 3xx is a permanent failure), and the address is checked when connecting: no
+    loopback, link-local, private, reserved or metadata address, whether the URL names it
+    literally or a name resolves to it by then. ``allow_private_addresses`` lifts the
+    address check for tests and local stand-ins only; production refuses it."""
+
+    def __init__(self, timeout_seconds: float, *, allow_private_addresses: bool = False) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._allow_private = allow_private_addresses
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(resolver=_GuardedResolver(self._allow_private), use_dns_cache=False)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def send(self, webhook_url: str, payload: dict[str, Any], message_id: str) -> None:
-        client = AsyncWebhookClient(url=webhook_url, timeout=int(max(1, self._timeout)))
+        host = urlsplit(webhook_url).hostname or ""
+        with contextlib.suppress(ValueError):  # a literal IP skips the resolver: check it here
+            if not self._allow_private and (problem := address_problem(host)) is not None:
+                raise DeliveryError(f"Slack webhook refused: the host is {problem}", permanent=True)
         try:
-            response = await client.send_dict(payload)
+            async with self._client().post(
+                webhook_url, data=json.dumps(payload), headers=_SLACK_HEADERS, allow_redirects=False
+            ) as response:
+                status = response.status
+                body = (await response.text(errors="replace"))[:100]
+                headers = response.headers
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            # aiohttp wraps the resolver's refusal in its own connector error.
+            refused = next(
+                (
+                    e
+                    for e in (error, getattr(error, "os_error", None), error.__cause__)
+                    if isinstance(e, RefusedAddress)
+                ),
+                None,
+            )
+            if refused is not None:
+                raise DeliveryError(f"Slack webhook refused: {refused}", permanent=True) from None
             # The exception text may contain the URL, which is a secret: report the type only.
             raise DeliveryError(f"Slack unreachable: {type(error).__name__}", permanent=False) from None
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return
-        body = (response.body or "")[:100]
-        reason = f"Slack {response.status_code} {body}".strip()
-        if response.status_code == 429:
-            raise DeliveryError(reason, permanent=False, retry_after=_retry_after(response.headers))
-        raise DeliveryError(reason, permanent=response.status_code in SLACK_PERMANENT_STATUSES)
+        if 300 <= status < 400:
+            # Never followed: the target could be any host (the URL is not logged: a secret).
+            raise DeliveryError(f"Slack {status}: redirect refused", permanent=True)
+        reason = f"Slack {status} {body}".strip()
+        if status == 429:
+            raise DeliveryError(reason, permanent=False, retry_after=_retry_after(headers))
+        raise DeliveryError(reason, permanent=status in SLACK_PERMANENT_STATUSES)
+
+
+_SLACK_HEADERS = {"Content-Type": "application/json;charset=utf-8"}
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -24,3 +24,8 @@ OUTBOX_OLDEST_AGE = Gauge(
     "vtr_notifier_outbox_oldest_age_seconds", "Age of the oldest unsent notification.", ["channel"]
 )
 CONSUMER_LAG = Gauge("vtr_notifier_consumer_lag", "Score records behind the high watermark.", ["topic", "partition"])
+PARKED = Counter(
+    "vtr_notifier_parked_total",
+    "Notifications parked (marked failed) after repeated unforeseen errors in composing or sending.",
+    ["channel"],
+)

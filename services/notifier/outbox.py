@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,9 +42,13 @@ from services.notifier.messages import (
 from services.notifier.processing import CHANNEL_EMAIL, CHANNEL_SLACK
 from services.notifier.scorer_client import PackageSource, PackagesUnavailable
 from shared.console_links import ConsoleLinks
+from shared.db import is_transient
 from shared.schemas import SCORE_CODEC, Level, PackageView
 
 log = logging.getLogger(__name__)
+
+#: Attempts after which a row that keeps failing for an unforeseen reason is parked (failed).
+UNEXPECTED_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -138,8 +143,38 @@ class OutboxWorker:
             if row is None:
                 continue
             handled += 1
-            await self._deliver(row, packages_cache)
+            try:
+                await self._deliver(row, packages_cache)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if is_transient(error):
+                    # The database itself (down, read-only, full): not this row's fault. The
+                    # claim expires and the row is tried again; nothing is counted against it.
+                    raise
+                await self._unexpected_failure(row, error)
         return handled
+
+    async def _unexpected_failure(self, row: Any, error: Exception) -> None:
+        """A row whose composing or sending raised something no sender foresaw: retried
+        with backoff like any failure, and parked (marked failed, counted, logged) after
+        UNEXPECTED_ATTEMPTS, so one bad row never holds up the rows behind it."""
+        # The stack without the message: an exception's text may quote a webhook URL (a secret).
+        log.error(
+            "notification could not be delivered",
+            extra={
+                "outbox_id": row.id,
+                "channel": row.channel,
+                "error": type(error).__name__,
+                "stack": "".join(traceback.format_tb(error.__traceback__)),
+            },
+        )
+        reason = f"unexpected {type(error).__name__}"
+        if row.attempts + 1 >= UNEXPECTED_ATTEMPTS:
+            await self._record(row, "failed", f"parked after {row.attempts + 1} attempts: {reason}", 0.0, None)
+            metrics.PARKED.labels(row.channel).inc()
+        else:
+            await self._record(row, "retry", reason, 0.0, retry_after=None)
 
     async def _claim(self, row_id: int, now: datetime) -> Any:
         async with self._engine.begin() as connection:

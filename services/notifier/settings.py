@@ -53,6 +53,9 @@ class NotifierSettings(ServiceSettings):
     outbox_dir: Path = LOCAL_STATE_DIR / "outbox"
     slack_allowed_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["https://hooks.slack.com/"])
     slack_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Tests and local stand-ins only: let Slack posts reach loopback and private addresses
+    #: (refused in prod). Redirects are never followed either way.
+    slack_allow_private_addresses: bool = False
 
     #: An escalation must hold this long (and the scorer be caught up) before it is sent.
     debounce_seconds: float = Field(default=60.0, ge=0)
@@ -81,6 +84,17 @@ class NotifierSettings(ServiceSettings):
     @classmethod
     def _split_prefixes(cls, value: Any) -> Any:
         return comma_separated(value)
+
+    def _refuse_unsafe_prod_config(self) -> None:
+        problems = []
+        try:
+            super()._refuse_unsafe_prod_config()
+        except ValueError as error:
+            problems.append(str(error).partition(": ")[2])
+        if self.slack_allow_private_addresses:
+            problems.append("VTR_SLACK_ALLOW_PRIVATE_ADDRESSES is for tests and local runs only")
+        if problems:
+            raise ValueError("refusing to start in prod: " + "; ".join(problems))
 
     @property
     def console_base(self) -> str:

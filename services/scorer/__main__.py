@@ -5,14 +5,22 @@ import sys
 from pathlib import Path
 
 from services.scorer.app import create_app
+from services.scorer.schema import offsets
 from services.scorer.settings import ScorerSettings
+from shared.offsets_cli import ConsumerOffsets
 from shared.server import service_main
+from shared.topics import SHIPMENTS, TRACKING_EVENTS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def consumer_offsets(settings: ScorerSettings) -> ConsumerOffsets:
+    return ConsumerOffsets(settings.consumer_group_id, [SHIPMENTS, TRACKING_EVENTS], offsets)
+
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["remap-codes"]:
         from services.scorer.remap import main
 
         sys.exit(main(sys.argv[2:]))
-    service_main(ScorerSettings, create_app, MIGRATIONS_DIR)  # type: ignore[arg-type]
+    service_main(ScorerSettings, create_app, MIGRATIONS_DIR, consumer_offsets=consumer_offsets)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -15,10 +16,13 @@ from services.scorer.reads import VtrFastPath, dispatch
 from services.scorer.service import ScorerService
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import TodayFunction, utc_today
-from shared.db import create_engine, ping
+from shared.db import check_schema, create_engine, ping, report_schema
+from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
 from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 class ScorerApp(FastAPI):
@@ -42,6 +46,7 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await report_schema(engine, MIGRATIONS_DIR, "scorer")
         await service.reads.start()
         try:
             if background:
@@ -63,10 +68,13 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
     app.state.service = service
     app.vtr_fast_path = VtrFastPath(service.reads, settings.api_key_values)
     app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(EdgeGuard)
+    install_error_handlers(app, "scorer")
     app.include_router(
         operations_router(
             {
                 "database": lambda: ping(engine),
+                "schema": lambda: check_schema(engine, MIGRATIONS_DIR, "scorer"),
                 "kafka": lambda: broker_reachable(settings),
                 "consumer": consumer_running,
             }

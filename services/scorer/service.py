@@ -177,7 +177,8 @@ def decode_cursor(cursor: str) -> int:
     """Raises ValueError for anything that is not a cursor this API handed out."""
     padded = cursor + "=" * (-len(cursor) % 4)
     text = base64.urlsafe_b64decode(padded.encode()).decode()
-    if not text.isdigit():
+    # ASCII digits of a row id that fits the database's BIGINT.
+    if not (text.isascii() and text.isdigit()) or int(text) >= 2**63:
         raise ValueError("not a cursor")
     return int(text)
 

@@ -71,3 +71,40 @@ async def test_outage_gives_503_then_accepts_again_and_loses_nothing(
         assert [SHIPMENT_CODEC.decode(record.value).tracking_number for record in shipments] == [
             confirmed["tracking_number"]
         ]
+
+
+async def test_started_while_the_broker_is_down_it_waits_unready_then_serves(
+    fresh_broker: TansuBroker,
+    ingest_factory: Callable[[IngestSettings], AbstractAsyncContextManager[httpx.AsyncClient]],
+) -> None:
+    """Issue 14, section 6: the ingest no longer exits when the broker is down at start-up;
+    it answers 503 + Retry-After and reports not ready, retries with backoff, and serves
+    once the broker is reachable, without a restart."""
+    fresh_broker.stop()
+    settings = IngestSettings(
+        kafka_bootstrap=fresh_broker.bootstrap,
+        api_keys=API_KEY,
+        kafka_topic_partitions=2,
+        produce_deadline_seconds=1.0,
+        retry_after_seconds=3,
+    )
+    async with ingest_factory(settings) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["producer"].startswith("failed")
+        push = SAMPLE_PUSHES["17track"](settings, number_for("17track"))
+        response = await post(client, push)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "3"
+
+        fresh_broker.start()
+
+        async def ready_now() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        assert await eventually(ready_now, timeout_seconds=30)
+        number = number_for("17track")
+        assert (await post(client, SAMPLE_PUSHES["17track"](settings, number))).status_code == 200
+        records = await read_topic(settings, TRACKING_EVENTS, keyed(number), 3)
+        assert len(records) == 3

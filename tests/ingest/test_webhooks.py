@@ -201,7 +201,7 @@ async def test_authenticated_garbage_is_answered_as_received_and_kept_as_a_dead_
     # three retries in 100 minutes): a correctly signed push is answered as received.
     assert response.status_code == 200, response.text
     reply = response.json()
-    assert reply["deadlettered"] is True
+    assert reply["dead_lettered"] is True
     detail = reply["detail"]
     assert ("JSON" in detail) if garbage.startswith("not") else ("required field" in detail or "$" in detail)
     if source.startswith("china-post"):
@@ -278,7 +278,7 @@ async def test_metrics_follow_the_catalogue(ingest: httpx.AsyncClient, ingest_se
 async def test_readiness_checks_the_broker(ingest: httpx.AsyncClient) -> None:
     response = await ingest.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"kafka": "ok"}
+    assert response.json()["checks"] == {"kafka": "ok", "producer": "ok"}
 
 
 async def test_events_land_where_the_default_partitioner_puts_their_key(

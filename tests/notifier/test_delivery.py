@@ -16,12 +16,12 @@ import httpx
 import pytest
 from aiokafka import ConsumerRecord
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier import metrics
 from services.notifier.app import Runtime, create_app
-from services.notifier.db import as_utc, delivery_attempts, outbox
+from services.notifier.db import as_utc, delivery_attempts, outbox, subscriptions
 from services.notifier.settings import NotifierSettings
 from shared.schemas import SCORE_CODEC, Level, ScoreSnapshot
 from tests.notifier.conftest import (
@@ -121,6 +121,7 @@ async def harness(
         smtp_url=smtp_server.url,  # type: ignore[arg-type]
         mail_from="vtrwatch <alerts@vtrwatch.test>",
         slack_allowed_prefixes=stand_ins.slack.base_url + "/services/",  # type: ignore[arg-type]
+        slack_allow_private_addresses=True,  # the Slack stand-in listens on 127.0.0.1
         scorer_url=stand_ins.scorer.base_url,
         scorer_api_key=SCORER_KEY,  # type: ignore[arg-type]
         scorer_wait_seconds=60,
@@ -346,3 +347,63 @@ async def test_malformed_and_oversized_snapshots_are_skipped_and_counted_without
     harness.clock.advance(60)
     assert await harness.tick() == 2
     assert {row.category for row in await harness.rows()} == {"Toys & Games"}
+
+
+async def test_a_row_that_keeps_failing_unexpectedly_is_parked_and_the_others_are_sent(harness: Harness) -> None:
+    """Issue 14, 1b: a corrupt outbox row (its stored rendering is not JSON any more) is
+    retried a bounded number of times, then parked (failed, counted); the rows behind it
+    are delivered in the same pass."""
+    await harness.subscribe(emails=["ops@example.com", "boss@example.com"])
+    await harness.feed(make_snapshot(Level.BREACH, computed_at=harness.clock.now))
+    harness.clock.advance(60)
+    await harness.tick()
+    rows = await harness.rows()
+    assert len(rows) == 3
+    corrupt = rows[0]
+    async with harness.engine.begin() as connection:
+        await connection.execute(update(outbox).where(outbox.c.id == corrupt.id).values(rendered="{not json"))
+    parked_before = metrics.PARKED.labels(corrupt.channel)._value.get()
+
+    assert await harness.deliver() == 3
+    by_id = {row.id: row for row in await harness.rows()}
+    assert {row.status for row_id, row in by_id.items() if row_id != corrupt.id} == {"sent"}
+    assert by_id[corrupt.id].status == "pending"
+    assert by_id[corrupt.id].last_error == "unexpected JSONDecodeError"
+
+    for _ in range(10):
+        harness.clock.advance(10)  # past the capped backoff, well before the give-up age
+        await harness.deliver()
+    parked = next(row for row in await harness.rows() if row.id == corrupt.id)
+    assert parked.status == "failed"
+    assert parked.attempts == 5
+    assert parked.last_error.startswith("parked after 5 attempts")
+    assert metrics.PARKED.labels(corrupt.channel)._value.get() == parked_before + 1
+
+
+@SQLITE_ONLY  # PostgreSQL cannot even store the NUL; SQLite took it before the API refused it
+async def test_a_stored_address_with_a_nul_does_not_hold_up_another_sellers_alert(harness: Harness) -> None:
+    """Issue 14, 1b as reported: a subscription whose address holds a NUL (stored before
+    the API refused such input) must not delay another seller's alert."""
+    await harness.subscribe(emails=["ops@example.com"], slack_webhook_url=None)
+    async with harness.engine.begin() as connection:
+        await connection.execute(
+            insert(subscriptions).values(
+                seller_id="B0BAD",
+                emails='["bad\\u0000@example.com"]',
+                language="en",
+                min_level="WATCH",
+                created_at=harness.clock.now,
+                updated_at=harness.clock.now,
+            )
+        )
+    await harness.feed(make_snapshot(Level.BREACH, seller_id="B0BAD", computed_at=harness.clock.now))
+    await harness.feed(make_snapshot(Level.BREACH, computed_at=harness.clock.now))
+    harness.clock.advance(60)
+    await harness.tick()
+    assert {row.recipient for row in await harness.rows()} == {"bad\x00@example.com", "ops@example.com"}
+
+    await harness.deliver()  # one pass: the bad row first (oldest), the good one still goes out
+
+    assert len(harness.smtp.messages_to("ops@example.com")) == 1
+    bad = next(row for row in await harness.rows() if row.seller_id == "B0BAD")
+    assert bad.status in ("pending", "failed") and bad.last_error

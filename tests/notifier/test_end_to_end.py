@@ -55,6 +55,7 @@ def notifier_settings(
         consumer_group=group,
         smtp_url=smtp.url,  # type: ignore[arg-type]
         slack_allowed_prefixes=web.slack.base_url + "/services/",  # type: ignore[arg-type]
+        slack_allow_private_addresses=True,  # the Slack stand-in listens on 127.0.0.1
         scorer_url=web.scorer.base_url,
         scorer_api_key=SCORER_KEY,  # type: ignore[arg-type]
         debounce_seconds=0.3,

@@ -67,7 +67,7 @@ async def test_two_workers_racing_deliver_each_row_exactly_once(
             OutboxWorker(
                 engine=engine,
                 email_sender=SmtpEmailSender(SmtpConfig.from_url(smtp_server.url), "alerts@vtrwatch.test", 5),
-                slack_sender=WebhookSlackSender(5),
+                slack_sender=WebhookSlackSender(5, allow_private_addresses=True),
                 package_source=scorer,
                 policy=RetryPolicy(1, 4, 3600, 120),
                 clock=clock,

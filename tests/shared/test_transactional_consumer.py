@@ -12,10 +12,11 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import create_engine
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.schemas import DEADLETTER_CODEC, DeadLetter
 from shared.settings import ServiceSettings
-from shared.topics import TopicSpec
-from shared.transactional_consumer import TransactionalConsumer, consumer_offsets_table
+from shared.topics import DEADLETTER, TopicSpec
+from shared.transactional_consumer import PARKED_RECORDS, TransactionalConsumer, consumer_offsets_table
 from tools.localstack import TansuBroker
 
 metadata = MetaData()
@@ -293,3 +294,62 @@ async def test_a_claim_waits_for_the_previous_owners_commit_and_sees_its_offset(
         await batch.commit()
     assert await asyncio.wait_for(claim, 30) == {tp: (100, 2)}
     await engine.dispose()
+
+
+async def test_a_record_that_always_fails_is_parked_and_everything_else_goes_on(
+    database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
+) -> None:
+    """Issue 14, 1b: bounded retries, then the record is dead-lettered (raw bytes),
+    counted and skipped; the rest of its partition and the other partitions are applied."""
+    settings, topic, group = topic_and_group
+    await ensure_topics(settings, [TopicSpec(topic)])
+    engine = await _engine(database_url)
+    postgres = engine.dialect.name == "postgresql"
+    await _produce(settings, topic, 60)
+    # Never applicable: not UTF-8 (both databases); a NUL (PostgreSQL cannot store it).
+    poisons = [b"\xffpoison-" + uuid.uuid4().hex.encode()]
+    if postgres:
+        poisons.append(b"nul\x00" + uuid.uuid4().hex[:8].encode())
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for poison in poisons:
+            await producer.send_and_wait(topic, poison, key=b"k1")
+    finally:
+        await producer.stop()
+    await _produce(settings, topic, 60, start=60)
+    parked_before = PARKED_RECORDS.labels(group, topic)._value.get()
+
+    consumer = _consumer(settings, engine, topic, group, Recorder())
+    await consumer.start()
+    try:
+        await _wait_for_count(engine, 120, within_seconds=60)
+        deadline = asyncio.get_running_loop().time() + 30
+        while PARKED_RECORDS.labels(group, topic)._value.get() < parked_before + len(poisons):
+            assert asyncio.get_running_loop().time() < deadline, "the poison records were not parked"
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+    assert await _count(engine) == 120
+    letters = await _dead_letters(settings, group, len(poisons))
+    assert sorted(letter.raw for letter in letters) == sorted(poisons)
+    assert all(topic in letter.reason and letter.headers["topic"] == topic for letter in letters)
+    await engine.dispose()
+
+
+async def _dead_letters(settings: ServiceSettings, origin: str, expected: int) -> list[DeadLetter]:
+    consumer = make_consumer(settings, DEADLETTER, group_id=None)
+    await consumer.start()
+    found: list[DeadLetter] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while len(found) < expected and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found.extend(
+                    letter
+                    for record in records
+                    if record.key == origin.encode() and (letter := DEADLETTER_CODEC.decode(record.value)).origin
+                )
+    finally:
+        await consumer.stop()
+    return found

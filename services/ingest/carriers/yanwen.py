@@ -54,7 +54,12 @@ _PUSH = msgspec.json.Decoder(Push)
 def _zone(value: str | int | float | None) -> timezone:
     if value is None or value == "":
         return MAPPING.timezone
-    return parse_utc_offset(value if isinstance(value, str) else f"{value:+g}")
+    if not isinstance(value, str):
+        # Hours as a number: bounded before formatting (a 400-digit integer cannot become a float).
+        if not -14 <= value <= 14:
+            raise TimeFormatError("a number of hours outside -14..+14 is not a UTC offset")
+        value = f"{value:+g}"
+    return parse_utc_offset(value)
 
 
 def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
