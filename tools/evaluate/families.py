@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
 from tools.simulate.catalog import FailureRates
 from tools.simulate.scenario import Blackout, CarrierStop, Lane, LanePhase, ScenarioConfig, Seller, ValueMix
@@ -65,8 +66,7 @@ def delivery_stop(seed: int, hour: float = 12.0) -> ScenarioConfig:
         days_ago, share = rng.randint(2, 16), rng.choice((0.4, 0.6, 0.9))
         base = _lane(rng, i, rng.uniform(6, 12))
         failing = FailureRates(no_pickup=0.004, lost_in_transit=0.004, no_delivery_scan=share)
-        lane = Lane(base.marketplace, base.category, base.orders_per_day, base.services, FULL_HEAVY,
-                    (LanePhase(-days_ago, base.services, FULL_HEAVY, failing),))  # fmt: skip
+        lane = replace(base, values=FULL_HEAVY, phases=(LanePhase(-days_ago, base.services, FULL_HEAVY, failing),))
         sellers.append(Seller(f"DLVR{i}", (lane,), role="failing"))
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "DLVR", 4)))
 
@@ -79,8 +79,7 @@ def stalls(seed: int, hour: float = 12.0) -> ScenarioConfig:
         days_ago, share = rng.randint(2, 14), rng.choice((0.15, 0.3, 0.5))
         base = _lane(rng, i, rng.uniform(6, 12))
         failing = FailureRates(no_pickup=0.004, lost_in_transit=share)
-        lane = Lane(base.marketplace, base.category, base.orders_per_day, base.services, FULL_HEAVY,
-                    (LanePhase(-days_ago, base.services, FULL_HEAVY, failing),))  # fmt: skip
+        lane = replace(base, values=FULL_HEAVY, phases=(LanePhase(-days_ago, base.services, FULL_HEAVY, failing),))
         sellers.append(Seller(f"STALL{i}", (lane,), role="failing"))
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "STALL", 4)))
 
@@ -94,8 +93,7 @@ def unmapped_carrier(seed: int, hour: float = 12.0) -> ScenarioConfig:
         base = _lane(rng, i, rng.uniform(6, 12))
         service = base.services[0][0]
         mixed = ((service, 1.0 - share), ("fast-cargo/express", share))
-        lane = Lane(base.marketplace, base.category, base.orders_per_day, base.services,
-                    phases=(LanePhase(-days_ago, mixed),))  # fmt: skip
+        lane = replace(base, phases=(LanePhase(-days_ago, mixed),))
         sellers.append(Seller(f"UNMAP{i}", (lane,), role="failing"))
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "UNMAP", 4)))
 
@@ -128,9 +126,8 @@ def surge(seed: int, hour: float = 12.0) -> ScenarioConfig:
     for i in range(7):
         days_ago, factor = rng.randint(1, 12), rng.choice((1.5, 2.0, 3.0))
         base = _lane(rng, i, rng.uniform(5, 9))
-        lane = Lane(base.marketplace, base.category, base.orders_per_day, base.services, failures=near,
-                    phases=(LanePhase(-days_ago, base.services, base.values, overloaded,
-                                      base.orders_per_day * factor),))  # fmt: skip
+        surge_phase = LanePhase(-days_ago, base.services, base.values, overloaded, base.orders_per_day * factor)
+        lane = replace(base, failures=near, phases=(surge_phase,))
         sellers.append(Seller(f"SURGE{i}", (lane,), role="failing"))
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "SURGE", 4)))
 
