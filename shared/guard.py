@@ -277,6 +277,7 @@ def _undefined_table(error: BaseException) -> bool:
 
 def install_error_handlers(app: FastAPI, service: str) -> None:
     """422 without echoed input; 503 naming ``migrate`` when the schema is not at head."""
+    import asyncpg
     from sqlalchemy.exc import DBAPIError
 
     async def invalid_request(_: Request, error: Exception) -> Response:
@@ -314,5 +315,7 @@ def install_error_handlers(app: FastAPI, service: str) -> None:
 
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(DBAPIError, database_error)
+    # The scorer's read path talks to asyncpg directly (prepared statements, no SQLAlchemy).
+    app.add_exception_handler(asyncpg.PostgresError, database_error)
     app.add_exception_handler(SchemaNotReady, schema_not_ready)
     app.add_exception_handler(ConnectionError, database_unavailable)

@@ -37,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.scorer import metrics
 from services.scorer.schema import score_versions
+from shared.guard import InputRejected, check_target
 from shared.http import key_matches
 from shared.observability import HTTP_DURATION, HTTP_REQUESTS
 
@@ -202,6 +203,10 @@ class VtrFastPath:
         """The seller id if this request is one the fast path serves, else None."""
         if scope["method"] != "GET" or scope["query_string"]:
             return None
+        try:
+            check_target(scope)  # the decoding guard every other route gets from EdgeGuard
+        except InputRejected:
+            return None
         match = _VTR_PATH.fullmatch(scope["path"])
         if match is None or not self._authorised(scope):
             return None
@@ -214,11 +219,17 @@ class VtrFastPath:
                 return scheme.lower() == b"bearer" and key_matches(credentials.strip(), self._accepted_keys())
         return False
 
-    async def serve(self, seller_id: str, send: Send) -> None:
+    async def serve(self, seller_id: str, send: Send) -> bool:
+        """Answer, or return False without sending anything when the answer cannot be had
+        here (a database that is down or not migrated): FastAPI's route then answers with
+        the service's error handling (503 and why), like every other route."""
         started = time.perf_counter()
-        status = 500
         try:
             body = await self._reads.answer(seller_id, self._reads.today())
+        except Exception:
+            return False
+        status = 500
+        try:
             if body is None:
                 status, body = 404, _JSON.encode({"detail": UNKNOWN_SELLER})
             else:
@@ -237,6 +248,7 @@ class VtrFastPath:
                 counter = self._requests[status] = HTTP_REQUESTS.labels(VTR_ROUTE, "GET", str(status))
             counter.inc()
             self._duration.observe(time.perf_counter() - started)
+        return True
 
 
 async def dispatch(fast_path: VtrFastPath, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -246,5 +258,4 @@ async def dispatch(fast_path: VtrFastPath, scope: Scope, receive: Receive, send:
     seller_id = fast_path.matches(scope)
     if seller_id is None:
         return False
-    await fast_path.serve(seller_id, send)
-    return True
+    return await fast_path.serve(seller_id, send)

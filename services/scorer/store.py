@@ -1000,7 +1000,6 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
         ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
     )
     state = ModelState(computed_at=now, recent_hours=settings.recent_hours)
-    health_since = now - timedelta(hours=settings.health_baseline_hours + 24.0)
     scan_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     for (
         seller_id,
@@ -1027,9 +1026,11 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
             settings,
         ):
             state.add(observation)
+        # Every carrier with a scan gets a health entry (its newest scan, however old); the
+        # usual rate only counts the baseline period (services/scorer/model.py).
         times = scan_times[(carrier, origin)]
         for moment in {first_scan_at, delivery_scan_at, last_scan_at}:
-            if moment is not None and moment >= health_since:
+            if moment is not None:
                 times.append(moment)
     state.health = carrier_health(scan_times, now, settings)
     return state

@@ -54,6 +54,7 @@ FAILURE_ONLY = {
     "alert VtrIngestErrorRatioHigh": "here: the broker is stopped",
     "alert VtrIngestLatencyHigh": "promtool: ingest slower than 500 ms at p99",
     "alert VtrCarrierSilent": "promtool: 3 hours without a push",
+    "alert VtrCarrierScansStopped": "promtool: a carrier silent for every seller",
     "alert VtrScorerLagGrowing": "promtool: lag above 1000 and growing",
     "alert VtrScorerStuck": "promtool: lag and nothing applied for 10 minutes",
     "alert VtrScorerOutboxGrowing": "promtool: outbox growing for 15 minutes",
@@ -185,6 +186,7 @@ def service_environment(stack_tmp: Path, broker: TansuBroker, ports: dict[str, i
         "VTR_PUBLISH_INTERVAL_SECONDS": "0.2",
         "VTR_CLOCK_INTERVAL_SECONDS": "1",
         "VTR_GAUGES_INTERVAL_SECONDS": "1",
+        "VTR_MODEL_REFRESH_SECONDS": "1",
         # notifier: no debounce, short waits, retries within the test.
         "VTR_SCORER_URL": f"http://127.0.0.1:{ports['scorer']}",
         "VTR_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",

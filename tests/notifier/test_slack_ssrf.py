@@ -111,6 +111,7 @@ def test_the_allowance_is_refused_in_prod(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("VTR_SCORER_API_KEY", "s-" + "x" * 20)
     monkeypatch.setenv("VTR_SMTP_URL", "smtp://mail.example.com:25")
     monkeypatch.setenv("VTR_DATABASE_URL", "postgresql+asyncpg://vtr@db/vtr")
+    monkeypatch.setenv("VTR_CONSOLE_SECRET", "c-" + "x" * 30)
     NotifierSettings()
     monkeypatch.setenv("VTR_SLACK_ALLOW_PRIVATE_ADDRESSES", "true")
     with pytest.raises(ValueError, match="VTR_SLACK_ALLOW_PRIVATE_ADDRESSES"):
