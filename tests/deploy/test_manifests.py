@@ -19,6 +19,7 @@ from pydantic import AliasChoices
 from services.ingest.settings import IngestSettings
 from services.notifier.settings import NotifierSettings
 from services.scorer.settings import ScorerSettings
+from shared.console_links import CONSOLE_PREFIX
 from shared.settings import ENV_PREFIX, ServiceSettings
 from shared.topics import DEADLETTER, SCORES, SHIPMENTS, TRACKING_EVENTS, deadletter_spec
 from tests.deploy.conftest import OVERLAYS, ROOT
@@ -386,33 +387,112 @@ def test_migration_job_migrates_both_databases(rendered: Rendered) -> None:
 # --- Traffic ------------------------------------------------------------------------------
 
 
-def test_ingress_reaches_only_ingest_with_its_body_limits(rendered: Rendered) -> None:
-    ingresses = of_kind(rendered["prod"], "Ingress")
+#: What the scorer serves besides the console; none of it may be reachable from outside.
+SCORER_INTERNAL_PATHS = (
+    "/v1/sellers",
+    "/v1/sellers/A1SELLER/vtr",
+    "/metrics",
+    "/readyz",
+    "/healthz",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+)
+#: Annotations that would make nginx route or rewrite beyond the Ingress' plain prefixes.
+ROUTING_ANNOTATIONS = ("use-regex", "rewrite-target", "app-root", "server-snippet", "configuration-snippet")
+
+
+def ingress_paths(objects: list[Object]) -> list[tuple[Object, Object, Object]]:
+    """(Ingress, rule, path) for every path of every Ingress."""
+    return [
+        (ingress, rule, path)
+        for ingress in of_kind(objects, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+
+
+def prefix_matches(prefix: str, request_path: str) -> bool:
+    """Kubernetes' pathType Prefix: element-wise, so /console matches /console/x, not /consoles."""
+    prefix = prefix.rstrip("/")
+    return prefix == "" or request_path == prefix or request_path.startswith(prefix + "/")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingress_reaches_ingest_with_its_body_limits_and_the_scorer_only_at_the_console(
+    rendered: Rendered, overlay: str
+) -> None:
+    objects = rendered[overlay]
     limits = {}
-    for ingress in ingresses:
-        for rule in ingress["spec"]["rules"]:
-            for path in rule["http"]["paths"]:
-                assert path["backend"]["service"]["name"] == "ingest"
-                size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
-                limits[path["path"]] = nginx_size_bytes(size)
+    scorer_paths = []
+    for ingress, rule, path in ingress_paths(objects):
+        annotations = ingress["metadata"]["annotations"]
+        assert "defaultBackend" not in ingress["spec"], ingress["metadata"]["name"]
+        assert path["pathType"] == "Prefix", ingress["metadata"]["name"]
+        assert not any(f"nginx.ingress.kubernetes.io/{name}" in annotations for name in ROUTING_ANNOTATIONS)
+        assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+        assert any(rule["host"] in tls["hosts"] and tls["secretName"] for tls in ingress["spec"]["tls"])
+        backend = path["backend"]["service"]
+        assert backend["name"] in ("ingest", "scorer"), f"{ingress['metadata']['name']} routes to {backend['name']}"
+        assert backend["port"] == {"name": "http"}
+        size = nginx_size_bytes(annotations["nginx.ingress.kubernetes.io/proxy-body-size"])
+        if backend["name"] == "ingest":
+            limits[path["path"]] = size
+        else:
+            scorer_paths.append(path["path"])
+            # Read-only GET pages: no request body worth more than a few KiB.
+            assert size <= 64 * 1024
     settings = IngestSettings()
     assert limits == {"/v1/webhooks": settings.max_body_bytes, "/v1/shipments": settings.max_shipments_body_bytes}
+    # The scorer: the console's prefix and nothing else (not its API, metrics, probes or docs).
+    assert scorer_paths == [CONSOLE_PREFIX] == ["/console"]
+    for internal in SCORER_INTERNAL_PATHS:
+        assert not any(prefix_matches(prefix, internal) for prefix in scorer_paths), internal
+    assert prefix_matches("/console", "/console/A1SELLER/category")
+    assert not prefix_matches("/console", "/consoles")
+    (service,) = [obj for obj in of_kind(objects, "Service") if obj["metadata"]["name"] == "scorer"]
+    assert [port["name"] for port in service["spec"]["ports"]] == ["http"]
 
 
-def test_network_policies_let_only_ingest_in_from_outside(rendered: Rendered) -> None:
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_console_links_in_messages_point_at_the_console_ingress(rendered: Rendered, overlay: str) -> None:
+    objects = rendered[overlay]
+    (console,) = [obj for obj in of_kind(objects, "Ingress") if obj["metadata"]["name"] == "scorer-console"]
+    (rule,) = console["spec"]["rules"]
+    hosts = {rule["host"] for ingress in of_kind(objects, "Ingress") for rule in ingress["spec"]["rules"]}
+    assert len(hosts) == 2, "the console has a host of its own, apart from the webhooks'"
+    # The notifier reads VTR_CONSOLE_URL from the ConfigMap (not overridden in its pod).
+    (container,) = pod_spec(workload_of(objects, "notifier"))["containers"]
+    assert "VTR_CONSOLE_URL" not in env_of(container)
+    assert {"configMapRef": {"name": "vtrwatch-config"}} in container["envFrom"]
+    assert config_map(objects)["VTR_CONSOLE_URL"] == f"https://{rule['host']}"
+    # Behind the TLS Ingress the scorer sees https (X-Forwarded-Proto): Secure cookies.
+    (scorer,) = pod_spec(workload_of(objects, "scorer"))["containers"]
+    assert env_of(scorer)["FORWARDED_ALLOW_IPS"]["value"] == "*"
+
+
+def test_network_policies_let_in_from_outside_only_ingest_and_the_scorer_http_port(rendered: Rendered) -> None:
     policies = of_kind(rendered["prod"], "NetworkPolicy")
     default_deny = one(rendered["prod"], "NetworkPolicy", "vtrwatch-default-deny")
     assert default_deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert "ingress" not in default_deny["spec"] and "egress" not in default_deny["spec"]
-    from_other_namespaces = set()
+    from_other_namespaces: dict[tuple[str, str], set[Any]] = {}
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             for peer in rule["from"]:
                 namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                if "namespaceSelector" in peer or "ipBlock" in peer:
+                    assert namespace is not None, f"{policy['metadata']['name']}: a peer beyond one named namespace"
                 if namespace is not None and namespace != "monitoring":
                     component = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
-                    from_other_namespaces.add((component, namespace))
-    assert from_other_namespaces == {("ingest", "ingress-nginx")}
+                    assert rule.get("ports"), f"{policy['metadata']['name']}: every port open to {namespace}"
+                    ports = from_other_namespaces.setdefault((component, namespace), set())
+                    ports |= {port["port"] for port in rule["ports"]}
+    # The ingress controller reaches each backend of the Ingresses on its http port only.
+    assert from_other_namespaces == {
+        ("ingest", "ingress-nginx"): {IngestSettings().http_port},
+        ("scorer", "ingress-nginx"): {ScorerSettings().http_port},
+    }
     egress_ports = {
         policy["metadata"]["name"]: {
             port["port"] for rule in policy["spec"].get("egress", []) for port in rule["ports"]
