@@ -428,6 +428,21 @@ class ModelState:
         )
         histogram.add_recent(observation.elapsed_hours, observation.reached, observation.age_hours, self.recent_hours)
 
+    def lanes_only(self) -> ModelState:
+        """The same state with every seller's histograms merged into their lane's: what is
+        stored (small whatever the number of sellers); seller lanes are rebuilt from the
+        packages at each refresh."""
+        merged: dict[tuple[LaneKey, Milestone], Histogram] = {}
+        for (lane, milestone), histogram in self.histograms.items():
+            key = (("", *lane[1:]), milestone)
+            target = merged.get(key)  # type: ignore[arg-type]
+            if target is None:
+                target = merged[key] = Histogram()  # type: ignore[index]
+            target.merge(histogram)
+        return ModelState(
+            merged, dict(self.health), self.computed_at, self.recent_hours, dict(self.baseline_after_hours)
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "computed_at": self.computed_at.isoformat() if self.computed_at else None,

@@ -1044,7 +1044,7 @@ async def load_model_state(connection: AsyncConnection) -> ModelState | None:
 async def save_model_state(connection: AsyncConnection, state: ModelState) -> None:
     assert state.computed_at is not None
     statement = dialect_insert(connection, model_state).values(
-        name=MODEL_STATE_NAME, computed_at=state.computed_at, body=_JSON.encode(state.as_json()).decode()
+        name=MODEL_STATE_NAME, computed_at=state.computed_at, body=_JSON.encode(state.lanes_only().as_json()).decode()
     )
     statement = statement.on_conflict_do_update(
         index_elements=[model_state.c.name],

@@ -219,3 +219,14 @@ def test_probabilities_stay_in_range_for_every_elapsed_time() -> None:
             probability, _ = estimate(model, LANE, hours_ago=hours, days_left=3, full=full)
             assert 0.0 <= probability <= 1.0
     assert len(model.curve(LANE, Milestone.FIRST_SCAN).survival) == BUCKETS + 1
+
+
+def test_the_stored_state_is_per_lane_whatever_the_number_of_sellers() -> None:
+    sellers = [(f"seller-{i}", *LANE[1:]) for i in range(30)]
+    packages = [package for seller in sellers for package in healthy_history(seller, days=6, per_day=2)]  # type: ignore[arg-type]
+    state = state_of(packages)
+    stored = state.lanes_only()
+    assert len(state.histograms) == 30 * 2 and len(stored.histograms) == 2
+    for milestone in Milestone:
+        total = sum(sum(h.events) for (lane, m), h in state.histograms.items() if m is milestone)
+        assert sum(stored.histograms[(("", *LANE[1:]), milestone)].events) == pytest.approx(total)  # type: ignore[index]
