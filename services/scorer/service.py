@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as time_of_day
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -32,6 +31,7 @@ from services.scorer.schema import daily_counts, daily_reasons, offsets, package
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import (
     MICRO,
+    NOON,
     PACKAGE_COLUMNS,
     ConcurrentUpdate,
     Evaluator,
@@ -197,10 +197,12 @@ class ScorerService:
         settings: ScorerSettings,
         engine: AsyncEngine,
         today: TodayFunction = utc_today,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.today = today
+        self._now = now
         self.evaluator = Evaluator(load_policy(settings.policy_file))
         self.floor = Fraction(str(settings.vtr_floor))
         self.thresholds = settings.level_thresholds()
@@ -323,30 +325,18 @@ class ScorerService:
     # -- clock -----------------------------------------------------------------------
 
     def now(self) -> datetime:
-        """Naive UTC now; noon of ``today()`` when a test or a tool pins another day."""
+        """Naive UTC now; noon of ``today()`` when a test or a tool pins another day, or what
+        the ``now`` given to the service says (the evaluation pins the moment)."""
+        if self._now is not None:
+            return self._now()
         moment = datetime.now(UTC).replace(tzinfo=None)
         today = self.today()
-        return moment if moment.date() == today else datetime.combine(today, time_of_day(12))
+        return moment if moment.date() == today else datetime.combine(today, NOON)
 
-    async def refresh_model(self, force: bool = False) -> int:
-        """Rebuild the forecast model when it is older than ``VTR_MODEL_REFRESH_SECONDS`` (or
-        take the one another instance stored meanwhile); returns the packages made due."""
-        now = self.now()
+    def model_due(self) -> bool:
+        """Whether the forecast model is older than ``VTR_MODEL_REFRESH_SECONDS`` (or was never built)."""
         computed = self.evaluator.model.state.computed_at
-        if (
-            not force
-            and computed is not None
-            and (now - computed).total_seconds() < self.settings.model_refresh_seconds
-        ):
-            return 0
-        started = time.perf_counter()
-        async with self.engine.begin() as connection:
-            marked = await refresh_model(connection, self.evaluator, now)
-        async with self.engine.begin() as connection:
-            await refresh_projections(connection, self.evaluator.policy.forecast, self.today(), now)
-        metrics.MODEL_REFRESH_SECONDS.observe(time.perf_counter() - started)
-        self._export_carrier_health()
-        return marked
+        return computed is None or (self.now() - computed).total_seconds() >= self.settings.model_refresh_seconds
 
     def _export_carrier_health(self) -> None:
         model = self.evaluator.model
@@ -357,15 +347,25 @@ class ScorerService:
             metrics.CARRIER_SCAN_RATE.labels(health.carrier, health.origin).set(round(health.usual_rate, 4))
             metrics.CARRIER_SILENT.labels(health.carrier, health.origin).set(int(health.silent(model.settings)))
 
-    async def run_clock_once(self) -> tuple[int, bool]:
-        """Refresh the model when due, recompute pending packages whose review is due, expire
-        pending packages whose promised date passed, and mark the window slide once a day."""
+    async def run_clock_once(self, refresh: bool | None = None) -> tuple[int, bool]:
+        """Refresh the model when due (``refresh`` forces it either way), recompute pending
+        packages whose review is due, expire pending packages whose promised date passed,
+        rebuild the projections with those fresh probabilities, and mark the window slide
+        once a day."""
         today = self.today()
-        await self.refresh_model()
+        refreshing = self.model_due() if refresh is None else refresh
+        if refreshing:
+            started = time.perf_counter()
+            async with self.engine.begin() as connection:
+                await refresh_model(connection, self.evaluator, self.now())
+            metrics.MODEL_REFRESH_SECONDS.observe(time.perf_counter() - started)
+            self._export_carrier_health()
         reviewed = await self._run_clock_step(review_due, today)
         expired = await self._run_clock_step(expire_pending, today)
+        if refreshing:
+            async with self.engine.begin() as connection:
+                await refresh_projections(connection, self.evaluator.policy.forecast, today, self.now())
         metrics.REVIEWED_PACKAGES.inc(reviewed)
-        overdue = reviewed
         async with self.engine.begin() as connection:
             slid = await mark_window_slide(connection, today, self.settings.window_lag_days, FORECAST_DAYS)
             if slid:
@@ -373,7 +373,7 @@ class ScorerService:
                 await prune_counters(connection, oldest_needed - timedelta(days=self.settings.counters_retention_days))
         metrics.EXPIRED_PACKAGES.inc(expired)
         metrics.CLOCK_RUNS.labels("ok").inc()
-        if expired or overdue or slid:
+        if expired or reviewed or slid:
             self._wake_publisher.set()
         return expired, slid
 

@@ -364,14 +364,13 @@ class Evaluator:
 
     policy: Policy
     #: Replaced by the clock job when the model is refreshed (see :func:`refresh_model`).
-    model: Model = field(default=None)  # type: ignore[assignment]
+    model: Model = field(init=False)
     #: required_tracking per (origin, marketplace, amount, currency): Decimal arithmetic and
     #: FX conversion per package were a large share of a batch's evaluation time.
     _levels: dict[tuple[str, str, str, str], TrackingLevel] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.model is None:
-            self.model = Model(ModelState(), self.policy.forecast)
+        self.model = Model(ModelState(), self.policy.forecast)
 
     def required_tracking(self, facts: ShipmentFacts) -> TrackingLevel:
         key = (facts.ship_from_country, facts.marketplace, facts.order_amount, facts.order_currency)
@@ -1034,11 +1033,6 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
                 times.append(moment)
     state.health = carrier_health(scan_times, now, settings)
     return state
-
-
-async def load_model_state(connection: AsyncConnection) -> ModelState | None:
-    row = (await connection.execute(select(model_state.c.body).where(model_state.c.name == MODEL_STATE_NAME))).first()
-    return None if row is None else ModelState.from_json(msgspec.json.decode(row[0]))
 
 
 async def save_model_state(connection: AsyncConnection, state: ModelState) -> None:

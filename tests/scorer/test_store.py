@@ -7,13 +7,15 @@ import random
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.forecast import DayCounts
+from services.scorer.model import Milestone, ModelState
 from services.scorer.policy import summarise_scans
-from services.scorer.schema import outbox, packages
+from services.scorer.schema import model_state, outbox, packages
 from services.scorer.store import (
     ConcurrentUpdate,
     Evaluator,
@@ -259,6 +261,13 @@ async def test_a_refreshed_model_makes_the_affected_lanes_due_for_review(
     after_scans = await probability(scorer_engine)
     # Nothing was ever scanned: the lane looked dead. With its history scanned it is healthy.
     assert shipments_only < 0.5 < 0.9 < after_scans
+    # The stored state is the lane's (sellers merged), with the carrier's health.
+    async with scorer_engine.connect() as connection:
+        body = (await connection.execute(select(model_state.c.body))).scalar_one()
+    stored = ModelState.from_json(msgspec.json.decode(body))
+    assert {lane for lane, _ in stored.histograms} == {("", "yanwen", "yanwen line", "CN", "US")}
+    assert sum(stored.histograms[(("", "yanwen", "yanwen line", "CN", "US"), Milestone.FIRST_SCAN)].events) > 0
+    assert set(stored.health) == {("yanwen", "CN")}
 
 
 async def test_window_slide_is_marked_once_per_day(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:

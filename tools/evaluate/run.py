@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 from aiokafka import ConsumerRecord
@@ -26,7 +26,7 @@ from services.ingest.shipments import risk_flags
 from services.scorer.schema import metadata, packages
 from services.scorer.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import apply_records, expire_pending, refresh_model, refresh_projections, review_due
+from services.scorer.store import NOON, apply_records
 from shared.carriers import carrier_slug
 from shared.db import create_engine
 from shared.schemas import (
@@ -195,20 +195,6 @@ async def _apply(
             await apply_records(connection, service.evaluator, batch, today, now)
 
 
-async def run_clock(engine: AsyncEngine, service: ScorerService, today: date, now: datetime) -> None:
-    """What the clock job does once its timers are due: refresh the model, review, expire."""
-    async with engine.begin() as connection:
-        await refresh_model(connection, service.evaluator, now)
-    for step in (review_due, expire_pending):
-        while True:
-            async with engine.begin() as connection:
-                written = await step(connection, service.evaluator, today, BATCH, now)
-            if written < BATCH:
-                break
-    async with engine.begin() as connection:
-        await refresh_projections(connection, service.evaluator.policy.forecast, today, now)
-
-
 def true_leads(scenario: Scenario, today: date, horizon: int = 14) -> dict[tuple[str, str, str], int | None]:
     series = [vtr_by_key(scenario, today + timedelta(days=k)) for k in range(horizon + 1)]
     leads: dict[tuple[str, str, str], int | None] = {}
@@ -232,16 +218,17 @@ async def evaluate_scenario(
         async with engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
         settings = ScorerSettings(database_url=database_url, api_keys="evaluate")  # type: ignore[arg-type]
-        service = ScorerService(settings, engine, today=lambda: today)
+        # The service's own clock job, at the evaluated moment, its model refresh forced.
+        service = ScorerService(settings, engine, today=lambda: today, now=lambda: now)
         shipments, events = messages(scenario, known_at)
         if order == "shipments-first":
             await _apply(engine, service, shipments, today, now)
-            await run_clock(engine, service, today, now)
+            await service.run_clock_once(refresh=True)
             await _apply(engine, service, events, today, now)
         else:
             await _apply(engine, service, events, today, now)
             await _apply(engine, service, shipments, today, now)
-        await run_clock(engine, service, today, now + timedelta(seconds=1))
+        await service.run_clock_once(refresh=True)
 
         leads = true_leads(scenario, today)
         known_truth = vtr_by_key(scenario, today, known_at)
@@ -300,4 +287,4 @@ async def evaluate_scenario(
 
 
 def noon(day: date) -> datetime:
-    return datetime.combine(day, time(12), UTC)
+    return datetime.combine(day, NOON, UTC)
