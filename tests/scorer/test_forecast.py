@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -137,3 +138,62 @@ def test_few_packages_are_never_above_watch_unless_breached() -> None:
     assert level_of(result) is Level.WATCH
     assert level_of(score({days_before(3): DayCounts(valid=8, invalid=1)}, D)) is Level.BREACH
     assert level_of(result, LevelThresholds(min_packages=0)) is Level.AT_RISK
+
+
+def pending(count: int, probability: float) -> DayCounts:
+    """``count`` pending packages of one promised day, each valid with ``probability``."""
+    return DayCounts(
+        pending=count, expected_valid=count * probability, variance=count * probability * (1 - probability)
+    )
+
+
+def at_floor_with_one_entering(probability: float) -> dict[date, DayCounts]:
+    # Ten valid packages leave the window tomorrow and one pending package enters it:
+    # tomorrow's window holds 18 valid, 1 invalid and that one, and needs 19 of the 20 valid.
+    return {
+        days_before(30): DayCounts(valid=10),
+        days_before(5): DayCounts(valid=18, invalid=1),
+        D: pending(1, probability),
+    }
+
+
+@pytest.mark.parametrize("probability", [0.0, 0.3, 0.7, 1.0])
+def test_a_days_breach_probability_is_the_chance_too_few_pending_packages_turn_valid(probability: float) -> None:
+    tomorrow = score(at_floor_with_one_entering(probability), D).forecast[0]
+    # Breach unless the one package turns valid: P = 1 - p (normal approximation, so loosely).
+    assert tomorrow.breach_probability == pytest.approx(1 - probability, abs=0.25)
+    assert tomorrow.p10 is not None and tomorrow.p90 is not None
+    assert tomorrow.p10 <= tomorrow.vtr <= tomorrow.p90  # type: ignore[operator]
+    assert tomorrow.p10 >= 18 / 20 - 1e-9 and tomorrow.p90 <= 19 / 20 + 1e-9  # nothing impossible
+
+
+def test_the_breach_probability_orders_the_outcomes() -> None:
+    chances = [score(at_floor_with_one_entering(p), D).breach_probability for p in (0.0, 0.3, 0.7, 1.0)]
+    assert chances == sorted(chances, reverse=True)
+    assert chances[0] == pytest.approx(1.0, abs=0.02) and chances[-1] == pytest.approx(0.0, abs=0.02)
+
+
+def test_a_likely_breach_is_at_risk_even_when_the_expected_vtr_stays_above_the_floor() -> None:
+    # 40 valid in the window, 60 packages entering over the next days at 0.93 each: the
+    # expected VTR stays above 95%, but the chance of falling below it is real.
+    days = {days_before(5): DayCounts(valid=40), **{D + timedelta(days=k): pending(6, 0.93) for k in range(10)}}
+    result = score(days, D)
+    assert result.forecast_minimum is not None and result.forecast_minimum > 0.95
+    assert result.days_to_breach is None
+    assert result.breach_probability is not None and 0.3 <= result.breach_probability < 0.5
+    assert level_of(result) is Level.AT_RISK
+    # The expected minimum alone (95.8%) is not below the WATCH bound of this test: the chance is.
+    quiet_minimum = LevelThresholds(at_risk_breach_probability=0.5, watch_forecast_below=0.9)
+    assert level_of(result, quiet_minimum) is Level.WATCH
+    assert level_of(result, replace(quiet_minimum, watch_breach_probability=0.5)) is Level.OK
+
+
+def test_projected_orders_enter_the_forecast() -> None:
+    healthy = {days_before(10): DayCounts(valid=100)}
+    with_projection = {**healthy, D: DayCounts(projected=10.0, projected_valid=5.0, projected_variance=2.5)}
+    plain, projected = score(healthy, D).forecast[0], score(with_projection, D).forecast[0]
+    assert plain.vtr == pytest.approx(1.0)
+    assert projected.vtr == pytest.approx(105 / 110)
+    assert projected.breach_probability is not None and projected.breach_probability > 0.3
+    # Today's numbers never include orders not confirmed yet.
+    assert score(with_projection, D).total == score(healthy, D).total == 100
