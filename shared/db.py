@@ -8,6 +8,7 @@ alembic ``env.py`` calls :func:`run_alembic_env`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,10 @@ class SchemaNotReady(ReadinessProblem):
         super().__init__(f"{detail}; run `{self.command}`")
 
 
+@functools.cache
 def head_revision(migrations_dir: Path) -> str | None:
+    """The head revision of a service's migrations (they do not change while it runs, and
+    ``/readyz`` asks on every probe: parsed once)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(migrations_dir, "sqlite://")).get_current_head()

@@ -30,7 +30,12 @@ def normalise_tracking_number(tracking_number: str) -> str:
     return tracking_number.strip().upper()
 
 
-def deadletter_spec(max_body_bytes: int) -> TopicSpec:
+#: The largest body the ingest accepts by default (a batch of shipment records): the
+#: dead-letter topic must take it, whichever service creates the topic first.
+LARGEST_BODY_BYTES = 8 * 1024 * 1024
+
+
+def deadletter_spec(max_body_bytes: int = LARGEST_BODY_BYTES) -> TopicSpec:
     # Base64 makes the body a third larger; the envelope adds a little more.
     size = max_body_bytes * 4 // 3 + DEADLETTER_OVERHEAD_BYTES
     return TopicSpec(DEADLETTER, {"max.message.bytes": str(size)})

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
@@ -50,7 +50,7 @@ from shared.db import is_transient
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.schemas import DEADLETTER_CODEC, DeadLetter
 from shared.settings import ServiceSettings
-from shared.topics import DEADLETTER, TopicSpec
+from shared.topics import DEADLETTER, deadletter_spec
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,8 @@ class TransactionalConsumer:
         #: Bumped on every rebalance: a batch fetched before it may predate a seek and is dropped.
         self._assignment_epoch = 0
         self._consumer: AIOKafkaConsumer | None = None
+        #: Started on the first parked record (see ``_deadletter_producer``).
+        self._deadletters: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.records_applied = 0
@@ -203,6 +205,9 @@ class TransactionalConsumer:
         if self._consumer:
             await self._consumer.stop()
         self._consumer = None
+        if self._deadletters is not None:
+            await self._deadletters.stop()
+            self._deadletters = None
 
     @property
     def running(self) -> bool:
@@ -437,17 +442,7 @@ class TransactionalConsumer:
             try:
                 await self._apply_in_transaction(owned)
             except Fenced as fenced:
-                # Only the fenced partitions are someone else's now: give those up, and
-                # rewind the others of the rolled-back batch so that they are applied again.
-                log.warning("fenced by another instance; pausing those partitions", extra={"detail": str(fenced)})
-                now = time.monotonic()
-                for tp in fenced.partitions:
-                    self._generations.pop(tp, None)
-                    self._fenced_at[tp] = now
-                self._consumer.pause(*fenced.partitions)
-                for tp in owned:
-                    if tp not in fenced.partitions:
-                        await self._rewind(tp)
+                await self._give_up(fenced, owned)
                 return 0
             except asyncio.CancelledError:
                 raise
@@ -465,6 +460,9 @@ class TransactionalConsumer:
                         failed = False
                     except asyncio.CancelledError:
                         raise
+                    except Fenced as fenced:  # another instance took a partition meanwhile
+                        await self._give_up(fenced, owned)
+                        return 0
                     except Exception:
                         log.exception("isolating the bad record failed; retrying", extra={"group": self._group_id})
                 if failed:
@@ -479,6 +477,20 @@ class TransactionalConsumer:
             return 0
         await self._commit_to_kafka()
         return sum(len(records) for records in owned.values())
+
+    async def _give_up(self, fenced: Fenced, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Only the fenced partitions are someone else's now: give those up, and rewind the
+        others of the rolled-back batch so that they are applied again."""
+        assert self._consumer is not None
+        log.warning("fenced by another instance; pausing those partitions", extra={"detail": str(fenced)})
+        now = time.monotonic()
+        for tp in fenced.partitions:
+            self._generations.pop(tp, None)
+            self._fenced_at[tp] = now
+        self._consumer.pause(*fenced.partitions)
+        for tp in owned:
+            if tp not in fenced.partitions:
+                await self._rewind(tp)
 
     async def _apply_isolating(self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         """A batch that keeps failing: apply it one partition at a time, and a failing
@@ -512,6 +524,16 @@ class TransactionalConsumer:
                 if last_error is not None:
                     await self._park(tp, record, last_error)
 
+    async def _deadletter_producer(self) -> AIOKafkaProducer:
+        """One producer for the instance's dead letters, started (and the topic made sure of,
+        sized like the ingest's) on the first parked record."""
+        if self._deadletters is None:
+            await ensure_topics(self._settings, [deadletter_spec()])
+            producer = make_producer(self._settings)
+            await producer.start()
+            self._deadletters = producer
+        return self._deadletters
+
     async def _park(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
         """Dead-letter one record (raw bytes, for replay after a fix), then move past it.
         The dead letter is acknowledged before the offset moves: never skipped silently."""
@@ -524,13 +546,8 @@ class TransactionalConsumer:
             received_at=datetime.now(UTC),
             headers={"topic": tp.topic, "partition": str(tp.partition), "offset": str(record.offset)},
         )
-        await ensure_topics(self._settings, [TopicSpec(DEADLETTER)])
-        producer = make_producer(self._settings)
-        await producer.start()
-        try:
-            await producer.send_and_wait(DEADLETTER, DEADLETTER_CODEC.encode(letter), key=self._group_id.encode())
-        finally:
-            await producer.stop()
+        producer = await self._deadletter_producer()
+        await producer.send_and_wait(DEADLETTER, DEADLETTER_CODEC.encode(letter), key=self._group_id.encode())
         await self._apply_in_transaction({tp: [record]}, apply=False)
         PARKED_RECORDS.labels(self._group_id, tp.topic).inc()
         log.error(

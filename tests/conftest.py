@@ -88,3 +88,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> 
         return f"sqlite+aiosqlite:///{tmp_path}/test.db"
     factory: Callable[[], str] = request.getfixturevalue("new_postgres_database")
     return factory()
+
+
+def _parked_records() -> float:
+    from shared.transactional_consumer import PARKED_RECORDS
+
+    return sum(sample.value for sample in PARKED_RECORDS.collect()[0].samples if sample.name.endswith("_total"))
+
+
+@pytest.fixture
+def parking_allowed() -> None:
+    """Requested by a test that parks records on purpose (see :func:`nothing_parked`)."""
+
+
+@pytest.fixture(autouse=True)
+def nothing_parked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No test parks a record unless it says so: a record applied twice fails the test's
+    database write (a primary key), and parking it after retries would otherwise hide that."""
+    before = _parked_records()
+    yield
+    if "parking_allowed" not in request.fixturenames:
+        assert _parked_records() == before, "a record was parked: it failed to apply (applied twice?)"

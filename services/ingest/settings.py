@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import NoDecode
 
 from shared.settings import DEV_SECRET_PREFIX, ServiceSettings, comma_separated, secret_field
+from shared.topics import LARGEST_BODY_BYTES
 
 #: The 17TRACK key's variable starts with a digit after the prefix, which no Python name can.
 SEVENTEEN_TRACK_ENV = "VTR_17TRACK_API_KEY"
@@ -130,7 +131,7 @@ class IngestSettings(ServiceSettings):
     #: Most shipment records accepted in one request.
     max_shipments_per_request: int = Field(default=10_000, ge=1)
     #: Shipment batches are bigger than carrier pushes: 10,000 records need several MiB.
-    max_shipments_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_shipments_body_bytes: int = Field(default=LARGEST_BODY_BYTES, ge=1024)
 
     @field_validator("chinapost_sm4_key")
     @classmethod

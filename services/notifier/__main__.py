@@ -1,12 +1,8 @@
-from pathlib import Path
-
-from services.notifier.app import create_app
+from services.notifier.app import MIGRATIONS_DIR, create_app
 from services.notifier.db import consumer_offsets as consumer_offsets_table
 from services.notifier.settings import NotifierSettings
 from shared.offsets_cli import ConsumerOffsets
 from shared.server import service_main
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def consumer_offsets(settings: NotifierSettings) -> ConsumerOffsets:

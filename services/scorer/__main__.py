@@ -2,16 +2,13 @@
 gives scans stored as UNKNOWN the status today's code table maps them to (remap.py)."""
 
 import sys
-from pathlib import Path
 
-from services.scorer.app import create_app
+from services.scorer.app import MIGRATIONS_DIR, create_app
 from services.scorer.schema import offsets
 from services.scorer.settings import ScorerSettings
 from shared.offsets_cli import ConsumerOffsets
 from shared.server import service_main
 from shared.topics import SHIPMENTS, TRACKING_EVENTS
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def consumer_offsets(settings: ScorerSettings) -> ConsumerOffsets:

@@ -21,7 +21,8 @@ from tools.localstack import TansuBroker
 
 metadata = MetaData()
 offsets = consumer_offsets_table(metadata)
-# The primary key makes a double application fail loudly instead of passing silently.
+# The primary key makes a double application fail loudly instead of passing silently (and
+# tests/conftest.py's ``nothing_parked`` fails a test in which such a failure was parked).
 applied = Table(
     "applied",
     metadata,
@@ -297,7 +298,7 @@ async def test_a_claim_waits_for_the_previous_owners_commit_and_sees_its_offset(
 
 
 async def test_a_record_that_always_fails_is_parked_and_everything_else_goes_on(
-    database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
+    database_url: str, topic_and_group: tuple[ServiceSettings, str, str], parking_allowed: None
 ) -> None:
     """Issue 14, 1b: bounded retries, then the record is dead-lettered (raw bytes),
     counted and skipped; the rest of its partition and the other partitions are applied."""
