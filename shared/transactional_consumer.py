@@ -252,16 +252,21 @@ class TransactionalConsumer:
         async with self._batch_lock:
             self._assignment_epoch += 1
             for tp in revoked:
-                self._generations.pop(tp, None)
+                self._forget(tp)
                 self._next_offsets.pop(tp, None)
                 self._fenced_at.pop(tp, None)
-                self._gap_checked.pop(tp, None)
-                self.out_of_range.pop(tp, None)
-                with contextlib.suppress(KeyError):
-                    OFFSET_OUT_OF_RANGE.remove(self._group_id, tp.topic, str(tp.partition))
                 if self._lag_gauge is not None:
                     with contextlib.suppress(KeyError):
                         self._lag_gauge.remove(tp.topic, str(tp.partition))
+
+    def _forget(self, tp: TopicPartition) -> None:
+        """This instance no longer applies ``tp`` (revoked, or fenced by another instance):
+        drop what it tracked about it, so a stale stop or gap check outlives neither."""
+        self._generations.pop(tp, None)
+        self._gap_checked.pop(tp, None)
+        self.out_of_range.pop(tp, None)
+        with contextlib.suppress(KeyError):
+            OFFSET_OUT_OF_RANGE.remove(self._group_id, tp.topic, str(tp.partition))
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -485,7 +490,7 @@ class TransactionalConsumer:
         log.warning("fenced by another instance; pausing those partitions", extra={"detail": str(fenced)})
         now = time.monotonic()
         for tp in fenced.partitions:
-            self._generations.pop(tp, None)
+            self._forget(tp)
             self._fenced_at[tp] = now
         self._consumer.pause(*fenced.partitions)
         for tp in owned:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -101,7 +102,18 @@ async def test_answers_follow_every_committed_change(app: ScorerApp, database_ur
         await other_instance.dispose()
 
 
-async def test_fast_path_answers_what_the_route_answers(app: ScorerApp) -> None:
+async def test_fast_path_answers_what_the_route_answers(app: ScorerApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert app.vtr_fast_path is not None
+    served: list[str] = []
+    serve = app.vtr_fast_path.serve
+
+    async def counting_serve(seller_id: str, send: Any) -> bool:
+        answered = await serve(seller_id, send)
+        if answered:
+            served.append(seller_id)
+        return answered
+
+    monkeypatch.setattr(app.vtr_fast_path, "serve", counting_serve)
     async with client_of(app) as client:
         fast = await client.get(SELLER, headers=AUTH)
         routed = await client.get(SELLER, params={"as_of": str(TODAY)}, headers=AUTH)  # a query string: FastAPI
@@ -120,6 +132,8 @@ async def test_fast_path_answers_what_the_route_answers(app: ScorerApp) -> None:
     assert unknown.status_code == 404
     assert refused == [401, 401, 401]
     assert bad_id.status_code == 422
+    # The fast path served the plain requests (the query string and the refusals went to FastAPI).
+    assert served == [SELLER.split("/")[3], "nobody"]
 
 
 async def test_the_publisher_fills_the_cache(app: ScorerApp, kafka_broker: TansuBroker) -> None:
