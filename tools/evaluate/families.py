@@ -32,7 +32,7 @@ FULL_HEAVY = ValueMix(below=0.55, at=0.05, above=0.40)
 HEALTHY = FailureRates(no_pickup=0.004, lost_in_transit=0.004, no_delivery_scan=0.003, late_pickup=0.02)
 
 
-def _lane(rng: random.Random, index: int, orders: float, **extra: object) -> Lane:
+def _lane(index: int, orders: float, **extra: object) -> Lane:
     marketplace, category, service = LANES[index % len(LANES)]
     return Lane(marketplace, category, orders, ((service, 1.0),), **extra)  # type: ignore[arg-type]
 
@@ -40,7 +40,7 @@ def _lane(rng: random.Random, index: int, orders: float, **extra: object) -> Lan
 def _controls(rng: random.Random, prefix: str, count: int) -> tuple[Seller, ...]:
     """Comfortable sellers on the same carriers: the background every lane is learnt against."""
     return tuple(
-        Seller(f"{prefix}-OK{i}", (_lane(rng, rng.randrange(len(LANES)), rng.uniform(4, 10)),), role="control")
+        Seller(f"{prefix}-OK{i}", (_lane(rng.randrange(len(LANES)), rng.uniform(4, 10)),), role="control")
         for i in range(count)
     )
 
@@ -51,7 +51,7 @@ def carrier_stop(seed: int, hour: float = 12.0) -> ScenarioConfig:
     sellers, stops = [], []
     for i in range(8):
         days_ago, share = rng.randint(1, 12), rng.choice((0.3, 0.5, 0.7, 1.0))
-        lane = _lane(rng, i, rng.uniform(6, 12))
+        lane = _lane(i, rng.uniform(6, 12))
         seller_id = f"STOP{i}"
         sellers.append(Seller(seller_id, (lane,), role="failing"))
         stops.append(CarrierStop(seller_id, lane.services[0][0], -days_ago, share))
@@ -64,7 +64,7 @@ def delivery_stop(seed: int, hour: float = 12.0) -> ScenarioConfig:
     sellers = []
     for i in range(8):
         days_ago, share = rng.randint(2, 16), rng.choice((0.4, 0.6, 0.9))
-        base = _lane(rng, i, rng.uniform(6, 12))
+        base = _lane(i, rng.uniform(6, 12))
         failing = FailureRates(no_pickup=0.004, lost_in_transit=0.004, no_delivery_scan=share)
         lane = replace(base, values=FULL_HEAVY, phases=(LanePhase(-days_ago, base.services, FULL_HEAVY, failing),))
         sellers.append(Seller(f"DLVR{i}", (lane,), role="failing"))
@@ -77,7 +77,7 @@ def stalls(seed: int, hour: float = 12.0) -> ScenarioConfig:
     sellers = []
     for i in range(8):
         days_ago, share = rng.randint(2, 14), rng.choice((0.15, 0.3, 0.5))
-        base = _lane(rng, i, rng.uniform(6, 12))
+        base = _lane(i, rng.uniform(6, 12))
         failing = FailureRates(no_pickup=0.004, lost_in_transit=share)
         lane = replace(base, values=FULL_HEAVY, phases=(LanePhase(-days_ago, base.services, FULL_HEAVY, failing),))
         sellers.append(Seller(f"STALL{i}", (lane,), role="failing"))
@@ -90,7 +90,7 @@ def unmapped_carrier(seed: int, hour: float = 12.0) -> ScenarioConfig:
     sellers = []
     for i in range(7):
         days_ago, share = rng.randint(1, 14), rng.choice((0.05, 0.1, 0.2))
-        base = _lane(rng, i, rng.uniform(6, 12))
+        base = _lane(i, rng.uniform(6, 12))
         service = base.services[0][0]
         mixed = ((service, 1.0 - share), ("fast-cargo/express", share))
         lane = replace(base, phases=(LanePhase(-days_ago, mixed),))
@@ -125,7 +125,7 @@ def surge(seed: int, hour: float = 12.0) -> ScenarioConfig:
     overloaded = FailureRates(no_pickup=0.06, lost_in_transit=0.03, no_delivery_scan=0.02)
     for i in range(7):
         days_ago, factor = rng.randint(1, 12), rng.choice((1.5, 2.0, 3.0))
-        base = _lane(rng, i, rng.uniform(5, 9))
+        base = _lane(i, rng.uniform(5, 9))
         surge_phase = LanePhase(-days_ago, base.services, base.values, overloaded, base.orders_per_day * factor)
         lane = replace(base, failures=near, phases=(surge_phase,))
         sellers.append(Seller(f"SURGE{i}", (lane,), role="failing"))
@@ -163,11 +163,11 @@ def slow_reliable(seed: int, hour: float = 12.0) -> ScenarioConfig:
 def comfortable(seed: int, hour: float = 12.0) -> ScenarioConfig:
     """Controls: comfortable sellers with the usual random failures, and high volume at 97-98%."""
     rng = random.Random(f"comfortable:{seed}")
-    sellers = [Seller(f"COMF{i}", (_lane(rng, i, rng.uniform(3, 15), failures=HEALTHY),), role="control")
+    sellers = [Seller(f"COMF{i}", (_lane(i, rng.uniform(3, 15), failures=HEALTHY),), role="control")
                for i in range(6)]  # fmt: skip
     high = FailureRates(no_pickup=0.01, lost_in_transit=0.008, no_delivery_scan=0.008, late_pickup=0.03)
     for i in range(4):
-        lane = _lane(rng, i + 3, rng.uniform(35, 45), failures=high, values=ValueMix(0.7, 0.05, 0.25))
+        lane = _lane(i + 3, rng.uniform(35, 45), failures=high, values=ValueMix(0.7, 0.05, 0.25))
         sellers.append(Seller(f"HIVOL{i}", (lane,), role="control"))
     return ScenarioConfig(sellers=tuple(sellers))
 
