@@ -606,21 +606,27 @@ class ScorerService:
             for row in await connection.execute(select(*columns).where(*conditions).order_by(c.id).limit(limit + 1))
         ]
         page, more = rows[:limit], len(rows) > limit
-        found_scans = await load_scans(connection, {row.tracking_number for row in page})
-        last_miles = await load_last_miles(connection, {row.tracking_number for row in page})
         return PackagePage(
             seller_id=seller_id,
-            packages=tuple(
-                self._view(
-                    row,
-                    summarise_scans(found_scans.get(row.tracking_number, ())),
-                    today,
-                    last_miles.get(row.tracking_number, NO_LAST_MILE),
-                )
-                for row in page
-            ),
+            packages=tuple(await self.views(connection, page, today)),
             next_cursor=encode_cursor(page[-1].id) if more and page and page[-1].id is not None else None,
         )
+
+    async def views(self, connection: AsyncConnection, rows: Sequence[PackageRow], today: date) -> list[PackageView]:
+        """What the API and the console show of these packages: their scans summed up and
+        the last-mile carrier when a source named one."""
+        tracking_numbers = {row.tracking_number for row in rows}
+        found_scans = await load_scans(connection, tracking_numbers)
+        last_miles = await load_last_miles(connection, tracking_numbers)
+        return [
+            self._view(
+                row,
+                summarise_scans(found_scans.get(row.tracking_number, ())),
+                today,
+                last_miles.get(row.tracking_number, NO_LAST_MILE),
+            )
+            for row in rows
+        ]
 
     def _view(
         self, row: PackageRow, scans: ScanSummary, today: date, last_mile: LastMile = NO_LAST_MILE

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from services.notifier.messages import action_for
+from services.notifier.messages import action_for, carrier_text
 from services.scorer.console import charts, queries
 from services.scorer.console.i18n import (
     KIND_NAMES,
@@ -476,7 +476,7 @@ def _package_row(view: PackageView, language: Language, now: datetime) -> dict[s
     return {
         "order_id": view.order_id,
         "tracking_number": view.tracking_number,
-        "carrier": view.carrier_name,
+        "carrier": carrier_text(view, language),
         "service": view.service or "",
         "order_value": f"{view.order_value.amount} {view.order_value.currency}",
         "promised": view.promised_delivery_date.isoformat(),

@@ -363,3 +363,34 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
     page = (await console.client.get(f"/console/{SELLER}/category", params=AE, headers=en)).text
     assert "<polygon" not in page and 'id="band-missing"' in page
     assert 'data-field="breach_probability">–' in page
+
+
+async def test_the_package_list_names_the_last_mile_like_the_messages(console: Console) -> None:
+    from services.ingest.carriers import seventeen_track
+    from services.scorer.store import apply_records
+    from tests.scorer.conftest import NOW, record, shipment
+    from tests.scorer.test_last_mile import _push
+
+    handed_over = "LK123456785CN"
+    messages = [
+        shipment(
+            "lm-1",
+            seller_id=SELLER,
+            marketplace="US",
+            category="Last mile",
+            tracking_number=handed_over,
+            promised=TODAY + timedelta(days=3),
+        ),
+        *seventeen_track.parse(_push(handed_over), NOW),
+    ]
+    service = console.app.state.service
+    async with service.engine.begin() as connection:
+        await apply_records(connection, service.evaluator, [record(message) for message in messages], TODAY)
+    response = await console.client.get(
+        f"/console/{SELLER}/category",
+        params={"marketplace": "US", "category": "Last mile", "state": "all"},
+        headers=STAFF,
+    )
+    assert response.status_code == 200, response.text
+    row = next(line for line in response.text.splitlines() if line.startswith('<tr data-order="lm-1"'))
+    assert "last mile usps 9400111899223197428490" in row
