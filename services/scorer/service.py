@@ -507,16 +507,27 @@ class ScorerService:
         )
         return CategoryScore(marketplace, category, result, level_of(result, self.thresholds), counts.carrier_health)
 
-    async def scores(self, connection: AsyncConnection, seller_id: str, as_of: date) -> list[CategoryScore]:
-        """Every category of a seller with a package in the window or entering it within 14 days."""
+    async def scores(
+        self, connection: AsyncConnection, seller_id: str, as_of: date, scope: tuple[str, str] | None = None
+    ) -> list[CategoryScore]:
+        """Every category of a seller with a package in the window or entering it within 14 days
+        (only the ``(marketplace, category)`` of ``scope`` when given)."""
         lag = self.settings.window_lag_days
         span = counted_range(as_of, lag)
         current = window(as_of, lag)
         if as_of >= self.today():
-            found = await read_counts(connection, seller_id, span.first, span.last, current.first, current.last)
+            found = await read_counts(connection, seller_id, span.first, span.last, current.first, current.last, scope)
         else:
             found = await recompute_counts(
-                connection, self.evaluator, seller_id, as_of, span.first, span.last, current.first, current.last
+                connection,
+                self.evaluator,
+                seller_id,
+                as_of,
+                span.first,
+                span.last,
+                current.first,
+                current.last,
+                scope,
             )
         await self._attach_carrier_health(connection, seller_id, as_of, found)
         return [

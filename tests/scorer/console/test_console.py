@@ -394,3 +394,16 @@ async def test_the_package_list_names_the_last_mile_like_the_messages(console: C
     assert response.status_code == 200, response.text
     row = next(line for line in response.text.splitlines() if line.startswith('<tr data-order="lm-1"'))
     assert "last mile usps 9400111899223197428490" in row
+
+
+async def test_scores_of_one_scope_are_that_scope_of_all_scores(console: Console) -> None:
+    service = console.app.state.service
+    async with service.engine.connect() as connection:
+        for as_of in (TODAY, TODAY - timedelta(days=4)):
+            every = await service.scores(connection, SELLER, as_of)
+            assert len(every) == 3
+            for category in every:
+                scope = (category.marketplace, category.category)
+                only = await service.scores(connection, SELLER, as_of, scope=scope)
+                assert [c.as_json() for c in only] == [category.as_json()], (as_of, scope)
+            assert await service.scores(connection, SELLER, as_of, scope=("AE", "Nope")) == []
