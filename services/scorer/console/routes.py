@@ -27,7 +27,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from services.notifier.messages import action_for, carrier_text
+from services.notifier.messages import action_for, carrier_text, reason_label
 from services.scorer.console import charts, queries
 from services.scorer.console.i18n import (
     KIND_NAMES,
@@ -192,12 +192,6 @@ def console_router(service: ScorerService) -> APIRouter:
         """The service's day at the current time of day (tests pin the day)."""
         return datetime.combine(service.today(), datetime.now(UTC).time(), UTC)
 
-    def reason_name(reason: str, language: Language) -> str:
-        try:
-            return REASON_LABELS[language][Reason(reason)]
-        except ValueError:
-            return reason
-
     @router.get("/{seller_id}", response_class=HTMLResponse)
     async def overview_page(request: Request, seller_id: SellerId) -> Response:
         access = gate(request, seller_id)
@@ -309,11 +303,11 @@ def console_router(service: ScorerService) -> APIRouter:
                 "chart": chart,
                 "reasons_chart": reasons_svg,
                 "reasons_now": sorted(
-                    ((reason_name(r, language), count) for r, count in numbers["reasons"].items() if count),
+                    ((reason_label(r, language), count) for r, count in numbers["reasons"].items() if count),
                     key=lambda item: -item[1],
                 ),
                 "pending_reasons": sorted(
-                    ((reason_name(r, language), count) for r, count in (numbers.get("pending_reasons") or {}).items()),
+                    ((reason_label(r, language), count) for r, count in (numbers.get("pending_reasons") or {}).items()),
                     key=lambda item: -item[1],
                 ),
                 "carrier_health": [
