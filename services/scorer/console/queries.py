@@ -261,7 +261,6 @@ class LaneHealth:
     valid: int = 0
     invalid: int = 0
     pending: int = 0
-    last_scan_at: datetime | None = None
 
     @property
     def resolved(self) -> int:

@@ -22,7 +22,6 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
-import msgspec
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -291,6 +290,7 @@ def console_router(service: ScorerService) -> APIRouter:
         if reason_filter is not None:
             filters["reason"] = reason_filter.value
         base = f"{_seller_path(seller_id)}/category"
+        moment = now()
         return page(
             request,
             "category.html",
@@ -307,21 +307,17 @@ def console_router(service: ScorerService) -> APIRouter:
                     key=lambda item: -item[1],
                 ),
                 "pending_reasons": sorted(
-                    ((reason_label(r, language), count) for r, count in (numbers.get("pending_reasons") or {}).items()),
+                    ((reason_label(r, language), count) for r, count in numbers["pending_reasons"].items()),
                     key=lambda item: -item[1],
                 ),
-                "carrier_health": [
-                    note if isinstance(note, dict) else msgspec.to_builtins(note)
-                    for note in numbers.get("carrier_health") or ()
-                ],
+                "carrier_health": numbers["carrier_health"],
                 "lanes": lanes,
-                "packages": [_package_row(view, language, now()) for view in listed.views],
+                "packages": [_package_row(view, language, moment) for view in listed.views],
                 "total_packages": listed.total,
                 "page": page_number,
                 "pages": pages,
                 "page_url": lambda number: base + "?" + urlencode({**filters, "page": number}),
                 "export_url": lambda kind: f"{_seller_path(seller_id)}/packages.{kind}?" + urlencode(filters),
-                "filters": filters,
                 "states": queries.PACKAGE_FILTERS,
                 "reason_options": sorted(reason_names.items(), key=lambda item: item[1]),
                 "selected_reason": reason_filter.value if reason_filter else "",
