@@ -69,12 +69,20 @@ async def test_package_filters_match_the_shipments_api(console: Console) -> None
     from shared.schemas import Reason
 
     service = console.app.state.service
+    by_state: dict[str, set[str]] = {}
     for state in ("invalid", "at_risk", "pending", "valid"):
         listed = await api(console, f"/v1/sellers/{SELLER}/shipments", state=state, limit="500", **AE)
         async with service.engine.connect() as connection:
             page = await package_list(service, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=500)
         assert page.total == len(page.views) == len(listed["packages"]), state
         assert {v.order_id for v in page.views} == {p["order_id"] for p in listed["packages"]}
+        by_state[state] = {p["order_id"] for p in listed["packages"]}
+    # The default filter, to_fix, is the API's invalid and at-risk packages together.
+    async with service.engine.connect() as connection:
+        to_fix = await package_list(service, connection, SELLER, **AE, state="to_fix", reason=None, offset=0, limit=500)
+    assert to_fix.total == len(to_fix.views)
+    assert {v.order_id for v in to_fix.views} == by_state["invalid"] | by_state["at_risk"]
+    assert by_state["invalid"] and by_state["at_risk"]
     async with service.engine.connect() as connection:
         everything = await package_list(
             service, connection, SELLER, **AE, state="all", reason=None, offset=0, limit=1000
