@@ -150,8 +150,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
                     await task
             await consumer.stop()
             await scorer.close()
-            if isinstance(slack_sender, WebhookSlackSender):
-                await slack_sender.close()
+            await slack_sender.close()
             await engine.dispose()
 
     async def consumer_running() -> None:

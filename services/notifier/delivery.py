@@ -47,6 +47,10 @@ class EmailSender(Protocol):
 class SlackSender(Protocol):
     async def send(self, webhook_url: str, payload: dict[str, Any], message_id: str) -> None: ...
 
+    async def close(self) -> None:
+        """Release what the sender holds (its HTTP session); called once at shutdown."""
+        ...
+
 
 def build_email(sender: str, recipient: str, content: EmailContent, message_id: str) -> EmailMessage:
     message = EmailMessage()
@@ -274,3 +278,6 @@ class FileSlackSender:
         path = self._directory / f"{message_id}.slack.json"
         path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         log.info("Slack message written to file (no VTR_SMTP_URL set)", extra={"path": str(path)})
+
+    async def close(self) -> None:
+        """Nothing to release: every message is its own file."""

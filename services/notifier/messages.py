@@ -308,7 +308,8 @@ def carrier_text(package: PackageView, language: Language) -> str:
     return LAST_MILE[language].format(carrier=package.carrier_name, last_mile=last_mile)
 
 
-def _reason_label(reason: str, language: Language) -> str:
+def reason_label(reason: str, language: Language) -> str:
+    """A reason's label in this language; an unknown reason (a newer scorer's) as it came."""
     try:
         return REASON_LABELS[language][Reason(reason)]
     except ValueError:
@@ -325,7 +326,7 @@ def template_context(message: AlertMessage) -> dict[str, Any]:
             "order_id": package.order_id,
             "tracking_number": package.tracking_number,
             "carrier": carrier_text(package, language),
-            "reason": _reason_label(package.reason, language) if package.reason else "",
+            "reason": reason_label(package.reason, language) if package.reason else "",
             "action": action_for(package, language, snapshot.computed_at),
         }
         for package in (message.packages or ())
@@ -354,7 +355,7 @@ def template_context(message: AlertMessage) -> dict[str, Any]:
         "window_to": snapshot.window_to.isoformat(),
         "computed_at": snapshot.computed_at.strftime("%Y-%m-%d %H:%M UTC"),
         "forecast": [(point.date.isoformat(), percent(point.vtr, language)) for point in snapshot.forecast],
-        "reasons": [(_reason_label(reason, language), count) for reason, count in reasons if count > 0],
+        "reasons": [(reason_label(reason, language), count) for reason, count in reasons if count > 0],
         "packages": packages,
         "packages_unavailable": message.packages is None,
         "appeal_url": appeal_url(snapshot.marketplace) if snapshot.level is Level.BREACH else None,
@@ -363,7 +364,7 @@ def template_context(message: AlertMessage) -> dict[str, Any]:
         "forecast_band": forecast_band(snapshot, language),
         "carrier_notes": carrier_notes(snapshot, language),
         "pending_reasons": [
-            (_reason_label(reason, language), count)
+            (reason_label(reason, language), count)
             for reason, count in sorted(snapshot.pending_reasons.items(), key=lambda item: (-item[1], item[0]))
             if count > 0
         ],

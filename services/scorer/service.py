@@ -507,16 +507,27 @@ class ScorerService:
         )
         return CategoryScore(marketplace, category, result, level_of(result, self.thresholds), counts.carrier_health)
 
-    async def scores(self, connection: AsyncConnection, seller_id: str, as_of: date) -> list[CategoryScore]:
-        """Every category of a seller with a package in the window or entering it within 14 days."""
+    async def scores(
+        self, connection: AsyncConnection, seller_id: str, as_of: date, scope: tuple[str, str] | None = None
+    ) -> list[CategoryScore]:
+        """Every category of a seller with a package in the window or entering it within 14 days
+        (only the ``(marketplace, category)`` of ``scope`` when given)."""
         lag = self.settings.window_lag_days
         span = counted_range(as_of, lag)
         current = window(as_of, lag)
         if as_of >= self.today():
-            found = await read_counts(connection, seller_id, span.first, span.last, current.first, current.last)
+            found = await read_counts(connection, seller_id, span.first, span.last, current.first, current.last, scope)
         else:
             found = await recompute_counts(
-                connection, self.evaluator, seller_id, as_of, span.first, span.last, current.first, current.last
+                connection,
+                self.evaluator,
+                seller_id,
+                as_of,
+                span.first,
+                span.last,
+                current.first,
+                current.last,
+                scope,
             )
         await self._attach_carrier_health(connection, seller_id, as_of, found)
         return [
@@ -606,21 +617,27 @@ class ScorerService:
             for row in await connection.execute(select(*columns).where(*conditions).order_by(c.id).limit(limit + 1))
         ]
         page, more = rows[:limit], len(rows) > limit
-        found_scans = await load_scans(connection, {row.tracking_number for row in page})
-        last_miles = await load_last_miles(connection, {row.tracking_number for row in page})
         return PackagePage(
             seller_id=seller_id,
-            packages=tuple(
-                self._view(
-                    row,
-                    summarise_scans(found_scans.get(row.tracking_number, ())),
-                    today,
-                    last_miles.get(row.tracking_number, NO_LAST_MILE),
-                )
-                for row in page
-            ),
+            packages=tuple(await self.views(connection, page, today)),
             next_cursor=encode_cursor(page[-1].id) if more and page and page[-1].id is not None else None,
         )
+
+    async def views(self, connection: AsyncConnection, rows: Sequence[PackageRow], today: date) -> list[PackageView]:
+        """What the API and the console show of these packages: their scans summed up and
+        the last-mile carrier when a source named one."""
+        tracking_numbers = {row.tracking_number for row in rows}
+        found_scans = await load_scans(connection, tracking_numbers)
+        last_miles = await load_last_miles(connection, tracking_numbers)
+        return [
+            self._view(
+                row,
+                summarise_scans(found_scans.get(row.tracking_number, ())),
+                today,
+                last_miles.get(row.tracking_number, NO_LAST_MILE),
+            )
+            for row in rows
+        ]
 
     def _view(
         self, row: PackageRow, scans: ScanSummary, today: date, last_mile: LastMile = NO_LAST_MILE

@@ -1303,15 +1303,14 @@ async def recompute_counts(
     last: date,
     window_first: date,
     window_last: date,
+    scope: tuple[str, str] | None = None,
 ) -> dict[Scope, ScopeCounts]:
     """Counts as they were on ``as_of``: scans that occurred before the end of that day, all data known now."""
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
-    rows = [
-        package_from_row(row)
-        for row in await connection.execute(
-            select(*columns).where(packages.c.seller_id == seller_id, packages.c.promised_date.between(first, last))
-        )
-    ]
+    conditions = [packages.c.seller_id == seller_id, packages.c.promised_date.between(first, last)]
+    if scope is not None:
+        conditions += [packages.c.marketplace == scope[0], packages.c.category == scope[1]]
+    rows = [package_from_row(row) for row in await connection.execute(select(*columns).where(*conditions))]
     tracking_numbers = {row.tracking_number for row in rows}
     found_scans = await load_scans(connection, tracking_numbers)
     found_cancellations = await load_cancellations(connection, tracking_numbers)

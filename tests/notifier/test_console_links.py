@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
@@ -23,7 +23,7 @@ from services.notifier.messages import (
     compose_email,
     compose_slack,
 )
-from shared.console_links import ConsoleLinks, Verdict, verify
+from shared.console_links import ConsoleLinks, Verdict, expiry, verify
 from shared.schemas import ForecastPoint, Level
 from tests.notifier.conftest import EXAMPLE_PACKAGES, FIXED_TIME, make_snapshot
 from tests.notifier.test_delivery import SELLER, Harness, harness, settings_overrides  # noqa: F401 - fixtures
@@ -162,4 +162,5 @@ async def test_delivered_messages_link_to_the_console_of_their_seller(harness: H
     assert verify(secret, SELLER, token, harness.clock.now + timedelta(days=7, minutes=1)) is Verdict.EXPIRED
     [payload] = harness.web.slack.delivered("team")
     assert [e["url"] for b in payload["blocks"] if b["type"] == "actions" for e in b["elements"]] == [url]
-    assert datetime.now(UTC)  # the clock of the link is the notifier's, not the wall clock
+    # The clock of the link is the notifier's, not the wall clock: valid seven days from the delivery.
+    assert expiry(token) == int((harness.clock.now + timedelta(days=7)).timestamp())

@@ -1,11 +1,10 @@
 """Read-only queries behind the console. Nothing here writes; the numbers come from the
-same functions as the API (:meth:`ScorerService.scores`, :meth:`ScorerService._view`) so
+same functions as the API (:meth:`ScorerService.scores`, :meth:`ScorerService.views`) so
 the console and ``GET .../vtr`` / ``GET .../shipments`` cannot disagree."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scorer.policy import invalid_reason_for, summarise_scans
+from services.scorer.policy import invalid_reason_for
 from services.scorer.schema import packages
 from services.scorer.service import ScorerService
 from services.scorer.store import MICRO, PACKAGE_COLUMNS, load_cancellations, load_scans, package_from_row
@@ -250,13 +249,7 @@ async def package_list(
             select(*columns).where(*conditions).order_by(c.promised_date, c.id).offset(offset).limit(limit)
         )
     ]
-    return PackageList(await _views(service, connection, rows), total)
-
-
-async def _views(service: ScorerService, connection: AsyncConnection, rows: Sequence[Any]) -> list[PackageView]:
-    today = service.today()
-    found_scans = await load_scans(connection, {row.tracking_number for row in rows})
-    return [service._view(row, summarise_scans(found_scans.get(row.tracking_number, ())), today) for row in rows]
+    return PackageList(await service.views(connection, rows, service.today()), total)
 
 
 @dataclass
@@ -268,7 +261,6 @@ class LaneHealth:
     valid: int = 0
     invalid: int = 0
     pending: int = 0
-    last_scan_at: datetime | None = None
 
     @property
     def resolved(self) -> int:

@@ -15,6 +15,7 @@ import csv
 import io
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,12 +23,11 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
-import msgspec
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from services.notifier.messages import action_for
+from services.notifier.messages import action_for, carrier_text, reason_label
 from services.scorer.console import charts, queries
 from services.scorer.console.i18n import (
     KIND_NAMES,
@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SESSION_COOKIE = "vtr_console"
 SellerId = Annotated[str, PathParam(min_length=1, max_length=128, pattern=r"^[\w.:@-]+$")]
+OptionalMarketplace = Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")]
+OptionalCategory = Annotated[str | None, Query(min_length=1, max_length=200)]
+StateFilter = Annotated[str, Query(pattern="^(" + "|".join(queries.PACKAGE_FILTERS) + ")$")]
+ReasonFilter = Annotated[str | None, Query(max_length=48)]
 #: Security headers of every console response: no framing, no referrer, no caching of seller data.
 HEADERS = {
     "Cache-Control": "no-store",
@@ -192,12 +196,6 @@ def console_router(service: ScorerService) -> APIRouter:
         """The service's day at the current time of day (tests pin the day)."""
         return datetime.combine(service.today(), datetime.now(UTC).time(), UTC)
 
-    def reason_name(reason: str, language: Language) -> str:
-        try:
-            return REASON_LABELS[language][Reason(reason)]
-        except ValueError:
-            return reason
-
     @router.get("/{seller_id}", response_class=HTMLResponse)
     async def overview_page(request: Request, seller_id: SellerId) -> Response:
         access = gate(request, seller_id)
@@ -244,8 +242,8 @@ def console_router(service: ScorerService) -> APIRouter:
         seller_id: SellerId,
         marketplace: Annotated[str, Query(pattern=r"^[A-Z]{2}$")],
         category: Annotated[str, Query(min_length=1, max_length=200)],
-        state: Annotated[str, Query(pattern="^(" + "|".join(queries.PACKAGE_FILTERS) + ")$")] = "to_fix",
-        reason: Annotated[str | None, Query(max_length=48)] = None,
+        state: StateFilter = "to_fix",
+        reason: ReasonFilter = None,
         page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     ) -> Response:
         access = gate(request, seller_id)
@@ -256,7 +254,7 @@ def console_router(service: ScorerService) -> APIRouter:
         reason_filter = _reason(reason)
         size = service.settings.console_page_size
         async with service.engine.connect() as connection:
-            scores = await service.scores(connection, seller_id, service.today())
+            scores = await service.scores(connection, seller_id, service.today(), scope=(marketplace, category))
             found = next((c for c in scores if (c.marketplace, c.category) == (marketplace, category)), None)
             if found is None:
                 return page(request, "denied.html", {"message": words["not_found"]}, 404)
@@ -297,6 +295,7 @@ def console_router(service: ScorerService) -> APIRouter:
         if reason_filter is not None:
             filters["reason"] = reason_filter.value
         base = f"{_seller_path(seller_id)}/category"
+        moment = now()
         return page(
             request,
             "category.html",
@@ -309,25 +308,21 @@ def console_router(service: ScorerService) -> APIRouter:
                 "chart": chart,
                 "reasons_chart": reasons_svg,
                 "reasons_now": sorted(
-                    ((reason_name(r, language), count) for r, count in numbers["reasons"].items() if count),
+                    ((reason_label(r, language), count) for r, count in numbers["reasons"].items() if count),
                     key=lambda item: -item[1],
                 ),
                 "pending_reasons": sorted(
-                    ((reason_name(r, language), count) for r, count in (numbers.get("pending_reasons") or {}).items()),
+                    ((reason_label(r, language), count) for r, count in numbers["pending_reasons"].items()),
                     key=lambda item: -item[1],
                 ),
-                "carrier_health": [
-                    note if isinstance(note, dict) else msgspec.to_builtins(note)
-                    for note in numbers.get("carrier_health") or ()
-                ],
+                "carrier_health": numbers["carrier_health"],
                 "lanes": lanes,
-                "packages": [_package_row(view, language, now()) for view in listed.views],
+                "packages": [_package_row(view, language, moment) for view in listed.views],
                 "total_packages": listed.total,
                 "page": page_number,
                 "pages": pages,
                 "page_url": lambda number: base + "?" + urlencode({**filters, "page": number}),
                 "export_url": lambda kind: f"{_seller_path(seller_id)}/packages.{kind}?" + urlencode(filters),
-                "filters": filters,
                 "states": queries.PACKAGE_FILTERS,
                 "reason_options": sorted(reason_names.items(), key=lambda item: item[1]),
                 "selected_reason": reason_filter.value if reason_filter else "",
@@ -339,11 +334,13 @@ def console_router(service: ScorerService) -> APIRouter:
     async def export(
         request: Request,
         seller_id: str,
+        kind: str,
         marketplace: str | None,
         category: str | None,
         state: str,
         reason: str | None,
-    ) -> tuple[Language, list[PackageView]] | Response:
+    ) -> Response:
+        """Every package matching the filter as a ``kind`` (csv or xlsx) attachment."""
         access = gate(request, seller_id)
         if isinstance(access, Response):
             return access
@@ -357,65 +354,69 @@ def console_router(service: ScorerService) -> APIRouter:
                 state=state,
                 reason=_reason(reason),
             )
-        return language_of(request), views
+        language = language_of(request)
+        media_type, write = EXPORT_FORMATS[kind]
+        moment = now()
+        rows = [export_header(language), *(export_row(view, language, moment) for view in views)]
+        return Response(
+            write(rows),
+            media_type=media_type,
+            headers={**HEADERS, "Content-Disposition": f'attachment; filename="{_filename(seller_id, kind)}"'},
+        )
 
     @router.get("/{seller_id}/packages.csv")
     async def packages_csv(
         request: Request,
         seller_id: SellerId,
-        marketplace: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
-        category: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-        state: Annotated[str, Query(pattern="^(" + "|".join(queries.PACKAGE_FILTERS) + ")$")] = "to_fix",
-        reason: Annotated[str | None, Query(max_length=48)] = None,
+        marketplace: OptionalMarketplace = None,
+        category: OptionalCategory = None,
+        state: StateFilter = "to_fix",
+        reason: ReasonFilter = None,
     ) -> Response:
-        found = await export(request, seller_id, marketplace, category, state, reason)
-        if isinstance(found, Response):
-            return found
-        language, views = found
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(export_header(language))
-        moment = now()
-        writer.writerows(export_row(view, language, moment) for view in views)
-        # UTF-8 with a byte-order mark: Excel then reads Chinese text correctly.
-        return Response(
-            "\ufeff" + buffer.getvalue(),
-            media_type="text/csv; charset=utf-8",
-            headers={**HEADERS, "Content-Disposition": f'attachment; filename="{_filename(seller_id, "csv")}"'},
-        )
+        return await export(request, seller_id, "csv", marketplace, category, state, reason)
 
     @router.get("/{seller_id}/packages.xlsx")
     async def packages_xlsx(
         request: Request,
         seller_id: SellerId,
-        marketplace: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
-        category: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-        state: Annotated[str, Query(pattern="^(" + "|".join(queries.PACKAGE_FILTERS) + ")$")] = "to_fix",
-        reason: Annotated[str | None, Query(max_length=48)] = None,
+        marketplace: OptionalMarketplace = None,
+        category: OptionalCategory = None,
+        state: StateFilter = "to_fix",
+        reason: ReasonFilter = None,
     ) -> Response:
-        found = await export(request, seller_id, marketplace, category, state, reason)
-        if isinstance(found, Response):
-            return found
-        language, views = found
-        import xlsxwriter  # imported here: only exports need it
-
-        buffer = io.BytesIO()
-        workbook = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False})
-        sheet = workbook.add_worksheet("packages")
-        bold = workbook.add_format({"bold": True})
-        sheet.write_row(0, 0, export_header(language), bold)
-        moment = now()
-        for index, view in enumerate(views, start=1):
-            sheet.write_row(index, 0, export_row(view, language, moment))
-        sheet.freeze_panes(1, 0)
-        workbook.close()
-        return Response(
-            buffer.getvalue(),
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            headers={**HEADERS, "Content-Disposition": f'attachment; filename="{_filename(seller_id, "xlsx")}"'},
-        )
+        return await export(request, seller_id, "xlsx", marketplace, category, state, reason)
 
     return router
+
+
+def _csv(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    # UTF-8 with a byte-order mark: Excel then reads Chinese text correctly.
+    return "\ufeff" + buffer.getvalue()
+
+
+def _xlsx(rows: list[list[str]]) -> bytes:
+    import xlsxwriter  # imported here: only exports need it
+
+    buffer = io.BytesIO()
+    workbook = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False})
+    sheet = workbook.add_worksheet("packages")
+    bold = workbook.add_format({"bold": True})
+    header, *body = rows
+    sheet.write_row(0, 0, header, bold)
+    for index, row in enumerate(body, start=1):
+        sheet.write_row(index, 0, row)
+    sheet.freeze_panes(1, 0)
+    workbook.close()
+    return buffer.getvalue()
+
+
+#: Media type and writer of each export, by file extension (the header row first).
+EXPORT_FORMATS: dict[str, tuple[str, Callable[[list[list[str]]], str | bytes]]] = {
+    "csv": ("text/csv; charset=utf-8", _csv),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", _xlsx),
+}
 
 
 def _reason(value: str | None) -> Reason | None:
@@ -476,7 +477,7 @@ def _package_row(view: PackageView, language: Language, now: datetime) -> dict[s
     return {
         "order_id": view.order_id,
         "tracking_number": view.tracking_number,
-        "carrier": view.carrier_name,
+        "carrier": carrier_text(view, language),
         "service": view.service or "",
         "order_value": f"{view.order_value.amount} {view.order_value.currency}",
         "promised": view.promised_delivery_date.isoformat(),

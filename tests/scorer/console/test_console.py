@@ -69,12 +69,20 @@ async def test_package_filters_match_the_shipments_api(console: Console) -> None
     from shared.schemas import Reason
 
     service = console.app.state.service
+    by_state: dict[str, set[str]] = {}
     for state in ("invalid", "at_risk", "pending", "valid"):
         listed = await api(console, f"/v1/sellers/{SELLER}/shipments", state=state, limit="500", **AE)
         async with service.engine.connect() as connection:
             page = await package_list(service, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=500)
         assert page.total == len(page.views) == len(listed["packages"]), state
         assert {v.order_id for v in page.views} == {p["order_id"] for p in listed["packages"]}
+        by_state[state] = {p["order_id"] for p in listed["packages"]}
+    # The default filter, to_fix, is the API's invalid and at-risk packages together.
+    async with service.engine.connect() as connection:
+        to_fix = await package_list(service, connection, SELLER, **AE, state="to_fix", reason=None, offset=0, limit=500)
+    assert to_fix.total == len(to_fix.views)
+    assert {v.order_id for v in to_fix.views} == by_state["invalid"] | by_state["at_risk"]
+    assert by_state["invalid"] and by_state["at_risk"]
     async with service.engine.connect() as connection:
         everything = await package_list(
             service, connection, SELLER, **AE, state="all", reason=None, offset=0, limit=1000
@@ -363,3 +371,47 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
     page = (await console.client.get(f"/console/{SELLER}/category", params=AE, headers=en)).text
     assert "<polygon" not in page and 'id="band-missing"' in page
     assert 'data-field="breach_probability">–' in page
+
+
+async def test_the_package_list_names_the_last_mile_like_the_messages(console: Console) -> None:
+    from services.ingest.carriers import seventeen_track
+    from services.scorer.store import apply_records
+    from tests.scorer.conftest import NOW, record, shipment
+    from tests.scorer.test_last_mile import _push
+
+    handed_over = "LK123456785CN"
+    messages = [
+        shipment(
+            "lm-1",
+            seller_id=SELLER,
+            marketplace="US",
+            category="Last mile",
+            tracking_number=handed_over,
+            promised=TODAY + timedelta(days=3),
+        ),
+        *seventeen_track.parse(_push(handed_over), NOW),
+    ]
+    service = console.app.state.service
+    async with service.engine.begin() as connection:
+        await apply_records(connection, service.evaluator, [record(message) for message in messages], TODAY)
+    response = await console.client.get(
+        f"/console/{SELLER}/category",
+        params={"marketplace": "US", "category": "Last mile", "state": "all"},
+        headers=STAFF,
+    )
+    assert response.status_code == 200, response.text
+    row = next(line for line in response.text.splitlines() if line.startswith('<tr data-order="lm-1"'))
+    assert "last mile usps 9400111899223197428490" in row
+
+
+async def test_scores_of_one_scope_are_that_scope_of_all_scores(console: Console) -> None:
+    service = console.app.state.service
+    async with service.engine.connect() as connection:
+        for as_of in (TODAY, TODAY - timedelta(days=4)):
+            every = await service.scores(connection, SELLER, as_of)
+            assert len(every) == 3
+            for category in every:
+                scope = (category.marketplace, category.category)
+                only = await service.scores(connection, SELLER, as_of, scope=scope)
+                assert [c.as_json() for c in only] == [category.as_json()], (as_of, scope)
+            assert await service.scores(connection, SELLER, as_of, scope=("AE", "Nope")) == []
