@@ -280,18 +280,19 @@ class WebhookHandler:
 
     def _count_events(self, events: Sequence[TrackingEvent]) -> None:
         by_label: dict[tuple[str, CanonicalStatus], int] = {}
+        unmapped: Counter[str] = Counter()
         for event in events:
             label = (event.carrier, event.status)
             by_label[label] = by_label.get(label, 0) + 1
+            if event.status is CanonicalStatus.UNKNOWN and not event.notice:
+                unmapped[event.carrier] += 1
         for label, count in by_label.items():
             child = self._produced.get(label)
             if child is None:
                 child = self._produced[label] = metrics.EVENTS_PRODUCED.labels(*label)
             child.inc(count)
-            if label[1] is CanonicalStatus.UNKNOWN:
-                unmapped = sum(1 for event in events if event.carrier == label[0] and not event.notice)
-                if unmapped:
-                    metrics.UNMAPPED_CODES.labels(label[0]).inc(unmapped)
+        for carrier, count in unmapped.items():
+            metrics.UNMAPPED_CODES.labels(carrier).inc(count)
 
 
 # --- Verification, one per source -------------------------------------------------------
