@@ -23,9 +23,9 @@ from typing import TextIO
 import orjson
 from aiokafka.structs import TopicPartition
 
-from services.ingest.carriers.common import PushError, unique
+from services.ingest.carriers.common import PushError
 from services.ingest.publisher import Publisher, Record
-from services.ingest.routes import WebhookSource, webhook_sources
+from services.ingest.routes import WebhookSource, unforeseen_reason, webhook_sources
 from services.ingest.settings import IngestSettings
 from services.ingest.signatures import SignatureError
 from shared.kafka import ensure_topics, make_consumer
@@ -76,11 +76,13 @@ class ReplaySummary:
 
 
 def reparse(spec: WebhookSource, letter: DeadLetter) -> list[TrackingEvent]:
-    """The events a parked body yields with today's parser; raises PushError or
-    SignatureError when it still cannot be used."""
+    """The events a parked body yields with today's guard and parser, read exactly as the
+    live path reads a push (:meth:`WebhookSource.events`); raises whatever the live path
+    would have parked it for (PushError, InputRejected, SignatureError when it no longer
+    decrypts, or anything no rule foresaw)."""
     raw_body = base64.b64decode(letter.raw_base64)
     payload, context = spec.reopen(raw_body, letter.content_type)
-    return unique(spec.parse(payload, letter.received_at, context))
+    return spec.events(payload, letter.received_at, context)
 
 
 async def _read_letters(settings: IngestSettings) -> list[DeadLetter]:
@@ -138,9 +140,12 @@ async def replay(
         counts.letters += 1
         try:
             found = reparse(spec, letter)
-        except (PushError, SignatureError, ValueError) as error:
+        except Exception as error:
+            # Whatever the live path would park (a rule's refusal, or an exception no rule
+            # foresaw) still fails: counted, never the end of the replay.
+            known = isinstance(error, (PushError, SignatureError, ValueError))
             counts.failing += 1
-            counts.reasons[str(error)[:200]] += 1
+            counts.reasons[(str(error) if known else unforeseen_reason(error))[:200]] += 1
             continue
         counts.replayed += 1
         counts.events += len(found)

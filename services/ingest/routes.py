@@ -177,6 +177,20 @@ class WebhookSource:
     #: its signature, for the dead-letter replay: decrypts what arrived encrypted.
     reopen: Callable[[bytes, str], Verified] = lambda raw_body, _content_type: (raw_body, None)
 
+    def events(self, payload: bytes, received_at: datetime, context: Any) -> list[TrackingEvent]:
+        """The events of a verified push, as the live path and the dead-letter replay both
+        read them: the decoding guard first (UTF-8, NUL, nesting depth), then the carrier's
+        parser, repeats within the push dropped. Raises :class:`PushError` or
+        :class:`InputRejected` for a body the rules refuse, anything else for one no rule
+        foresaw."""
+        check_json_body(payload, "the push")
+        return unique(self.parse(payload, received_at, context))
+
+
+def unforeseen_reason(error: Exception) -> str:
+    """The dead-letter reason of a push whose parsing raised what no rule foresaw."""
+    return f"the push could not be parsed ({type(error).__name__})"
+
 
 def _plain_failure(_context: Any, detail: str) -> dict[str, Any]:
     return {"detail": detail}
@@ -220,16 +234,13 @@ class WebhookHandler:
         received_at = datetime.now(UTC)
         self._last_webhook(source).set(received_at.timestamp())
         try:
-            # The decoding guard first (UTF-8, NUL, nesting depth), then the carrier's parser.
-            check_json_body(payload, "the push")
-            events = unique(spec.parse(payload, received_at, context))
+            events = spec.events(payload, received_at, context)
         except (PushError, InputRejected) as error:
             return await self._park(spec, str(error), raw_body, request, received_at, context)
         except Exception as error:
             # A signed push no rule foresaw: parked for replay, never a 500 (issue 14).
             log.exception("webhook parser failed on a signed push", extra={"source": source})
-            reason = f"the push could not be parsed ({type(error).__name__})"
-            return await self._park(spec, reason, raw_body, request, received_at, context)
+            return await self._park(spec, unforeseen_reason(error), raw_body, request, received_at, context)
         fresh = [event for event in events if event.event_id not in self._recent]
         if fresh:
             try:
@@ -280,18 +291,19 @@ class WebhookHandler:
 
     def _count_events(self, events: Sequence[TrackingEvent]) -> None:
         by_label: dict[tuple[str, CanonicalStatus], int] = {}
+        unmapped: Counter[str] = Counter()
         for event in events:
             label = (event.carrier, event.status)
             by_label[label] = by_label.get(label, 0) + 1
+            if event.status is CanonicalStatus.UNKNOWN and not event.notice:
+                unmapped[event.carrier] += 1
         for label, count in by_label.items():
             child = self._produced.get(label)
             if child is None:
                 child = self._produced[label] = metrics.EVENTS_PRODUCED.labels(*label)
             child.inc(count)
-            if label[1] is CanonicalStatus.UNKNOWN:
-                unmapped = sum(1 for event in events if event.carrier == label[0] and not event.notice)
-                if unmapped:
-                    metrics.UNMAPPED_CODES.labels(label[0]).inc(unmapped)
+        for carrier, count in unmapped.items():
+            metrics.UNMAPPED_CODES.labels(carrier).inc(count)
 
 
 # --- Verification, one per source -------------------------------------------------------

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 #: China Post marks an SM4-encrypted ``logitcsInterface`` value with this prefix.
 SM4_PREFIX = "|$4|"
-_SM4_BLOCK_BITS = 128
+#: The block size of SM4 and of AES (both ECB with PKCS#7 padding here).
+_BLOCK_BITS = 128
 
 # Header names (carriers.md; those marked unconfirmed there are also configurable only by
 # changing these constants, which is enough until a carrier says otherwise).
@@ -45,36 +46,45 @@ def _sm4_cipher(key_hex: str) -> Cipher[modes.ECB]:
     return Cipher(algorithms.SM4(key), modes.ECB())  # noqa: S305
 
 
+def _ecb_encrypt(cipher: Cipher[modes.ECB], plaintext: bytes) -> str:
+    """base64(ECB(PKCS#7(plaintext))) under ``cipher`` (SM4 and AES both have 128-bit blocks)."""
+    padder = padding.PKCS7(_BLOCK_BITS).padder()
+    encryptor = cipher.encryptor()
+    ciphertext = encryptor.update(padder.update(plaintext) + padder.finalize()) + encryptor.finalize()
+    return base64.b64encode(ciphertext).decode("ascii")
+
+
+def _ecb_decrypt(cipher: Cipher[modes.ECB], value: str, field: str) -> bytes:
+    """Inverse of :func:`_ecb_encrypt`; :class:`SignatureError` naming ``field`` when the
+    value is not something encrypted under this cipher's key."""
+    try:
+        ciphertext = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise SignatureError(f"{field} is not base64") from error
+    if not ciphertext or len(ciphertext) % (_BLOCK_BITS // 8):
+        raise SignatureError(f"{field} is not a whole number of {cipher.algorithm.name} blocks")
+    decryptor = cipher.decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(_BLOCK_BITS).unpadder()
+    try:
+        plaintext = unpadder.update(padded) + unpadder.finalize()
+        # A wrong key yields valid padding about once in 256 tries, but then random bytes
+        # that are not UTF-8; both carriers always encrypt JSON text.
+        plaintext.decode("utf-8")
+    except ValueError as error:
+        raise SignatureError(f"{field} does not decrypt under the configured key") from error
+    return plaintext
+
+
 def chinapost_sm4_encrypt(plaintext: bytes, key_hex: str) -> str:
     """``|$4|`` + base64(SM4-ECB(PKCS#7(plaintext))), as China Post's push carries it."""
-    padder = padding.PKCS7(_SM4_BLOCK_BITS).padder()
-    padded = padder.update(plaintext) + padder.finalize()
-    encryptor = _sm4_cipher(key_hex).encryptor()
-    ciphertext = encryptor.update(padded) + encryptor.finalize()
-    return SM4_PREFIX + base64.b64encode(ciphertext).decode("ascii")
+    return SM4_PREFIX + _ecb_encrypt(_sm4_cipher(key_hex), plaintext)
 
 
 def chinapost_sm4_decrypt(value: str, key_hex: str) -> bytes:
     """Inverse of :func:`chinapost_sm4_encrypt`; raises :class:`SignatureError` when the
     value is not something encrypted under this key (that push is unauthenticated)."""
-    encoded = value[len(SM4_PREFIX) :] if value.startswith(SM4_PREFIX) else value
-    try:
-        ciphertext = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise SignatureError("logitcsInterface is not base64") from error
-    if not ciphertext or len(ciphertext) % (_SM4_BLOCK_BITS // 8):
-        raise SignatureError("logitcsInterface is not a whole number of SM4 blocks")
-    decryptor = _sm4_cipher(key_hex).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(_SM4_BLOCK_BITS).unpadder()
-    try:
-        plaintext = unpadder.update(padded) + unpadder.finalize()
-        # A wrong key yields valid padding about once in 256 tries, but then random bytes
-        # that are not UTF-8; China Post always encrypts JSON text.
-        plaintext.decode("utf-8")
-    except ValueError as error:
-        raise SignatureError("logitcsInterface does not decrypt under the configured key") from error
-    return plaintext
+    return _ecb_decrypt(_sm4_cipher(key_hex), value.removeprefix(SM4_PREFIX), "logitcsInterface")
 
 
 def chinapost_data_digest(raw_body: bytes, key: str) -> str:
@@ -126,7 +136,6 @@ YUNEXPRESS_DATE_HEADER = "date"
 YUNEXPRESS_SIGN_HEADER = "sign"
 #: The field of YunExpress's encrypted envelope (VTR_YUNEXPRESS_ENCRYPTED=true).
 YUNEXPRESS_ENCRYPTED_FIELD = "encrypt"
-_AES_BLOCK_BITS = 128
 
 
 def yunexpress_hmac_signature(raw_body: bytes, date: str, method: str, path: str, secret: str) -> str:
@@ -148,27 +157,10 @@ def _aes_cipher(key: bytes) -> Cipher[modes.ECB]:
 
 def yunexpress_encrypt(plaintext: bytes, key: bytes) -> str:
     """base64(AES-ECB(PKCS#7(plaintext))), the value of the envelope's ``encrypt`` field."""
-    padder = padding.PKCS7(_AES_BLOCK_BITS).padder()
-    encryptor = _aes_cipher(key).encryptor()
-    ciphertext = encryptor.update(padder.update(plaintext) + padder.finalize()) + encryptor.finalize()
-    return base64.b64encode(ciphertext).decode("ascii")
+    return _ecb_encrypt(_aes_cipher(key), plaintext)
 
 
 def yunexpress_decrypt(value: str, key: bytes) -> bytes:
     """Inverse of :func:`yunexpress_encrypt`; :class:`SignatureError` when the value was
     not encrypted under this key (the push is then unauthenticated)."""
-    try:
-        ciphertext = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise SignatureError("encrypt is not base64") from error
-    if not ciphertext or len(ciphertext) % (_AES_BLOCK_BITS // 8):
-        raise SignatureError("encrypt is not a whole number of AES blocks")
-    decryptor = _aes_cipher(key).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(_AES_BLOCK_BITS).unpadder()
-    try:
-        plaintext = unpadder.update(padded) + unpadder.finalize()
-        plaintext.decode("utf-8")
-    except ValueError as error:
-        raise SignatureError("encrypt does not decrypt under the configured key") from error
-    return plaintext
+    return _ecb_decrypt(_aes_cipher(key), value, YUNEXPRESS_ENCRYPTED_FIELD)

@@ -156,10 +156,12 @@ def test_two_scans_in_the_same_minute_and_place_are_two_events() -> None:
     ]
     events = unique(aftership.parse(_aftership(checkpoints, slug="fedex"), NOW))
     assert len(events) == 3
-    # Scans without a message keep the ids they always had.
-    assert tracking_event_id("yanwen", "UG1", "PU10", NOW, "Shenzhen", "") == tracking_event_id(
-        "yanwen", "UG1", "PU10", NOW, "Shenzhen"
-    )
+    # Scans without a message keep the ids they always had: sha256 of
+    # "carrier|number|code|time|location", first 32 hex digits (the literal is that formula).
+    always = "1822a53b2eefdfebbcd22ace1897418b"
+    assert tracking_event_id("yanwen", "UG1", "PU10", NOW, "Shenzhen", "") == always
+    assert tracking_event_id("yanwen", "UG1", "PU10", NOW, "Shenzhen") == always
+    assert tracking_event_id("yanwen", "UG1", "PU10", NOW, "Shenzhen", "Picked up") != always
 
 
 # --- 5. 17TRACK providers, stages, stopped tracking ------------------------------------------

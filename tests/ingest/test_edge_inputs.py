@@ -170,6 +170,10 @@ async def test_shipment_bodies_that_cannot_be_decoded_get_a_4xx(body: bytes, ing
 async def test_a_nul_in_the_path_or_query_is_a_400(ingest: httpx.AsyncClient) -> None:
     response = await ingest.post("/v1/shipments/YT%00X/cancel", headers=AUTH)
     assert response.status_code in (400, 422), response.text
+    for query in ("note=a%00b", "a%00=1"):
+        in_query = await ingest.post(f"/v1/shipments/YT0000000000000001/cancel?{query}", headers=AUTH)
+        assert in_query.status_code == 400, (query, in_query.text)
+        assert "query string" in in_query.json()["detail"], in_query.text
 
 
 def test_timestamp_freshness_takes_ascii_digits_only() -> None:

@@ -4,6 +4,7 @@ become events (once, by id), bodies that still fail are reported, filters and dr
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,12 @@ import httpx
 import orjson
 import pytest
 
+from services.ingest import replay as replay_module
 from services.ingest.publisher import Publisher, Record
 from services.ingest.replay import main, replay
+from services.ingest.routes import WebhookSource, webhook_sources
 from services.ingest.settings import IngestSettings
-from shared.schemas import DEADLETTER_CODEC, DeadLetter
+from shared.schemas import DEADLETTER_CODEC, DeadLetter, TrackingEvent
 from shared.topics import DEADLETTER
 from tests.ingest.samples import SAMPLE_PUSHES, unique_number
 from tests.ingest.test_webhooks import events_of, post
@@ -115,3 +118,40 @@ def test_the_command_prints_a_json_summary_and_refuses_unknown_origins(
     assert (summary["dry_run"], summary["origins"]) == (True, {})
     with pytest.raises(SystemExit):
         main(["--origin", "dhl"])
+
+
+async def test_a_body_whose_parser_raised_the_unforeseen_is_still_failing_not_a_crash(
+    ingest_settings: IngestSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def choking(_payload: bytes, _received_at: datetime, _context: object) -> list[TrackingEvent]:
+        raise KeyError("nothing foresaw this")
+
+    def sources(settings: IngestSettings) -> dict[str, WebhookSource]:
+        found = webhook_sources(settings)
+        return {**found, "aftership": dataclasses.replace(found["aftership"], parse=choking)}
+
+    monkeypatch.setattr(replay_module, "webhook_sources", sources)
+    since = datetime.now(UTC) + timedelta(days=36500 + len(unique_number()))
+    letters = [
+        _letter("aftership", SAMPLE_PUSHES["aftership"](ingest_settings, unique_number()).body, since),
+        # Parked by the live path's decoding guard (an escaped NUL), which the replay applies too.
+        _letter("yanwen", b'{"code": 0, "result": [{"tracking_number": "A\\u0000B", "checkpoints": []}]}', since),
+    ]
+    await _park(ingest_settings, letters)
+    summary = await replay(ingest_settings, since=since, dry_run=True)
+    assert summary.as_dict()["origins"] == {
+        "aftership": {
+            "letters": 1,
+            "replayed": 0,
+            "events": 0,
+            "still_failing": 1,
+            "reasons": {"the push could not be parsed (KeyError)": 1},
+        },
+        "yanwen": {
+            "letters": 1,
+            "replayed": 0,
+            "events": 0,
+            "still_failing": 1,
+            "reasons": {"the push contains a NUL character, which cannot be stored": 1},
+        },
+    }

@@ -34,6 +34,39 @@ def test_sm4_garbage_is_unauthenticated(value: str) -> None:
         signatures.chinapost_sm4_decrypt(value, KEY)
 
 
+AES_KEY = b"0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("|$4|not base64!", "logitcsInterface is not base64"),
+        ("|$4|AAAA", "logitcsInterface is not a whole number of SM4 blocks"),
+        ("", "logitcsInterface is not a whole number of SM4 blocks"),
+        (signatures.chinapost_sm4_encrypt(b"{}", "ffeeddccbbaa99887766554433221100"), "logitcsInterface does not"),
+    ],
+)
+def test_sm4_refusals_name_the_problem(value: str, message: str) -> None:
+    with pytest.raises(signatures.SignatureError, match=f"^{message}"):
+        signatures.chinapost_sm4_decrypt(value, KEY)
+
+
+def test_aes_envelope_round_trip_and_refusals() -> None:
+    plaintext = '{"data": "妥投"}'.encode()
+    assert signatures.yunexpress_decrypt(signatures.yunexpress_encrypt(plaintext, AES_KEY), AES_KEY) == plaintext
+    refusals = {
+        "not base64!": "encrypt is not base64",
+        "AAAA": "encrypt is not a whole number of AES blocks",
+        "": "encrypt is not a whole number of AES blocks",
+        signatures.yunexpress_encrypt(
+            plaintext, b"another-16-bytes"
+        ): "encrypt does not decrypt under the configured key",
+    }
+    for value, message in refusals.items():
+        with pytest.raises(signatures.SignatureError, match=f"^{message}"):
+            signatures.yunexpress_decrypt(value, AES_KEY)
+
+
 def test_sm4_key_must_be_16_bytes_of_hex() -> None:
     with pytest.raises(ValueError, match="32 hex"):
         signatures.chinapost_sm4_encrypt(b"x", "abc")

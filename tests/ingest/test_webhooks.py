@@ -319,3 +319,35 @@ async def test_webhooks_also_work_through_the_router(ingest_settings: IngestSett
     assert response.json() == {"accepted": 4}
     assert forged.status_code == 401
     assert len(await events_of(ingest_settings, number, 4)) == 4
+
+
+def _unmapped(carrier: str) -> float:
+    return REGISTRY.get_sample_value("vtr_ingest_unmapped_codes_total", {"carrier": carrier}) or 0.0
+
+
+async def test_only_events_with_an_unmapped_code_count_as_unmapped(
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+) -> None:
+    number = unique_number()
+    body = orjson.dumps(
+        {
+            "code": 0,
+            "result": [
+                {
+                    "tracking_number": number,
+                    "checkpoints": [
+                        {"time_stamp": "2026-11-18 11:00:00", "time_zone": "+8", "tracking_status": "PU10"},
+                        {"time_stamp": "2026-11-20 08:00:00", "time_zone": "+08", "tracking_status": "LH20"},
+                        {"time_stamp": "2026-11-21 08:00:00", "time_zone": "+08", "tracking_status": "ZZ97"},
+                    ],
+                }
+            ],
+        }
+    )
+    before = _unmapped("yanwen")
+    response = await ingest.post(
+        "/v1/webhooks/yanwen", content=body, headers={"Authorization": ingest_settings.yanwen_token.get_secret_value()}
+    )
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 3
+    assert _unmapped("yanwen") - before == 1

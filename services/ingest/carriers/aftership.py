@@ -95,8 +95,8 @@ def checkpoint_zone(checkpoint: Checkpoint) -> tzinfo:
     state = text(checkpoint.state)
     if state.lower() == "null":
         state = ""
-    if not state and ZONES.country_code(country) in ZONES.regions:
-        regions = ZONES.regions[ZONES.country_code(country)]
+    regions = None if state else ZONES.regions.get(ZONES.country_code(country))
+    if regions is not None:
         for field in (checkpoint.city, checkpoint.location):
             found = next((token for token in _STATE_TOKEN.findall(text(field)) if token in regions), "")
             if found:
