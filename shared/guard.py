@@ -106,6 +106,16 @@ def check_json_body(raw: bytes, what: str = "body", max_depth: int = MAX_JSON_DE
         raise InputRejected(f"{what} nests deeper than {max_depth} levels")
 
 
+def target_is_clean(scope: Scope) -> bool:
+    """Whether the path and query pass :func:`check_target`: a fast path that skips the
+    middleware serves only those, and leaves the rest to EdgeGuard's answer."""
+    try:
+        check_target(scope)
+    except InputRejected:
+        return False
+    return True
+
+
 def check_target(scope: Scope) -> None:
     """The path and query string: bounded, UTF-8 once percent-decoded, no NUL."""
     raw_path: bytes = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "surrogateescape")

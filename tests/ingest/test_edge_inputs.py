@@ -174,6 +174,10 @@ async def test_a_nul_in_the_path_or_query_is_a_400(ingest: httpx.AsyncClient) ->
         in_query = await ingest.post(f"/v1/shipments/YT0000000000000001/cancel?{query}", headers=AUTH)
         assert in_query.status_code == 400, (query, in_query.text)
         assert "query string" in in_query.json()["detail"], in_query.text
+        # The webhooks' fast path (no middleware) gets the same guard.
+        webhook = await ingest.post(f"/v1/webhooks/china-post?{query}", content=b"{}")
+        assert webhook.status_code == 400, (query, webhook.text)
+        assert "query string" in webhook.json()["detail"], webhook.text
 
 
 def test_timestamp_freshness_takes_ascii_digits_only() -> None:
