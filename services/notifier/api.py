@@ -159,8 +159,11 @@ def subscription_router(settings: NotifierSettings, engine: AsyncEngine, clock: 
         }
         async with engine.begin() as connection:
             statement = dialect_insert(connection, subscriptions).values(seller_id=seller_id, created_at=now, **values)
-            await connection.execute(statement.on_conflict_do_update(index_elements=["seller_id"], set_=values))
-        return _subscription_out(await fetch(seller_id))
+            # The row as written, read in the same statement: a DELETE of the same seller that
+            # commits right after must not leave this reply with nothing to show (it was a 500).
+            upsert = statement.on_conflict_do_update(index_elements=["seller_id"], set_=values)
+            row = (await connection.execute(upsert.returning(*subscriptions.c))).one()
+        return _subscription_out(row)
 
     @router.get("/subscription", response_model=SubscriptionOut)
     async def get_subscription(seller_id: SellerId) -> SubscriptionOut:

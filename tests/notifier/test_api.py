@@ -158,3 +158,17 @@ async def test_notifications_list_masks_webhooks_and_filters_by_status(api: http
     failed = await api.get("/v1/sellers/A1SELLER/notifications?status=failed", headers=AUTH)
     assert [row["last_error"] for row in failed.json()] == ["Slack 404 no_service"]
     assert (await api.get("/v1/sellers/A1SELLER/notifications?status=lost", headers=AUTH)).status_code == 422
+
+
+async def test_a_put_racing_a_delete_answers_what_it_wrote(api: httpx.AsyncClient) -> None:
+    """The fuzz suite once met a 500: a DELETE committed between the PUT's write and its
+    read-back. The PUT now answers with the row it wrote."""
+    body = {"emails": ["ops@example.com"], "language": "en", "min_level": "AT_RISK"}
+    path = "/v1/sellers/A1RACE/subscription"
+    for _ in range(30):
+        replies = await asyncio.gather(
+            *(api.put(path, json=body, headers=AUTH) for _ in range(3)),
+            *(api.delete(path, headers=AUTH) for _ in range(3)),
+        )
+        assert all(reply.status_code in (200, 204, 404) for reply in replies), [r.text for r in replies]
+        assert all(reply.json()["emails"] == ["ops@example.com"] for reply in replies[:3])
