@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -68,6 +68,28 @@ SILENCE_MASKS = frozenset(
 class Milestone(StrEnum):
     FIRST_SCAN = "first_scan"
     DELIVERY = "delivery"
+    #: The next physical scan after one of the stage's scans (see :data:`STAGE_OF_SCAN`):
+    #: how long a lane's parcels usually stay silent in transit, at the destination, and
+    #: out for delivery. A parcel silent far longer than its stage allows has probably
+    #: stalled, days before it is overdue against the whole transit time.
+    GAP_TRANSIT = "gap_transit"
+    GAP_DESTINATION = "gap_destination"
+    GAP_LAST_MILE = "gap_last_mile"
+
+
+#: The silence a parcel's last physical scan starts, by its canonical status. A delivery
+#: or delivery-attempt scan ends what full tracking needs; nothing is waited for after it.
+STAGE_OF_SCAN: dict[str, Milestone] = {
+    "ACCEPTED": Milestone.GAP_TRANSIT,
+    "IN_TRANSIT": Milestone.GAP_TRANSIT,
+    "EXCEPTION": Milestone.GAP_TRANSIT,
+    "RETURNED": Milestone.GAP_TRANSIT,
+    "ARRIVED_DESTINATION": Milestone.GAP_DESTINATION,
+    "OUT_FOR_DELIVERY": Milestone.GAP_LAST_MILE,
+}
+GAP_MILESTONES = frozenset(STAGE_OF_SCAN.values())
+#: Milestones a package waits for (the others are silences between scans).
+PACKAGE_MILESTONES = (Milestone.FIRST_SCAN, Milestone.DELIVERY)
 
 
 #: (seller, carrier, service key, origin, marketplace): the finest lane.
@@ -127,6 +149,27 @@ class ModelSettings:
     #: enough to have had their first scan, recent enough to show today's carrier.
     projection_health_from_hours: float = 24.0
     projection_health_to_hours: float = 96.0
+    #: Silences between scans are learnt from the scans of packages confirmed this many days ago or less.
+    silence_history_days: int = 28
+    #: Before any data: mean days to the next scan in transit, at the destination and out
+    #: for delivery.
+    prior_gap_transit_days: float = 2.0
+    prior_gap_destination_days: float = 1.5
+    prior_gap_last_mile_days: float = 0.5
+    #: A parcel is never assumed less likely than this to be lost, whatever its lane's
+    #: history says: its silence can then always speak.
+    silence_min_dead: float = 0.01
+    #: Parcels whose first scan is this many hours old or more show whether their lane's
+    #: parcels are going silent (younger ones cannot have been silent long enough yet) ...
+    silence_cohort_from_hours: float = 96.0
+    #: ... up to this age: the lane as it is lately, not a month ago ...
+    silence_cohort_to_hours: float = 10 * 24.0
+    #: ... the newest weighing most: a parcel's weight halves every this many days of age.
+    silence_cohort_half_life_days: float = 3.0
+
+
+#: Before any data, the share of silences that end with another scan.
+GAP_PRIOR_SHARE = 0.98
 
 
 # -- survival curves -------------------------------------------------------------------
@@ -375,6 +418,39 @@ def observations_of(
     ]
 
 
+def silence_observations(
+    lane: LaneKey, scans: Sequence[tuple[str, datetime]], now: datetime, settings: ModelSettings
+) -> list[Observation]:
+    """One parcel's silences: from each physical scan (distinct, in time order) to the next,
+    the last one still running (censored) unless it was a delivery scan, which ends them."""
+    found: list[Observation] = []
+    for index, (status, moment) in enumerate(scans):
+        stage = STAGE_OF_SCAN.get(status)
+        if stage is None or moment > now:
+            break
+        age = _hours(now - moment)
+        following = scans[index + 1][1] if index + 1 < len(scans) else None
+        if following is not None and following <= now:
+            found.append(Observation(lane, stage, _hours(following - moment), True, recency_weight(age, settings), age))
+        else:
+            found.append(Observation(lane, stage, age, False, recency_weight(age, settings), age))
+            break
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A scanned parcel of the recent cohort: whether its lane's parcels are going silent."""
+
+    lane: LaneKey
+    #: Hours since its first scan.
+    age_hours: float
+    delivered: bool
+    #: The stage its last physical scan left it in, and hours since that scan.
+    stage: Milestone | None
+    silent_hours: float
+
+
 def _hours(delta: Any) -> float:
     return float(delta.total_seconds()) / 3600.0
 
@@ -412,8 +488,14 @@ class ModelState:
     recent_hours: float = 48.0
     #: Packages older than this (per milestone) make the baseline of the recent cohorts.
     baseline_after_hours: dict[Milestone, float] = field(
-        default_factory=lambda: {Milestone.FIRST_SCAN: 96.0, Milestone.DELIVERY: 14 * 24.0}
+        default_factory=lambda: {
+            Milestone.FIRST_SCAN: 96.0,
+            Milestone.DELIVERY: 14 * 24.0,
+            **{stage: 7 * 24.0 for stage in GAP_MILESTONES},
+        }
     )
+    #: The recent cohort of scanned parcels per seller's lane (rebuilt at each refresh, not stored).
+    in_flight: list[InFlight] = field(default_factory=list)
 
     def add(self, observation: Observation) -> None:
         key = (observation.lane, observation.milestone)
@@ -478,6 +560,9 @@ class Model:
         priors = {
             Milestone.FIRST_SCAN: Curve.prior(settings.prior_first_scan_days, settings.prior_first_scan_share),
             Milestone.DELIVERY: Curve.prior(settings.prior_delivery_days, settings.prior_delivery_share),
+            Milestone.GAP_TRANSIT: Curve.prior(settings.prior_gap_transit_days, GAP_PRIOR_SHARE),
+            Milestone.GAP_DESTINATION: Curve.prior(settings.prior_gap_destination_days, GAP_PRIOR_SHARE),
+            Milestone.GAP_LAST_MILE: Curve.prior(settings.prior_gap_last_mile_days, GAP_PRIOR_SHARE),
         }
         merged: dict[tuple[tuple[str, ...], Milestone], Histogram] = defaultdict(Histogram)
         for (lane, milestone), histogram in state.histograms.items():
@@ -497,6 +582,7 @@ class Model:
         self._priors = priors
         self._merged = dict(merged)
         self._usual: dict[tuple[LaneKey, Milestone], float] = {}
+        self._going_silent = self._silent_shares(state.in_flight)
 
     def usual_hours(self, lane: LaneKey, milestone: Milestone) -> float:
         """Hours by which ``usual_share`` of the lane's parcels that ever reach the milestone
@@ -534,6 +620,85 @@ class Model:
             weight = self.settings.recent_weight
             estimate = (crossed * raw + weight * estimate) / (crossed + weight)
         return estimate
+
+    def silence_survival(self, lane: LaneKey, stage: Milestone, silent_hours: float) -> float:
+        """Share of the lane's parcels that are still on their way but stay silent this long
+        after a scan of ``stage``: the gap curve, conditional on the next scan coming."""
+        curve = self.curve(lane, stage)
+        never = curve.survival[BUCKETS]
+        if never >= 1.0 - 1e-6:
+            return 1.0
+        return max(0.0, min(1.0, (curve.at(silent_hours) - never) / (1.0 - never)))
+
+    def lost_given_silence(
+        self, lane: LaneKey, elapsed_hours: float, stage: Milestone | None, silent_hours: float, alive: float = 1.0
+    ) -> tuple[float, float]:
+        """For a scanned parcel without a delivery scan ``elapsed_hours`` after its first scan:
+        (probability it will still get one at all, before its silence is considered;
+        the factor its silence multiplies its probability by). Bayes: a parcel on its way
+        shows this silence as often as the lane's gaps allow, a lost one always does."""
+        delivery = self.curve(lane, Milestone.DELIVERY)
+        waiting = delivery.at(elapsed_hours)
+        ever = (waiting - delivery.survival[BUCKETS]) / waiting if waiting > 1e-12 else 0.0
+        prior_alive = min(1.0 - self.settings.silence_min_dead, max(0.0, ever * alive))
+        if stage is None:
+            return prior_alive, 1.0
+        shown = self.silence_survival(lane, stage, silent_hours)
+        posterior = prior_alive * shown + (1.0 - prior_alive)
+        return prior_alive, (shown / posterior if posterior > 0 else 0.0)
+
+    def going_silent(self, lane: LaneKey) -> float:
+        """Share of the lane's recent scanned parcels that went silent for good, beyond what
+        its history explains (see :meth:`_silent_shares`)."""
+        for level in reversed(_levels(lane)[1:]):
+            found = self._going_silent.get(level)
+            if found is not None:
+                return found
+        return 0.0
+
+    def _silent_shares(self, in_flight: Iterable[InFlight]) -> dict[tuple[str, ...], float]:
+        """Per level (carrier, lane, seller's lane): the share of the recent scanned parcels
+        that went silent for good, beyond what the lane's history explains.
+
+        Each parcel of the cohort (first scan 4-10 days ago, the newest weighing most)
+        counts with its probability of being lost given its own record (not delivered at
+        its age, silent this long in its stage: :meth:`lost_given_silence`), against the
+        same probability without its silence. The excess beyond ``recent_z`` standard
+        errors is shrunk from general to specific, as :meth:`dead_share` does: a stall
+        shows here about as soon as the stalled parcels are silent longer than their stage
+        allows, days before they are overdue against the whole transit time. Parcels lost
+        too recently to be silent long yet are not seen: the estimate lags a new stall by
+        the lane's longest usual silence."""
+        settings = self.settings
+        sums: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0])
+        for parcel in in_flight:
+            if not settings.silence_cohort_from_hours <= parcel.age_hours <= settings.silence_cohort_to_hours:
+                continue
+            weight = math.pow(0.5, parcel.age_hours / 24.0 / settings.silence_cohort_half_life_days)
+            if parcel.delivered:
+                lost = expected = 0.0
+            else:
+                prior_alive, factor = self.lost_given_silence(
+                    parcel.lane, parcel.age_hours, parcel.stage, parcel.silent_hours
+                )
+                expected, lost = 1.0 - prior_alive, 1.0 - prior_alive * factor
+            for level in _levels(parcel.lane)[1:]:
+                totals = sums[level]
+                totals[0] += weight
+                totals[1] += weight * weight
+                totals[2] += weight * (lost - expected)
+                totals[3] += weight * expected
+                totals[4] += weight * expected * (1.0 - expected)
+        shares: dict[tuple[str, ...], float] = {}
+        for level, (total, squares, excess, expected, variance) in sorted(sums.items(), key=lambda item: len(item[0])):
+            parent_key = _parent(level)
+            parent = shares.get(parent_key, 0.0) if parent_key is not None else 0.0
+            effective = total * total / squares
+            usual = expected / total
+            noise = settings.recent_z * math.sqrt(variance / total / effective)
+            raw = max(0.0, min(1.0, (excess / total - noise) / (1.0 - usual))) if usual < 1.0 else 0.0
+            shares[level] = (effective * raw + settings.recent_weight * parent) / (effective + settings.recent_weight)
+        return shares
 
     def curve(self, lane: LaneKey, milestone: Milestone) -> Curve:
         """The most specific curve known for ``lane`` (a new seller gets the lane's, and so on)."""
@@ -594,9 +759,12 @@ class Model:
         deadline: datetime,
         now: datetime,
         malformed: bool,
+        last_scan_at: datetime | None = None,
+        last_scan_status: str | None = None,
     ) -> tuple[float, Reason]:
         """Probability that a pending package is valid by ``deadline`` and the reason a seller
-        reads for it. Times are naive UTC."""
+        reads for it. Times are naive UTC; the last physical scan (time and status) says
+        how long a scanned parcel has been silent, and in which stage."""
         settings = self.settings
         rarely = full_tracking and self.rarely_scans_delivery(lane)
         if physical_scans == 0 or first_scan_at is None:
@@ -604,8 +772,9 @@ class Model:
             first = self.curve(lane, Milestone.FIRST_SCAN)
             if full_tracking:
                 probability = self.reach_first_scan_then_delivery(lane, elapsed, until)
-                probability *= 1.0 - self.dead_share(
-                    lane, Milestone.DELIVERY, self.usual_hours(lane, Milestone.DELIVERY)
+                probability *= 1.0 - max(
+                    self.dead_share(lane, Milestone.DELIVERY, self.usual_hours(lane, Milestone.DELIVERY)),
+                    self.going_silent(lane),
                 )
             else:
                 probability = first.reach_by(elapsed, until)
@@ -625,10 +794,15 @@ class Model:
             # Full tracking, scanned, no delivery scan yet.
             elapsed, until = _hours(now - first_scan_at), _hours(deadline - first_scan_at)
             delivery = self.curve(lane, Milestone.DELIVERY)
-            probability = delivery.reach_by(elapsed, until) * self._alive(lane, Milestone.DELIVERY, elapsed, delivery)
+            alive = self._alive(lane, Milestone.DELIVERY, elapsed, delivery)
+            probability = delivery.reach_by(elapsed, until) * alive
+            stage = STAGE_OF_SCAN.get(last_scan_status or "")
+            silent = _hours(now - last_scan_at) if last_scan_at is not None and stage is not None else 0.0
+            _, silence = self.lost_given_silence(lane, elapsed, stage, silent, alive)
+            probability *= silence
             if rarely:
                 reason = Reason.SERVICE_RARELY_SCANS_DELIVERY
-            elif delivery.share_by(elapsed) >= settings.overdue_share:
+            elif delivery.share_by(elapsed) >= settings.overdue_share or silence < 0.5:
                 reason = Reason.STALLED_IN_TRANSIT
             else:
                 reason = Reason.AWAITING_DELIVERY_SCAN
@@ -646,9 +820,10 @@ class Model:
         lane's recent dead parcels (see :meth:`dead_share`). Before the usual time the
         most recent informative cohort (the one that just passed the usual time) tells."""
         usual = self.usual_hours(lane, milestone)
+        silent = self.going_silent(lane) if milestone is Milestone.DELIVERY else 0.0
         if elapsed < usual:
-            return 1.0 - self.dead_share(lane, milestone, usual)
-        dead = self.dead_share(lane, milestone, elapsed)
+            return 1.0 - max(self.dead_share(lane, milestone, usual), silent)
+        dead = max(self.dead_share(lane, milestone, elapsed), silent)
         if dead <= 0.0:
             return 1.0
         waiting = curve.at(elapsed)
@@ -661,7 +836,9 @@ class Model:
             return set(lanes)
         changed = set()
         for lane in lanes:
-            if self._silent(lane) != previous._silent(lane):
+            if self._silent(lane) != previous._silent(lane) or (
+                abs(self.going_silent(lane) - previous.going_silent(lane)) > 0.01
+            ):
                 changed.add(lane)
                 continue
             for milestone in Milestone:

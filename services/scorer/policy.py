@@ -182,6 +182,8 @@ class ScanSummary:
     delivery_scan_at: datetime | None = None
     #: The aggregator said it stopped tracking the number, and no scan came after that.
     tracking_stopped: bool = False
+    #: Status of the last physical scan (the stage a silent parcel stopped in).
+    last_scan_status: str | None = None
 
 
 NO_SCANS = ScanSummary()
@@ -197,6 +199,25 @@ def _minute(moment: datetime) -> int:
     return (moment - (_EPOCH_NAIVE if moment.tzinfo is None else _EPOCH_UTC)) // _RESOLUTION
 
 
+#: How far along its path a parcel is at each status: of two scans at the same moment, the
+#: further one is the last (whatever order they arrived in).
+_PROGRESS = {
+    status: rank
+    for rank, status in enumerate(
+        (
+            "ACCEPTED",
+            "IN_TRANSIT",
+            "EXCEPTION",
+            "RETURNED",
+            "ARRIVED_DESTINATION",
+            "OUT_FOR_DELIVERY",
+            "ATTEMPTED_DELIVERY",
+            "DELIVERED",
+        )
+    )
+}
+
+
 def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = None) -> ScanSummary:
     """Count distinct physical scans; ``occurred_before`` limits them to an evaluation day."""
     distinct: set[tuple[str, int]] = set()
@@ -204,6 +225,7 @@ def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = No
     last: datetime | None = None
     delivery: datetime | None = None
     stopped: datetime | None = None
+    last_status: str | None = None
     for scan in scans:
         moment = scan.occurred_at
         if occurred_before is not None and moment >= occurred_before:
@@ -217,7 +239,9 @@ def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = No
         if scan.status in DELIVERY_SCAN_STATUSES and (delivery is None or moment < delivery):
             delivery = moment
         if last is None or moment > last:
-            last = moment
+            last, last_status = moment, scan.status
+        elif moment == last and (_PROGRESS[scan.status], scan.status) > (_PROGRESS[last_status], last_status):  # type: ignore[index]
+            last_status = scan.status
         if first is None or moment < first:
             first = moment
     return ScanSummary(
@@ -227,6 +251,7 @@ def summarise_scans(scans: Iterable[Scan], occurred_before: datetime | None = No
         first,
         delivery,
         stopped is not None and (last is None or stopped > last),
+        last_status,
     )
 
 

@@ -47,7 +47,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer import metrics
 from services.scorer.forecast import DayCounts
-from services.scorer.model import LaneKey, Model, ModelSettings, ModelState, carrier_health, observations_of
+from services.scorer.model import (
+    STAGE_OF_SCAN,
+    InFlight,
+    LaneKey,
+    Model,
+    ModelSettings,
+    ModelState,
+    carrier_health,
+    observations_of,
+    silence_observations,
+)
 from services.scorer.policy import (
     STRUCTURAL_REASONS,
     TRACKING_STOPPED_STATUS,
@@ -435,6 +445,8 @@ class Evaluator:
                 deadline=counted_deadline(package.promised_date),
                 now=moment,
                 malformed=tracking_number_malformed(self.policy, facts),
+                last_scan_at=summary.last_scan_at,
+                last_scan_status=summary.last_scan_status,
             )
             if decision.reason is Reason.TRACKING_STOPPED:
                 # The aggregator sends nothing more until the number is registered again.
@@ -996,10 +1008,14 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
             c.last_scan_at,
             c.state,
             c.reason,
+            c.tracking_number,
         ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
     )
     state = ModelState(computed_at=now, recent_hours=settings.recent_hours)
     scan_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    silence_since = now - timedelta(days=settings.silence_history_days)
+    #: Scanned parcels recent enough to learn silences from: tracking number -> (lane, first scan, delivery scan).
+    scanned: dict[str, tuple[LaneKey, datetime, datetime | None]] = {}
     for (
         seller_id,
         carrier,
@@ -1012,10 +1028,13 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
         last_scan_at,
         package_state,
         reason,
+        tracking_number,
     ) in result:
         if reason in STRUCTURAL_REASONS or (package_state == PackageState.VALID.value and first_scan_at is None):
             continue  # their scans are not followed (or Buy Shipping counted them valid)
         lane: LaneKey = (seller_id, carrier, service_key(service), origin, marketplace)
+        if first_scan_at is not None and first_scan_at <= now and confirmed_at >= silence_since:
+            scanned.setdefault(tracking_number, (lane, first_scan_at, delivery_scan_at))
         for observation in observations_of(
             lane,
             confirmed_at,
@@ -1032,7 +1051,48 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
             if moment is not None:
                 times.append(moment)
     state.health = carrier_health(scan_times, now, settings)
+    await _add_silences(connection, state, scanned, silence_since, now, settings)
     return state
+
+
+async def _add_silences(
+    connection: AsyncConnection,
+    state: ModelState,
+    scanned: dict[str, tuple[LaneKey, datetime, datetime | None]],
+    since: datetime,
+    now: datetime,
+    settings: ModelSettings,
+) -> None:
+    """The silences between the scans of recent parcels (learnt per lane across sellers:
+    how long a service's parcels usually go without a scan in each stage), and the recent
+    cohort of each seller's lane with the silence each parcel is in now."""
+    recent_numbers = select(packages.c.tracking_number).where(packages.c.confirmed_at >= since)
+    result = await connection.execute(
+        select(scans.c.tracking_number, scans.c.status, scans.c.occurred_at).where(
+            scans.c.tracking_number.in_(recent_numbers),
+            scans.c.status.in_(sorted(PHYSICAL_SCAN_STATUSES)),
+            scans.c.occurred_at <= now,
+        )
+    )
+    by_number: dict[str, set[tuple[datetime, bool, str]]] = defaultdict(set)
+    for tracking_number, status, occurred_at in result:
+        if tracking_number in scanned:
+            # Sorted by time, a delivery scan after any other scan of the same moment.
+            by_number[tracking_number].add((occurred_at, status in DELIVERY_SCAN_STATUSES, status))
+    for tracking_number, (lane, first_scan_at, delivery_scan_at) in scanned.items():
+        ordered = [(status, moment) for moment, _, status in sorted(by_number.get(tracking_number, ()))]
+        for observation in silence_observations(("", *lane[1:]), ordered, now, settings):  # type: ignore[arg-type]
+            state.add(observation)
+        last_status, last_at = ordered[-1] if ordered else (None, first_scan_at)
+        state.in_flight.append(
+            InFlight(
+                lane,
+                (now - first_scan_at).total_seconds() / 3600.0,
+                delivery_scan_at is not None and delivery_scan_at <= now,
+                STAGE_OF_SCAN.get(last_status or ""),
+                (now - last_at).total_seconds() / 3600.0,
+            )
+        )
 
 
 async def save_model_state(connection: AsyncConnection, state: ModelState) -> None:

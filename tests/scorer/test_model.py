@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 
 from services.scorer.model import (
     BUCKETS,
+    PACKAGE_MILESTONES,
+    STAGE_OF_SCAN,
     Curve,
     Histogram,
+    InFlight,
     LaneKey,
     Milestone,
     Model,
@@ -21,6 +24,7 @@ from services.scorer.model import (
     ModelState,
     carrier_health,
     observations_of,
+    silence_observations,
 )
 from shared.schemas import Reason
 
@@ -227,6 +231,119 @@ def test_the_stored_state_is_per_lane_whatever_the_number_of_sellers() -> None:
     state = state_of(packages)
     stored = state.lanes_only()
     assert len(state.histograms) == 30 * 2 and len(stored.histograms) == 2
-    for milestone in Milestone:
+    for milestone in PACKAGE_MILESTONES:
         total = sum(sum(h.events) for (lane, m), h in state.histograms.items() if m is milestone)
         assert sum(stored.histograms[(("", *LANE[1:]), milestone)].events) == pytest.approx(total)  # type: ignore[index]
+
+
+# -- silences between scans -----------------------------------------------------------
+
+#: A parcel's path: (status, hours after its first scan); the delivery comes last.
+ON_TIME_PATH = (("ACCEPTED", 0.0), ("IN_TRANSIT", 18.0), ("IN_TRANSIT", 60.0), ("ARRIVED_DESTINATION", 110.0),
+                ("OUT_FOR_DELIVERY", 140.0), ("DELIVERED", 146.0))  # fmt: skip
+
+
+def scanned_parcels(
+    lane: LaneKey, *, days: int, per_day: int, lost_share: float, rng: random.Random, lost_after: int = 3
+) -> list[tuple[LaneKey, datetime, list[tuple[str, datetime]]]]:
+    """Parcels first scanned 0..days ago on ON_TIME_PATH (each at its own pace); ``lost_share`` of them
+    stop after their ``lost_after`` first scans."""
+    parcels = []
+    for day in range(days):
+        for _ in range(per_day):
+            first = NOW - timedelta(days=day, hours=rng.uniform(0, 20))
+            stop = lost_after if rng.random() < lost_share else len(ON_TIME_PATH)
+            pace = rng.uniform(0.85, 1.15)
+            path = [(status, first + timedelta(hours=hours * pace)) for status, hours in ON_TIME_PATH[:stop]]
+            parcels.append((lane, first - timedelta(hours=6), [(status, at) for status, at in path if at <= NOW]))
+    return parcels
+
+
+def state_with_scans(parcels: list[tuple[LaneKey, datetime, list[tuple[str, datetime]]]]) -> ModelState:
+    """What build_model_state makes of these parcels: milestones, silences, the recent cohort."""
+    state = ModelState(computed_at=NOW, recent_hours=SETTINGS.recent_hours)
+    for lane, confirmed, scans in parcels:
+        first = scans[0][1] if scans else None
+        delivery = next((at for status, at in scans if status == "DELIVERED"), None)
+        for observation in observations_of(lane, confirmed, first, delivery, NOW, SETTINGS):
+            state.add(observation)
+        for observation in silence_observations(("", *lane[1:]), scans, NOW, SETTINGS):  # type: ignore[arg-type]
+            state.add(observation)
+        if first is not None:
+            last_status, last_at = scans[-1]
+            age, silent = (NOW - first).total_seconds() / 3600, (NOW - last_at).total_seconds() / 3600
+            state.in_flight.append(InFlight(lane, age, delivery is not None, STAGE_OF_SCAN.get(last_status), silent))
+    return state
+
+
+def scanned_estimate(model: Model, lane: LaneKey, *, scanned_hours_ago: float, silent_hours: float,
+                     last_status: str = "IN_TRANSIT", days_left: float = 6) -> tuple[float, Reason]:  # fmt: skip
+    return model.estimate(
+        lane,
+        full_tracking=True,
+        physical_scans=2,
+        first_scan_at=NOW - timedelta(hours=scanned_hours_ago),
+        confirmed_at=NOW - timedelta(hours=scanned_hours_ago + 6),
+        deadline=NOW + timedelta(days=days_left),
+        now=NOW,
+        malformed=False,
+        last_scan_at=NOW - timedelta(hours=silent_hours),
+        last_scan_status=last_status,
+    )
+
+
+def test_silences_run_from_scan_to_scan_and_a_delivery_ends_them() -> None:
+    at = [NOW - timedelta(hours=h) for h in (100, 80, 20, 10)]
+    path = list(zip(("ACCEPTED", "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED"), at, strict=True))
+    delivered = silence_observations(LANE, path, NOW, SETTINGS)
+    assert [(o.milestone, round(o.elapsed_hours), o.reached) for o in delivered] == [
+        (Milestone.GAP_TRANSIT, 20, True),
+        (Milestone.GAP_TRANSIT, 60, True),
+        (Milestone.GAP_LAST_MILE, 10, True),
+    ]
+    silent = silence_observations(LANE, [("ACCEPTED", at[0]), ("ARRIVED_DESTINATION", at[1])], NOW, SETTINGS)
+    assert [(o.milestone, round(o.elapsed_hours), o.reached) for o in silent] == [
+        (Milestone.GAP_TRANSIT, 20, True),
+        (Milestone.GAP_DESTINATION, 80, False),  # still silent: censored, not a failure
+    ]
+
+
+def test_a_parcel_silent_far_longer_than_its_stage_allows_is_stalled_before_it_is_overdue() -> None:
+    history = scanned_parcels(LANE, days=40, per_day=8, lost_share=0.005, rng=random.Random(11))
+    model = Model(state_with_scans(history), SETTINGS)
+    # Both before the lane's usual delivery (6 days after the first scan); the lane's
+    # longest usual silence is about 2.5 days.
+    usual, usual_reason = scanned_estimate(model, LANE, scanned_hours_ago=96, silent_hours=30)
+    stalled, stalled_reason = scanned_estimate(model, LANE, scanned_hours_ago=130, silent_hours=120)
+    assert usual > 0.9 and usual_reason is Reason.AWAITING_DELIVERY_SCAN
+    assert stalled < 0.3 and stalled_reason is Reason.STALLED_IN_TRANSIT
+    # Out for delivery a day ago and no delivery scan: the lane delivers within hours.
+    missing, _ = scanned_estimate(model, LANE, scanned_hours_ago=150, silent_hours=24, last_status="OUT_FOR_DELIVERY")
+    assert missing < 0.2
+    # Without the last scan (an older caller), the model falls back to the milestones alone.
+    unknown, _ = scanned_estimate(model, LANE, scanned_hours_ago=130, silent_hours=120, last_status="")
+    assert unknown > 0.9
+
+
+def test_a_sellers_parcels_going_silent_lower_that_sellers_young_parcels_only() -> None:
+    rng = random.Random(12)
+    history = scanned_parcels(LANE, days=40, per_day=6, lost_share=0.005, rng=rng)
+    history = [parcel for parcel in history if parcel[1] < NOW - timedelta(days=9)]
+    stalling = scanned_parcels(LANE, days=9, per_day=6, lost_share=0.5, rng=rng)
+    others = scanned_parcels(OTHER_SELLER, days=40, per_day=12, lost_share=0.005, rng=rng)
+    model = Model(state_with_scans(history + stalling + others), SETTINGS)
+    steady = scanned_parcels(LANE, days=9, per_day=6, lost_share=0.005, rng=rng)
+    healthy = Model(state_with_scans(history + steady + others), SETTINGS)
+    assert model.going_silent(LANE) > 0.1
+    assert model.going_silent(OTHER_SELLER) < 0.05 and healthy.going_silent(LANE) < 0.05
+    # Scanned this morning, silent for a few hours only: its own record says nothing yet,
+    # its lane's recent parcels do.
+    young, _ = scanned_estimate(model, LANE, scanned_hours_ago=8, silent_hours=4, days_left=10)
+    young_other, _ = scanned_estimate(model, OTHER_SELLER, scanned_hours_ago=8, silent_hours=4, days_left=10)
+    young_healthy, _ = scanned_estimate(healthy, LANE, scanned_hours_ago=8, silent_hours=4, days_left=10)
+    assert young < young_healthy - 0.15
+    assert young_other > 0.9 and young_healthy > 0.9
+    # A confirmation not scanned yet needs the same delivery scan: lowered too.
+    unscanned, _ = estimate(model, LANE, hours_ago=4, days_left=12, full=True)
+    unscanned_healthy, _ = estimate(healthy, LANE, hours_ago=4, days_left=12, full=True)
+    assert unscanned < unscanned_healthy - 0.15

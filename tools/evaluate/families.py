@@ -172,6 +172,54 @@ def comfortable(seed: int, hour: float = 12.0) -> ScenarioConfig:
     return ScenarioConfig(sellers=tuple(sellers))
 
 
+def hub_congestion(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """A carrier's hub is congested for every seller since a few days: its parcels sit
+    silent 2-4 days longer than ever before between export and arrival, then are
+    delivered. Silence that is new but not loss: the truth decides whether it costs
+    validity (a parcel delivered after its counting day does)."""
+    rng = random.Random(f"congestion:{seed}")
+    days_ago, hold = rng.randint(3, 10), rng.choice((2.0, 3.0, 4.0))
+    sellers = []
+    for i in range(6):
+        marketplace = ("AE", "SA", "SG", "MX", "AU", "JP")[i]
+        base = Lane(marketplace, "Home & Kitchen", rng.uniform(5, 12), (("yunexpress/line", 1.0),))
+        held = LanePhase(-days_ago, base.services, base.values, replace(HEALTHY, hold_days=hold))
+        sellers.append(Seller(f"HUB{i}", (replace(base, failures=HEALTHY, phases=(held,)),), role="control"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "HUB", 4)))
+
+
+def customs_routine(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: a lane whose parcels always wait 2-4 extra days in customs (long silences are
+    its normal), a seller new to it with a week of history, and the usual background."""
+    rng = random.Random(f"customs:{seed}")
+    held = replace(HEALTHY, hold_days=rng.choice((2.0, 3.0, 4.0)))
+    lane = Lane("SA", "Beauty", 0.0, (("china-post/registered", 1.0),), failures=held)
+    sellers = [
+        Seller(f"CUST{i}", (replace(lane, orders_per_day=rng.uniform(5, 12)),), role="control") for i in range(5)
+    ]
+    newcomer = replace(
+        lane, orders_per_day=0.0, phases=(LanePhase(-7, lane.services, lane.values, held, rng.uniform(6, 10)),)
+    )
+    return ScenarioConfig(
+        sellers=(*sellers, Seller("CUST-NEW", (newcomer,), role="control"), *_controls(rng, "CUST", 3))
+    )
+
+
+def gradual_decline(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """A lane whose parcels get lost in transit a little more every week for three weeks."""
+    rng = random.Random(f"gradual:{seed}")
+    sellers = []
+    for i in range(7):
+        base = _lane(i, rng.uniform(6, 12))
+        step = rng.choice((0.04, 0.06, 0.08))
+        phases = tuple(
+            LanePhase(-days, base.services, FULL_HEAVY, FailureRates(no_pickup=0.004, lost_in_transit=step * k))
+            for k, days in enumerate((21, 14, 7), start=1)
+        )
+        sellers.append(Seller(f"GRAD{i}", (replace(base, values=FULL_HEAVY, phases=phases),), role="failing"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "GRAD", 4)))
+
+
 #: Each family: (seed, hour of today the evaluation runs at, UTC) -> scenario.
 FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_stop": carrier_stop,
@@ -183,4 +231,7 @@ FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_outage": carrier_outage,
     "slow_reliable": slow_reliable,
     "comfortable": comfortable,
+    "hub_congestion": hub_congestion,
+    "customs_routine": customs_routine,
+    "gradual_decline": gradual_decline,
 }

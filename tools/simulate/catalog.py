@@ -97,6 +97,9 @@ class FailureRates:
     attempt_first: float = 0.04
     #: An undocumented carrier code among the scans (``UNKNOWN``, not a scan until mapped).
     unknown_code: float = 0.05
+    #: Mean extra days a parcel sits silent between its export and its arrival scans (a
+    #: congested hub, a customs backlog): later, but the scans do come.
+    hold_days: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -305,6 +305,9 @@ def make_scans(
     scans.append(Scan(Status.IN_TRANSIT, _at(handed_over, transit * 0.45), hub))
     if draw < odds.no_pickup + odds.lost_in_transit:
         return tuple(scans), "lost_in_transit"
+    if odds.hold_days > 0:
+        # Drawn only when held, so the other scenarios keep their random streams.
+        transit += odds.hold_days * rng.uniform(0.5, 1.5)
     scans += [
         Scan(Status.ARRIVED_DESTINATION, _at(handed_over, transit * 0.75), city),
         Scan(Status.OUT_FOR_DELIVERY, _at(handed_over, transit - 0.25), city),
