@@ -488,11 +488,7 @@ class ModelState:
     recent_hours: float = 48.0
     #: Packages older than this (per milestone) make the baseline of the recent cohorts.
     baseline_after_hours: dict[Milestone, float] = field(
-        default_factory=lambda: {
-            Milestone.FIRST_SCAN: 96.0,
-            Milestone.DELIVERY: 14 * 24.0,
-            **{stage: 7 * 24.0 for stage in GAP_MILESTONES},
-        }
+        default_factory=lambda: {Milestone.FIRST_SCAN: 96.0, Milestone.DELIVERY: 14 * 24.0}
     )
     #: The recent cohort of scanned parcels per seller's lane (rebuilt at each refresh, not stored).
     in_flight: list[InFlight] = field(default_factory=list)
@@ -502,6 +498,11 @@ class ModelState:
         histogram = self.histograms.get(key)
         if histogram is None:
             histogram = self.histograms[key] = Histogram()
+        if observation.milestone in GAP_MILESTONES:
+            # Silences only need their curves (no recent cohorts, no baseline): the cheap path,
+            # as there are several per parcel.
+            histogram.add(observation.elapsed_hours, observation.reached, observation.weight)
+            return
         histogram.add(
             observation.elapsed_hours,
             observation.reached,

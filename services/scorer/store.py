@@ -991,26 +991,47 @@ MODEL_STATE_NAME = "forecast"
 
 
 async def build_model_state(connection: AsyncConnection, settings: ModelSettings, now: datetime) -> ModelState:
-    """The model's state from the packages confirmed in the learning period (milestone times
-    and the carrier health), as of ``now`` (naive UTC)."""
+    """The model's state from the packages confirmed in the learning period (milestone times,
+    the silences between their scans, the carrier health), as of ``now`` (naive UTC). The
+    arithmetic runs in a worker thread: on a large history it takes seconds, during which
+    the event loop keeps consuming."""
     c = packages.c
     since = now - timedelta(days=settings.history_days)
-    result = await connection.execute(
-        select(
-            c.seller_id,
-            c.carrier,
-            c.service,
-            c.ship_from_country,
-            c.marketplace,
-            c.confirmed_at,
-            c.first_scan_at,
-            c.delivery_scan_at,
-            c.last_scan_at,
-            c.state,
-            c.reason,
-            c.tracking_number,
-        ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
-    )
+    package_rows = (
+        await connection.execute(
+            select(
+                c.seller_id,
+                c.carrier,
+                c.service,
+                c.ship_from_country,
+                c.marketplace,
+                c.confirmed_at,
+                c.first_scan_at,
+                c.delivery_scan_at,
+                c.last_scan_at,
+                c.state,
+                c.reason,
+                c.tracking_number,
+            ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
+        )
+    ).all()
+    silence_since = now - timedelta(days=settings.silence_history_days)
+    scan_rows = (
+        await connection.execute(
+            select(scans.c.tracking_number, scans.c.status, scans.c.occurred_at).where(
+                scans.c.tracking_number.in_(select(c.tracking_number).where(c.confirmed_at >= silence_since)),
+                scans.c.status.in_(sorted(PHYSICAL_SCAN_STATUSES)),
+                scans.c.occurred_at <= now,
+            )
+        )
+    ).all()
+    return await asyncio.to_thread(model_state_from_rows, package_rows, scan_rows, now, settings)
+
+
+def model_state_from_rows(
+    package_rows: Sequence[Any], scan_rows: Sequence[Any], now: datetime, settings: ModelSettings
+) -> ModelState:
+    """:func:`build_model_state`'s arithmetic, on the rows it read."""
     state = ModelState(computed_at=now, recent_hours=settings.recent_hours)
     scan_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     silence_since = now - timedelta(days=settings.silence_history_days)
@@ -1029,7 +1050,7 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
         package_state,
         reason,
         tracking_number,
-    ) in result:
+    ) in package_rows:
         if reason in STRUCTURAL_REASONS or (package_state == PackageState.VALID.value and first_scan_at is None):
             continue  # their scans are not followed (or Buy Shipping counted them valid)
         lane: LaneKey = (seller_id, carrier, service_key(service), origin, marketplace)
@@ -1051,31 +1072,22 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
             if moment is not None:
                 times.append(moment)
     state.health = carrier_health(scan_times, now, settings)
-    await _add_silences(connection, state, scanned, silence_since, now, settings)
+    _add_silences(state, scanned, scan_rows, now, settings)
     return state
 
 
-async def _add_silences(
-    connection: AsyncConnection,
+def _add_silences(
     state: ModelState,
     scanned: dict[str, tuple[LaneKey, datetime, datetime | None]],
-    since: datetime,
+    scan_rows: Sequence[Any],
     now: datetime,
     settings: ModelSettings,
 ) -> None:
     """The silences between the scans of recent parcels (learnt per lane across sellers:
     how long a service's parcels usually go without a scan in each stage), and the recent
     cohort of each seller's lane with the silence each parcel is in now."""
-    recent_numbers = select(packages.c.tracking_number).where(packages.c.confirmed_at >= since)
-    result = await connection.execute(
-        select(scans.c.tracking_number, scans.c.status, scans.c.occurred_at).where(
-            scans.c.tracking_number.in_(recent_numbers),
-            scans.c.status.in_(sorted(PHYSICAL_SCAN_STATUSES)),
-            scans.c.occurred_at <= now,
-        )
-    )
     by_number: dict[str, set[tuple[datetime, bool, str]]] = defaultdict(set)
-    for tracking_number, status, occurred_at in result:
+    for tracking_number, status, occurred_at in scan_rows:
         if tracking_number in scanned:
             # Sorted by time, a delivery scan after any other scan of the same moment.
             by_number[tracking_number].add((occurred_at, status in DELIVERY_SCAN_STATUSES, status))
@@ -1116,7 +1128,7 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
     """
     settings = evaluator.policy.forecast
     state = await build_model_state(connection, settings, now)
-    model = Model(state, settings)
+    model = await asyncio.to_thread(Model, state, settings)
     c = packages.c
     lanes_result = await connection.execute(
         select(c.seller_id, c.carrier, c.service, c.ship_from_country, c.marketplace)

@@ -270,6 +270,54 @@ async def test_a_refreshed_model_makes_the_affected_lanes_due_for_review(
     assert set(stored.health) == {("yanwen", "CN")}
 
 
+async def test_a_parcel_silent_far_longer_than_its_lane_allows_is_stalled_through_the_database(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    """The model refresh learns the lane's silences between scans from the scans table;
+    of two full-tracking parcels scanned five days ago, the one silent for five days (its
+    lane's silences last up to about two and a half) is stalled, the one scanned yesterday
+    is on its way."""
+    path = ((CanonicalStatus.ACCEPTED, 10), (CanonicalStatus.IN_TRANSIT, 30), (CanonicalStatus.IN_TRANSIT, 70),
+            (CanonicalStatus.ARRIVED_DESTINATION, 115), (CanonicalStatus.OUT_FOR_DELIVERY, 160),
+            (CanonicalStatus.DELIVERED, 166))  # fmt: skip
+    messages: list[Message] = []
+    for i in range(40):
+        confirmed, number, pace = NOW - timedelta(days=20, hours=i), f"UG{i:09d}YP", 1 + i / 100
+        messages.append(shipment(f"h-{i}", tracking_number=number, amount="20.00", promised=TODAY - timedelta(days=8),
+                                 confirmed_at=confirmed, **YANWEN))  # fmt: skip
+        messages += [event(status, tracking_number=number, occurred_at=confirmed + timedelta(hours=hours * pace))
+                     for status, hours in path]  # fmt: skip
+    # Both first scanned five and a half days ago, before the lane's usual delivery (7 days).
+    for order_id, number, last_scan_days_ago in (("quiet", "UG900000001YP", 5), ("moving", "UG900000002YP", 1)):
+        messages.append(shipment(order_id, tracking_number=number, amount="20.00", promised=TODAY + timedelta(days=6),
+                                 confirmed_at=NOW - timedelta(days=6), **YANWEN))  # fmt: skip
+        messages += [
+            event(CanonicalStatus.ACCEPTED, tracking_number=number, occurred_at=NOW - timedelta(days=5, hours=12)),
+            event(
+                CanonicalStatus.IN_TRANSIT, tracking_number=number, occurred_at=NOW - timedelta(days=last_scan_days_ago)
+            ),
+        ]
+    await apply(scorer_engine, evaluator, messages)
+    async with scorer_engine.begin() as connection:
+        await refresh_model(connection, evaluator, NOW.replace(tzinfo=None))
+        await review_due(connection, evaluator, TODAY, 100, NOW.replace(tzinfo=None))
+    async with scorer_engine.connect() as connection:
+        rows = await connection.execute(
+            select(packages.c.order_id, packages.c.probability_micro, packages.c.reason).where(
+                packages.c.order_id.in_(["quiet", "moving"])
+            )
+        )
+        found = {order_id: (probability / 1_000_000, reason) for order_id, probability, reason in rows}
+    assert found["moving"][0] > 0.8 and found["moving"][1] == "awaiting_delivery_scan"
+    assert found["quiet"][0] < 0.5 and found["quiet"][1] == "stalled_in_transit"
+    # The lane's silences are part of the stored state (across sellers; 40 parcels x 3
+    # transit silences, weighted by recency: a parcel 20 days old weighs about a seventh).
+    async with scorer_engine.connect() as connection:
+        body = (await connection.execute(select(model_state.c.body))).scalar_one()
+    stored = ModelState.from_json(msgspec.json.decode(body))
+    assert sum(stored.histograms[(("", "yanwen", "yanwen line", "CN", "US"), Milestone.GAP_TRANSIT)].events) > 10
+
+
 async def test_window_slide_is_marked_once_per_day(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
     await apply(scorer_engine, evaluator, [shipment(), event()])
     async with scorer_engine.begin() as connection:
