@@ -648,6 +648,15 @@ class Model:
         posterior = prior_alive * shown + (1.0 - prior_alive)
         return prior_alive, (shown / posterior if posterior > 0 else 0.0)
 
+    def parcel_silence(self, lane: LaneKey, hours_since_last_scan: float) -> float:
+        """How long a parcel has been silent while its carrier was scanning others: the hours
+        since its last scan, less the hours since its carrier's newest scan from that origin.
+        When no scan arrives at all (the carrier, or the webhook that brings its scans, is
+        down), carrier health speaks for every parcel at once (``carrier_silent``); a
+        parcel's own silence only counts while the others are heard from."""
+        health = self.health(lane[1], lane[3])
+        return max(0.0, hours_since_last_scan - (health.silent_hours if health is not None else 0.0))
+
     def going_silent(self, lane: LaneKey) -> float:
         """Share of the lane's recent scanned parcels that went silent for good, beyond what
         its history explains (see :meth:`_silent_shares`)."""
@@ -680,7 +689,7 @@ class Model:
                 lost = expected = 0.0
             else:
                 prior_alive, factor = self.lost_given_silence(
-                    parcel.lane, parcel.age_hours, parcel.stage, parcel.silent_hours
+                    parcel.lane, parcel.age_hours, parcel.stage, self.parcel_silence(parcel.lane, parcel.silent_hours)
                 )
                 expected, lost = 1.0 - prior_alive, 1.0 - prior_alive * factor
             for level in _levels(parcel.lane)[1:]:
@@ -798,7 +807,7 @@ class Model:
             alive = self._alive(lane, Milestone.DELIVERY, elapsed, delivery)
             probability = delivery.reach_by(elapsed, until) * alive
             stage = STAGE_OF_SCAN.get(last_scan_status or "")
-            silent = _hours(now - last_scan_at) if last_scan_at is not None and stage is not None else 0.0
+            silent = self.parcel_silence(lane, _hours(now - last_scan_at)) if last_scan_at is not None else 0.0
             _, silence = self.lost_given_silence(lane, elapsed, stage, silent, alive)
             probability *= silence
             if rarely:

@@ -14,6 +14,7 @@ from services.scorer.model import (
     BUCKETS,
     PACKAGE_MILESTONES,
     STAGE_OF_SCAN,
+    CarrierHealth,
     Curve,
     Histogram,
     InFlight,
@@ -347,3 +348,20 @@ def test_a_sellers_parcels_going_silent_lower_that_sellers_young_parcels_only() 
     unscanned, _ = estimate(model, LANE, hours_ago=4, days_left=12, full=True)
     unscanned_healthy, _ = estimate(healthy, LANE, hours_ago=4, days_left=12, full=True)
     assert unscanned < unscanned_healthy - 0.15
+
+
+def test_a_parcels_silence_only_counts_while_its_carrier_is_heard_from() -> None:
+    """When no scan of the carrier arrives at all (the carrier or the webhook that brings its
+    scans is down), every parcel is silent: carrier health says so, once, instead of every
+    parcel looking stalled."""
+    history = scanned_parcels(LANE, days=40, per_day=8, lost_share=0.005, rng=random.Random(13))
+    alone = Model(state_with_scans(history), SETTINGS)
+    state = state_with_scans(history)
+    state.health = {("yanwen", "CN"): CarrierHealth("yanwen", "CN", silent_hours=100.0, usual_rate=2.0)}
+    quiet_carrier = Model(state, SETTINGS)
+    assert quiet_carrier.parcel_silence(LANE, 120) == pytest.approx(20.0)
+    assert alone.parcel_silence(LANE, 120) == pytest.approx(120.0)
+    _, reason = scanned_estimate(alone, LANE, scanned_hours_ago=130, silent_hours=120)
+    assert reason is Reason.STALLED_IN_TRANSIT
+    _, reason = scanned_estimate(quiet_carrier, LANE, scanned_hours_ago=130, silent_hours=120)
+    assert reason is Reason.CARRIER_SILENT
