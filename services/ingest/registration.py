@@ -58,6 +58,8 @@ SEVENTEEN_TRACK_BATCH = 40
 SEVENTEEN_TRACK_ALREADY_REGISTERED = -18019901
 #: AfterShip's meta.code of "Tracking already exists".
 AFTERSHIP_ALREADY_EXISTS = 4003
+#: The registrar's consumer group on ``vtr.shipments.v1`` (its KafkaUser may read it).
+REGISTRAR_GROUP = "vtr-ingest-registrar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +260,7 @@ class Registrar:
         )
         return Record(DEADLETTER, letter.origin.encode(), DEADLETTER_CODEC.encode(letter))
 
-    async def run(self, stop: asyncio.Event, group_id: str = "vtr-ingest-registrar") -> None:
+    async def run(self, stop: asyncio.Event, group_id: str = REGISTRAR_GROUP) -> None:
         """Consume confirmed shipments until ``stop`` is set; commit after each poll."""
         consumer = make_consumer(self._settings, SHIPMENTS, group_id=group_id)
         await consumer.start()
@@ -311,7 +313,10 @@ async def run_registrar(settings: IngestSettings, stop: asyncio.Event) -> None:
     async with publisher_and_http(settings) as (publisher, http):
         routes = routes_from_settings(settings, http)
         if not routes:
-            log.warning("no aggregator registration configured; the registrar has nothing to do")
+            # Wait for the stop rather than exit: under a Deployment an exited process is
+            # restarted over and over (CrashLoopBackOff) until VTR_REGISTER_* are set.
+            log.warning("no aggregator registration configured; the registrar idles until stopped")
+            await stop.wait()
             return
         await Registrar(settings, routes, publisher).run(stop)
 

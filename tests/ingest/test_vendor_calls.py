@@ -3,15 +3,18 @@ rate limit, retry with back-off, and the run-until-signal main."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from services.ingest.registration import run_registrar
 from services.ingest.vendor_calls import RateLimiter, Retryable, RetryPolicy, call_with_retries
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,3 +117,14 @@ sys.exit(run_until_signal(worker))
         if process.poll() is None:
             process.kill()
     assert marker.read_text() == "clean"
+
+
+async def test_an_unconfigured_registrar_idles_until_stopped(make_settings: Any) -> None:
+    """Under a Deployment a process that exits is restarted in a loop: with no
+    VTR_REGISTER_* the registrar waits for its stop instead of returning at once."""
+    stop = asyncio.Event()
+    registrar = asyncio.create_task(run_registrar(make_settings(), stop))
+    await asyncio.sleep(1.0)
+    assert not registrar.done()
+    stop.set()
+    await asyncio.wait_for(registrar, timeout=10)
