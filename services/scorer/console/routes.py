@@ -242,7 +242,7 @@ def console_router(service: ScorerService) -> APIRouter:
         seller_id: SellerId,
         marketplace: Annotated[str, Query(pattern=r"^[A-Z]{2}$")],
         category: Annotated[str, Query(min_length=1, max_length=200)],
-        state: StateFilter = "to_fix",
+        state: StateFilter = queries.DEFAULT_STATE_FILTER,
         reason: ReasonFilter = None,
         page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     ) -> Response:
@@ -370,7 +370,7 @@ def console_router(service: ScorerService) -> APIRouter:
         seller_id: SellerId,
         marketplace: OptionalMarketplace = None,
         category: OptionalCategory = None,
-        state: StateFilter = "to_fix",
+        state: StateFilter = queries.DEFAULT_STATE_FILTER,
         reason: ReasonFilter = None,
     ) -> Response:
         return await export(request, seller_id, "csv", marketplace, category, state, reason)
@@ -381,7 +381,7 @@ def console_router(service: ScorerService) -> APIRouter:
         seller_id: SellerId,
         marketplace: OptionalMarketplace = None,
         category: OptionalCategory = None,
-        state: StateFilter = "to_fix",
+        state: StateFilter = queries.DEFAULT_STATE_FILTER,
         reason: ReasonFilter = None,
     ) -> Response:
         return await export(request, seller_id, "xlsx", marketplace, category, state, reason)
