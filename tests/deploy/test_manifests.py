@@ -810,6 +810,10 @@ def test_prod_pods_get_settings_their_service_accepts(
     settings = PODS[component]()
     assert settings.env == "prod"
     assert settings.http_host == "0.0.0.0"  # noqa: S104 - a pod must listen beyond loopback
+    if component == "scorer":
+        # The console's public host: staff bearer tokens do not open it in prod, said explicitly.
+        assert environment["VTR_CONSOLE_STAFF_TOKENS"] == "false"
+        assert isinstance(settings, ScorerSettings) and not settings.console_accepts_staff_tokens()
     if PODS[component] is not IngestSettings:  # the ingest and its workers keep no database
         assert settings.database_url == (
             f"postgresql+asyncpg://prod-username:prod-password@vtrwatch-pg-rw:5432/{component}"

@@ -2,7 +2,9 @@
 marketplace x category), ``.../packages.csv`` and ``.../packages.xlsx`` (exports).
 
 Access: a staff bearer token (``Authorization: Bearer``, one of ``VTR_API_KEYS``) opens
-every seller; a signed link (``?t=``, see :mod:`shared.console_links`) opens one seller.
+every seller unless ``VTR_CONSOLE_STAFF_TOKENS`` turns them off (the default in prod, where
+the console has a public host); a signed link (``?t=``, see :mod:`shared.console_links`)
+opens one seller.
 A valid link is exchanged for an HttpOnly cookie scoped to that seller's path and the
 browser is redirected to the same page without the token, so the token leaves the address
 bar and the history and is not sent on as a Referer. Anything else gets a page that says
@@ -105,7 +107,12 @@ def authorize(service: ScorerService, request: Request, seller_id: str) -> Acces
     """Raises :class:`Denied` unless the request may read ``seller_id``'s console."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
+    staff_tokens = service.settings.console_accepts_staff_tokens()
     if scheme.lower() == "bearer" and credentials:
+        if not staff_tokens:
+            # Refused before any comparison: the public console must not tell right keys from wrong ones.
+            log.info("console staff token refused", extra={"reason": "VTR_CONSOLE_STAFF_TOKENS is off"})
+            raise Denied("denied_staff_tokens")
         if key_matches(credentials.strip().encode(), service.settings.api_key_values()):
             return Access(staff=True)
         raise Denied("denied_invalid")
@@ -129,7 +136,7 @@ def authorize(service: ScorerService, request: Request, seller_id: str) -> Acces
         if verdict is Verdict.VALID:
             return Access(staff=False)
         raise Denied("denied_expired" if verdict is Verdict.EXPIRED else "denied_invalid")
-    raise Denied("denied_missing")
+    raise Denied("denied_missing" if staff_tokens else "denied_missing_link")
 
 
 def console_router(service: ScorerService) -> APIRouter:

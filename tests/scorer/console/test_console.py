@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -301,6 +302,51 @@ async def test_staff_tokens_open_every_seller_and_wrong_ones_nothing(console: Co
         assert (await console.client.get(f"/console/{seller}", headers=STAFF)).status_code == 200
     wrong = await console.client.get(f"/console/{SELLER}", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403
+
+
+async def test_with_staff_tokens_off_no_token_opens_the_console_and_links_still_do(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VTR_CONSOLE_STAFF_TOKENS=false (prod's default): a right API key and a wrong one get
+    the same 403 page, so the public console tells nobody which keys are right; a signed
+    link works as before, and the API still takes the key."""
+    service = console.app.state.service
+    monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"console_staff_tokens": False}))
+    right = await console.client.get(f"/console/{SELLER}", headers=STAFF)
+    wrong = await console.client.get(f"/console/{SELLER}", headers={"Authorization": "Bearer nope"})
+    assert right.status_code == wrong.status_code == 403
+    assert right.text == wrong.text
+    assert "Staff tokens do not open this console" in right.text and "python -m tools.console_link" in right.text
+    export = await console.client.get(f"/console/{SELLER}/packages.csv", params=AE, headers=STAFF)
+    assert export.status_code == 403 and "Home & Kitchen" not in export.text
+    missing = await console.client.get(f"/console/{OTHER_SELLER}")
+    assert missing.status_code == 403
+    assert "needs the link from a vtrwatch message." in missing.text and "staff token" not in missing.text
+    opened = await console.client.get(link(SELLER), follow_redirects=True)
+    assert opened.status_code == 200 and "staff view" not in opened.text
+    assert (await console.client.get(f"/v1/sellers/{SELLER}/vtr", headers=STAFF)).status_code == 200
+
+
+def test_staff_tokens_on_the_console_default_to_off_in_prod_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("VTR_")]:
+        monkeypatch.delenv(name)
+    assert ScorerSettings().console_accepts_staff_tokens() is True
+    prod = {
+        "env": "prod",
+        "database_url": "postgresql+asyncpg://x/y",
+        "api_keys": "k",
+        "notifier_api_key": "k",
+        "console_secret": "s3cret",
+    }
+    assert ScorerSettings(**prod).console_accepts_staff_tokens() is False
+    # An explicit choice wins either way, read from the environment like every setting.
+    monkeypatch.setenv("VTR_CONSOLE_STAFF_TOKENS", "true")
+    assert ScorerSettings(**prod).console_accepts_staff_tokens() is True
+    monkeypatch.setenv("VTR_CONSOLE_STAFF_TOKENS", "false")
+    assert ScorerSettings().console_accepts_staff_tokens() is False
+    monkeypatch.setenv("VTR_CONSOLE_STAFF_TOKENS", "maybe")
+    with pytest.raises(ValueError, match="console_staff_tokens"):
+        ScorerSettings()
 
 
 async def test_language_from_accept_language_and_the_switch(console: Console) -> None:
