@@ -51,6 +51,7 @@ test: install tools
 	$(PY) -m pytest
 
 ## The fuzz campaign alone (>= 10,000 malformed requests over every endpoint; part of `make test` too).
+## A fixed seed by default; VTR_FUZZ_SEED=random explores a new campaign, VTR_FUZZ_SEED=<n> replays one.
 fuzz: install
 	$(PY) -m pytest tests/fuzz -q
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,14 @@ from services.ingest.mapping import MAPPINGS
 from services.ingest.metrics import REGISTRATION_CALLS, REGISTRATIONS
 from services.ingest.publisher import Publisher, Record
 from services.ingest.settings import IngestSettings
+from services.ingest.vendor_calls import (
+    RateLimiter,
+    Retryable,
+    RetryPolicy,
+    call_with_retries,
+    publisher_and_http,
+    run_until_signal,
+)
 from shared.kafka import make_consumer
 from shared.schemas import DEADLETTER_CODEC, SHIPMENT_CODEC, ContractError, DeadLetter, ShipmentConfirmed
 from shared.topics import DEADLETTER, SHIPMENTS
@@ -51,10 +58,8 @@ SEVENTEEN_TRACK_BATCH = 40
 SEVENTEEN_TRACK_ALREADY_REGISTERED = -18019901
 #: AfterShip's meta.code of "Tracking already exists".
 AFTERSHIP_ALREADY_EXISTS = 4003
-
-
-class Retryable(Exception):
-    """The call failed in a way worth repeating (429, 5xx, network)."""
+#: The registrar's consumer group on ``vtr.shipments.v1`` (its KafkaUser may read it).
+REGISTRAR_GROUP = "vtr-ingest-registrar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +71,6 @@ class Outcome:
 
 REGISTERED = Outcome(True, "registered")
 ALREADY = Outcome(True, "already_registered")
-
-
-class RateLimiter:
-    """At most ``rate`` calls per second, spaced evenly (a call waits its turn)."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 1.0 / rate
-        self._clock = clock
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            now = self._clock()
-            wait = self._next - now
-            self._next = max(now, self._next) + self._interval
-        if wait > 0:
-            await asyncio.sleep(wait)
 
 
 def _reverse(table: dict[str, str]) -> dict[str, str]:
@@ -207,28 +194,28 @@ class Registrar:
         self._routes = routes
         self._publisher = publisher
         self._sleep = sleep
+        self._retry_policy = RetryPolicy.from_settings(settings)
         #: numbers registered by this process, so a re-read shipment costs no call
         self._done: dict[tuple[str, str], None] = {}
 
     async def _call(self, route: Route, batch: Sequence[ShipmentConfirmed]) -> dict[str, Outcome]:
         name = route.client.name
-        attempts = self._settings.registration_max_attempts
-        for attempt in range(1, attempts + 1):
-            await route.limiter.acquire()
-            try:
-                return dict(await route.client.register(batch))
-            except Retryable as error:
-                if attempt == attempts:
-                    return {s.tracking_number: Outcome(False, "failed", str(error)) for s in batch}
-                delay = min(
-                    self._settings.registration_backoff_max_seconds,
-                    self._settings.registration_backoff_seconds * 2 ** (attempt - 1),
+
+        def retried(attempt: int, error: Retryable) -> None:
+            log.warning("registration retried", extra={"aggregator": name, "attempt": attempt, "problem": str(error)})
+
+        try:
+            return dict(
+                await call_with_retries(
+                    lambda: route.client.register(batch),
+                    limiter=route.limiter,
+                    policy=self._retry_policy,
+                    sleep=self._sleep,
+                    on_retry=retried,
                 )
-                log.warning(
-                    "registration retried", extra={"aggregator": name, "attempt": attempt, "problem": str(error)}
-                )
-                await self._sleep(delay)
-        raise AssertionError("unreachable")
+            )
+        except Retryable as error:
+            return {s.tracking_number: Outcome(False, "failed", str(error)) for s in batch}
 
     async def register(self, shipments: Iterable[ShipmentConfirmed]) -> dict[str, dict[str, Outcome]]:
         """Register every shipment with the aggregators that want it; park what fails.
@@ -273,7 +260,7 @@ class Registrar:
         )
         return Record(DEADLETTER, letter.origin.encode(), DEADLETTER_CODEC.encode(letter))
 
-    async def run(self, stop: asyncio.Event, group_id: str = "vtr-ingest-registrar") -> None:
+    async def run(self, stop: asyncio.Event, group_id: str = REGISTRAR_GROUP) -> None:
         """Consume confirmed shipments until ``stop`` is set; commit after each poll."""
         consumer = make_consumer(self._settings, SHIPMENTS, group_id=group_id)
         await consumer.start()
@@ -323,34 +310,17 @@ def routes_from_settings(settings: IngestSettings, http: httpx.AsyncClient) -> l
 
 
 async def run_registrar(settings: IngestSettings, stop: asyncio.Event) -> None:
-    publisher = Publisher(settings)
-    await publisher.start()
-    try:
-        async with httpx.AsyncClient(timeout=settings.registration_timeout_seconds) as http:
-            routes = routes_from_settings(settings, http)
-            if not routes:
-                log.warning("no aggregator registration configured; the registrar has nothing to do")
-                return
-            await Registrar(settings, routes, publisher).run(stop)
-    finally:
-        await publisher.stop()
+    async with publisher_and_http(settings) as (publisher, http):
+        routes = routes_from_settings(settings, http)
+        if not routes:
+            # Wait for the stop rather than exit: under a Deployment an exited process is
+            # restarted over and over (CrashLoopBackOff) until VTR_REGISTER_* are set.
+            log.warning("no aggregator registration configured; the registrar idles until stopped")
+            await stop.wait()
+            return
+        await Registrar(settings, routes, publisher).run(stop)
 
 
 def main() -> int:
     """``python -m services.ingest registrar``: run until SIGTERM/SIGINT."""
-    import signal
-
-    from shared.observability import configure_logging
-
-    settings = IngestSettings()
-    configure_logging(settings.log_level)
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await run_registrar(settings, stop)
-
-    asyncio.run(serve())
-    return 0
+    return run_until_signal(run_registrar)

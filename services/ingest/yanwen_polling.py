@@ -33,8 +33,15 @@ from services.ingest.carriers.common import PushError, unique
 from services.ingest.dedupe import RecentIds
 from services.ingest.metrics import YANWEN_OPEN_PARCELS, YANWEN_POLLS
 from services.ingest.publisher import Publisher, Record
-from services.ingest.registration import RateLimiter
 from services.ingest.settings import IngestSettings
+from services.ingest.vendor_calls import (
+    RateLimiter,
+    Retryable,
+    RetryPolicy,
+    call_with_retries,
+    publisher_and_http,
+    run_until_signal,
+)
 from shared.kafka import make_consumer
 from shared.schemas import (
     SHIPMENT_CODEC,
@@ -55,10 +62,6 @@ CARRIER = "yanwen"
 BATCH = 30
 #: After these a parcel's tracking is complete: no need to ask again.
 FINAL_STATUSES = frozenset({CanonicalStatus.DELIVERED, CanonicalStatus.RETURNED})
-
-
-class PollFailed(Exception):
-    pass
 
 
 @dataclass
@@ -108,9 +111,9 @@ class YanwenClient:
                 self._url, params={"nums": ",".join(numbers)}, headers={"Authorization": self._token}
             )
         except httpx.HTTPError as error:
-            raise PollFailed(f"Yanwen tracking query: {error!r}") from error
+            raise Retryable(f"Yanwen tracking query: {error!r}") from error
         if response.status_code == 429 or response.status_code >= 500:
-            raise PollFailed(f"Yanwen tracking query answered {response.status_code}")
+            raise Retryable(f"Yanwen tracking query answered {response.status_code}")
         if response.status_code != 200:
             raise PushError(f"Yanwen tracking query answered {response.status_code}: {response.text[:200]}")
         return response.content
@@ -142,29 +145,31 @@ class YanwenPoller:
         self._today = today
         self._sleep = sleep
         self._limiter = RateLimiter(settings.yanwen_poll_rate_per_second)
+        self._retry_policy = RetryPolicy.from_settings(settings)
         self._recent = RecentIds(settings.recent_event_ids)
         self.parcels = OpenParcels()
         #: what each round did, oldest first (the last few)
         self.rounds: list[RoundResult] = []
 
     async def _query(self, numbers: list[str], result: RoundResult) -> bytes | None:
-        attempts = self._settings.registration_max_attempts
-        for attempt in range(1, attempts + 1):
-            await self._limiter.acquire()
+        async def query_counted() -> bytes:
             result.calls += 1
-            try:
-                body = await self._client.query(numbers)
-            except PollFailed as error:
-                YANWEN_POLLS.labels("retried" if attempt < attempts else "failed").inc()
-                if attempt == attempts:
-                    log.warning("Yanwen poll failed; asked again next round", extra={"problem": str(error)})
-                    return None
-                delay = self._settings.registration_backoff_seconds * 2 ** (attempt - 1)
-                await self._sleep(min(delay, self._settings.registration_backoff_max_seconds))
-                continue
-            YANWEN_POLLS.labels("ok").inc()
-            return body
-        return None
+            return await self._client.query(numbers)
+
+        try:
+            body = await call_with_retries(
+                query_counted,
+                limiter=self._limiter,
+                policy=self._retry_policy,
+                sleep=self._sleep,
+                on_retry=lambda attempt, error: YANWEN_POLLS.labels("retried").inc(),
+            )
+        except Retryable as error:
+            YANWEN_POLLS.labels("failed").inc()
+            log.warning("Yanwen poll failed; asked again next round", extra={"problem": str(error)})
+            return None
+        YANWEN_POLLS.labels("ok").inc()
+        return body
 
     async def poll(self, numbers: Iterable[str]) -> RoundResult:
         """Ask Yanwen about ``numbers`` (30 a call) and produce the events of the replies."""
@@ -232,31 +237,11 @@ class YanwenPoller:
 
 
 async def run_poller(settings: IngestSettings, stop: asyncio.Event) -> None:
-    publisher = Publisher(settings)
-    await publisher.start()
-    try:
-        async with httpx.AsyncClient(timeout=settings.registration_timeout_seconds) as http:
-            client = YanwenClient(http, settings.yanwen_api_url, settings.yanwen_token.get_secret_value())
-            await YanwenPoller(settings, client, publisher).run(stop)
-    finally:
-        await publisher.stop()
+    async with publisher_and_http(settings) as (publisher, http):
+        client = YanwenClient(http, settings.yanwen_api_url, settings.yanwen_token.get_secret_value())
+        await YanwenPoller(settings, client, publisher).run(stop)
 
 
 def main() -> int:
     """``python -m services.ingest poll-yanwen``: run until SIGTERM/SIGINT."""
-    import signal
-
-    from shared.observability import configure_logging
-
-    settings = IngestSettings()
-    configure_logging(settings.log_level)
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await run_poller(settings, stop)
-
-    asyncio.run(serve())
-    return 0
+    return run_until_signal(run_poller)

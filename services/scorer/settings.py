@@ -68,6 +68,9 @@ class ScorerSettings(ServiceSettings):
         default="dev-console-secret",
         description="Key of the HMAC that signs console links (the notifier's VTR_CONSOLE_SECRET, same value).",
     )
+    #: Whether staff bearer tokens (``VTR_API_KEYS``) open every seller's console (``true``
+    #: or ``false``); unset: on, except with ``VTR_ENV=prod``, where the console is public.
+    console_staff_tokens: bool | None = None
     #: Packages per page in the console's list of packages to fix.
     console_page_size: int = Field(default=50, ge=1, le=500)
     #: The notifier's API, for the console's page of notifications sent and the subscription.
@@ -75,6 +78,13 @@ class ScorerSettings(ServiceSettings):
     notifier_api_key: SecretStr = secret_field(
         default="dev-api-key", description="Bearer token for the notifier's API (one of its VTR_API_KEYS)."
     )
+
+    def console_accepts_staff_tokens(self) -> bool:
+        """Off by default in prod: the console has a public host, and there an API key would
+        open every seller's pages (and the console would tell right keys from wrong ones)."""
+        if self.console_staff_tokens is None:
+            return self.env != "prod"
+        return self.console_staff_tokens
 
     def level_thresholds(self) -> LevelThresholds:
         return LevelThresholds(

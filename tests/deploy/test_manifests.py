@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 from pydantic import AliasChoices
 
+from services.ingest.registration import REGISTRAR_GROUP
 from services.ingest.settings import IngestSettings
 from services.notifier.settings import NotifierSettings
 from services.scorer.settings import ScorerSettings
@@ -40,6 +41,14 @@ SERVICES: dict[str, type[ServiceSettings]] = {
     "scorer": ScorerSettings,
     "notifier": NotifierSettings,
 }
+#: The ingest's background workers (ingest-workers.yaml): component -> its subcommand of
+#: ``python -m services.ingest``, its KafkaUser, the topic it writes, its consumer group.
+WORKERS: dict[str, tuple[str, str, str, str | None]] = {
+    "ingest-registrar": ("registrar", "vtrwatch-ingest-registrar", DEADLETTER, REGISTRAR_GROUP),
+    "ingest-yanwen-poller": ("poll-yanwen", "vtrwatch-ingest-yanwen-poller", TRACKING_EVENTS, None),
+}
+#: Every long-running pod and the settings class it reads (the workers read the ingest's).
+PODS: dict[str, type[ServiceSettings]] = {**SERVICES, **dict.fromkeys(WORKERS, IngestSettings)}
 DAY_MS = 24 * 3600 * 1000
 
 #: Fields each operator's CRD marks required (or that the operator cannot work without),
@@ -102,9 +111,17 @@ def topic_by_name(objects: list[Object], topic: str) -> Object:
     return matches[0]
 
 
-def config_map(objects: list[Object]) -> dict[str, str]:
-    data: dict[str, str] = one(objects, "ConfigMap", "vtrwatch-config")["data"]
+def config_map(objects: list[Object], name: str = "vtrwatch-config") -> dict[str, str]:
+    data: dict[str, str] = one(objects, "ConfigMap", name)["data"]
     return data
+
+
+def env_from_config_maps(objects: list[Object], container: Object) -> dict[str, str]:
+    """What the container's ``envFrom`` ConfigMaps set, later ones winning as in Kubernetes."""
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        environment.update(config_map(objects, source["configMapRef"]["name"]))
+    return environment
 
 
 def env_names(settings_class: type[ServiceSettings]) -> dict[str, str]:
@@ -295,7 +312,7 @@ def test_prod_postgres_has_three_instances_and_backups(rendered: Rendered) -> No
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_runs_unprivileged_on_a_read_only_root(rendered: Rendered, overlay: str) -> None:
     workloads = [obj for obj in rendered[overlay] if obj["kind"] in WORKLOAD_KINDS]
-    assert len(workloads) == 4
+    assert len(workloads) == 4 + len(WORKERS)
     for workload in workloads:
         spec = pod_spec(workload)
         name = workload["metadata"]["name"]
@@ -346,15 +363,119 @@ def test_scorer_uses_static_membership_from_its_stable_pod_name(rendered: Render
     assert "scorer_instance_id" in ScorerSettings.model_fields
 
 
+def selects(selector: Object, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and In/NotIn/Exists expressions) matches."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        matched = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("worker", WORKERS)
+def test_ingest_workers_run_one_pod_each_and_never_two_at_once(rendered: Rendered, overlay: str, worker: str) -> None:
+    """Two registrars would double the calls against an aggregator's rate limit (one limiter
+    per process); two pollers would both poll every open Yanwen parcel (no consumer group)."""
+    objects = rendered[overlay]
+    subcommand = WORKERS[worker][0]
+    workload = workload_of(objects, worker)
+    assert workload["kind"] == "Deployment"
+    assert workload["spec"]["replicas"] == 1
+    assert workload["spec"]["strategy"] == {"type": "Recreate"}
+    assert workload["metadata"]["name"] not in {
+        scaler["spec"]["scaleTargetRef"]["name"]
+        for scaler in objects
+        if scaler["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")
+    }
+    spec = pod_spec(workload)
+    (container,) = spec["containers"]
+    assert container["command"] == ["python", "-m", "services.ingest", subcommand]
+    assert f'sys.argv[1:2] == ["{subcommand}"]' in (ROOT / "services" / "ingest" / "__main__.py").read_text()
+    assert container["image"].startswith("registry.example.com/vtrwatch/vtrwatch:")
+    # No HTTP server: no port, no probe, no Service or ServiceMonitor in front of it.
+    assert not {"ports", "readinessProbe", "livenessProbe"} & set(container)
+    labels = workload["spec"]["template"]["metadata"]["labels"]
+    assert not [
+        service for service in of_kind(objects, "Service") if service["spec"]["selector"].items() <= labels.items()
+    ]
+    assert spec["terminationGracePeriodSeconds"] >= 30
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_ingest_workers_kafka_users_allow_what_they_do_and_no_more(rendered: Rendered, worker: str) -> None:
+    objects = rendered["prod"]
+    _, username, writes, group = WORKERS[worker]
+    (container,) = pod_spec(workload_of(objects, worker))["containers"]
+    env = env_of(container)
+    assert env["VTR_KAFKA_SASL_USERNAME"]["value"] == username
+    # Strimzi writes the user's password into a Secret of the same name.
+    assert env["VTR_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": username, "key": "password"}
+    user = one(objects, "KafkaUser", username)
+    assert acl_allows(user, "topic", SHIPMENTS, "Read")
+    assert acl_allows(user, "topic", writes, "Write")
+    for topic in (SHIPMENTS, TRACKING_EVENTS, DEADLETTER, SCORES):
+        assert acl_allows(user, "topic", topic, "Describe")
+        if topic != writes:
+            assert not acl_allows(user, "topic", topic, "Write"), f"{username} may write {topic}"
+        if topic != SHIPMENTS:
+            assert not acl_allows(user, "topic", topic, "Read"), f"{username} may read {topic}"
+    if group is None:
+        assert not [acl for acl in user["spec"]["authorization"]["acls"] if acl["resource"]["type"] == "group"]
+    else:
+        assert acl_allows(user, "group", group, "Read")
+
+
+def test_ingest_workers_are_fenced_in_kafka_and_https_out_nothing_in(rendered: Rendered) -> None:
+    objects = rendered["prod"]
+    for worker in WORKERS:
+        labels = workload_of(objects, worker)["spec"]["template"]["metadata"]["labels"]
+        policies = {
+            policy["metadata"]["name"]
+            for policy in of_kind(objects, "NetworkPolicy")
+            if selects(policy["spec"]["podSelector"], labels)
+        }
+        fenced = {"vtrwatch-default-deny", "vtrwatch-allow-dns", "vtrwatch-allow-prometheus", "ingest-workers"}
+        assert policies == fenced, worker
+    # Guards the selector check: the ingest API's pods are not fenced as a worker.
+    ingest_labels = workload_of(objects, "ingest")["spec"]["template"]["metadata"]["labels"]
+    assert not selects(one(objects, "NetworkPolicy", "ingest-workers")["spec"]["podSelector"], ingest_labels)
+
+
+def test_registration_routes_are_configured_in_one_config_map(rendered: Rendered) -> None:
+    objects = rendered["prod"]
+    (registrar,) = pod_spec(workload_of(objects, "ingest-registrar"))["containers"]
+    routes = env_from_config_maps(objects, registrar)
+    names = env_names(IngestSettings)
+    route_settings = {
+        names[field]
+        for field in (
+            "register_17track_carriers",
+            "register_17track_sellers",
+            "register_aftership_carriers",
+            "register_aftership_sellers",
+        )
+    }
+    assert route_settings <= set(config_map(objects, "ingest-registration"))
+    assert route_settings <= set(routes)
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_secret_is_a_reference_and_none_is_committed(rendered: Rendered, overlay: str) -> None:
     objects = rendered[overlay]
     assert of_kind(objects, "Secret") == []
-    configured = set(config_map(objects))
-    for component, settings_class in SERVICES.items():
+    for component, settings_class in PODS.items():
         secrets = secret_env_names(settings_class) | {"VTR_KAFKA_SASL_PASSWORD"}
-        assert not secrets & configured, f"{component}: secret in the ConfigMap"
         (container,) = pod_spec(workload_of(objects, component))["containers"]
+        assert not secrets & set(env_from_config_maps(objects, container)), f"{component}: secret in a ConfigMap"
         env = env_of(container)
         for name in secrets:
             assert name in env, f"{component} gets no {name}"
@@ -366,8 +487,9 @@ def test_configured_variables_are_settings_the_services_read(rendered: Rendered,
     known = set().union(*(env_names(settings_class).values() for settings_class in SERVICES.values()))
     objects = rendered[overlay]
     configured = set(config_map(objects))
-    for component in SERVICES:
+    for component in PODS:
         (container,) = pod_spec(workload_of(objects, component))["containers"]
+        configured |= set(env_from_config_maps(objects, container))
         configured |= {name for name in env_of(container) if name.startswith(ENV_PREFIX)}
     assert configured - known == set()
 
@@ -500,6 +622,9 @@ def test_network_policies_let_in_from_outside_only_ingest_and_the_scorer_http_po
         for policy in policies
     }
     assert egress_ports["ingest"] == {9092}
+    # The workers: Kafka and the vendors' HTTPS APIs, nothing in.
+    assert egress_ports["ingest-workers"] == {9092, 443}
+    assert "ingress" not in one(rendered["prod"], "NetworkPolicy", "ingest-workers")["spec"]
     # 8002: the console's page of notifications reads the notifier's API.
     assert egress_ports["scorer"] == {9092, 5432, 8002}
     assert egress_ports["notifier"] >= {9092, 5432, 8001, 465, 587, 443}
@@ -655,7 +780,7 @@ def test_dockerfile_is_multi_stage_slim_and_unprivileged() -> None:
 
 def pod_environment(objects: list[Object], container: Object) -> dict[str, str]:
     """The environment a container gets, with made-up (non-dev) values for Secret keys."""
-    environment = dict(config_map(objects))
+    environment = env_from_config_maps(objects, container)
     for entry in container.get("env", []):
         source = entry.get("valueFrom", {})
         if "value" in entry:
@@ -669,7 +794,7 @@ def pod_environment(objects: list[Object], container: Object) -> dict[str, str]:
     return environment
 
 
-@pytest.mark.parametrize("component", SERVICES)
+@pytest.mark.parametrize("component", PODS)
 def test_prod_pods_get_settings_their_service_accepts(
     rendered: Rendered, component: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -682,10 +807,14 @@ def test_prod_pods_get_settings_their_service_accepts(
         monkeypatch.delenv(name)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    settings = SERVICES[component]()
+    settings = PODS[component]()
     assert settings.env == "prod"
     assert settings.http_host == "0.0.0.0"  # noqa: S104 - a pod must listen beyond loopback
-    if component != "ingest":
+    if component == "scorer":
+        # The console's public host: staff bearer tokens do not open it in prod, said explicitly.
+        assert environment["VTR_CONSOLE_STAFF_TOKENS"] == "false"
+        assert isinstance(settings, ScorerSettings) and not settings.console_accepts_staff_tokens()
+    if PODS[component] is not IngestSettings:  # the ingest and its workers keep no database
         assert settings.database_url == (
             f"postgresql+asyncpg://prod-username:prod-password@vtrwatch-pg-rw:5432/{component}"
         )

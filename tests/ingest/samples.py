@@ -124,10 +124,13 @@ YUNEXPRESS_EXPECTED = (
 )
 
 
-def yunexpress(settings: IngestSettings, number: str, *, wrapped: bool = False) -> SignedPush:
+def yunexpress(
+    settings: IngestSettings, number: str, *, wrapped: bool = False, timestamp_ms: int | None = None
+) -> SignedPush:
     parcel = yunexpress_parcel(number)
+    stamped = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
     document = (
-        {"customerCode": "C123", "timestamp": str(int(time.time() * 1000)), "body": parcel}
+        {"customerCode": "C123", "timestamp": str(stamped), "body": parcel}
         if wrapped
         else {"data_code": "tisPushData", "data": parcel}
     )

@@ -14,12 +14,12 @@ from prometheus_client import REGISTRY
 from services.ingest.publisher import Publisher
 from services.ingest.registration import (
     AfterShipClient,
-    RateLimiter,
     Registrar,
     Route,
     SeventeenTrackClient,
     routes_from_settings,
 )
+from services.ingest.vendor_calls import RateLimiter
 from shared.schemas import DEADLETTER_CODEC, Money, ShipmentConfirmed
 from shared.topics import DEADLETTER
 from tests.ingest.conftest import AUTH, read_topic
@@ -208,11 +208,3 @@ async def test_per_carrier_routing_and_giving_up(make_settings: Any) -> None:
         expected=1,
     )
     assert "503" in DEADLETTER_CODEC.decode(letters[0].value).reason
-
-
-async def test_rate_limiter_spaces_calls() -> None:
-    limiter = RateLimiter(20)
-    started = time.monotonic()
-    for _ in range(6):
-        await limiter.acquire()
-    assert time.monotonic() - started >= 5 / 20 * 0.9

@@ -91,6 +91,9 @@ STRINGS: Mapping[Language, Mapping[str, str]] = {
         "denied_invalid": "This console link is not valid: it may have been changed or cut short when it was "
         "copied. Open the link in your latest vtrwatch message.",
         "denied_missing": "This page needs the link from a vtrwatch message (or a staff token).",
+        "denied_missing_link": "This page needs the link from a vtrwatch message.",
+        "denied_staff_tokens": "Staff tokens do not open this console. Open the seller's console with a signed "
+        "link (python -m tools.console_link).",
         "not_found": "No such category for this seller.",
         "staff": "staff view",
         "state_valid": "valid",
@@ -190,6 +193,8 @@ STRINGS: Mapping[Language, Mapping[str, str]] = {
         "denied_expired": "此控制台链接已过期。请打开最新一封 vtrwatch 消息中的链接，或联系 vtrwatch 获取新链接。",
         "denied_invalid": "此控制台链接无效：可能在复制时被修改或截断。请打开最新一封 vtrwatch 消息中的链接。",
         "denied_missing": "此页面需要通过 vtrwatch 消息中的链接（或员工令牌）访问。",
+        "denied_missing_link": "此页面需要通过 vtrwatch 消息中的链接访问。",
+        "denied_staff_tokens": "此控制台不接受员工令牌。请用签名链接打开卖家的控制台（python -m tools.console_link）。",
         "not_found": "该卖家没有这个品类。",
         "staff": "员工视图",
         "state_valid": "有效",

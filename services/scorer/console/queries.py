@@ -4,7 +4,9 @@ the console and ``GET .../vtr`` / ``GET .../shipments`` cannot disagree."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -15,14 +17,65 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scorer.policy import invalid_reason_for
 from services.scorer.schema import packages
 from services.scorer.service import ScorerService
-from services.scorer.store import MICRO, PACKAGE_COLUMNS, load_cancellations, load_scans, package_from_row
-from services.scorer.window import window
+from services.scorer.store import (
+    MICRO,
+    PACKAGE_COLUMNS,
+    PackageRow,
+    load_cancellations,
+    load_scans,
+    package_from_row,
+)
+from services.scorer.window import WINDOW_DAYS, window
 from shared.schemas import Level, PackageState, PackageView, Reason
 
-#: State filters of the package list: ``to_fix`` is invalid or at risk (what the messages list).
-PACKAGE_FILTERS = ("to_fix", "invalid", "at_risk", "pending", "valid", "all")
 #: Most rows one export holds (a seller's 30-day window is far below it).
 EXPORT_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class StateConditions:
+    """The console's package states as SQL conditions on ``packages``, written once for the
+    overview, the lanes and the package list, with the API's rules (``GET .../shipments``):
+    a pending package whose promised date has passed is shown as invalid (it will be), and
+    a pending one not yet due is at risk when its probability of becoming valid is low."""
+
+    valid: Any
+    invalid: Any
+    #: Pending and not yet due.
+    pending: Any
+    at_risk: Any
+    #: Pending past its promised date: counted with ``invalid``.
+    overdue: Any
+
+    @classmethod
+    def on(cls, service: ScorerService, today: date) -> StateConditions:
+        c = packages.c
+        is_pending = c.state == PackageState.PENDING.value
+        overdue = and_(is_pending, c.promised_date < today)
+        upcoming = and_(is_pending, c.promised_date >= today)
+        at_risk_micro = round(service.settings.at_risk_probability * MICRO)
+        return cls(
+            valid=c.state == PackageState.VALID.value,
+            invalid=or_(c.state == PackageState.INVALID.value, overdue),
+            pending=upcoming,
+            at_risk=and_(upcoming, c.probability_micro < at_risk_micro),
+            overdue=overdue,
+        )
+
+
+#: State filters of the package list, in the order the page offers them -> the condition
+#: (None: no state condition). ``to_fix`` is invalid or at risk (what the messages list).
+STATE_FILTERS: dict[str, Callable[[StateConditions], Any] | None] = {
+    "to_fix": lambda states: or_(states.invalid, states.at_risk),
+    "invalid": lambda states: states.invalid,
+    "at_risk": lambda states: states.at_risk,
+    "pending": lambda states: states.pending,
+    "valid": lambda states: states.valid,
+    "all": None,
+}
+PACKAGE_FILTERS = tuple(STATE_FILTERS)
+#: What the list shows when no state is asked for.
+DEFAULT_STATE_FILTER = "to_fix"
 
 
 @dataclass
@@ -71,16 +124,13 @@ async def overview(service: ScorerService, connection: AsyncConnection, seller_i
     }
     current = window(today, service.settings.window_lag_days)
     c = packages.c
-    at_risk_micro = round(service.settings.at_risk_probability * MICRO)
-    overdue = and_(c.state == PackageState.PENDING.value, c.promised_date < today)
-    invalid = or_(c.state == PackageState.INVALID.value, overdue)
-    at_risk = and_(c.state == PackageState.PENDING.value, c.promised_date >= today, c.probability_micro < at_risk_micro)
+    states = StateConditions.on(service, today)
     result = await connection.execute(
         select(
             c.marketplace,
             c.category,
-            func.sum(case((invalid, 1), else_=0)),
-            func.sum(case((at_risk, 1), else_=0)),
+            func.sum(case((states.invalid, 1), else_=0)),
+            func.sum(case((states.at_risk, 1), else_=0)),
         )
         .where(
             c.seller_id == seller_id,
@@ -116,10 +166,13 @@ async def history(
     of the ``days`` days before today, oldest first.
 
     One read of the category's packages, scans and cancellations serves every day (the API
-    re-reads them per call); each package is evaluated as of each day whose window holds
-    it, with the scans that occurred before the end of that day, as ``recompute_counts``
-    does. The learnt statistics only set pending packages' probabilities, which no window
-    VTR depends on, so they are not read.
+    re-reads them per call), and one pass over the packages: each is evaluated as of each
+    day whose window holds it, with the scans that occurred before the end of that day, as
+    ``recompute_counts`` does, but only again when another scan has occurred since: a
+    package in a day's window is past its promised date, so it is valid, invalid or
+    cancelled and nothing but its scans so far can change that (the model, which depends
+    on the moment, only runs for pending packages). The learnt statistics only set pending
+    packages' probabilities, which no window VTR depends on, so they are not read.
     """
     today = service.today()
     lag = service.settings.window_lag_days
@@ -143,33 +196,37 @@ async def history(
     found_scans = await load_scans(connection, tracking_numbers)
     found_cancellations = await load_cancellations(connection, tracking_numbers)
     evaluator = service.evaluator
-    result: list[HistoryDay] = []
-    for k in range(days):
-        day = first_day + timedelta(days=k)
-        current = window(day, lag)
-        end_of_day = datetime.combine(day + timedelta(days=1), time())
-        entry = HistoryDay(day)
-        reasons: dict[str, int] = defaultdict(int)
-        for row in rows:
-            if not current.first <= row.promised_date <= current.last:
-                continue
-            evaluated = evaluator.evaluate(
-                row,
-                found_scans.get(row.tracking_number, ()),
-                found_cancellations.get(row.tracking_number, ()),
-                day,
-                occurred_before=end_of_day,
-                now=end_of_day,
-            )
+    result = [HistoryDay(first_day + timedelta(days=k)) for k in range(days)]
+    reasons: list[dict[str, int]] = [defaultdict(int) for _ in range(days)]
+    # window(d) holds promised dates [d - lag - 30, d - lag - 1]: a package counts on the
+    # days d in [promised + lag + 1, promised + lag + 30].
+    first_offset, last_offset = lag + 1, lag + WINDOW_DAYS
+    for row in rows:
+        package_scans = found_scans.get(row.tracking_number, ())
+        package_cancellations = found_cancellations.get(row.tracking_number, ())
+        scan_moments = sorted(scan.occurred_at for scan in package_scans)
+        start = max(0, (row.promised_date - first_day).days + first_offset)
+        stop = min(days - 1, (row.promised_date - first_day).days + last_offset)
+        evaluated: PackageRow | None = None
+        scans_seen = -1
+        for k in range(start, stop + 1):
+            day = result[k].day
+            end_of_day = datetime.combine(day + timedelta(days=1), time())
+            scans_by_then = bisect_left(scan_moments, end_of_day)
+            if evaluated is None or scans_by_then != scans_seen or evaluated.state == PackageState.PENDING.value:
+                evaluated = evaluator.evaluate(
+                    row, package_scans, package_cancellations, day, occurred_before=end_of_day, now=end_of_day
+                )
+                scans_seen = scans_by_then
             if evaluated.state == PackageState.CANCELLED.value:
                 continue
-            entry.total += 1
+            result[k].total += 1
             if evaluated.state == PackageState.VALID.value:
-                entry.valid += 1
+                result[k].valid += 1
             elif evaluated.reason:
-                reasons[invalid_reason_for(Reason(evaluated.reason)).value] += 1
-        entry.reasons = dict(sorted(reasons.items()))
-        result.append(entry)
+                reasons[k][invalid_reason_for(Reason(evaluated.reason)).value] += 1
+    for entry, counted in zip(result, reasons, strict=True):
+        entry.reasons = dict(sorted(counted.items()))
     return result
 
 
@@ -194,20 +251,11 @@ def _conditions(
         conditions.append(c.marketplace == marketplace)
     if category:
         conditions.append(c.category == category)
-    overdue = and_(c.state == PackageState.PENDING.value, c.promised_date < today)
-    upcoming = and_(c.state == PackageState.PENDING.value, c.promised_date >= today)
-    at_risk = and_(upcoming, c.probability_micro < round(service.settings.at_risk_probability * MICRO))
-    invalid = or_(c.state == PackageState.INVALID.value, overdue)
-    if state == "valid":
-        conditions.append(c.state == PackageState.VALID.value)
-    elif state == "invalid":
-        conditions.append(invalid)
-    elif state == "pending":
-        conditions.append(upcoming)
-    elif state == "at_risk":
-        conditions.append(at_risk)
-    elif state == "to_fix":
-        conditions.append(or_(invalid, at_risk))
+    states = StateConditions.on(service, today)
+    state_condition = STATE_FILTERS[state]
+    if state_condition is not None:
+        conditions.append(state_condition(states))
+    overdue = states.overdue
     if reason is not None:
         # An overdue pending package is shown with the reason it will get once invalid.
         shown_as = [r.value for r in Reason if invalid_reason_for(r) is reason]
@@ -278,14 +326,14 @@ async def lanes(
     today = service.today()
     current = window(today, service.settings.window_lag_days)
     c = packages.c
-    overdue = and_(c.state == PackageState.PENDING.value, c.promised_date < today)
+    states = StateConditions.on(service, today)
     result = await connection.execute(
         select(
             c.carrier_name,
             c.service,
-            func.sum(case((c.state == PackageState.VALID.value, 1), else_=0)),
-            func.sum(case((or_(c.state == PackageState.INVALID.value, overdue), 1), else_=0)),
-            func.sum(case((and_(c.state == PackageState.PENDING.value, c.promised_date >= today), 1), else_=0)),
+            func.sum(case((states.valid, 1), else_=0)),
+            func.sum(case((states.invalid, 1), else_=0)),
+            func.sum(case((states.pending, 1), else_=0)),
         )
         .where(
             c.seller_id == seller_id,

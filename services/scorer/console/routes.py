@@ -2,7 +2,9 @@
 marketplace x category), ``.../packages.csv`` and ``.../packages.xlsx`` (exports).
 
 Access: a staff bearer token (``Authorization: Bearer``, one of ``VTR_API_KEYS``) opens
-every seller; a signed link (``?t=``, see :mod:`shared.console_links`) opens one seller.
+every seller unless ``VTR_CONSOLE_STAFF_TOKENS`` turns them off (the default in prod, where
+the console has a public host); a signed link (``?t=``, see :mod:`shared.console_links`)
+opens one seller.
 A valid link is exchanged for an HttpOnly cookie scoped to that seller's path and the
 browser is redirected to the same page without the token, so the token leaves the address
 bar and the history and is not sent on as a Referer. Anything else gets a page that says
@@ -105,7 +107,12 @@ def authorize(service: ScorerService, request: Request, seller_id: str) -> Acces
     """Raises :class:`Denied` unless the request may read ``seller_id``'s console."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
+    staff_tokens = service.settings.console_accepts_staff_tokens()
     if scheme.lower() == "bearer" and credentials:
+        if not staff_tokens:
+            # Refused before any comparison: the public console must not tell right keys from wrong ones.
+            log.info("console staff token refused", extra={"reason": "VTR_CONSOLE_STAFF_TOKENS is off"})
+            raise Denied("denied_staff_tokens")
         if key_matches(credentials.strip().encode(), service.settings.api_key_values()):
             return Access(staff=True)
         raise Denied("denied_invalid")
@@ -129,7 +136,7 @@ def authorize(service: ScorerService, request: Request, seller_id: str) -> Acces
         if verdict is Verdict.VALID:
             return Access(staff=False)
         raise Denied("denied_expired" if verdict is Verdict.EXPIRED else "denied_invalid")
-    raise Denied("denied_missing")
+    raise Denied("denied_missing" if staff_tokens else "denied_missing_link")
 
 
 def console_router(service: ScorerService) -> APIRouter:
@@ -242,7 +249,7 @@ def console_router(service: ScorerService) -> APIRouter:
         seller_id: SellerId,
         marketplace: Annotated[str, Query(pattern=r"^[A-Z]{2}$")],
         category: Annotated[str, Query(min_length=1, max_length=200)],
-        state: StateFilter = "to_fix",
+        state: StateFilter = queries.DEFAULT_STATE_FILTER,
         reason: ReasonFilter = None,
         page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     ) -> Response:
@@ -370,7 +377,7 @@ def console_router(service: ScorerService) -> APIRouter:
         seller_id: SellerId,
         marketplace: OptionalMarketplace = None,
         category: OptionalCategory = None,
-        state: StateFilter = "to_fix",
+        state: StateFilter = queries.DEFAULT_STATE_FILTER,
         reason: ReasonFilter = None,
     ) -> Response:
         return await export(request, seller_id, "csv", marketplace, category, state, reason)
@@ -381,7 +388,7 @@ def console_router(service: ScorerService) -> APIRouter:
         seller_id: SellerId,
         marketplace: OptionalMarketplace = None,
         category: OptionalCategory = None,
-        state: StateFilter = "to_fix",
+        state: StateFilter = queries.DEFAULT_STATE_FILTER,
         reason: ReasonFilter = None,
     ) -> Response:
         return await export(request, seller_id, "xlsx", marketplace, category, state, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +46,110 @@ async def test_history_is_the_api_as_of_each_of_the_last_30_days(console: Consol
         ), entry.day
     # The carrier stopped scanning: the rate really moved over the month.
     assert len({d.vtr for d in days}) > 1
+
+
+async def test_history_with_a_window_lag_is_still_the_api_as_of_each_day(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one pass works out which days' windows hold each package; with a lag the
+    windows move back, and the days must still agree with the API's."""
+    from services.scorer.console.queries import history
+
+    service = console.app.state.service
+    monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"window_lag_days": 3}))
+    async with service.engine.connect() as connection:
+        days = await history(service, connection, SELLER, "AE", "Home & Kitchen")
+    for entry in days:
+        body = await api(console, f"/v1/sellers/{SELLER}/vtr", as_of=entry.day.isoformat())
+        expected = next(c for c in body["categories"] if c["marketplace"] == "AE")
+        assert (entry.total, entry.valid, entry.reasons) == (
+            expected["total"],
+            expected["valid"],
+            expected["reasons"],
+        ), entry.day
+    assert len({d.vtr for d in days}) > 1
+
+
+async def test_history_follows_scans_that_come_after_the_promised_date(console: Console, evaluator: Any) -> None:
+    """A package re-evaluated only when another scan has occurred: one scanned late turns
+    from invalid to valid in the middle of its days in the window, as the API says."""
+    from services.scorer.console.queries import history
+    from services.scorer.store import apply_records
+    from shared.schemas import CanonicalStatus
+    from tests.scorer.conftest import NOW, event, record, shipment
+
+    seller = "C3LATE"
+    messages: list[Any] = []
+    for k in range(10):
+        promised = TODAY - timedelta(days=25 - 2 * k)
+        number = f"YT{k + 7000:016d}"
+        late = datetime.combine(promised + timedelta(days=3), NOW.time(), NOW.tzinfo)
+        messages += [
+            shipment(
+                f"late-{k}",
+                seller_id=seller,
+                marketplace="AE",
+                category="Late scans",
+                tracking_number=number,
+                carrier="yunexpress",
+                carrier_name="YunExpress",
+                promised=promised,
+                confirmed_at=late - timedelta(days=10),
+            ),
+            event(tracking_number=number, occurred_at=late),
+            event(CanonicalStatus.DELIVERED, tracking_number=number, occurred_at=late + timedelta(days=1)),
+        ]
+    service = console.app.state.service
+    async with service.engine.begin() as connection:
+        await apply_records(connection, evaluator, [record(m) for m in messages], TODAY)
+    async with service.engine.connect() as connection:
+        days = await history(service, connection, seller, "AE", "Late scans")
+    for entry in days:
+        body = await api(console, f"/v1/sellers/{seller}/vtr", as_of=entry.day.isoformat())
+        expected = next((c for c in body["categories"] if c["category"] == "Late scans"), None)
+        if expected is None:
+            assert entry.total == 0, entry.day
+            continue
+        assert (entry.total, entry.valid, entry.reasons) == (
+            expected["total"],
+            expected["valid"],
+            expected["reasons"],
+        ), entry.day
+    # Some days count a late package as invalid, later days the same one as valid.
+    assert any(0 < d.valid < d.total for d in days) and any(d.total and d.valid == d.total for d in days)
+
+
+async def test_overview_lanes_and_list_count_the_states_alike(console: Console) -> None:
+    """The overview's counts, the lanes and the list's filters come from one definition
+    of the states (StateConditions): the same packages in each."""
+    from services.scorer.console.queries import lanes, overview, package_list
+
+    service = console.app.state.service
+    async with service.engine.connect() as connection:
+        totals = {
+            state: (
+                await package_list(service, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=1)
+            ).total
+            for state in ("invalid", "at_risk", "pending", "valid", "to_fix", "all")
+        }
+        (ae,) = [row for row in await overview(service, connection, SELLER) if row.marketplace == "AE"]
+        found_lanes = await lanes(service, connection, SELLER, "AE", "Home & Kitchen")
+    assert (ae.invalid_packages, ae.at_risk_packages) == (totals["invalid"], totals["at_risk"])
+    assert sum(lane.invalid for lane in found_lanes) == totals["invalid"]
+    assert sum(lane.valid for lane in found_lanes) == totals["valid"]
+    assert sum(lane.pending for lane in found_lanes) == totals["pending"]
+    assert totals["to_fix"] == totals["invalid"] + totals["at_risk"]
+    assert totals["all"] == totals["invalid"] + totals["pending"] + totals["valid"]
+    assert 0 < totals["at_risk"] < totals["pending"]
+
+
+def test_every_state_filter_has_a_label_in_every_language() -> None:
+    from services.scorer.console.i18n import STRINGS
+    from services.scorer.console.queries import DEFAULT_STATE_FILTER, PACKAGE_FILTERS
+
+    assert DEFAULT_STATE_FILTER in PACKAGE_FILTERS
+    for words in STRINGS.values():
+        assert all(words.get(name) for name in PACKAGE_FILTERS)
 
 
 async def test_overview_lists_every_category_of_the_api_most_urgent_first(console: Console) -> None:
@@ -197,6 +302,51 @@ async def test_staff_tokens_open_every_seller_and_wrong_ones_nothing(console: Co
         assert (await console.client.get(f"/console/{seller}", headers=STAFF)).status_code == 200
     wrong = await console.client.get(f"/console/{SELLER}", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403
+
+
+async def test_with_staff_tokens_off_no_token_opens_the_console_and_links_still_do(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VTR_CONSOLE_STAFF_TOKENS=false (prod's default): a right API key and a wrong one get
+    the same 403 page, so the public console tells nobody which keys are right; a signed
+    link works as before, and the API still takes the key."""
+    service = console.app.state.service
+    monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"console_staff_tokens": False}))
+    right = await console.client.get(f"/console/{SELLER}", headers=STAFF)
+    wrong = await console.client.get(f"/console/{SELLER}", headers={"Authorization": "Bearer nope"})
+    assert right.status_code == wrong.status_code == 403
+    assert right.text == wrong.text
+    assert "Staff tokens do not open this console" in right.text and "python -m tools.console_link" in right.text
+    export = await console.client.get(f"/console/{SELLER}/packages.csv", params=AE, headers=STAFF)
+    assert export.status_code == 403 and "Home & Kitchen" not in export.text
+    missing = await console.client.get(f"/console/{OTHER_SELLER}")
+    assert missing.status_code == 403
+    assert "needs the link from a vtrwatch message." in missing.text and "staff token" not in missing.text
+    opened = await console.client.get(link(SELLER), follow_redirects=True)
+    assert opened.status_code == 200 and "staff view" not in opened.text
+    assert (await console.client.get(f"/v1/sellers/{SELLER}/vtr", headers=STAFF)).status_code == 200
+
+
+def test_staff_tokens_on_the_console_default_to_off_in_prod_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("VTR_")]:
+        monkeypatch.delenv(name)
+    assert ScorerSettings().console_accepts_staff_tokens() is True
+    prod = {
+        "env": "prod",
+        "database_url": "postgresql+asyncpg://x/y",
+        "api_keys": "k",
+        "notifier_api_key": "k",
+        "console_secret": "s3cret",
+    }
+    assert ScorerSettings(**prod).console_accepts_staff_tokens() is False
+    # An explicit choice wins either way, read from the environment like every setting.
+    monkeypatch.setenv("VTR_CONSOLE_STAFF_TOKENS", "true")
+    assert ScorerSettings(**prod).console_accepts_staff_tokens() is True
+    monkeypatch.setenv("VTR_CONSOLE_STAFF_TOKENS", "false")
+    assert ScorerSettings().console_accepts_staff_tokens() is False
+    monkeypatch.setenv("VTR_CONSOLE_STAFF_TOKENS", "maybe")
+    with pytest.raises(ValueError, match="console_staff_tokens"):
+        ScorerSettings()
 
 
 async def test_language_from_accept_language_and_the_switch(console: Console) -> None:
