@@ -165,7 +165,7 @@ class ModelSettings:
     #: ... up to this age: the lane as it is lately, not a month ago ...
     silence_cohort_to_hours: float = 10 * 24.0
     #: ... the newest weighing most: a parcel's weight halves every this many days of age.
-    silence_cohort_half_life_days: float = 3.0
+    silence_cohort_half_life_days: float = 5.0
 
 
 #: Before any data, the share of silences that end with another scan.
@@ -487,9 +487,7 @@ class ModelState:
     computed_at: datetime | None = None
     recent_hours: float = 48.0
     #: Packages older than this (per milestone) make the baseline of the recent cohorts.
-    baseline_after_hours: dict[Milestone, float] = field(
-        default_factory=lambda: {Milestone.FIRST_SCAN: 96.0, Milestone.DELIVERY: 14 * 24.0}
-    )
+    baseline_after_hours: dict[Milestone, float] = field(default_factory=lambda: {Milestone.FIRST_SCAN: 96.0})
     #: The recent cohort of scanned parcels per seller's lane (rebuilt at each refresh, not stored).
     in_flight: list[InFlight] = field(default_factory=list)
 
@@ -498,9 +496,9 @@ class ModelState:
         histogram = self.histograms.get(key)
         if histogram is None:
             histogram = self.histograms[key] = Histogram()
-        if observation.milestone in GAP_MILESTONES:
-            # Silences only need their curves (no recent cohorts, no baseline): the cheap path,
-            # as there are several per parcel.
+        if observation.milestone is not Milestone.FIRST_SCAN:
+            # Only the first scan has recent cohorts and a baseline (:meth:`Model.dead_share`);
+            # the rest need their curves alone: the cheap path.
             histogram.add(observation.elapsed_hours, observation.reached, observation.weight)
             return
         histogram.add(
@@ -602,7 +600,9 @@ class Model:
         and were still waiting then, against the share its long-term curve expects to wait.
         Estimated per level (carrier, lane, seller's lane) and shrunk from general to
         specific, so one seller's stopped parcels show within a day and a carrier that
-        stopped for everyone shows for every seller."""
+        stopped for everyone shows for every seller. Kept for the first scan only: after
+        it, waiting longer than usual is as much a slower lane as a losing one, and the
+        silences between scans tell them apart (:meth:`going_silent`)."""
         boundary = min(BUCKETS, bisect.bisect_left(BOUNDS, max(0.0, hours)))
         estimate = 0.0
         for level in _levels(lane)[1:]:
@@ -680,7 +680,7 @@ class Model:
         too recently to be silent long yet are not seen: the estimate lags a new stall by
         the lane's longest usual silence."""
         settings = self.settings
-        sums: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0])
+        sums: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0] * 6)
         for parcel in in_flight:
             if not settings.silence_cohort_from_hours <= parcel.age_hours <= settings.silence_cohort_to_hours:
                 continue
@@ -694,19 +694,24 @@ class Model:
                 expected, lost = 1.0 - prior_alive, 1.0 - prior_alive * factor
             for level in _levels(parcel.lane)[1:]:
                 totals = sums[level]
-                totals[0] += weight
-                totals[1] += weight * weight
-                totals[2] += weight * (lost - expected)
-                totals[3] += weight * expected
-                totals[4] += weight * expected * (1.0 - expected)
+                totals[0] += 1.0
+                totals[1] += weight
+                totals[2] += weight * weight
+                totals[3] += weight * (lost - expected)
+                totals[4] += weight * expected
+                totals[5] += weight * weight * expected * (1.0 - expected)
         shares: dict[tuple[str, ...], float] = {}
-        for level, (total, squares, excess, expected, variance) in sorted(sums.items(), key=lambda item: len(item[0])):
+        for level, (count, total, squares, excess, expected, variance) in sorted(
+            sums.items(), key=lambda item: len(item[0])
+        ):
             parent_key = _parent(level)
             parent = shares.get(parent_key, 0.0) if parent_key is not None else 0.0
-            effective = total * total / squares
             usual = expected / total
-            noise = settings.recent_z * math.sqrt(variance / total / effective)
-            raw = max(0.0, min(1.0, (excess / total - noise) / (1.0 - usual))) if usual < 1.0 else 0.0
+            # Chance alone (z standard deviations of the weighted count), and never less than
+            # one parcel: one stalled parcel of two is no trend.
+            noise = max(settings.recent_z * math.sqrt(variance), total / count)
+            raw = max(0.0, min(1.0, (excess - noise) / total / (1.0 - usual))) if usual < 1.0 else 0.0
+            effective = total * total / squares
             shares[level] = (effective * raw + settings.recent_weight * parent) / (effective + settings.recent_weight)
         return shares
 
@@ -782,10 +787,7 @@ class Model:
             first = self.curve(lane, Milestone.FIRST_SCAN)
             if full_tracking:
                 probability = self.reach_first_scan_then_delivery(lane, elapsed, until)
-                probability *= 1.0 - max(
-                    self.dead_share(lane, Milestone.DELIVERY, self.usual_hours(lane, Milestone.DELIVERY)),
-                    self.going_silent(lane),
-                )
+                probability *= 1.0 - self.going_silent(lane)
             else:
                 probability = first.reach_by(elapsed, until)
             probability *= self._alive(lane, Milestone.FIRST_SCAN, elapsed, first)
@@ -829,11 +831,18 @@ class Model:
         """Probability that a package still waiting after ``elapsed`` hours is not one of the
         lane's recent dead parcels (see :meth:`dead_share`). Before the usual time the
         most recent informative cohort (the one that just passed the usual time) tells."""
-        usual = self.usual_hours(lane, milestone)
-        silent = self.going_silent(lane) if milestone is Milestone.DELIVERY else 0.0
-        if elapsed < usual:
-            return 1.0 - max(self.dead_share(lane, milestone, usual), silent)
-        dead = max(self.dead_share(lane, milestone, elapsed), silent)
+        if milestone is Milestone.DELIVERY:
+            # Between the first scan and the delivery, the recent cohorts' waiting cannot tell
+            # a lane that got slower (a congested hub) from one that loses parcels; their
+            # silences can (:meth:`going_silent`).
+            dead = self.going_silent(lane)
+            if elapsed < self.usual_hours(lane, milestone):
+                return 1.0 - dead
+        else:
+            usual = self.usual_hours(lane, milestone)
+            if elapsed < usual:
+                return 1.0 - self.dead_share(lane, milestone, usual)
+            dead = self.dead_share(lane, milestone, elapsed)
         if dead <= 0.0:
             return 1.0
         waiting = curve.at(elapsed)

@@ -275,26 +275,28 @@ async def test_a_parcel_silent_far_longer_than_its_lane_allows_is_stalled_throug
 ) -> None:
     """The model refresh learns the lane's silences between scans from the scans table;
     of two full-tracking parcels scanned five days ago, the one silent for five days (its
-    lane's silences last up to about two and a half) is stalled, the one scanned yesterday
-    is on its way."""
+    lane's silences last up to about two days) is stalled, the one scanned three hours
+    ago is on its way."""
     path = ((CanonicalStatus.ACCEPTED, 10), (CanonicalStatus.IN_TRANSIT, 30), (CanonicalStatus.IN_TRANSIT, 70),
             (CanonicalStatus.ARRIVED_DESTINATION, 115), (CanonicalStatus.OUT_FOR_DELIVERY, 160),
             (CanonicalStatus.DELIVERED, 166))  # fmt: skip
     messages: list[Message] = []
-    for i in range(40):
-        confirmed, number, pace = NOW - timedelta(days=20, hours=i), f"UG{i:09d}YP", 1 + i / 100
+    for i in range(100):
+        confirmed, number, pace = NOW - timedelta(days=14, hours=i), f"UG{i:09d}YP", 1 + i / 250
         messages.append(shipment(f"h-{i}", tracking_number=number, amount="20.00", promised=TODAY - timedelta(days=8),
                                  confirmed_at=confirmed, **YANWEN))  # fmt: skip
         messages += [event(status, tracking_number=number, occurred_at=confirmed + timedelta(hours=hours * pace))
                      for status, hours in path]  # fmt: skip
     # Both first scanned five and a half days ago, before the lane's usual delivery (7 days).
-    for order_id, number, last_scan_days_ago in (("quiet", "UG900000001YP", 5), ("moving", "UG900000002YP", 1)):
+    for order_id, number, last_scan_hours_ago in (("quiet", "UG900000001YP", 120), ("moving", "UG900000002YP", 3)):
         messages.append(shipment(order_id, tracking_number=number, amount="20.00", promised=TODAY + timedelta(days=6),
                                  confirmed_at=NOW - timedelta(days=6), **YANWEN))  # fmt: skip
         messages += [
             event(CanonicalStatus.ACCEPTED, tracking_number=number, occurred_at=NOW - timedelta(days=5, hours=12)),
             event(
-                CanonicalStatus.IN_TRANSIT, tracking_number=number, occurred_at=NOW - timedelta(days=last_scan_days_ago)
+                CanonicalStatus.IN_TRANSIT,
+                tracking_number=number,
+                occurred_at=NOW - timedelta(hours=last_scan_hours_ago),
             ),
         ]
     await apply(scorer_engine, evaluator, messages)
@@ -308,14 +310,29 @@ async def test_a_parcel_silent_far_longer_than_its_lane_allows_is_stalled_throug
             )
         )
         found = {order_id: (probability / 1_000_000, reason) for order_id, probability, reason in rows}
+    m = evaluator.model
+    lane = ("seller-1", "yanwen", "yanwen line", "CN", "US")
+    from services.scorer.model import Milestone as MM
+
+    print(
+        "DBG going",
+        m.going_silent(lane),
+        "usual",
+        m.usual_hours(lane, MM.DELIVERY),
+        "G24",
+        m.silence_survival(lane, MM.GAP_TRANSIT, 24),
+        "reach",
+        m.curve(lane, MM.DELIVERY).reach_by(132, 132 + 8.7 * 24),
+        [round(x, 3) for x in m.curve(lane, MM.DELIVERY).survival[::6]],
+    )
     assert found["moving"][0] > 0.8 and found["moving"][1] == "awaiting_delivery_scan"
     assert found["quiet"][0] < 0.5 and found["quiet"][1] == "stalled_in_transit"
-    # The lane's silences are part of the stored state (across sellers; 40 parcels x 3
-    # transit silences, weighted by recency: a parcel 20 days old weighs about a seventh).
+    # The lane's silences are part of the stored state (across sellers; 100 parcels x 3
+    # transit silences, weighted by recency: a parcel 14-18 days old weighs about a fifth).
     async with scorer_engine.connect() as connection:
         body = (await connection.execute(select(model_state.c.body))).scalar_one()
     stored = ModelState.from_json(msgspec.json.decode(body))
-    assert sum(stored.histograms[(("", "yanwen", "yanwen line", "CN", "US"), Milestone.GAP_TRANSIT)].events) > 10
+    assert sum(stored.histograms[(("", "yanwen", "yanwen line", "CN", "US"), Milestone.GAP_TRANSIT)].events) > 40
 
 
 async def test_window_slide_is_marked_once_per_day(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
