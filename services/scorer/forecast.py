@@ -91,6 +91,56 @@ def normal_cdf(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
+#: Breaches needing at most this many failures use :func:`failure_tail`; beyond, the count
+#: is large enough for the normal curve.
+DISCRETE_TAIL_MAX = 60
+
+
+def failure_tail(mean: float, variance: float, at_least: int) -> float:
+    """P(failures >= ``at_least``) for a count with this mean and variance: a binomial with
+    them when the count is less spread than a Poisson (independent packages: a
+    Poisson-binomial always is), a negative binomial when more (failures that come
+    together, the correlated share). Both are exact for the count's first two moments and
+    much closer than a normal curve in the tail of a small count."""
+    if variance < mean:
+        # Binomial with n trials of probability q: mean n q, variance n q (1 - q); n is
+        # rounded to whole trials and q keeps the mean.
+        trials = max(1, round(mean / (1.0 - variance / mean)))
+        if at_least > trials:
+            return 0.0
+        q = mean / trials
+        if q >= 1.0:
+            return 1.0
+        log_q, log_not_q = math.log(q), math.log1p(-q)
+
+        def log_pmf(count: int) -> float:
+            return (
+                math.lgamma(trials + 1.0)
+                - math.lgamma(count + 1.0)
+                - math.lgamma(trials - count + 1.0)
+                + count * log_q
+                + (trials - count) * log_not_q
+            )
+
+    else:
+        # Negative binomial with r successes of probability s: mean r (1-s)/s, variance mean/s.
+        success = min(1.0 - 1e-12, mean / variance)
+        size = mean * success / (1.0 - success)
+        log_s, log_not_s = math.log(success), math.log1p(-success)
+
+        def log_pmf(count: int) -> float:
+            return (
+                math.lgamma(count + size)
+                - math.lgamma(count + 1.0)
+                - math.lgamma(size)
+                + size * log_s
+                + count * log_not_s
+            )
+
+    below = sum(math.exp(log_pmf(count)) for count in range(at_least))
+    return max(0.0, min(1.0, 1.0 - below))
+
+
 @dataclass(frozen=True, slots=True)
 class Outlook:
     """The distribution of one forecast day's valid count, as a normal approximation of the
@@ -111,6 +161,15 @@ class Outlook:
         needed = math.ceil(floor * Fraction(round(self.total, 6)).limit_denominator(10**6))
         if self.variance <= 1e-12:
             return 1.0 if self.mean < needed - 0.5 else 0.0
+        # The same event counted in failures: at least this many of the packages that could
+        # still be valid fail. Few failures expected (a healthy or a small category): the
+        # normal curve is poor that far in its tail, a discrete law is not.
+        failures = max(0.0, self.possible_valid - self.mean)
+        at_least = math.ceil(self.possible_valid - (needed - 1) - 1e-9)
+        if at_least <= 0:
+            return 1.0
+        if at_least <= DISCRETE_TAIL_MAX and failures > 0:
+            return failure_tail(failures, self.variance, at_least)
         return normal_cdf((needed - 0.5 - self.mean) / math.sqrt(self.variance))
 
     def rate_at(self, z: float) -> float | None:

@@ -220,6 +220,16 @@ def gradual_decline(seed: int, hour: float = 12.0) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "GRAD", 4)))
 
 
+def small_categories(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: categories of a few orders a week to a couple a day (10-60 packages in the
+    window), with the usual random failures, where one late parcel moves the rate by points."""
+    rng = random.Random(f"small:{seed}")
+    sellers = [
+        Seller(f"SMALL{i}", (_lane(i, rng.uniform(0.4, 2.0), failures=HEALTHY),), role="control") for i in range(10)
+    ]
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "SMALL", 4)))
+
+
 #: Each family: (seed, hour of today the evaluation runs at, UTC) -> scenario.
 FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_stop": carrier_stop,
@@ -234,4 +244,5 @@ FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "hub_congestion": hub_congestion,
     "customs_routine": customs_routine,
     "gradual_decline": gradual_decline,
+    "small_categories": small_categories,
 }
