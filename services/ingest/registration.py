@@ -44,6 +44,7 @@ from services.ingest.vendor_calls import (
     publisher_and_http,
     run_until_signal,
 )
+from services.ingest.worker_health import WORKER_LOOP, idle_until
 from shared.kafka import make_consumer
 from shared.schemas import DEADLETTER_CODEC, SHIPMENT_CODEC, ContractError, DeadLetter, ShipmentConfirmed
 from shared.topics import DEADLETTER, SHIPMENTS
@@ -266,6 +267,7 @@ class Registrar:
         await consumer.start()
         try:
             while not stop.is_set():
+                WORKER_LOOP.tick()
                 batches = await consumer.getmany(timeout_ms=500, max_records=500)
                 shipments = []
                 for records in batches.values():
@@ -316,7 +318,7 @@ async def run_registrar(settings: IngestSettings, stop: asyncio.Event) -> None:
             # Wait for the stop rather than exit: under a Deployment an exited process is
             # restarted over and over (CrashLoopBackOff) until VTR_REGISTER_* are set.
             log.warning("no aggregator registration configured; the registrar idles until stopped")
-            await stop.wait()
+            await idle_until(stop)
             return
         await Registrar(settings, routes, publisher).run(stop)
 

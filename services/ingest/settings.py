@@ -117,6 +117,14 @@ class IngestSettings(ServiceSettings):
     #: Tracking queries per second (Yanwen publishes no figure; keep it low).
     yanwen_poll_rate_per_second: float = Field(default=1.0, gt=0)
 
+    # --- The workers' metrics and health endpoint (registrar, Yanwen poller) ---
+    #: Port of the workers' small HTTP server: /metrics, /healthz, /readyz (on VTR_HTTP_HOST).
+    worker_metrics_port: int = Field(default=9102, ge=1, le=65535)
+    #: A worker whose loop has not ticked (polled Kafka, tried a vendor call, ended a
+    #: back-off) for this long answers /healthz with 503, and the kubelet restarts it. It
+    #: must exceed the longest wait of a healthy worker: one back-off plus one call timeout.
+    worker_stall_seconds: float = Field(default=600.0, gt=0)
+
     #: Larger bodies get 413 before they are read in full.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: YunExpress pushes whose timestamp is further than this from now are refused.
@@ -155,6 +163,18 @@ class IngestSettings(ServiceSettings):
         # Only checked when the encrypted envelope is on: the key is unused otherwise.
         if self.yunexpress_encrypted and len(self.yunexpress_aes_key_bytes()) not in (16, 24, 32):
             raise ValueError("VTR_YUNEXPRESS_AES_KEY must be 16, 24 or 32 characters")
+        return self
+
+    @model_validator(mode="after")
+    def _stall_outlasts_the_longest_wait(self) -> IngestSettings:
+        # A healthy worker may sleep one full back-off and then wait one full call timeout
+        # without ticking; a shorter stall limit would have it restarted in a loop.
+        longest_wait = self.registration_backoff_max_seconds + self.registration_timeout_seconds
+        if self.worker_stall_seconds <= longest_wait:
+            raise ValueError(
+                "VTR_WORKER_STALL_SECONDS must exceed VTR_REGISTRATION_BACKOFF_MAX_SECONDS"
+                f" + VTR_REGISTRATION_TIMEOUT_SECONDS ({longest_wait:g} s)"
+            )
         return self
 
     def largest_body_bytes(self) -> int:

@@ -6,7 +6,8 @@ at times, and both run as their own process until SIGTERM/SIGINT. This module is
 way to do each of those: :class:`RateLimiter` spaces the calls, :func:`call_with_retries`
 repeats a :class:`Retryable` failure with exponential back-off (the ``VTR_REGISTRATION_*``
 settings), :func:`publisher_and_http` opens what both need to talk to Kafka and the
-vendor, and :func:`run_until_signal` is their ``main``.
+vendor, and :func:`run_until_signal` is their ``main`` (with the metrics and health
+endpoint of worker_health.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import httpx
 
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
+from services.ingest.worker_health import WORKER_LOOP, WorkerHealthServer
 from shared.observability import configure_logging
 
 T = TypeVar("T")
@@ -86,6 +88,9 @@ async def call_with_retries(
     attempt = 1
     while True:
         await limiter.acquire()
+        # A worker busy with a long round of calls or back-offs is making progress: each
+        # attempt keeps its liveness fresh (worker_health.py).
+        WORKER_LOOP.tick()
         try:
             return await call()
         except Retryable as error:
@@ -110,10 +115,15 @@ async def publisher_and_http(settings: IngestSettings) -> AsyncIterator[tuple[Pu
 
 
 def run_until_signal(worker: Callable[[IngestSettings, asyncio.Event], Awaitable[None]]) -> int:
-    """Run ``worker(settings, stop)`` with the environment's settings and JSON logs;
+    """Run ``worker(settings, stop)`` with the environment's settings and JSON logs, and
+    serve its metrics and health on ``VTR_HTTP_HOST:VTR_WORKER_METRICS_PORT`` meanwhile;
     SIGTERM or SIGINT sets ``stop`` so the worker finishes its round and closes cleanly."""
     settings = IngestSettings()
     configure_logging(settings.log_level)
+    health = WorkerHealthServer(
+        settings.http_host, settings.worker_metrics_port, WORKER_LOOP, settings.worker_stall_seconds
+    )
+    health.start()
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -122,5 +132,8 @@ def run_until_signal(worker: Callable[[IngestSettings, asyncio.Event], Awaitable
             loop.add_signal_handler(signum, stop.set)
         await worker(settings, stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        health.stop()
     return 0

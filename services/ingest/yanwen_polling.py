@@ -42,6 +42,7 @@ from services.ingest.vendor_calls import (
     publisher_and_http,
     run_until_signal,
 )
+from services.ingest.worker_health import WORKER_LOOP
 from shared.kafka import make_consumer
 from shared.schemas import (
     SHIPMENT_CODEC,
@@ -216,6 +217,7 @@ class YanwenPoller:
         next_round = 0.0
         try:
             while not stop.is_set():
+                WORKER_LOOP.tick()
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for records in batches.values():
                     for record in records:

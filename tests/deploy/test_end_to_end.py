@@ -51,6 +51,7 @@ BOUNCING = "nobody@seller.example"
 #: marked "here" are also made to answer by a real failure at the end of this module.
 FAILURE_ONLY = {
     "alert VtrServiceDown": "here: a service is stopped",
+    "alert VtrIngestWorkerDown": "promtool: a worker unscrapable for 5 minutes (the stack runs no worker)",
     "alert VtrIngestErrorRatioHigh": "here: the broker is stopped",
     "alert VtrIngestLatencyHigh": "promtool: ingest slower than 500 ms at p99",
     "alert VtrCarrierSilent": "promtool: 3 hours without a push",

@@ -401,13 +401,36 @@ def test_ingest_workers_run_one_pod_each_and_never_two_at_once(rendered: Rendere
     assert container["command"] == ["python", "-m", "services.ingest", subcommand]
     assert f'sys.argv[1:2] == ["{subcommand}"]' in (ROOT / "services" / "ingest" / "__main__.py").read_text()
     assert container["image"].startswith("registry.example.com/vtrwatch/vtrwatch:")
-    # No HTTP server: no port, no probe, no Service or ServiceMonitor in front of it.
-    assert not {"ports", "readinessProbe", "livenessProbe"} & set(container)
+    assert spec["terminationGracePeriodSeconds"] >= 30
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("worker", WORKERS)
+def test_ingest_workers_serve_metrics_and_probes_on_their_metrics_port(
+    rendered: Rendered, overlay: str, worker: str
+) -> None:
+    """No API, but /metrics for Prometheus (through a Service of the workload's name, the
+    job label) and /healthz, /readyz for the kubelet, all on the port the worker listens on."""
+    objects = rendered[overlay]
+    workload = workload_of(objects, worker)
+    (container,) = pod_spec(workload)["containers"]
+    port = IngestSettings().worker_metrics_port
+    assert container["ports"] == [{"name": "metrics", "containerPort": port}]
+    assert env_of(container)["VTR_WORKER_METRICS_PORT"]["value"] == str(port)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    # The stall itself is the worker's to judge (VTR_WORKER_STALL_SECONDS): the probe only
+    # gives up after several answers in a row, never on one slow scrape.
+    assert container["livenessProbe"]["failureThreshold"] >= 3
     labels = workload["spec"]["template"]["metadata"]["labels"]
-    assert not [
+    (service,) = [
         service for service in of_kind(objects, "Service") if service["spec"]["selector"].items() <= labels.items()
     ]
-    assert spec["terminationGracePeriodSeconds"] >= 30
+    assert service["metadata"]["name"] == workload["metadata"]["name"] == worker
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics"}]
+    (monitor,) = [monitor for monitor in of_kind(objects, "ServiceMonitor") if monitor["metadata"]["name"] == worker]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
 @pytest.mark.parametrize("worker", WORKERS)
@@ -622,9 +645,14 @@ def test_network_policies_let_in_from_outside_only_ingest_and_the_scorer_http_po
         for policy in policies
     }
     assert egress_ports["ingest"] == {9092}
-    # The workers: Kafka and the vendors' HTTPS APIs, nothing in.
+    # The workers: Kafka and the vendors' HTTPS APIs out; in, only Prometheus to the metrics port.
     assert egress_ports["ingest-workers"] == {9092, 443}
-    assert "ingress" not in one(rendered["prod"], "NetworkPolicy", "ingest-workers")["spec"]
+    assert one(rendered["prod"], "NetworkPolicy", "ingest-workers")["spec"]["ingress"] == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"protocol": "TCP", "port": IngestSettings().worker_metrics_port}],
+        }
+    ]
     # 8002: the console's page of notifications reads the notifier's API.
     assert egress_ports["scorer"] == {9092, 5432, 8002}
     assert egress_ports["notifier"] >= {9092, 5432, 8001, 465, 587, 443}
@@ -751,7 +779,7 @@ def test_services_and_monitors_select_real_pods_and_ports(rendered: Rendered, ov
         selector = service["spec"]["selector"]
         assert any(selector.items() <= labels.items() for labels in pod_labels), service["metadata"]["name"]
     monitors = of_kind(objects, "ServiceMonitor")
-    assert {monitor["metadata"]["name"] for monitor in monitors} == set(SERVICES)
+    assert {monitor["metadata"]["name"] for monitor in monitors} == set(SERVICES) | set(WORKERS)
     for monitor in monitors:
         selector = monitor["spec"]["selector"]["matchLabels"]
         matching = [service for service in services if selector.items() <= service["metadata"]["labels"].items()]

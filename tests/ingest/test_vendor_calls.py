@@ -16,6 +16,7 @@ import pytest
 
 from services.ingest.registration import run_registrar
 from services.ingest.vendor_calls import RateLimiter, Retryable, RetryPolicy, call_with_retries
+from tools.localstack import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,7 +106,8 @@ sys.exit(run_until_signal(worker))
         [sys.executable, "-c", program],
         cwd=REPO,
         stdout=subprocess.PIPE,
-        env={**os.environ, "VTR_ENV": "dev"},
+        # Its metrics endpoint on a free port: the default may be taken on a shared machine.
+        env={**os.environ, "VTR_ENV": "dev", "VTR_WORKER_METRICS_PORT": str(free_port())},
         text=True,
     )
     try:

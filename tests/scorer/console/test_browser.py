@@ -12,6 +12,7 @@ import asyncio
 import csv
 import io
 import os
+import re
 import shutil
 import threading
 import time
@@ -111,6 +112,24 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
+def expect(target: Any) -> Any:
+    """Playwright's auto-waiting assertions, imported when used: without Playwright the
+    ``browser`` fixture has already skipped (or failed under CI) with the reason."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+def click_and_load(page: Any, selector: str, url: re.Pattern[str]) -> None:
+    """Click a link or submit button that loads another page, and wait until that page has
+    loaded. ``page.click`` returns once the click is dispatched, not when the next page is
+    there: reading the DOM right after it can read the page being left (a flaky test under
+    load). ``url`` must not match the current address, or the wait returns at once."""
+    assert not url.search(page.url), f"{url.pattern} already matches {page.url}: the wait would not wait"
+    page.click(selector)
+    page.wait_for_url(url, wait_until="load")
+
+
 def open_link(context: Any, server: str, seller_id: str = SELLER, **scope: str) -> Any:
     page = context.new_page()
     response = page.goto(links(server).link(seller_id, datetime.now(UTC), **scope))
@@ -151,13 +170,14 @@ def test_language_follows_the_browser_and_the_switch(server: str, browser: Any) 
         assert "有风险" in page.locator("#overview").inner_text()
         if os.environ.get("VTR_CONSOLE_SCREENSHOTS"):
             page.screenshot(path=str(SCREENSHOTS / "console-overview-zh-CN.png"))
-        page.click("#language-switch")
-        assert page.locator("html").get_attribute("lang") == "en"
+        click_and_load(page, "#language-switch", re.compile(r"[?&]lang=en(&|$)"))
+        expect(page.locator("html")).to_have_attribute("lang", "en")
         assert page.locator("h1").inner_text() == "Overview"
         # The choice sticks (cookie) over the browser's language.
         page.goto(page.url.split("?")[0])
-        assert page.locator("html").get_attribute("lang") == "en"
-        page.click("#language-switch")
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        click_and_load(page, "#language-switch", re.compile(r"[?&]lang=zh-CN(&|$)"))
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
         assert page.locator("h1").inner_text() == "总览"
     finally:
         context.close()
@@ -165,7 +185,7 @@ def test_language_follows_the_browser_and_the_switch(server: str, browser: Any) 
 
 def test_category_page_numbers_chart_and_history(server: str, context: Any) -> None:
     page = open_link(context, server)
-    page.click("a.category-link >> text=Home & Kitchen")
+    click_and_load(page, "a.category-link >> text=Home & Kitchen", re.compile(r"/category\?"))
     assert page.locator("#category-title").inner_text().startswith("Home & Kitchen")
     ae = next(c for c in api(server, f"/v1/sellers/{SELLER}/vtr")["categories"] if c["marketplace"] == "AE")
     assert page.locator("#numbers [data-field=vtr]").inner_text() == pct(ae["vtr"])
@@ -201,7 +221,9 @@ def test_category_page_numbers_chart_and_history(server: str, context: Any) -> N
 def test_packages_filter_page_and_match_the_shipments_api(server: str, context: Any) -> None:
     page = open_link(context, server, marketplace="AE", category="Home & Kitchen")
     page.select_option("#state-filter", "invalid")
-    page.click("#apply-filter")
+    click_and_load(page, "#apply-filter", re.compile(r"[?&]state=invalid(&|$)"))
+    # The loaded page says which filter it applied (its select is rendered by the server).
+    expect(page.locator("#state-filter")).to_have_value("invalid")
     shown = [row.get_attribute("data-order") for row in page.locator("#packages tbody tr").all()]
     listed = api(
         server, f"/v1/sellers/{SELLER}/shipments", marketplace="AE", category="Home & Kitchen", state="invalid"
@@ -210,7 +232,8 @@ def test_packages_filter_page_and_match_the_shipments_api(server: str, context: 
     assert shown
     # All packages: several pages, no order on two pages, every page the page size.
     page.select_option("#state-filter", "all")
-    page.click("#apply-filter")
+    click_and_load(page, "#apply-filter", re.compile(r"[?&]state=all(&|$)"))
+    expect(page.locator("#state-filter")).to_have_value("all")
     seen: list[str] = []
     pages = 0
     while True:
@@ -218,7 +241,7 @@ def test_packages_filter_page_and_match_the_shipments_api(server: str, context: 
         seen += [row.get_attribute("data-order") or "" for row in page.locator("#packages tbody tr").all()]
         if page.locator("#next-page").count() == 0:
             break
-        page.click("#next-page")
+        click_and_load(page, "#next-page", re.compile(rf"[?&]page={pages + 1}(&|$)"))
     assert pages >= 3
     assert len(seen) == len(set(seen))
     total = 0
@@ -233,7 +256,7 @@ def test_packages_filter_page_and_match_the_shipments_api(server: str, context: 
         if not cursor:
             break
     assert len(seen) == total
-    page.click("#previous-page")
+    click_and_load(page, "#previous-page", re.compile(rf"[?&]page={pages - 1}(&|$)"))
     assert f"{pages - 1} / {pages}" in page.locator("#page-of").inner_text().replace("Page ", "").replace(" of ", " / ")
 
 
