@@ -16,6 +16,14 @@ paused until the group hands them back.
 Offsets are also committed to Kafka after the database commit, as advice only, so that
 standard lag tools (``kafka-consumer-groups``) show the group's position.
 
+Batches are cut by time, not by fetch: fetched records wait in a per-partition buffer
+(up to two batches' worth) and each batch takes the oldest of them by record timestamp, so
+that a backlog's records about one parcel (its confirmation on one topic, its scans on
+another) tend to land in the same batch and the package is written once instead of once
+per batch. The buffer holds records *not yet applied*: every seek, rebalance, fence or
+rolled-back batch drops the partition's buffered records and fetches again from the stored
+offset, exactly as without a buffer.
+
 Partition assignment uses the *range* assignor: the inputs are co-partitioned (same
 key, same partition count), so partition *i* of every subscribed topic goes to the same
 instance.
@@ -33,6 +41,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -174,6 +183,8 @@ class TransactionalConsumer:
         self._range_checked_at = 0.0
         #: Bumped on every rebalance: a batch fetched before it may predate a seek and is dropped.
         self._assignment_epoch = 0
+        #: Per partition, records fetched but not applied yet, in offset order (see ``_next_batch``).
+        self._buffered: dict[TopicPartition, deque[ConsumerRecord[bytes, bytes]]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         #: Started on the first parked record (see ``_deadletter_producer``).
         self._deadletters: AIOKafkaProducer | None = None
@@ -251,6 +262,7 @@ class TransactionalConsumer:
         # Let the batch in flight finish (it holds the lock) before another instance takes over.
         async with self._batch_lock:
             self._assignment_epoch += 1
+            self._buffered.clear()
             for tp in revoked:
                 self._forget(tp)
                 self._next_offsets.pop(tp, None)
@@ -263,6 +275,7 @@ class TransactionalConsumer:
         """This instance no longer applies ``tp`` (revoked, or fenced by another instance):
         drop what it tracked about it, so a stale stop or gap check outlives neither."""
         self._generations.pop(tp, None)
+        self._buffered.pop(tp, None)
         self._gap_checked.pop(tp, None)
         self.out_of_range.pop(tp, None)
         with contextlib.suppress(KeyError):
@@ -272,6 +285,7 @@ class TransactionalConsumer:
         assert self._consumer is not None
         async with self._batch_lock:
             self._assignment_epoch += 1
+            self._buffered.clear()
             claims = await self._claim_until_done(sorted(assigned))
             for tp, (next_offset, generation) in claims.items():
                 self._generations[tp] = generation
@@ -355,7 +369,7 @@ class TransactionalConsumer:
                 await self._check_offset_ranges()
             epoch = self._assignment_epoch
             try:
-                batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records)
+                batches = await self._next_batch(consumer, epoch)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -369,9 +383,126 @@ class TransactionalConsumer:
                     self._on_batch_committed(applied, time.perf_counter() - fetched_at)
             self._export_lag()
 
+    async def _next_batch(
+        self, consumer: AIOKafkaConsumer, epoch: int
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """The next batch: buffered records of every partition group, cut at a common time.
+
+        Each owned partition's buffer is topped up to its share of two batches from what
+        the client has already fetched (no waiting); only when no group has anything to
+        take does this wait for the broker (up to the poll timeout), and if even then the
+        groups are not aligned the oldest records are taken as they are: progress first.
+        Records fetched across a rebalance are never buffered: the callbacks have re-sought
+        every owned partition to its stored offset, so they are fetched again.
+        """
+        owned = [tp for tp in sorted(self._generations) if tp not in self.out_of_range]
+        share = max(1, 2 * self._max_batch_records // max(1, len(owned)))
+        assignment = consumer.assignment()
+        for tp in owned:
+            buffer = self._buffered.setdefault(tp, deque())
+            if len(buffer) < share and tp in assignment:
+                fetched = await consumer.getmany(tp, timeout_ms=0, max_records=share - len(buffer))
+                if epoch != self._assignment_epoch:
+                    return fetched  # type: ignore[no-any-return]  # _apply's epoch check rewinds them
+                buffer.extend(fetched.get(tp, ()))
+        batch = self._take_aligned(await self._still_to_fetch(consumer, owned))
+        if batch:
+            return batch
+        waited: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+            timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records
+        )
+        if epoch != self._assignment_epoch:
+            return waited
+        for tp, records in waited.items():
+            # Revoked or fenced while fetched: dropped, as _apply drops them (a reclaim rewinds).
+            if tp in self._generations:
+                self._buffered.setdefault(tp, deque()).extend(records)
+        return self._take_aligned(await self._still_to_fetch(consumer, owned)) or self._take_aligned(set())
+
+    @staticmethod
+    async def _still_to_fetch(consumer: AIOKafkaConsumer, owned: Sequence[TopicPartition]) -> set[TopicPartition]:
+        """Owned partitions whose fetch position is behind their high watermark: records of
+        theirs exist that are not buffered yet. The fetch position, not the last record's
+        offset, so that transaction markers at a log's end do not count as records to come."""
+        behind: set[TopicPartition] = set()
+        assignment = consumer.assignment()
+        for tp in owned:
+            if tp not in assignment:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:  # not fetched yet since the assignment: its first answer is on its way
+                behind.add(tp)
+                continue
+            with contextlib.suppress(Exception):  # no position yet (a reset in progress): not waited for
+                if await asyncio.wait_for(consumer.position(tp), 0.01) < highwater:
+                    behind.add(tp)
+        return behind
+
+    def _take_aligned(
+        self, still_to_fetch: set[TopicPartition]
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """Up to ``max_batch_records`` buffered records, a prefix of each partition's buffer.
+
+        Partitions with the same number form a group (the inputs are co-partitioned: one
+        key's records on every topic are in one group). A group's records are taken up to a
+        cut-off time no later than the newest buffered record of each of its partitions in
+        ``still_to_fetch``, so a record is not applied while the records of the same moment
+        on the group's other topics are still to be fetched; a group with such a partition
+        and nothing buffered for it waits (an empty ``still_to_fetch`` waits for nothing).
+        Record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime);
+        either way only the grouping depends on them. Grouping decides only which batch a
+        record lands in, never whether it is applied.
+        """
+        groups: dict[int, list[TopicPartition]] = {}
+        for tp in self._buffered:
+            groups.setdefault(tp.partition, []).append(tp)
+        room = self._max_batch_records
+        taken: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for partition in sorted(groups, key=lambda number: (number - self.batches_applied) % (len(groups) or 1)):
+            if room <= 0:
+                break
+            members = sorted(groups[partition])
+            cutoff: int | None = None
+            for tp in members:
+                buffer = self._buffered[tp]
+                if tp in still_to_fetch:
+                    if not buffer:
+                        cutoff = -1
+                        break
+                    newest = buffer[-1].timestamp
+                    cutoff = newest if cutoff is None else min(cutoff, newest)
+            if cutoff == -1:
+                continue
+            stamps = sorted(
+                record.timestamp
+                for tp in members
+                for record in self._buffered[tp]
+                if cutoff is None or record.timestamp <= cutoff
+            )
+            if not stamps:
+                continue
+            if len(stamps) > room:
+                cutoff = stamps[room - 1]
+            for tp in members:
+                buffer = self._buffered[tp]
+                prefix: list[ConsumerRecord[bytes, bytes]] = []
+                while buffer and room > 0 and (cutoff is None or buffer[0].timestamp <= cutoff):
+                    prefix.append(buffer.popleft())
+                    room -= 1
+                if prefix:
+                    taken[tp] = prefix
+        if not taken and not still_to_fetch:  # timestamps out of order: take each buffer's head
+            for tp, buffer in sorted(self._buffered.items()):
+                count = min(len(buffer), room)
+                if count > 0:
+                    taken[tp] = [buffer.popleft() for _ in range(count)]
+                    room -= count
+        return taken
+
     async def _rewind(self, tp: TopicPartition) -> None:
         """Fetch ``tp`` again from its stored offset (the next record to apply)."""
         assert self._consumer is not None
+        self._buffered.pop(tp, None)  # fetched from the old position: they come again
         position = self._next_offsets.get(tp, NO_OFFSET)
         if position == NO_OFFSET:
             await self._consumer.seek_to_beginning(tp)
@@ -667,6 +798,7 @@ class TransactionalConsumer:
     def _stop_partition(self, tp: TopicPartition, reason: str) -> None:
         assert self._consumer is not None
         self._consumer.pause(tp)
+        self._buffered.pop(tp, None)
         first = tp not in self.out_of_range
         self.out_of_range[tp] = reason
         OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(1)
@@ -688,6 +820,7 @@ class TransactionalConsumer:
         assert self._consumer is not None
         del self.out_of_range[tp]
         OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(0)
+        self._buffered.pop(tp, None)
         self._consumer.seek(tp, stored)
         self._consumer.resume(tp)
         log.warning(
