@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +25,28 @@ from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Freeze the start-up objects and collect the young generation less often.
+
+    A 5,000-record batch allocates about a million short-lived objects (decoded messages,
+    package rows, statement parameters) while ~100k of them stay alive until its
+    transaction ends. With CPython's defaults every 700 allocations started a collection
+    that walked those live objects again, and the older generations were walked with the
+    start-up objects (FastAPI, pydantic, SQLAlchemy, aiokafka) on top: applied straight to
+    PostgreSQL, a batch took 380-435 ms with the defaults and about 245 ms with this. The
+    process's memory stays bounded by the batch size either way; cycles are still found.
+    """
+    if os.environ.get("VTR_GC_DEFAULTS"):
+        return
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class ScorerApp(FastAPI):
@@ -51,6 +75,7 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
         try:
             if background:
                 await service.start()
+            tune_garbage_collector()
             try:
                 yield
             finally:
