@@ -427,28 +427,45 @@ class TransactionalConsumer:
         every owned partition to its stored offset, so they are fetched again.
         """
         owned = [tp for tp in sorted(self._generations) if tp not in self.out_of_range]
+        stale = await self._top_up(consumer, owned, epoch)
+        if stale is not None:
+            return stale
+        batch = self._take_aligned(await self._still_to_fetch(consumer, owned))
+        if not batch:
+            waited: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records
+            )
+            if epoch != self._assignment_epoch:
+                return waited
+            for tp, records in waited.items():
+                # Revoked or fenced while fetched: dropped, as _apply drops them (a reclaim rewinds).
+                if tp in self._generations:
+                    self._buffered.setdefault(tp, deque()).extend(records)
+            batch = self._take_aligned(await self._still_to_fetch(consumer, owned)) or self._take_aligned(set())
+        # Refill now, so that the records prepared while this batch is applied cover the next one.
+        stale = await self._top_up(consumer, owned, epoch)
+        if stale is not None:
+            return {**stale, **batch}
+        return batch
+
+    async def _top_up(
+        self, consumer: AIOKafkaConsumer, owned: Sequence[TopicPartition], epoch: int
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None:
+        """Fill each owned partition's buffer up to its share of two batches from what the
+        client has fetched already (never waits). Returns the records fetched after a
+        rebalance instead of buffering them (``_apply``'s epoch check rewinds their partitions)."""
         share = max(1, 2 * self._max_batch_records // max(1, len(owned)))
         assignment = consumer.assignment()
         for tp in owned:
             buffer = self._buffered.setdefault(tp, deque())
             if len(buffer) < share and tp in assignment:
-                fetched = await consumer.getmany(tp, timeout_ms=0, max_records=share - len(buffer))
+                fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+                    tp, timeout_ms=0, max_records=share - len(buffer)
+                )
                 if epoch != self._assignment_epoch:
-                    return fetched  # type: ignore[no-any-return]  # _apply's epoch check rewinds them
+                    return fetched
                 buffer.extend(fetched.get(tp, ()))
-        batch = self._take_aligned(await self._still_to_fetch(consumer, owned))
-        if batch:
-            return batch
-        waited: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
-            timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records
-        )
-        if epoch != self._assignment_epoch:
-            return waited
-        for tp, records in waited.items():
-            # Revoked or fenced while fetched: dropped, as _apply drops them (a reclaim rewinds).
-            if tp in self._generations:
-                self._buffered.setdefault(tp, deque()).extend(records)
-        return self._take_aligned(await self._still_to_fetch(consumer, owned)) or self._take_aligned(set())
+        return None
 
     @staticmethod
     async def _still_to_fetch(consumer: AIOKafkaConsumer, owned: Sequence[TopicPartition]) -> set[TopicPartition]:
