@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,16 +33,16 @@ GC_YOUNG_THRESHOLD = 50_000
 def tune_garbage_collector() -> None:
     """Freeze the start-up objects and collect the young generation less often.
 
-    A 5,000-record batch allocates about a million short-lived objects (decoded messages,
-    package rows, statement parameters) while ~100k of them stay alive until its
-    transaction ends. With CPython's defaults every 700 allocations started a collection
-    that walked those live objects again, and the older generations were walked with the
-    start-up objects (FastAPI, pydantic, SQLAlchemy, aiokafka) on top: applied straight to
-    PostgreSQL, a batch took 380-435 ms with the defaults and about 245 ms with this. The
-    process's memory stays bounded by the batch size either way; cycles are still found.
+    A batch allocates several objects per record (decoded messages, package rows,
+    statement parameters), and thousands of them stay alive until its transaction ends.
+    With CPython's defaults a collection started every 700 allocations and walked those
+    live objects again, and the older generations walked the start-up objects (FastAPI,
+    pydantic, SQLAlchemy, aiokafka) too. Measured: batches applied straight to PostgreSQL
+    by a harness that also kept the backlog's raw records in memory took 330-500 ms with
+    the defaults and 245-300 ms with this; in the service, whose heap is smaller, two
+    side-by-side pairs of runs gained about 3% (less than the machine's noise). Memory
+    stays bounded by the batch size either way, and cycles are still collected.
     """
-    if os.environ.get("VTR_GC_DEFAULTS"):
-        return
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
