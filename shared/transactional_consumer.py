@@ -469,20 +469,25 @@ class TransactionalConsumer:
 
     @staticmethod
     async def _still_to_fetch(consumer: AIOKafkaConsumer, owned: Sequence[TopicPartition]) -> set[TopicPartition]:
-        """Owned partitions whose fetch position is behind their high watermark: records of
-        theirs exist that are not buffered yet. The fetch position, not the last record's
-        offset, so that transaction markers at a log's end do not count as records to come."""
+        """Owned partitions whose fetch position is behind the end of what can be fetched:
+        records of theirs exist that are not buffered yet. The end is the last stable offset
+        (the consumer reads committed records only: an open producer transaction's records
+        cannot be fetched yet, and must not hold the other topics back), else the high
+        watermark. The fetch position, not the last record's offset, so that transaction
+        markers at a log's end do not count as records to come."""
         behind: set[TopicPartition] = set()
         assignment = consumer.assignment()
         for tp in owned:
             if tp not in assignment:
                 continue
-            highwater = consumer.highwater(tp)
-            if highwater is None:  # not fetched yet since the assignment: its first answer is on its way
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            if end is None:  # not fetched yet since the assignment: its first answer is on its way
                 behind.add(tp)
                 continue
             with contextlib.suppress(Exception):  # no position yet (a reset in progress): not waited for
-                if await asyncio.wait_for(consumer.position(tp), 0.01) < highwater:
+                if await asyncio.wait_for(consumer.position(tp), 0.01) < end:
                     behind.add(tp)
         return behind
 
