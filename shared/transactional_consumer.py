@@ -73,6 +73,10 @@ BATCH_ATTEMPTS = 3
 #: A record that fails this many times on its own is parked: dead-lettered, counted, logged, skipped.
 RECORD_ATTEMPTS = 3
 
+#: Longest a partition's buffered records wait for the records of the same moment on the
+#: other input topics before they are applied without them.
+ALIGN_WAIT_SECONDS = 1.0
+
 #: How often owned partitions' stored offsets are compared with the broker's log range.
 RANGE_CHECK_SECONDS = 30.0
 
@@ -192,6 +196,9 @@ class TransactionalConsumer:
         self._assignment_epoch = 0
         #: Per partition, records fetched but not applied yet, in offset order (see ``_next_batch``).
         self._buffered: dict[TopicPartition, deque[ConsumerRecord[bytes, bytes]]] = {}
+        #: Per partition number, since when (monotonic) its buffered records wait for another
+        #: topic's records of the same moment (see ``_take_aligned``).
+        self._aligning_since: dict[int, float] = {}
         self._consumer: AIOKafkaConsumer | None = None
         #: Started on the first parked record (see ``_deadletter_producer``).
         self._deadletters: AIOKafkaProducer | None = None
@@ -270,6 +277,7 @@ class TransactionalConsumer:
         async with self._batch_lock:
             self._assignment_epoch += 1
             self._buffered.clear()
+            self._aligning_since.clear()
             for tp in revoked:
                 self._forget(tp)
                 self._next_offsets.pop(tp, None)
@@ -293,6 +301,7 @@ class TransactionalConsumer:
         async with self._batch_lock:
             self._assignment_epoch += 1
             self._buffered.clear()
+            self._aligning_since.clear()
             claims = await self._claim_until_done(sorted(assigned))
             for tp, (next_offset, generation) in claims.items():
                 self._generations[tp] = generation
@@ -515,6 +524,9 @@ class TransactionalConsumer:
             if room <= 0:
                 break
             members = sorted(groups[partition])
+            if not any(self._buffered[tp] for tp in members):
+                self._aligning_since.pop(partition, None)
+                continue
             cutoff: int | None = None
             for tp in members:
                 buffer = self._buffered[tp]
@@ -525,7 +537,13 @@ class TransactionalConsumer:
                     newest = buffer[-1].timestamp
                     cutoff = newest if cutoff is None else min(cutoff, newest)
             if cutoff == -1:
-                continue
+                # Waiting keeps one batch's parcels together; it must never hold records up
+                # for long (a partition whose fetches stall until the watchdog re-fetches it).
+                since = self._aligning_since.setdefault(partition, time.monotonic())
+                if time.monotonic() - since < ALIGN_WAIT_SECONDS:
+                    continue
+                cutoff = None
+            self._aligning_since.pop(partition, None)
             stamps = sorted(
                 record.timestamp
                 for tp in members

@@ -17,7 +17,12 @@ from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.schemas import DEADLETTER_CODEC, DeadLetter
 from shared.settings import ServiceSettings
 from shared.topics import DEADLETTER, TopicSpec
-from shared.transactional_consumer import PARKED_RECORDS, TransactionalConsumer, consumer_offsets_table
+from shared.transactional_consumer import (
+    ALIGN_WAIT_SECONDS,
+    PARKED_RECORDS,
+    TransactionalConsumer,
+    consumer_offsets_table,
+)
 from tools.localstack import TansuBroker
 
 metadata = MetaData()
@@ -387,8 +392,12 @@ def test_a_batch_takes_the_records_of_one_moment_from_every_co_partitioned_topic
     }
     # Group 0 up to the newest event fetched (115); group 1 waits for its events.
     assert _batch_offsets(consumer._take_aligned({event0, event1})) == {ship0: [0, 1], event0: [0, 1]}
+    # Group 1 has waited longer than ALIGN_WAIT_SECONDS: its shipments go without their events.
+    consumer._aligning_since[1] -= ALIGN_WAIT_SECONDS
+    assert _batch_offsets(consumer._take_aligned({event0, event1})) == {ship1: [0, 1, 2]}
     # Nothing left to fetch: every group's records, oldest first, up to the batch size.
-    assert _batch_offsets(consumer._take_aligned(set())) == {ship0: [2, 3, 4], ship1: [0, 1, 2]}
+    consumer._buffered[ship1].extend(_stamped(ship1, i, 100 + i) for i in range(3, 6))
+    assert _batch_offsets(consumer._take_aligned(set())) == {ship0: [2, 3, 4], ship1: [3, 4, 5]}
     assert not any(consumer._buffered.values())
 
     consumer._max_batch_records = 3
