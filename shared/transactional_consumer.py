@@ -16,6 +16,14 @@ paused until the group hands them back.
 Offsets are also committed to Kafka after the database commit, as advice only, so that
 standard lag tools (``kafka-consumer-groups``) show the group's position.
 
+Batches are cut by time, not by fetch: fetched records wait in a per-partition buffer
+(up to two batches' worth) and each batch takes the oldest of them by record timestamp, so
+that a backlog's records about one parcel (its confirmation on one topic, its scans on
+another) tend to land in the same batch and the package is written once instead of once
+per batch. The buffer holds records *not yet applied*: every seek, rebalance, fence or
+rolled-back batch drops the partition's buffered records and fetches again from the stored
+offset, exactly as without a buffer.
+
 Partition assignment uses the *range* assignor: the inputs are co-partitioned (same
 key, same partition count), so partition *i* of every subscribed topic goes to the same
 instance.
@@ -33,7 +41,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +73,10 @@ BATCH_ATTEMPTS = 3
 #: A record that fails this many times on its own is parked: dead-lettered, counted, logged, skipped.
 RECORD_ATTEMPTS = 3
 
+#: Longest a partition's buffered records wait for the records of the same moment on the
+#: other input topics before they are applied without them.
+ALIGN_WAIT_SECONDS = 1.0
+
 #: How often owned partitions' stored offsets are compared with the broker's log range.
 RANGE_CHECK_SECONDS = 30.0
 
@@ -79,6 +92,8 @@ PARKED_RECORDS = Counter(
 )
 
 ApplyBatch = Callable[[AsyncConnection, Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+#: Work ahead on records of coming batches (see ``prepare_records``); never applies anything.
+PrepareRecords = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Coroutine[Any, Any, None]]
 
 
 def consumer_offsets_table(metadata: MetaData, name: str = "consumer_offsets") -> Table:
@@ -134,6 +149,7 @@ class TransactionalConsumer:
         retry_delay_seconds: float = 1.0,
         on_batch_committed: Callable[[int, float], None] | None = None,
         reclaim_after_seconds: float | None = None,
+        prepare_records: PrepareRecords | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -148,6 +164,10 @@ class TransactionalConsumer:
         self._retry_delay_seconds = retry_delay_seconds
         #: Called with (records, seconds from fetch to database commit) after each batch.
         self._on_batch_committed = on_batch_committed
+        #: Called with the buffered records (the next batch's, mostly) while a batch is in
+        #: its transaction, so that their CPU work (decoding) overlaps the database's. Only
+        #: an optimisation: the records are applied, or not, exactly as without it.
+        self._prepare_records = prepare_records
         #: Per owned partition: (position, monotonic time it last moved), for the stall watchdog.
         self._progress: dict[TopicPartition, tuple[int, float]] = {}
         #: Unique per process, so a restarted instance never mistakes an old claim for its own.
@@ -174,6 +194,11 @@ class TransactionalConsumer:
         self._range_checked_at = 0.0
         #: Bumped on every rebalance: a batch fetched before it may predate a seek and is dropped.
         self._assignment_epoch = 0
+        #: Per partition, records fetched but not applied yet, in offset order (see ``_next_batch``).
+        self._buffered: dict[TopicPartition, deque[ConsumerRecord[bytes, bytes]]] = {}
+        #: Per partition number, since when (monotonic) its buffered records wait for another
+        #: topic's records of the same moment (see ``_take_aligned``).
+        self._aligning_since: dict[int, float] = {}
         self._consumer: AIOKafkaConsumer | None = None
         #: Started on the first parked record (see ``_deadletter_producer``).
         self._deadletters: AIOKafkaProducer | None = None
@@ -251,6 +276,8 @@ class TransactionalConsumer:
         # Let the batch in flight finish (it holds the lock) before another instance takes over.
         async with self._batch_lock:
             self._assignment_epoch += 1
+            self._buffered.clear()
+            self._aligning_since.clear()
             for tp in revoked:
                 self._forget(tp)
                 self._next_offsets.pop(tp, None)
@@ -263,6 +290,7 @@ class TransactionalConsumer:
         """This instance no longer applies ``tp`` (revoked, or fenced by another instance):
         drop what it tracked about it, so a stale stop or gap check outlives neither."""
         self._generations.pop(tp, None)
+        self._buffered.pop(tp, None)
         self._gap_checked.pop(tp, None)
         self.out_of_range.pop(tp, None)
         with contextlib.suppress(KeyError):
@@ -272,6 +300,8 @@ class TransactionalConsumer:
         assert self._consumer is not None
         async with self._batch_lock:
             self._assignment_epoch += 1
+            self._buffered.clear()
+            self._aligning_since.clear()
             claims = await self._claim_until_done(sorted(assigned))
             for tp, (next_offset, generation) in claims.items():
                 self._generations[tp] = generation
@@ -355,7 +385,7 @@ class TransactionalConsumer:
                 await self._check_offset_ranges()
             epoch = self._assignment_epoch
             try:
-                batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records)
+                batches = await self._next_batch(consumer, epoch)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -364,14 +394,186 @@ class TransactionalConsumer:
                 continue
             if batches:
                 fetched_at = time.perf_counter()
-                applied = await self._apply(batches, epoch)
+                preparing = self._prepare_buffered()
+                try:
+                    applied = await self._apply(batches, epoch)
+                finally:
+                    await self._finish_preparing(preparing)
                 if applied and self._on_batch_committed is not None:
                     self._on_batch_committed(applied, time.perf_counter() - fetched_at)
             self._export_lag()
 
+    def _prepare_buffered(self) -> asyncio.Task[None] | None:
+        """Start working ahead on the records still buffered while this batch is applied."""
+        if self._prepare_records is None:
+            return None
+        ahead = [record for records in self._buffered.values() for record in records]
+        return asyncio.create_task(self._prepare_records(ahead)) if ahead else None
+
+    async def _finish_preparing(self, preparing: asyncio.Task[None] | None) -> None:
+        if preparing is None:
+            return
+        if self._stopping:
+            preparing.cancel()
+        try:
+            await preparing
+        except asyncio.CancelledError:
+            if not preparing.cancelled():
+                raise
+        except Exception:  # only an optimisation: the batch decodes its records itself
+            log.exception("preparing records ahead failed", extra={"group": self._group_id})
+
+    async def _next_batch(
+        self, consumer: AIOKafkaConsumer, epoch: int
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """The next batch: buffered records of every partition group, cut at a common time.
+
+        Each owned partition's buffer is topped up to its share of two batches from what
+        the client has already fetched (no waiting); only when no group has anything to
+        take does this wait for the broker (up to the poll timeout), and if even then the
+        groups are not aligned the oldest records are taken as they are: progress first.
+        Records fetched across a rebalance are never buffered: the callbacks have re-sought
+        every owned partition to its stored offset, so they are fetched again.
+        """
+        owned = [tp for tp in sorted(self._generations) if tp not in self.out_of_range]
+        stale = await self._top_up(consumer, owned, epoch)
+        if stale is not None:
+            return stale
+        batch = self._take_aligned(await self._still_to_fetch(consumer, owned))
+        if not batch:
+            waited: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch_records
+            )
+            if epoch != self._assignment_epoch:
+                return waited
+            for tp, records in waited.items():
+                # Revoked or fenced while fetched: dropped, as _apply drops them (a reclaim rewinds).
+                if tp in self._generations:
+                    self._buffered.setdefault(tp, deque()).extend(records)
+            batch = self._take_aligned(await self._still_to_fetch(consumer, owned)) or self._take_aligned(set())
+        # Refill now, so that the records prepared while this batch is applied cover the next one.
+        stale = await self._top_up(consumer, owned, epoch)
+        if stale is not None:
+            return {**stale, **batch}
+        return batch
+
+    async def _top_up(
+        self, consumer: AIOKafkaConsumer, owned: Sequence[TopicPartition], epoch: int
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None:
+        """Fill each owned partition's buffer up to its share of two batches from what the
+        client has fetched already (never waits). Returns the records fetched after a
+        rebalance instead of buffering them (``_apply``'s epoch check rewinds their partitions)."""
+        share = max(1, 2 * self._max_batch_records // max(1, len(owned)))
+        assignment = consumer.assignment()
+        for tp in owned:
+            buffer = self._buffered.setdefault(tp, deque())
+            if len(buffer) < share and tp in assignment:
+                fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+                    tp, timeout_ms=0, max_records=share - len(buffer)
+                )
+                if epoch != self._assignment_epoch:
+                    return fetched
+                buffer.extend(fetched.get(tp, ()))
+        return None
+
+    @staticmethod
+    async def _still_to_fetch(consumer: AIOKafkaConsumer, owned: Sequence[TopicPartition]) -> set[TopicPartition]:
+        """Owned partitions whose fetch position is behind the end of what can be fetched:
+        records of theirs exist that are not buffered yet. The end is the last stable offset
+        (the consumer reads committed records only: an open producer transaction's records
+        cannot be fetched yet, and must not hold the other topics back), else the high
+        watermark. The fetch position, not the last record's offset, so that transaction
+        markers at a log's end do not count as records to come."""
+        behind: set[TopicPartition] = set()
+        assignment = consumer.assignment()
+        for tp in owned:
+            if tp not in assignment:
+                continue
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            if end is None:  # not fetched yet since the assignment: its first answer is on its way
+                behind.add(tp)
+                continue
+            with contextlib.suppress(Exception):  # no position yet (a reset in progress): not waited for
+                if await asyncio.wait_for(consumer.position(tp), 0.01) < end:
+                    behind.add(tp)
+        return behind
+
+    def _take_aligned(
+        self, still_to_fetch: set[TopicPartition]
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """Up to ``max_batch_records`` buffered records, a prefix of each partition's buffer.
+
+        Partitions with the same number form a group (the inputs are co-partitioned: one
+        key's records on every topic are in one group). A group's records are taken up to a
+        cut-off time no later than the newest buffered record of each of its partitions in
+        ``still_to_fetch``, so a record is not applied while the records of the same moment
+        on the group's other topics are still to be fetched; a group with such a partition
+        and nothing buffered for it waits (an empty ``still_to_fetch`` waits for nothing).
+        Record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime);
+        either way only the grouping depends on them. Grouping decides only which batch a
+        record lands in, never whether it is applied.
+        """
+        groups: dict[int, list[TopicPartition]] = {}
+        for tp in self._buffered:
+            groups.setdefault(tp.partition, []).append(tp)
+        room = self._max_batch_records
+        taken: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for partition in sorted(groups, key=lambda number: (number - self.batches_applied) % (len(groups) or 1)):
+            if room <= 0:
+                break
+            members = sorted(groups[partition])
+            if not any(self._buffered[tp] for tp in members):
+                self._aligning_since.pop(partition, None)
+                continue
+            cutoff: int | None = None
+            for tp in members:
+                buffer = self._buffered[tp]
+                if tp in still_to_fetch:
+                    if not buffer:
+                        cutoff = -1
+                        break
+                    newest = buffer[-1].timestamp
+                    cutoff = newest if cutoff is None else min(cutoff, newest)
+            if cutoff == -1:
+                # Waiting keeps one batch's parcels together; it must never hold records up
+                # for long (a partition whose fetches stall until the watchdog re-fetches it).
+                since = self._aligning_since.setdefault(partition, time.monotonic())
+                if time.monotonic() - since < ALIGN_WAIT_SECONDS:
+                    continue
+                cutoff = None
+            self._aligning_since.pop(partition, None)
+            stamps = sorted(
+                record.timestamp
+                for tp in members
+                for record in self._buffered[tp]
+                if cutoff is None or record.timestamp <= cutoff
+            )
+            if not stamps:
+                continue
+            if len(stamps) > room:
+                cutoff = stamps[room - 1]
+            for tp in members:
+                buffer = self._buffered[tp]
+                prefix: list[ConsumerRecord[bytes, bytes]] = []
+                while buffer and room > 0 and (cutoff is None or buffer[0].timestamp <= cutoff):
+                    prefix.append(buffer.popleft())
+                    room -= 1
+                if prefix:
+                    taken[tp] = prefix
+        if not taken and not still_to_fetch:  # timestamps out of order: take each buffer's head
+            for tp, buffer in sorted(self._buffered.items()):
+                count = min(len(buffer), room)
+                if count > 0:
+                    taken[tp] = [buffer.popleft() for _ in range(count)]
+                    room -= count
+        return taken
+
     async def _rewind(self, tp: TopicPartition) -> None:
         """Fetch ``tp`` again from its stored offset (the next record to apply)."""
         assert self._consumer is not None
+        self._buffered.pop(tp, None)  # fetched from the old position: they come again
         position = self._next_offsets.get(tp, NO_OFFSET)
         if position == NO_OFFSET:
             await self._consumer.seek_to_beginning(tp)
@@ -667,6 +869,7 @@ class TransactionalConsumer:
     def _stop_partition(self, tp: TopicPartition, reason: str) -> None:
         assert self._consumer is not None
         self._consumer.pause(tp)
+        self._buffered.pop(tp, None)
         first = tp not in self.out_of_range
         self.out_of_range[tp] = reason
         OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(1)
@@ -688,6 +891,7 @@ class TransactionalConsumer:
         assert self._consumer is not None
         del self.out_of_range[tp]
         OFFSET_OUT_OF_RANGE.labels(self._group_id, tp.topic, str(tp.partition)).set(0)
+        self._buffered.pop(tp, None)
         self._consumer.seek(tp, stored)
         self._consumer.resume(tp)
         log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,28 @@ from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Freeze the start-up objects and collect the young generation less often.
+
+    A batch allocates several objects per record (decoded messages, package rows,
+    statement parameters), and thousands of them stay alive until its transaction ends.
+    With CPython's defaults a collection started every 700 allocations and walked those
+    live objects again, and the older generations walked the start-up objects (FastAPI,
+    pydantic, SQLAlchemy, aiokafka) too. Measured: batches applied straight to PostgreSQL
+    by a harness that also kept the backlog's raw records in memory took 330-500 ms with
+    the defaults and 245-300 ms with this; in the service, whose heap is smaller, two
+    side-by-side pairs of runs gained about 3% (less than the machine's noise). Memory
+    stays bounded by the batch size either way, and cycles are still collected.
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class ScorerApp(FastAPI):
@@ -51,6 +74,7 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
         try:
             if background:
                 await service.start()
+            tune_garbage_collector()
             try:
                 yield
             finally:

@@ -36,6 +36,7 @@ from services.scorer.store import (
     ConcurrentUpdate,
     Evaluator,
     PackageRow,
+    PreparedRecords,
     ScopeCounts,
     TodayFunction,
     apply_records,
@@ -48,6 +49,7 @@ from services.scorer.store import (
     outbox_remove,
     outbox_size,
     package_from_row,
+    prepare_record,
     prune_counters,
     read_counts,
     recompute_counts,
@@ -79,6 +81,10 @@ log = logging.getLogger(__name__)
 
 #: Shipment list filters: ``at_risk`` is a pending package unlikely to become valid in time.
 SHIPMENT_STATES = ("invalid", "at_risk", "pending", "valid")
+#: Records decoded ahead per slice, between yields to the batch being applied (~5 ms each).
+PREPARE_SLICE = 250
+#: Records decoded ahead are kept for at most this many batches' worth.
+PREPARED_BATCHES = 4
 #: Seconds between publication rounds while the consumer is not caught up.
 BEHIND_PUBLISH_PERIOD_SECONDS = 5.0
 
@@ -216,6 +222,8 @@ class ScorerService:
         self._published_behind: set[tuple[str, str, str]] = set()
         #: The read API's answers, also filled by the publisher (services/scorer/reads.py).
         self.reads = ScoreReads(self, settings.read_cache_sellers, settings.read_pool_size)
+        #: Records of coming batches decoded ahead (``prepare_records``).
+        self._prepared: PreparedRecords = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -243,6 +251,7 @@ class ScorerService:
             poll_timeout_ms=self.settings.poll_timeout_ms,
             group_instance_id=self.settings.scorer_instance_id,
             on_batch_committed=lambda _records, seconds: metrics.BATCH_DURATION.observe(seconds),
+            prepare_records=self.prepare_records,
         )
         await self.consumer.start()
         self._tasks = [
@@ -315,9 +324,27 @@ class ScorerService:
 
     # -- consuming -------------------------------------------------------------------
 
+    async def prepare_records(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Decode coming records (and build their rows) while a batch waits for PostgreSQL.
+
+        In slices with a yield between them, so that the batch's statements go on as soon
+        as their answers arrive. Bounded: at most ``PREPARED_BATCHES`` batches' worth is
+        kept (records prepared but never applied here, e.g. after a revocation, are dropped
+        with the rest when it overflows).
+        """
+        prepared = self._prepared
+        if len(prepared) > PREPARED_BATCHES * self.settings.batch_max_records:
+            prepared.clear()
+        for start in range(0, len(records), PREPARE_SLICE):
+            for record in records[start : start + PREPARE_SLICE]:
+                key = (record.topic, record.partition, record.offset)
+                if key not in prepared:
+                    prepared[key] = prepare_record(record)
+            await asyncio.sleep(0)
+
     async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()
-        await apply_records(connection, self.evaluator, records, self.today(), self.now())
+        await apply_records(connection, self.evaluator, records, self.today(), self.now(), self._prepared)
         elapsed = time.perf_counter() - started
         metrics.BATCH_SIZE.observe(len(records))
         metrics.DB_TRANSACTION.observe(elapsed)

@@ -649,6 +649,27 @@ class DecodedBatch:
     confirmations: list[ShipmentConfirmed]
     cancellations: list[ShipmentCancelled]
     newest_received_at: datetime | None = None
+    #: Per event, in ``events`` order: its ``scans`` row.
+    scan_rows: list[dict[str, Any]] = field(default_factory=list)
+    #: Per confirmation, in ``confirmations`` order: its unevaluated package row.
+    confirmation_rows: list[PackageRow] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PreparedRecord:
+    """What one input record decodes to, worked out ahead of its batch (see
+    :func:`prepare_record`): a pure function of the record's bytes."""
+
+    value: bytes | None
+    message: TrackingEvent | ShipmentConfirmed | ShipmentCancelled | None = None
+    #: Why the record can never be applied (counted and logged when its batch is applied).
+    error: ContractError | None = None
+    #: The ``scans`` row of a tracking event; the unevaluated package of a confirmation.
+    row: dict[str, Any] | PackageRow | None = None
+
+
+#: Records decoded ahead of their batch, by (topic, partition, offset).
+PreparedRecords = dict[tuple[str, int, int], PreparedRecord]
 
 
 #: Longest accepted value per field: a record that does not fit the columns is rejected as
@@ -700,28 +721,45 @@ def check_storable(message: TrackingEvent | ShipmentConfirmed | ShipmentCancelle
         raise ContractError(f"order_value.amount longer than {AMOUNT_LIMIT} characters")
 
 
-def decode_records(records: Sequence[ConsumerRecord[bytes, bytes]]) -> DecodedBatch:
+def prepare_record(record: ConsumerRecord[bytes, bytes]) -> PreparedRecord:
+    """Decode and check one record and build the row it becomes: the CPU work of a record
+    that does not depend on the database, so the consumer can do it for the next batch
+    while this one waits for PostgreSQL."""
+    prepared = PreparedRecord(record.value)
+    try:
+        if record.value is None:
+            raise ContractError("empty record value")
+        if record.topic == TRACKING_EVENTS or record.topic.endswith(TRACKING_EVENTS):
+            event = TRACKING_EVENT_CODEC.decode(record.value)
+            check_storable(event)
+            prepared.message, prepared.row = event, scan_row(event)
+        elif record.topic == SHIPMENTS or record.topic.endswith(SHIPMENTS):
+            message = SHIPMENT_CODEC.decode(record.value)
+            check_storable(message)
+            prepared.message = message
+            if isinstance(message, ShipmentConfirmed):
+                prepared.row = package_from_confirmation(message)
+        else:
+            raise ContractError(f"unexpected topic {record.topic}")
+    except ContractError as error:
+        prepared.error = error
+    return prepared
+
+
+def decode_records(
+    records: Sequence[ConsumerRecord[bytes, bytes]], prepared: PreparedRecords | None = None
+) -> DecodedBatch:
+    """Decode a batch, taking each record's decoding from ``prepared`` when it was worked
+    out ahead (entries are removed as they are used: rows are mutated by the batch, and a
+    batch that is retried decodes its records afresh)."""
     batch = DecodedBatch([], [], [])
     for record in records:
-        try:
-            if record.value is None:
-                raise ContractError("empty record value")
-            if record.topic == TRACKING_EVENTS or record.topic.endswith(TRACKING_EVENTS):
-                event = TRACKING_EVENT_CODEC.decode(record.value)
-                check_storable(event)
-                batch.events.append(event)
-                received_at = event.received_at
-            elif record.topic == SHIPMENTS or record.topic.endswith(SHIPMENTS):
-                message = SHIPMENT_CODEC.decode(record.value)
-                check_storable(message)
-                if isinstance(message, ShipmentConfirmed):
-                    batch.confirmations.append(message)
-                else:
-                    batch.cancellations.append(message)
-                received_at = message.received_at
-            else:
-                raise ContractError(f"unexpected topic {record.topic}")
-        except ContractError as error:
+        ready = prepared.pop((record.topic, record.partition, record.offset), None) if prepared else None
+        # The same bytes, or the offset now holds another record (a re-created topic).
+        if ready is None or ready.value != record.value:
+            ready = prepare_record(record)
+        message = ready.message
+        if ready.error is not None or message is None:
             # A record that can never be applied must not block the partition: count and skip it.
             metrics.RECORDS.labels(record.topic, "invalid").inc()
             log.warning(
@@ -730,34 +768,50 @@ def decode_records(records: Sequence[ConsumerRecord[bytes, bytes]]) -> DecodedBa
                     "topic": record.topic,
                     "partition": record.partition,
                     "offset": record.offset,
-                    "error": str(error),
+                    "error": str(ready.error),
                 },
             )
             continue
+        if isinstance(message, TrackingEvent):
+            batch.events.append(message)
+            batch.scan_rows.append(ready.row)  # type: ignore[arg-type]
+        elif isinstance(message, ShipmentConfirmed):
+            batch.confirmations.append(message)
+            batch.confirmation_rows.append(ready.row)  # type: ignore[arg-type]
+        else:
+            batch.cancellations.append(message)
+        received_at = message.received_at
         if batch.newest_received_at is None or received_at > batch.newest_received_at:
             batch.newest_received_at = received_at
     return batch
 
 
-async def insert_scans(connection: AsyncConnection, events: Sequence[TrackingEvent]) -> set[str]:
-    """Store new events; returns the tracking numbers that got a new one."""
-    unique = {event.event_id: event for event in events}
+def scan_row(event: TrackingEvent) -> dict[str, Any]:
+    """The ``scans`` row of a tracking event."""
+    return {
+        "event_id": event.event_id,
+        "tracking_number": normalise_tracking_number(event.tracking_number),
+        "status": TRACKING_STOPPED_STATUS if event.notice == NOTICE_TRACKING_STOPPED else event.status.value,
+        "occurred_at": naive_utc(event.occurred_at),
+        "received_at": naive_utc(event.received_at),
+        "source": event.source[:64],
+        "carrier_code": event.carrier_code[:64],
+        "last_mile_carrier": event.last_mile_carrier[:64],
+        "last_mile_tracking_number": event.last_mile_tracking_number[:128],
+    }
+
+
+async def insert_scans(
+    connection: AsyncConnection, events: Sequence[TrackingEvent], rows_of_events: Sequence[dict[str, Any]] | None = None
+) -> set[str]:
+    """Store new events (``rows_of_events``: their rows, when built already); returns the
+    tracking numbers that got a new one."""
+    if rows_of_events is None:
+        rows_of_events = [scan_row(event) for event in events]
+    unique = {row["event_id"]: row for row in rows_of_events}
     if not unique:
         return set()
-    rows = [
-        {
-            "event_id": event.event_id,
-            "tracking_number": normalise_tracking_number(event.tracking_number),
-            "status": TRACKING_STOPPED_STATUS if event.notice == NOTICE_TRACKING_STOPPED else event.status.value,
-            "occurred_at": naive_utc(event.occurred_at),
-            "received_at": naive_utc(event.received_at),
-            "source": event.source[:64],
-            "carrier_code": event.carrier_code[:64],
-            "last_mile_carrier": event.last_mile_carrier[:64],
-            "last_mile_tracking_number": event.last_mile_tracking_number[:128],
-        }
-        for event in sorted(unique.values(), key=lambda e: e.event_id)
-    ]
+    rows = [unique[event_id] for event_id in sorted(unique)]
     statement, parameters = insert_rows(connection, scans, rows)
     statement = statement.on_conflict_do_nothing().returning(scans.c.event_id)
     inserted = {row[0] for row in (await execute_rows(connection, statement, parameters)).all()}
@@ -865,18 +919,16 @@ def _newer(package: PackageRow, than: PackageRow) -> bool:
     return (package.confirmed_at, package.received_at) > (than.confirmed_at, than.received_at)
 
 
-def newest_confirmations(messages: Iterable[ShipmentConfirmed]) -> dict[tuple[str, str], PackageRow]:
-    """The newest confirmation of each order in a batch, as an unevaluated package row."""
-    latest: dict[tuple[str, str], ShipmentConfirmed] = {}
-    for message in messages:
-        key = (message.seller_id, message.order_id)
+def newest_confirmations(rows: Iterable[PackageRow]) -> dict[tuple[str, str], PackageRow]:
+    """The newest confirmation of each order in a batch (as unevaluated package rows; their
+    times are naive UTC, so they order as the messages' aware times do)."""
+    latest: dict[tuple[str, str], PackageRow] = {}
+    for row in rows:
+        key = (row.seller_id, row.order_id)
         current = latest.get(key)
-        if current is None or (message.confirmed_at, message.received_at) > (
-            current.confirmed_at,
-            current.received_at,
-        ):
-            latest[key] = message
-    return {key: package_from_confirmation(message) for key, message in latest.items()}
+        if current is None or _newer(row, current):
+            latest[key] = row
+    return latest
 
 
 @dataclass
@@ -892,12 +944,14 @@ async def apply_records(
     records: Sequence[ConsumerRecord[bytes, bytes]],
     today: date,
     now: datetime | None = None,
+    prepared: PreparedRecords | None = None,
 ) -> BatchOutcome:
-    """Apply one batch of shipment and tracking records (any order, any mix, redeliveries included)."""
-    batch = decode_records(records)
-    # The confirmations become package rows while the database stores the scans.
+    """Apply one batch of shipment and tracking records (any order, any mix, redeliveries
+    included); ``prepared``: records decoded ahead (see :func:`decode_records`)."""
+    batch = decode_records(records, prepared)
+    # The newest confirmation per order is picked while the database stores the scans.
     scanned, latest = await overlapped(
-        insert_scans(connection, batch.events), lambda: newest_confirmations(batch.confirmations)
+        insert_scans(connection, batch.events, batch.scan_rows), lambda: newest_confirmations(batch.confirmation_rows)
     )
     cancelled = await insert_cancellations(connection, batch.cancellations)
     existing = await load_packages(connection, scanned | cancelled, latest)

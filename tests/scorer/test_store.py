@@ -19,6 +19,7 @@ from services.scorer.schema import model_state, outbox, packages
 from services.scorer.store import (
     ConcurrentUpdate,
     Evaluator,
+    PreparedRecords,
     apply_records,
     expire_pending,
     load_scans,
@@ -26,6 +27,7 @@ from services.scorer.store import (
     outbox_batch,
     outbox_remove,
     package_from_confirmation,
+    prepare_record,
     read_counts,
     recompute_counts,
     refresh_model,
@@ -498,3 +500,31 @@ async def test_clock_job_racing_the_consumer_never_counts_twice(
     except ConcurrentUpdate:
         await consume()  # what the transactional consumer does: roll back, retry the batch
     assert simple(await counts(scorer_engine)) == {("US", "toys", TODAY): (1, 0, 0)}
+
+
+async def test_records_decoded_ahead_give_the_same_state_and_serve_one_attempt(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    """The service decodes the next batch's records while a batch waits for the database
+    (``ScorerService.prepare_records``). Applying from them equals decoding in the batch;
+    an entry whose bytes are not the record's (the offset holds another record now) is not
+    used; entries are used up by an attempt, so a rolled-back batch decodes afresh rather
+    than reuse rows its failed attempt evaluated in place."""
+    day = TODAY - timedelta(days=3)
+    records = [record(shipment("o-1")), record(shipment("o-2", category="books")), record(event())]
+    prepared: PreparedRecords = {(r.topic, r.partition, r.offset): prepare_record(r) for r in records}
+    other = record(shipment("o-2", category="garden"))
+    prepared[(records[1].topic, records[1].partition, records[1].offset)] = prepare_record(other)
+
+    async with scorer_engine.connect() as connection:
+        transaction = await connection.begin()
+        await apply_records(connection, evaluator, records, TODAY, prepared=prepared)
+        await transaction.rollback()
+    assert prepared == {}
+    assert await counts(scorer_engine) == {}
+
+    prepared.update({(r.topic, r.partition, r.offset): prepare_record(r) for r in records[:1]})
+    async with scorer_engine.begin() as connection:
+        await apply_records(connection, evaluator, records, TODAY, prepared=prepared)
+    assert prepared == {}
+    assert simple(await counts(scorer_engine)) == {("US", "toys", day): (1, 0, 0), ("US", "books", day): (1, 0, 0)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from collections.abc import Sequence
 
 import pytest
@@ -16,7 +17,12 @@ from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.schemas import DEADLETTER_CODEC, DeadLetter
 from shared.settings import ServiceSettings
 from shared.topics import DEADLETTER, TopicSpec
-from shared.transactional_consumer import PARKED_RECORDS, TransactionalConsumer, consumer_offsets_table
+from shared.transactional_consumer import (
+    ALIGN_WAIT_SECONDS,
+    PARKED_RECORDS,
+    TransactionalConsumer,
+    consumer_offsets_table,
+)
 from tools.localstack import TansuBroker
 
 metadata = MetaData()
@@ -354,3 +360,91 @@ async def _dead_letters(settings: ServiceSettings, origin: str, expected: int) -
     finally:
         await consumer.stop()
     return found
+
+
+def _stamped(tp: TopicPartition, offset: int, timestamp: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(tp.topic, tp.partition, offset, timestamp, 0, b"k", b"v", None, 1, 1, [])
+
+
+def _batch_offsets(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> dict[TopicPartition, list[int]]:
+    return {tp: [record.offset for record in records] for tp, records in batch.items()}
+
+
+def test_a_batch_takes_the_records_of_one_moment_from_every_co_partitioned_topic() -> None:
+    """Batches are cut by record time per partition group, so that a parcel's confirmation and
+    its scans (same key, two topics) are applied in one batch rather than one batch each."""
+    consumer = TransactionalConsumer(
+        settings=ServiceSettings(),
+        engine=None,  # type: ignore[arg-type]  # never started: only the batch cutting is tested
+        topics=["shipments", "events"],
+        group_id="group",
+        offsets=offsets,
+        apply_batch=Recorder(),
+        max_batch_records=6,
+    )
+    ship0, event0 = TopicPartition("shipments", 0), TopicPartition("events", 0)
+    ship1, event1 = TopicPartition("shipments", 1), TopicPartition("events", 1)
+    consumer._buffered = {
+        ship0: deque(_stamped(ship0, i, 100 + 10 * i) for i in range(5)),
+        event0: deque(_stamped(event0, i, 105 + 10 * i) for i in range(2)),  # more of it still to fetch
+        ship1: deque(_stamped(ship1, i, 100 + i) for i in range(3)),
+        event1: deque(),  # nothing fetched yet, records still to fetch
+    }
+    # Group 0 up to the newest event fetched (115); group 1 waits for its events.
+    assert _batch_offsets(consumer._take_aligned({event0, event1})) == {ship0: [0, 1], event0: [0, 1]}
+    # Group 1 has waited longer than ALIGN_WAIT_SECONDS: its shipments go without their events.
+    consumer._aligning_since[1] -= ALIGN_WAIT_SECONDS
+    assert _batch_offsets(consumer._take_aligned({event0, event1})) == {ship1: [0, 1, 2]}
+    # Nothing left to fetch: every group's records, oldest first, up to the batch size.
+    consumer._buffered[ship1].extend(_stamped(ship1, i, 100 + i) for i in range(3, 6))
+    assert _batch_offsets(consumer._take_aligned(set())) == {ship0: [2, 3, 4], ship1: [3, 4, 5]}
+    assert not any(consumer._buffered.values())
+
+    consumer._max_batch_records = 3
+    consumer._buffered = {
+        ship0: deque(_stamped(ship0, i, 100 + 10 * i) for i in range(3)),
+        event0: deque(_stamped(event0, i, 105 + 10 * i) for i in range(3)),
+    }
+    # Too many for one batch: the oldest across the group's topics, each topic's a prefix.
+    assert _batch_offsets(consumer._take_aligned(set())) == {ship0: [0, 1], event0: [0]}
+    assert [r.offset for r in consumer._buffered[event0]] == [1, 2]
+
+
+async def test_records_prepared_ahead_change_nothing_even_when_preparing_fails_or_batches_roll_back(
+    database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
+) -> None:
+    settings, topic, group = topic_and_group
+    shipments, events = f"{topic}.shipments", f"{topic}.events"
+    await ensure_topics(settings, [TopicSpec(shipments), TopicSpec(events)])
+    engine = await _engine(database_url)
+    await _produce(settings, shipments, 200)
+    await _produce(settings, events, 200)
+
+    prepared: list[ConsumerRecord[bytes, bytes]] = []
+
+    async def prepare(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        prepared.extend(records)
+        if len(prepared) == len(records):
+            raise RuntimeError("simulated failure while preparing ahead")
+        await asyncio.sleep(0)
+
+    recorder = Recorder()
+    recorder.failures_left = 2  # the primary key rejects a record applied twice
+    consumer = TransactionalConsumer(
+        settings=settings,
+        engine=engine,
+        topics=[shipments, events],
+        group_id=group,
+        offsets=offsets,
+        apply_batch=recorder,
+        max_batch_records=50,
+        retry_delay_seconds=0.05,
+        prepare_records=prepare,
+    )
+    await consumer.start()
+    await _wait_for_count(engine, 400)
+    await asyncio.sleep(0.5)
+    assert await _count(engine) == 400
+    assert prepared  # the buffered records were offered ahead of their batches
+    await consumer.stop()
+    await engine.dispose()
