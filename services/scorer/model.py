@@ -389,8 +389,13 @@ class Observation:
     age_hours: float = 0.0
 
 
+def halving(age_hours: float, half_life_days: float) -> float:
+    """Weight of something ``age_hours`` old when weights halve every ``half_life_days``."""
+    return math.pow(0.5, max(0.0, age_hours) / 24.0 / half_life_days)
+
+
 def recency_weight(age_hours: float, settings: ModelSettings) -> float:
-    return math.pow(0.5, max(0.0, age_hours) / 24.0 / settings.half_life_days)
+    return halving(age_hours, settings.half_life_days)
 
 
 def observations_of(
@@ -486,8 +491,8 @@ class ModelState:
     health: dict[tuple[str, str], CarrierHealth] = field(default_factory=dict)
     computed_at: datetime | None = None
     recent_hours: float = 48.0
-    #: Packages older than this (per milestone) make the baseline of the recent cohorts.
-    baseline_after_hours: dict[Milestone, float] = field(default_factory=lambda: {Milestone.FIRST_SCAN: 96.0})
+    #: Packages older than this make the baseline of the first scan's recent cohorts.
+    baseline_after_hours: float = 96.0
     #: The recent cohort of scanned parcels per seller's lane (rebuilt at each refresh, not stored).
     in_flight: list[InFlight] = field(default_factory=list)
 
@@ -505,7 +510,7 @@ class ModelState:
             observation.elapsed_hours,
             observation.reached,
             observation.weight,
-            baseline=observation.age_hours >= self.baseline_after_hours[observation.milestone],
+            baseline=observation.age_hours >= self.baseline_after_hours,
         )
         histogram.add_recent(observation.elapsed_hours, observation.reached, observation.age_hours, self.recent_hours)
 
@@ -520,9 +525,7 @@ class ModelState:
             if target is None:
                 target = merged[key] = Histogram()  # type: ignore[index]
             target.merge(histogram)
-        return ModelState(
-            merged, dict(self.health), self.computed_at, self.recent_hours, dict(self.baseline_after_hours)
-        )
+        return ModelState(merged, dict(self.health), self.computed_at, self.recent_hours, self.baseline_after_hours)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -554,7 +557,8 @@ class Model:
         self.state = state
         self.settings = settings
         self._curves: dict[tuple[tuple[str, ...], Milestone], Curve] = {}
-        self._base_curves: dict[tuple[tuple[str, ...], Milestone], Curve] = {}
+        #: The first scan's curves from the older packages only (:meth:`dead_share`).
+        self._base_curves: dict[tuple[str, ...], Curve] = {}
         self._memo: dict[tuple[Any, ...], float] = {}
         priors = {
             Milestone.FIRST_SCAN: Curve.prior(settings.prior_first_scan_days, settings.prior_first_scan_share),
@@ -574,10 +578,11 @@ class Model:
             self._curves[(level_key, milestone)] = shrink(
                 merged[(level_key, milestone)], parent, settings.shrinkage_weight
             )
-            base_parent = priors[milestone] if parent_key is None else self._base_curves[(parent_key, milestone)]
-            self._base_curves[(level_key, milestone)] = shrink(
-                merged[(level_key, milestone)].baseline(), base_parent, settings.shrinkage_weight
-            )
+            if milestone is Milestone.FIRST_SCAN:
+                base_parent = priors[milestone] if parent_key is None else self._base_curves[parent_key]
+                self._base_curves[level_key] = shrink(
+                    merged[(level_key, milestone)].baseline(), base_parent, settings.shrinkage_weight
+                )
         self._priors = priors
         self._merged = dict(merged)
         self._usual: dict[tuple[LaneKey, Milestone], float] = {}
@@ -594,20 +599,20 @@ class Model:
             self._usual[key] = found
         return found
 
-    def dead_share(self, lane: LaneKey, milestone: Milestone, hours: float) -> float:
-        """Share of the lane's recent parcels that will never reach the milestone beyond what
+    def dead_share(self, lane: LaneKey, hours: float) -> float:
+        """Share of the lane's recent parcels that will never get their first scan beyond what
         its history explains: the packages that passed ``hours`` in the last two days
         and were still waiting then, against the share its long-term curve expects to wait.
         Estimated per level (carrier, lane, seller's lane) and shrunk from general to
         specific, so one seller's stopped parcels show within a day and a carrier that
-        stopped for everyone shows for every seller. Kept for the first scan only: after
-        it, waiting longer than usual is as much a slower lane as a losing one, and the
+        stopped for everyone shows for every seller. The first scan's only: after it,
+        waiting longer than usual is as much a slower lane as a losing one, and the
         silences between scans tell them apart (:meth:`going_silent`)."""
         boundary = min(BUCKETS, bisect.bisect_left(BOUNDS, max(0.0, hours)))
         estimate = 0.0
         for level in _levels(lane)[1:]:
-            histogram = self._merged.get((level, milestone))
-            curve = self._base_curves.get((level, milestone))
+            histogram = self._merged.get((level, Milestone.FIRST_SCAN))
+            curve = self._base_curves.get(level)
             if histogram is None or curve is None:
                 continue
             crossed = histogram.crossed[boundary]
@@ -684,7 +689,7 @@ class Model:
         for parcel in in_flight:
             if not settings.silence_cohort_from_hours <= parcel.age_hours <= settings.silence_cohort_to_hours:
                 continue
-            weight = math.pow(0.5, parcel.age_hours / 24.0 / settings.silence_cohort_half_life_days)
+            weight = halving(parcel.age_hours, settings.silence_cohort_half_life_days)
             if parcel.delivered:
                 lost = expected = 0.0
             else:
@@ -841,8 +846,8 @@ class Model:
         else:
             usual = self.usual_hours(lane, milestone)
             if elapsed < usual:
-                return 1.0 - self.dead_share(lane, milestone, usual)
-            dead = self.dead_share(lane, milestone, elapsed)
+                return 1.0 - self.dead_share(lane, usual)
+            dead = self.dead_share(lane, elapsed)
         if dead <= 0.0:
             return 1.0
         waiting = curve.at(elapsed)
