@@ -361,7 +361,13 @@ def test_a_parcels_silence_only_counts_while_its_carrier_is_heard_from() -> None
     quiet_carrier = Model(state, SETTINGS)
     assert quiet_carrier.parcel_silence(LANE, 120) == pytest.approx(20.0)
     assert alone.parcel_silence(LANE, 120) == pytest.approx(120.0)
-    _, reason = scanned_estimate(alone, LANE, scanned_hours_ago=130, silent_hours=120)
+    stalled, reason = scanned_estimate(alone, LANE, scanned_hours_ago=130, silent_hours=120)
     assert reason is Reason.STALLED_IN_TRANSIT
-    _, reason = scanned_estimate(quiet_carrier, LANE, scanned_hours_ago=130, silent_hours=120)
+    unheard, reason = scanned_estimate(quiet_carrier, LANE, scanned_hours_ago=130, silent_hours=120)
     assert reason is Reason.CARRIER_SILENT
+    # Priced as a parcel silent for the 20 hours its carrier was heard from, times the
+    # silent carrier's factor: not as a stalled parcel on top of it.
+    heard_for_20_hours, _ = scanned_estimate(alone, LANE, scanned_hours_ago=130, silent_hours=20)
+    factor = state.health[("yanwen", "CN")].factor(SETTINGS)
+    assert unheard == pytest.approx(heard_for_20_hours * factor, abs=0.002)
+    assert heard_for_20_hours * factor > stalled * factor + 0.01
