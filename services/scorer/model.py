@@ -141,8 +141,12 @@ class ModelSettings:
     recent_hours: float = 48.0
     #: ... are shrunk towards the parent level's estimate with this many pseudo-packages ...
     recent_weight: float = 4.0
-    #: ... and only their waiting beyond this many standard deviations of chance counts.
+    #: ... and only their waiting beyond this many standard deviations of chance counts,
+    #: and beyond what the median other seller of the carrier shows (a backlog), once at
+    #: least this many other sellers' lanes had this many parcels pass that age recently.
     recent_z: float = 2.0
+    peer_min_sellers: int = 3
+    peer_min_parcels: float = 5.0
     #: Orders not confirmed yet are projected from this many days of recent volume ...
     projection_volume_days: int = 7
     #: ... with the health of the packages confirmed between these many hours ago: old
@@ -389,6 +393,17 @@ class Observation:
     age_hours: float = 0.0
 
 
+def wilson_low(hits: float, count: float, z: float) -> float:
+    """The lower end of the Wilson score interval of ``hits`` out of ``count`` (z standard
+    deviations): a share that small samples cannot overstate."""
+    if count <= 0:
+        return 0.0
+    share, z2 = hits / count, z * z
+    centre = share + z2 / (2.0 * count)
+    spread = z * math.sqrt(share * (1.0 - share) / count + z2 / (4.0 * count * count))
+    return max(0.0, (centre - spread) / (1.0 + z2 / count))
+
+
 def halving(age_hours: float, half_life_days: float) -> float:
     """Weight of something ``age_hours`` old when weights halve every ``half_life_days``."""
     return math.pow(0.5, max(0.0, age_hours) / 24.0 / half_life_days)
@@ -585,6 +600,13 @@ class Model:
                 )
         self._priors = priors
         self._merged = dict(merged)
+        #: Every seller's first-scan histogram per (carrier, origin): the peers a seller's
+        #: recent waiting is compared with (:meth:`peer_waiting`).
+        self._first_scans_by_carrier: dict[tuple[str, str], list[tuple[LaneKey, Histogram]]] = defaultdict(list)
+        for (lane, milestone), histogram in state.histograms.items():
+            if milestone is Milestone.FIRST_SCAN and lane[0]:
+                self._first_scans_by_carrier[(lane[1], lane[3])].append((lane, histogram))
+        self._peer_memo: dict[tuple[str, str, str, int], float] = {}
         self._usual: dict[tuple[LaneKey, Milestone], float] = {}
         self._going_silent = self._silent_shares(state.in_flight)
 
@@ -609,6 +631,7 @@ class Model:
         waiting longer than usual is as much a slower lane as a losing one, and the
         silences between scans tell them apart (:meth:`going_silent`)."""
         boundary = min(BUCKETS, bisect.bisect_left(BOUNDS, max(0.0, hours)))
+        peers = self.peer_backlog(lane, hours)
         estimate = 0.0
         for level in _levels(lane)[1:]:
             histogram = self._merged.get((level, Milestone.FIRST_SCAN))
@@ -618,7 +641,8 @@ class Model:
             crossed = histogram.crossed[boundary]
             if crossed <= 0:
                 continue
-            expected = curve.survival[boundary]
+            # Waiting that the other sellers of the carrier share is a backlog, not a loss.
+            expected = max(curve.survival[boundary], peers)
             # Only the excess beyond chance counts (z standard deviations of a binomial).
             noise = self.settings.recent_z * math.sqrt(crossed * expected * (1.0 - expected))
             excess = histogram.waiting[boundary] - crossed * expected - noise
@@ -626,6 +650,104 @@ class Model:
             weight = self.settings.recent_weight
             estimate = (crossed * raw + weight * estimate) / (crossed + weight)
         return estimate
+
+    def peer_waiting(self, lane: LaneKey, boundary: int) -> float:
+        """The share of their recent parcels still waiting for a first scan at ``BOUNDS[boundary]``
+        hours, for the median other seller shipping with the lane's carrier from its origin
+        (0 when fewer than ``peer_min_sellers`` have ``peer_min_parcels`` parcels there),
+        each seller's share taken at the low end of its confidence interval.
+
+        A pickup backlog at the origin (a holiday, a peak, a warehouse move) delays every
+        seller's parcels at once, and the late first scans do come; a carrier that stops
+        scanning one seller's parcels, or a seller whose parcels are never handed over,
+        leaves the others as they were. Waiting up to what the median peer shows is
+        therefore read as a delay, only the excess beyond it as parcels that will never be
+        scanned. The median seller, not the mean parcel, so that a big failing peer does
+        not hide a seller's own failure. A carrier that stopped scanning new parcels for everyone reads
+        as a backlog here; its parcels still lose probability as they grow overdue against
+        the lane's curve, and a carrier that sends nothing at all is caught by its health."""
+        key = (lane[0], lane[1], lane[3], boundary)
+        found = self._peer_memo.get(key)
+        if found is not None:
+            return found
+        per_seller: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for peer_lane, histogram in self._first_scans_by_carrier.get((lane[1], lane[3]), ()):
+            if peer_lane[0] != lane[0]:
+                totals = per_seller[peer_lane[0]]
+                totals[0] += histogram.waiting[boundary]
+                totals[1] += histogram.crossed[boundary]
+        # Each seller's share at the low end of its confidence interval (a seller with 1
+        # parcel of 7 waiting says little), then one vote per seller: one big failing
+        # seller cannot make a backlog.
+        shares = sorted(
+            wilson_low(waiting, crossed, self.settings.recent_z)
+            for waiting, crossed in per_seller.values()
+            if crossed >= self.settings.peer_min_parcels
+        )
+        found = shares[len(shares) // 2] if len(shares) >= self.settings.peer_min_sellers else 0.0
+        self._peer_memo[key] = found
+        return found
+
+    def backlog_factor(self, lane: LaneKey, elapsed_hours: float, curve: Curve) -> float:
+        """How much likelier an unscanned parcel this old is to be scanned after all when
+        the carrier's other sellers show a pickup backlog (:meth:`peer_waiting`).
+
+        The curve alone says: of the parcels still waiting after ``elapsed_hours``
+        (``curve.at``), the share ``never`` of all parcels will never be scanned, so a
+        waiting parcel is dead with probability never / waiting. A backlog makes both
+        numbers wrong: the lane's own recent parcels, still waiting, flatten its curve
+        and inflate ``never``. When the median peer has more of its parcels waiting at
+        that age than the lane's history (the curve of its older parcels) ever had, the
+        parcels that will never be scanned are the history's share among those delayed:
+        never (history) / waiting (peers). The factor turns the curve's answer into that
+        one, keeping the curve's timing of the late scans; it is 1 without a backlog."""
+        baseline = self.base_curve(lane)
+        shared = self.peer_backlog(lane, elapsed_hours)
+        if baseline is None or shared <= baseline.at(elapsed_hours):
+            return 1.0
+        waiting, never = curve.at(elapsed_hours), curve.survival[BUCKETS]
+        alive_by_curve = 1.0 - never / waiting if waiting > never else 0.0
+        alive_in_backlog = 1.0 - min(1.0, baseline.survival[BUCKETS] / shared)
+        if alive_by_curve <= 1e-6:
+            return 1.0
+        return max(1.0, alive_in_backlog / alive_by_curve)
+
+    def peer_backlog(self, lane: LaneKey, hours: float) -> float:
+        """The share of the lane's parcels that would still wait for a first scan at
+        ``hours`` if the backlog the carrier's other sellers show (:meth:`peer_waiting`)
+        hits it too (0 without a backlog).
+
+        At each age the peers' parcels passed lately, the backlog is the share of them
+        waiting beyond what the lane's history (its older parcels' curve) expects:
+        delayed = (peers' waiting - history's) / (1 - history's). The largest over the
+        ages from ``recent_hours`` younger than ``hours`` up to ``hours`` counts: a parcel
+        this old was confirmed when the peers' parcels that are now that much younger
+        were, so a backlog that began since shows in them before any peer parcel is this
+        old. Only ages by which the history has most parcels scanned tell (younger ones
+        wait anyway). Never while the carrier is silent: a backlog is a carrier that
+        scans, only late."""
+        baseline = self.base_curve(lane)
+        if baseline is None or self._silent(lane):
+            return 0.0
+        last = min(BUCKETS, bisect.bisect_left(BOUNDS, max(0.0, hours)))
+        first = min(last, bisect.bisect_left(BOUNDS, max(0.0, hours - self.settings.recent_hours)))
+        delayed = 0.0
+        for boundary in range(first, last + 1):
+            usual = baseline.survival[boundary]
+            if usual < 0.5:
+                delayed = max(delayed, (self.peer_waiting(lane, boundary) - usual) / (1.0 - usual))
+        if delayed <= 0.0:
+            return 0.0
+        usual = baseline.at(hours)
+        return usual + delayed * (1.0 - usual)
+
+    def base_curve(self, lane: LaneKey) -> Curve | None:
+        """The most specific first-scan curve of the lane's older parcels (its history)."""
+        for level in reversed(_levels(lane)):
+            found = self._base_curves.get(level)
+            if found is not None:
+                return found
+        return None
 
     def silence_survival(self, lane: LaneKey, stage: Milestone, silent_hours: float) -> float:
         """Share of the lane's parcels that are still on their way but stay silent this long
@@ -795,6 +917,7 @@ class Model:
                 probability *= 1.0 - self.going_silent(lane)
             else:
                 probability = first.reach_by(elapsed, until)
+            probability = min(1.0, probability * self.backlog_factor(lane, elapsed, first))
             probability *= self._alive(lane, Milestone.FIRST_SCAN, elapsed, first)
             if malformed:
                 reason = Reason.MALFORMED_TRACKING_NUMBER

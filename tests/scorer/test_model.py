@@ -145,6 +145,73 @@ def test_one_sellers_stop_shows_for_that_seller_and_not_for_the_others_on_the_la
     assert other > 0.9 and borrowed > 0.85
 
 
+def peer_lanes(count: int) -> list[LaneKey]:
+    """Other sellers on LANE's carrier and origin, in other marketplaces."""
+    return [(f"peer-{i}", "yanwen", "yanwen line", "CN", ("JP", "AE", "SA", "MX", "AU", "US")[i]) for i in range(count)]
+
+
+def history_before(lanes: list[LaneKey], rng: random.Random, days_ago: float) -> list:
+    """Healthy history of every lane, confirmed before ``days_ago``."""
+    cutoff = NOW - timedelta(days=days_ago)
+    return [package for lane in lanes for package in healthy_history(lane, rng=rng) if package[1] < cutoff]
+
+
+def backlogged(lane: LaneKey, rng: random.Random, days: float = 4.0, per_day: int = 8) -> list:
+    """Parcels confirmed in the last ``days``: 80% of them first scanned 3-8 days late (so
+    still waiting now), the rest as usual."""
+    found = []
+    for _ in range(int(days * per_day)):
+        confirmed = NOW - timedelta(hours=rng.uniform(0, days * 24))
+        pickup = rng.uniform(72, 190) if rng.random() < 0.8 else rng.uniform(4, 28)
+        first = confirmed + timedelta(hours=pickup)
+        found.append((lane, confirmed, first if first <= NOW else None, None))
+    return found
+
+
+def test_a_pickup_backlog_every_seller_of_the_carrier_shares_is_a_delay_not_a_loss() -> None:
+    rng = random.Random(5)
+    lanes = [LANE, *peer_lanes(5)]
+    history = history_before(lanes, rng, days_ago=4)
+    backlog = [package for lane in lanes for package in backlogged(lane, rng)]
+    alone = Model(state_of(history + backlogged(LANE, rng)), SETTINGS)
+    shared = Model(state_of(history + backlog), SETTINGS)
+    # The peers' parcels wait as the seller's do: what the history says of a waiting
+    # parcel's chances (a few in a hundred never scanned) holds for the delayed ones too.
+    assert shared.peer_backlog(LANE, 60.0) > 0.5
+    waiting_alone, _ = estimate(alone, LANE, hours_ago=60, days_left=12)
+    waiting_shared, _ = estimate(shared, LANE, hours_ago=60, days_left=12)
+    assert waiting_shared > 0.9
+    # The seller alone with the same waiting parcels (no peer shares it) is a stop.
+    assert waiting_alone < waiting_shared - 0.3
+
+
+def test_a_backlog_needs_most_peers_a_big_failing_peer_does_not_hide_a_sellers_stop() -> None:
+    rng = random.Random(6)
+    peers = peer_lanes(4)
+    history = history_before([LANE, *peers], rng, days_ago=3)
+    recent = [package for lane in peers[1:] for package in healthy_history(lane, days=3, rng=rng)]
+    # The seller's parcels and one big peer's stopped being scanned 3 days ago.
+    stopped = [
+        (lane, NOW - timedelta(hours=rng.uniform(0, 72)), None, None) for lane in (LANE, peers[0]) for _ in range(60)
+    ]
+    model = Model(state_of(history + recent + stopped), SETTINGS)
+    assert model.peer_backlog(LANE, 40.0) == 0.0
+    failing, reason = estimate(model, LANE, hours_ago=40, days_left=10)
+    healthy, _ = estimate(model, peers[1], hours_ago=40, days_left=10)
+    assert failing < healthy - 0.25
+    assert reason in (Reason.AWAITING_FIRST_SCAN, Reason.OVERDUE_FIRST_SCAN)
+
+
+def test_a_silent_carrier_is_no_backlog() -> None:
+    rng = random.Random(7)
+    lanes = [LANE, *peer_lanes(5)]
+    history = history_before(lanes, rng, days_ago=4)
+    state = state_of(history + [package for lane in lanes for package in backlogged(lane, rng)])
+    assert Model(state, SETTINGS).peer_backlog(LANE, 60.0) > 0.5
+    state.health[("yanwen", "CN")] = CarrierHealth("yanwen", "CN", silent_hours=40.0, usual_rate=10.0)
+    assert Model(state, SETTINGS).peer_backlog(LANE, 60.0) == 0.0
+
+
 def test_a_service_that_never_scans_delivery_is_learnt_partial_only() -> None:
     rng = random.Random(5)
     untracked = []

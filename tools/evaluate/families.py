@@ -230,6 +230,68 @@ def small_categories(seed: int, hour: float = 12.0) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "SMALL", 4)))
 
 
+def peak_season(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: a sales peak (2-3x the orders for the last 3-10 days) on healthy lanes: many
+    young parcels at once, none of them in trouble."""
+    rng = random.Random(f"peak:{seed}")
+    sellers = []
+    for i in range(8):
+        days_ago, factor = rng.randint(3, 10), rng.choice((2.0, 2.5, 3.0))
+        base = _lane(i, rng.uniform(4, 10), failures=HEALTHY)
+        peak = LanePhase(-days_ago, base.services, base.values, HEALTHY, base.orders_per_day * factor)
+        sellers.append(Seller(f"PEAK{i}", (replace(base, phases=(peak,)),), role="control"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "PEAK", 3)))
+
+
+def origin_backlog(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """A pickup backlog at origin (a holiday, a warehouse move) for every seller of one
+    service since 2-6 days: most parcels are first scanned 3-8 days late, then travel as
+    usual. Late but not lost: the truth decides whether it costs validity."""
+    rng = random.Random(f"backlog:{seed}")
+    days_ago, late = rng.randint(2, 6), rng.choice((0.5, 0.7, 0.9))
+    backlog = replace(HEALTHY, late_pickup=late)
+    sellers = []
+    for i in range(6):
+        marketplace = ("AE", "SA", "SG", "MX", "AU", "JP")[i]
+        base = Lane(marketplace, "Sports & Outdoors", rng.uniform(5, 12), (("yunexpress/line", 1.0),), failures=HEALTHY)
+        phase = LanePhase(-days_ago, base.services, base.values, backlog)
+        sellers.append(Seller(f"BACK{i}", (replace(base, phases=(phase,)),), role="control"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "BACK", 4)))
+
+
+def new_sellers(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: sellers who started 4-12 days ago on ordinary lanes, so most of their
+    packages are still in flight and the window holds few of them."""
+    rng = random.Random(f"new:{seed}")
+    sellers = []
+    for i in range(8):
+        base = _lane(i, 0.0, failures=HEALTHY)
+        start = LanePhase(-rng.randint(4, 12), base.services, base.values, HEALTHY, rng.uniform(4, 12))
+        sellers.append(Seller(f"NEW{i}", (replace(base, phases=(start,)),), role="control"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "NEW", 4)))
+
+
+def mixed_portfolio(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Sellers with three categories in one marketplace: one category's carrier starts losing
+    parcels in transit (2-12 days ago), the other two ship healthy with another carrier.
+    The healthy categories must stay quiet while the failing one is warned."""
+    rng = random.Random(f"mixed:{seed}")
+    sellers = []
+    for i in range(6):
+        marketplace, _, service = LANES[i]
+        other = next(s for _, _, s in LANES if s != service)
+        days_ago, share = rng.randint(2, 12), rng.choice((0.2, 0.35, 0.5))
+        failing = FailureRates(no_pickup=0.004, lost_in_transit=share)
+        bad = Lane(marketplace, "Electronics", rng.uniform(6, 12), ((service, 1.0),), FULL_HEAVY,
+                   (LanePhase(-days_ago, ((service, 1.0),), FULL_HEAVY, failing),))  # fmt: skip
+        good = tuple(
+            Lane(marketplace, category, rng.uniform(4, 10), ((other, 1.0),), failures=HEALTHY)
+            for category in ("Beauty", "Pet Supplies")
+        )
+        sellers.append(Seller(f"MIX{i}", (bad, *good), role="failing"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "MIX", 3)))
+
+
 #: Each family: (seed, hour of today the evaluation runs at, UTC) -> scenario.
 FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_stop": carrier_stop,
@@ -245,4 +307,8 @@ FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "customs_routine": customs_routine,
     "gradual_decline": gradual_decline,
     "small_categories": small_categories,
+    "peak_season": peak_season,
+    "origin_backlog": origin_backlog,
+    "new_sellers": new_sellers,
+    "mixed_portfolio": mixed_portfolio,
 }
