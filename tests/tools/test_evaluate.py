@@ -31,6 +31,18 @@ async def test_a_carrier_stop_family_is_scored_against_its_truth(order: str, dat
     assert 0.0 <= report["brier"] < 0.25
 
 
+async def test_a_pickup_backlog_shared_by_every_seller_of_a_carrier_warns_nobody(database_url: str) -> None:
+    """Seed 2 of ``origin_backlog``: 90% of one service's parcels first scanned 3-8 days late
+    since 4 days, for six sellers; before the peers were compared, 5 of its 10 healthy
+    categories were at AT_RISK."""
+    today = datetime.now(UTC).date()
+    scenario = generate(FAMILIES["origin_backlog"](2), seed=2, today=today)
+    outcome = await evaluate_scenario("origin_backlog", 2, scenario, "scans-first", database_url, noon(today))
+    backlogged = [case for case in outcome.cases if case.seller_id.startswith("BACK") and "-OK" not in case.seller_id]
+    assert len(backlogged) == 6 and all(case.true_lead is None for case in backlogged)
+    assert not [case for case in outcome.cases if case.warned and case.true_lead is None]
+
+
 def test_calibration_of_a_perfect_and_a_useless_forecast() -> None:
     perfect = calibration([(1.0, True), (0.0, False)] * 10)
     assert perfect["brier"] == 0.0

@@ -250,13 +250,23 @@ def origin_backlog(seed: int, hour: float = 12.0) -> ScenarioConfig:
     rng = random.Random(f"backlog:{seed}")
     days_ago, late = rng.randint(2, 6), rng.choice((0.5, 0.7, 0.9))
     backlog = replace(HEALTHY, late_pickup=late)
+    service = "yunexpress/line"
+
+    def backlogged(lane: Lane) -> Lane:
+        if lane.services[0][0] != service:
+            return lane
+        return replace(lane, phases=(LanePhase(-days_ago, lane.services, lane.values, backlog),))
+
     sellers = []
     for i in range(6):
         marketplace = ("AE", "SA", "SG", "MX", "AU", "JP")[i]
-        base = Lane(marketplace, "Sports & Outdoors", rng.uniform(5, 12), (("yunexpress/line", 1.0),), failures=HEALTHY)
-        phase = LanePhase(-days_ago, base.services, base.values, backlog)
-        sellers.append(Seller(f"BACK{i}", (replace(base, phases=(phase,)),), role="control"))
-    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "BACK", 4)))
+        base = Lane(marketplace, "Sports & Outdoors", rng.uniform(5, 12), ((service, 1.0),), failures=HEALTHY)
+        sellers.append(Seller(f"BACK{i}", (backlogged(base),), role="control"))
+    # The background sellers that ship with the same service are in the backlog too.
+    controls = tuple(
+        replace(seller, lanes=tuple(map(backlogged, seller.lanes))) for seller in _controls(rng, "BACK", 4)
+    )
+    return ScenarioConfig(sellers=(*sellers, *controls))
 
 
 def new_sellers(seed: int, hour: float = 12.0) -> ScenarioConfig:
