@@ -404,6 +404,19 @@ def wilson_low(hits: float, count: float, z: float) -> float:
     return max(0.0, (centre - spread) / (1.0 + z2 / count))
 
 
+#: From this many sellers of a carrier with recent parcels, the median peer includes the
+#: seller asking (one rank more or less); below it, each seller is left out of its own.
+PEERS_SHARED_FROM = 15
+#: Entries a per-lane memo keeps before it starts over (a model serves every lane).
+MEMO_SIZE = 200_000
+
+
+def bounded_put(memo: dict[Any, float], key: Any, value: float) -> None:
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+
+
 def halving(age_hours: float, half_life_days: float) -> float:
     """Weight of something ``age_hours`` old when weights halve every ``half_life_days``."""
     return math.pow(0.5, max(0.0, age_hours) / 24.0 / half_life_days)
@@ -606,7 +619,10 @@ class Model:
         for (lane, milestone), histogram in state.histograms.items():
             if milestone is Milestone.FIRST_SCAN and lane[0]:
                 self._first_scans_by_carrier[(lane[1], lane[3])].append((lane, histogram))
-        self._peer_memo: dict[tuple[str, str, str, int], float] = {}
+        self._peer_memo: dict[tuple[str, str, int], tuple[list[float], dict[str, float]]] = {}
+        #: Bounded memos of the per-lane answers (a model lives for one refresh).
+        self._backlog_memo: dict[tuple[str, str, str, int, int], float] = {}
+        self._dead_memo: dict[tuple[LaneKey, int], float] = {}
         self._usual: dict[tuple[LaneKey, Milestone], float] = {}
         self._going_silent = self._silent_shares(state.in_flight)
 
@@ -631,7 +647,10 @@ class Model:
         waiting longer than usual is as much a slower lane as a losing one, and the
         silences between scans tell them apart (:meth:`going_silent`)."""
         boundary = min(BUCKETS, bisect.bisect_left(BOUNDS, max(0.0, hours)))
-        peers = self.peer_backlog(lane, hours)
+        found = self._dead_memo.get((lane, boundary))
+        if found is not None:
+            return found
+        peers = self.peer_backlog(lane, BOUNDS[boundary])
         estimate = 0.0
         for level in _levels(lane)[1:]:
             histogram = self._merged.get((level, Milestone.FIRST_SCAN))
@@ -649,6 +668,7 @@ class Model:
             raw = 0.0 if expected >= 1.0 else max(0.0, min(1.0, excess / (crossed * (1.0 - expected))))
             weight = self.settings.recent_weight
             estimate = (crossed * raw + weight * estimate) / (crossed + weight)
+        bounded_put(self._dead_memo, (lane, boundary), estimate)
         return estimate
 
     def peer_waiting(self, lane: LaneKey, boundary: int) -> float:
@@ -666,26 +686,40 @@ class Model:
         not hide a seller's own failure. A carrier that stopped scanning new parcels for everyone reads
         as a backlog here; its parcels still lose probability as they grow overdue against
         the lane's curve, and a carrier that sends nothing at all is caught by its health."""
-        key = (lane[0], lane[1], lane[3], boundary)
+        return self._median_peer(lane[1], lane[3], lane[0], boundary)
+
+    def _median_peer(self, carrier: str, origin: str, seller: str, boundary: int) -> float:
+        shares, by_seller = self._peer_shares(carrier, origin, boundary)
+        own = by_seller.get(seller)
+        count = len(shares) - (own is not None)
+        if count < self.settings.peer_min_sellers:
+            return 0.0
+        # The median of the others: the sorted shares without this seller's own.
+        middle = count // 2
+        if own is not None and bisect.bisect_left(shares, own) <= middle:
+            middle += 1
+        return shares[middle]
+
+    def _peer_shares(self, carrier: str, origin: str, boundary: int) -> tuple[list[float], dict[str, float]]:
+        """Every seller's waiting share at the boundary (Wilson low end), sorted, and by seller:
+        computed once per carrier, origin and boundary, then shared by all its sellers."""
+        key = (carrier, origin, boundary)
         found = self._peer_memo.get(key)
-        if found is not None:
-            return found
-        per_seller: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for peer_lane, histogram in self._first_scans_by_carrier.get((lane[1], lane[3]), ()):
-            if peer_lane[0] != lane[0]:
+        if found is None:
+            per_seller: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for peer_lane, histogram in self._first_scans_by_carrier.get((carrier, origin), ()):
                 totals = per_seller[peer_lane[0]]
                 totals[0] += histogram.waiting[boundary]
                 totals[1] += histogram.crossed[boundary]
-        # Each seller's share at the low end of its confidence interval (a seller with 1
-        # parcel of 7 waiting says little), then one vote per seller: one big failing
-        # seller cannot make a backlog.
-        shares = sorted(
-            wilson_low(waiting, crossed, self.settings.recent_z)
-            for waiting, crossed in per_seller.values()
-            if crossed >= self.settings.peer_min_parcels
-        )
-        found = shares[len(shares) // 2] if len(shares) >= self.settings.peer_min_sellers else 0.0
-        self._peer_memo[key] = found
+            # Each seller's share at the low end of its confidence interval (a seller with 1
+            # parcel of 7 waiting says little), then one vote per seller: one big failing
+            # seller cannot make a backlog.
+            by_seller = {
+                seller: wilson_low(waiting, crossed, self.settings.recent_z)
+                for seller, (waiting, crossed) in per_seller.items()
+                if crossed >= self.settings.peer_min_parcels
+            }
+            found = self._peer_memo[key] = (sorted(by_seller.values()), by_seller)
         return found
 
     def backlog_factor(self, lane: LaneKey, elapsed_hours: float, curve: Curve) -> float:
@@ -718,24 +752,36 @@ class Model:
         hits it too (0 without a backlog).
 
         At each age the peers' parcels passed lately, the backlog is the share of them
-        waiting beyond what the lane's history (its older parcels' curve) expects:
-        delayed = (peers' waiting - history's) / (1 - history's). The largest over the
+        waiting beyond what the carrier's history (its older parcels' curve) expects:
+        delayed = (peers' waiting - history's) / (1 - history's), applied to the lane's
+        own history. The largest over the
         ages from ``recent_hours`` younger than ``hours`` up to ``hours`` counts: a parcel
         this old was confirmed when the peers' parcels that are now that much younger
         were, so a backlog that began since shows in them before any peer parcel is this
         old. Only ages by which the history has most parcels scanned tell (younger ones
         wait anyway). Never while the carrier is silent: a backlog is a carrier that
         scans, only late."""
+        carrier, origin = lane[1], lane[3]
+        history = self._base_curves.get(("carrier", carrier, origin))
         baseline = self.base_curve(lane)
-        if baseline is None or self._silent(lane):
+        if history is None or baseline is None or self._silent(lane):
             return 0.0
         last = min(BUCKETS, bisect.bisect_left(BOUNDS, max(0.0, hours)))
         first = min(last, bisect.bisect_left(BOUNDS, max(0.0, hours - self.settings.recent_hours)))
-        delayed = 0.0
-        for boundary in range(first, last + 1):
-            usual = baseline.survival[boundary]
-            if usual < 0.5:
-                delayed = max(delayed, (self.peer_waiting(lane, boundary) - usual) / (1.0 - usual))
+        # Among many sellers one more or less barely moves the median: then every seller
+        # shares one answer per carrier (the scorer asks for every unscanned package).
+        sellers = len(self._peer_shares(carrier, origin, last)[0])
+        excluded = lane[0] if sellers < PEERS_SHARED_FROM else ""
+        key = (carrier, origin, excluded, first, last)
+        delayed = self._backlog_memo.get(key)
+        if delayed is None:
+            delayed = 0.0
+            for boundary in range(first, last + 1):
+                usual = history.survival[boundary]
+                if usual < 0.5:
+                    peers = self._median_peer(carrier, origin, excluded, boundary)
+                    delayed = max(delayed, (peers - usual) / (1.0 - usual))
+            bounded_put(self._backlog_memo, key, delayed)
         if delayed <= 0.0:
             return 0.0
         usual = baseline.at(hours)
@@ -885,9 +931,7 @@ class Model:
                 reached_here = (first.at(start) - first.at(end)) / waiting
                 total += reached_here * delivery.reach_by(0.0, deadline_hours - (start + end) / 2)
                 start = end
-        if len(self._memo) > 200_000:
-            self._memo.clear()
-        self._memo[memo_key] = total
+        bounded_put(self._memo, memo_key, total)
         return total
 
     def estimate(
