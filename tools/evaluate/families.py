@@ -302,6 +302,23 @@ def mixed_portfolio(seed: int, hour: float = 12.0) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "MIX", 3)))
 
 
+def destination_slowdown(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: parcels wait 2-4 days longer than ever between their arrival scan and
+    out-for-delivery (a customs slowdown, a holiday) in one marketplace, for every seller
+    and carrier there, for the parcels handed over in the last 6-12 days: silence at the
+    destination that is new but not loss (the truth decides whether it costs validity)."""
+    rng = random.Random(f"destination:{seed}")
+    days_ago, hold = rng.randint(6, 12), rng.choice((2.0, 3.0, 4.0))
+    held = replace(HEALTHY, destination_hold_days=hold)
+    sellers = []
+    for i in range(8):
+        marketplace, category, service = ("AE", "Home & Kitchen", ("yunexpress/line", "china-post/epacket")[i % 2])
+        base = Lane(marketplace, category, rng.uniform(5, 12), ((service, 1.0),), failures=HEALTHY)
+        phase = LanePhase(-days_ago, base.services, base.values, held)
+        sellers.append(Seller(f"DEST{i}", (replace(base, phases=(phase,)),), role="control"))
+    return ScenarioConfig(sellers=(*sellers, *_controls(rng, "DEST", 3)))
+
+
 #: Each family: (seed, hour of today the evaluation runs at, UTC) -> scenario.
 FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_stop": carrier_stop,
@@ -321,4 +338,5 @@ FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "origin_backlog": origin_backlog,
     "new_sellers": new_sellers,
     "mixed_portfolio": mixed_portfolio,
+    "destination_slowdown": destination_slowdown,
 }

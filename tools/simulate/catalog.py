@@ -100,6 +100,9 @@ class FailureRates:
     #: Mean extra days a parcel sits silent between its export and its arrival scans (a
     #: congested hub, a customs backlog): later, but the scans do come.
     hold_days: float = 0.0
+    #: Mean extra days a parcel waits at the destination between its arrival scan and its
+    #: out-for-delivery scan (a customs slowdown, a public holiday): later, but it comes.
+    destination_hold_days: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -308,8 +308,12 @@ def make_scans(
     if odds.hold_days > 0:
         # Drawn only when held, so the other scenarios keep their random streams.
         transit += odds.hold_days * rng.uniform(0.5, 1.5)
+    arrival = transit * 0.75
+    if odds.destination_hold_days > 0:
+        # Drawn only when held, so the other scenarios keep their random streams.
+        transit += odds.destination_hold_days * rng.uniform(0.5, 1.5)
     scans += [
-        Scan(Status.ARRIVED_DESTINATION, _at(handed_over, transit * 0.75), city),
+        Scan(Status.ARRIVED_DESTINATION, _at(handed_over, arrival), city),
         Scan(Status.OUT_FOR_DELIVERY, _at(handed_over, transit - 0.25), city),
     ]
     if draw < odds.no_pickup + odds.lost_in_transit + odds.no_delivery_scan:
