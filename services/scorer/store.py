@@ -580,7 +580,11 @@ async def reevaluate(
         evaluated.version = (before.version if before is not None else 0) + 1
         deltas.change(before, evaluated)
         writes.append(evaluated)
-    # Build the counter statements while the database writes the packages.
+    if uses_copy(connection):
+        # Build the counter rows while the database writes the packages.
+        _, staged = await overlapped(write_packages(connection, writes), lambda: delta_records(deltas))
+        await copy_deltas(connection, staged)
+        return len(writes)
     _, statements = await overlapped(write_packages(connection, writes), lambda: delta_statements(connection, deltas))
     for statement, parameters in statements:
         await execute_rows(connection, statement, parameters)
@@ -681,6 +685,75 @@ def delta_statements(connection: AsyncConnection, deltas: Deltas) -> list[tuple[
     if (count_rows or reason_rows) and deltas.scopes:
         statements.append(mark_changed_statement(connection, sorted(deltas.scopes)))
     return statements
+
+
+@dataclass(slots=True)
+class DeltaRecords:
+    """``Deltas`` as the rows COPY sends (see :func:`copy_deltas`), sorted by key."""
+
+    counts: list[tuple[Any, ...]]
+    reasons: list[tuple[Any, ...]]
+    scopes: list[tuple[str, str, str]]
+
+
+COUNT_COLUMNS = (
+    "seller_id",
+    "marketplace",
+    "category",
+    "promised_date",
+    "valid",
+    "invalid",
+    "pending",
+    "expected_valid_micro",
+    "variance_micro",
+)
+REASON_COLUMNS = ("seller_id", "marketplace", "category", "promised_date", "state", "reason", "count")
+SCOPE_COLUMNS = ("seller_id", "marketplace", "category")
+
+
+def delta_records(deltas: Deltas) -> DeltaRecords:
+    """What :func:`delta_statements` writes, as COPY rows: pure CPU work."""
+    counts = [(*key, *value) for key, value in sorted(deltas.counts.items()) if any(value)]
+    reasons = [(*key, value) for key, value in sorted(deltas.reasons.items()) if value]
+    scopes = sorted(deltas.scopes) if counts or reasons else []
+    return DeltaRecords(counts, reasons, scopes)
+
+
+async def copy_deltas(connection: AsyncConnection, staged: DeltaRecords) -> None:
+    """Add the counter deltas and mark the outbox, as :func:`delta_statements` does, through
+    COPY into staging tables (one upsert per table, in key order, as before)."""
+    if staged.counts:
+        driver = await copy_to_staging(connection, daily_counts, COUNT_COLUMNS, staged.counts)
+        await driver.execute(COUNTS_UPSERT)
+    if staged.reasons:
+        driver = await copy_to_staging(connection, daily_reasons, REASON_COLUMNS, staged.reasons)
+        await driver.execute(REASONS_UPSERT)
+    if staged.scopes:
+        driver = await copy_to_staging(connection, outbox, SCOPE_COLUMNS, staged.scopes)
+        await driver.execute(OUTBOX_MARK)
+
+
+_SCOPE_ORDER = 'seller_id COLLATE "C", marketplace COLLATE "C", category COLLATE "C"'
+_COUNTED = ("valid", "invalid", "pending", "expected_valid_micro", "variance_micro")
+COUNTS_UPSERT = f"""
+INSERT INTO daily_counts AS d ({", ".join(COUNT_COLUMNS)})
+SELECT {", ".join(COUNT_COLUMNS)} FROM {staging_name(daily_counts)} ORDER BY {_SCOPE_ORDER}, promised_date
+ON CONFLICT (seller_id, marketplace, category, promised_date) DO UPDATE SET
+{", ".join(f"{name} = d.{name} + excluded.{name}" for name in _COUNTED)}
+"""  # noqa: S608 (the names of our own columns)
+REASONS_UPSERT = f"""
+INSERT INTO daily_reasons AS d ({", ".join(REASON_COLUMNS)})
+SELECT {", ".join(REASON_COLUMNS)} FROM {staging_name(daily_reasons)}
+ORDER BY {_SCOPE_ORDER}, promised_date, state COLLATE "C", reason COLLATE "C"
+ON CONFLICT (seller_id, marketplace, category, promised_date, state, reason)
+DO UPDATE SET count = d.count + excluded.count
+"""  # noqa: S608 (the names of our own columns)
+#: The score_versions triggers fire on it as on the json_to_recordset upsert.
+OUTBOX_MARK = f"""
+INSERT INTO score_outbox AS o (seller_id, marketplace, category, version)
+SELECT seller_id, marketplace, category, 1 FROM {staging_name(outbox)} ORDER BY {_SCOPE_ORDER}
+ON CONFLICT (seller_id, marketplace, category) DO UPDATE SET version = o.version + 1
+"""  # noqa: S608 (the names of our own columns)
 
 
 async def mark_changed(connection: AsyncConnection, scopes: Sequence[tuple[str, str, str]]) -> None:
