@@ -37,6 +37,7 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -515,8 +516,30 @@ def counted_deadline(promised_date: date) -> datetime:
 NOON = time(12)
 
 
+#: The hot reads of a batch, sent as they are on the driver connection (no statement to
+#: build and compile, no result rows to wrap): one array parameter each.
+SCANS_OF_NUMBERS = "SELECT tracking_number, status, occurred_at FROM scans WHERE tracking_number = ANY($1::varchar[])"
+CANCELLATIONS_OF_NUMBERS = (
+    "SELECT tracking_number, seller_id, order_id, cancelled_at FROM cancellations "
+    "WHERE tracking_number = ANY($1::varchar[])"
+)
+PACKAGES_OF_NUMBERS = f"SELECT {', '.join(PACKAGE_COLUMNS)} FROM packages WHERE tracking_number = ANY($1::varchar[])"  # noqa: S608
+PACKAGES_OF_KEYS = (
+    f"SELECT {', '.join('p.' + name for name in PACKAGE_COLUMNS)} FROM packages AS p "  # noqa: S608
+    "JOIN unnest($1::varchar[], $2::varchar[]) AS k (seller_id, order_id) "
+    "ON p.seller_id = k.seller_id AND p.order_id = k.order_id"
+)
+
+
 async def load_scans(connection: AsyncConnection, tracking_numbers: Iterable[str]) -> dict[str, list[Scan]]:
     found: dict[str, list[Scan]] = defaultdict(list)
+    if uses_copy(connection):
+        numbers = sorted(set(tracking_numbers))
+        if numbers:
+            driver = await driver_connection(connection)
+            for tracking_number, status, occurred_at in await driver.fetch(SCANS_OF_NUMBERS, numbers):
+                found[tracking_number].append(Scan(status, occurred_at))
+        return found
     for chunk in in_groups(connection, tracking_numbers):
         result = await connection.execute(
             select(scans.c.tracking_number, scans.c.status, scans.c.occurred_at).where(
@@ -532,6 +555,15 @@ async def load_cancellations(
     connection: AsyncConnection, tracking_numbers: Iterable[str]
 ) -> dict[str, list[Cancellation]]:
     found: dict[str, list[Cancellation]] = defaultdict(list)
+    if uses_copy(connection):
+        numbers = sorted(set(tracking_numbers))
+        if numbers:
+            driver = await driver_connection(connection)
+            for tracking_number, seller_id, order_id, cancelled_at in await driver.fetch(
+                CANCELLATIONS_OF_NUMBERS, numbers
+            ):
+                found[tracking_number].append(Cancellation(seller_id, order_id, cancelled_at))
+        return found
     for chunk in in_groups(connection, tracking_numbers):
         result = await connection.execute(
             select(
@@ -1017,6 +1049,19 @@ async def load_packages(
     connection: AsyncConnection, tracking_numbers: Iterable[str], order_keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], PackageRow]:
     found: dict[tuple[str, str], PackageRow] = {}
+    if uses_copy(connection):
+        driver = await driver_connection(connection)
+        numbers = sorted(set(tracking_numbers))
+        if numbers:
+            for row in await driver.fetch(PACKAGES_OF_NUMBERS, numbers):
+                package = PackageRow(*row)
+                found[package.key] = package
+        pairs = sorted(set(order_keys) - set(found))
+        if pairs:
+            for row in await driver.fetch(PACKAGES_OF_KEYS, [p[0] for p in pairs], [p[1] for p in pairs]):
+                package = PackageRow(*row)
+                found[package.key] = package
+        return found
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     for chunk in in_groups(connection, tracking_numbers):
         query = select(*columns).where(one_of(connection, packages.c.tracking_number, chunk))
@@ -1163,7 +1208,9 @@ async def _reevaluate_pending(
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     query = (
         select(*columns)
-        .where(packages.c.state == PackageState.PENDING.value, *conditions)
+        # Written out, not a parameter: the partial indexes on pending packages (migration
+        # 0006) then serve the query whatever plan the server keeps for the prepared statement.
+        .where(packages.c.state == literal_column(f"'{PackageState.PENDING.value}'"), *conditions)
         .order_by(packages.c.id)
         .limit(limit)
     )
