@@ -214,8 +214,21 @@ async def copy_to_staging(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "  # noqa: S608 (our names)
         f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA"
     )
+    # A commit or a rollback empties the table; a second use in the same transaction must
+    # not write the first one's rows again (counters would be added twice).
+    transaction = connection.sync_connection.get_transaction() if connection.sync_connection else None
+    staged: tuple[Any, set[str]] | None = connection.info.get(STAGED_KEY)
+    if staged is None or staged[0] is not transaction:
+        staged = connection.info[STAGED_KEY] = (transaction, set())
+    if staging in staged[1]:
+        await driver.execute(f"DELETE FROM {staging}")  # noqa: S608 (our names)
+    staged[1].add(staging)
     await driver.copy_records_to_table(staging, records=records, columns=list(columns))
     return driver
+
+
+#: In ``connection.info``: the transaction and the staging tables it has filled.
+STAGED_KEY = "vtr_staged_tables"
 
 
 def staging_name(table: Table) -> str:

@@ -398,6 +398,24 @@ async def test_a_rolled_back_batch_leaves_nothing_behind(scorer_engine: AsyncEng
         assert (await connection.execute(select(packages.c.version))).scalar_one() == 1
 
 
+async def test_two_writes_in_one_transaction_write_each_row_once(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    """The staging tables are emptied at commit: a second write in the same transaction
+    must not send the first one's rows again."""
+    first = replace(package_from_confirmation(shipment(order_id="o-1", tracking_number="T1")), version=1)
+    second = replace(package_from_confirmation(shipment(order_id="o-2", tracking_number="T2")), version=1)
+    async with scorer_engine.begin() as connection:
+        await write_packages(connection, [first])
+        await write_packages(connection, [second])  # would raise ConcurrentUpdate if o-1 came again
+    async with scorer_engine.begin() as connection:
+        await apply_records(connection, evaluator, [record(event(tracking_number="T1"))], TODAY)
+        await apply_records(connection, evaluator, [record(event(tracking_number="T2", event_id="e-2"))], TODAY)
+    async with scorer_engine.connect() as connection:
+        assert sorted((await connection.execute(select(packages.c.order_id))).scalars()) == ["o-1", "o-2"]
+        assert len((await connection.execute(select(scans.c.event_id))).all()) == 2
+
+
 async def test_past_as_of_counts_only_scans_that_occurred_by_then(
     scorer_engine: AsyncEngine, evaluator: Evaluator
 ) -> None:
