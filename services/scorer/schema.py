@@ -18,11 +18,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from shared.transactional_consumer import consumer_offsets_table
 
 metadata = MetaData()
+#: The predicate of the partial indexes on pending packages (PackageState.PENDING).
+PENDING = text("state = 'pending'")
 
 #: SQLite only auto-increments an INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -67,8 +70,9 @@ packages = Table(
     UniqueConstraint("seller_id", "order_id", name="uq_packages_seller_order"),
     Index("ix_packages_tracking_number", "tracking_number"),
     Index("ix_packages_seller_promised", "seller_id", "promised_date"),
-    Index("ix_packages_state_promised", "state", "promised_date"),
-    Index("ix_packages_state_review", "state", "review_at"),
+    #: The clock job's queries; pending packages only (migration 0006).
+    Index("ix_packages_pending_promised", "promised_date", postgresql_where=PENDING, sqlite_where=PENDING),
+    Index("ix_packages_pending_review", "review_at", postgresql_where=PENDING, sqlite_where=PENDING),
     Index("ix_packages_confirmed", "confirmed_at"),
 )
 

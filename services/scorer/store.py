@@ -37,6 +37,7 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -176,6 +177,62 @@ async def overlapped(statement: Coroutine[Any, Any, T], work: Callable[[], U]) -
             await pending
         raise
     return await pending, result
+
+
+def uses_copy(connection: AsyncConnection) -> bool:
+    """Whether bulk writes go through COPY into a staging table (PostgreSQL with asyncpg)."""
+    return connection.dialect.name == "postgresql" and connection.dialect.driver == "asyncpg"
+
+
+async def driver_connection(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under ``connection``, inside ``connection``'s transaction.
+
+    SQLAlchemy's asyncpg adapter opens the transaction with its first statement: if none
+    has run yet, one does now, so that nothing on the driver runs outside the batch's
+    transaction (a COPY there would commit on its own)."""
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if not driver.is_in_transaction():
+        await connection.exec_driver_sql("SELECT 1")
+    if not driver.is_in_transaction():  # pragma: no cover - would break exactly-once
+        raise RuntimeError("no transaction open on the database connection")
+    return driver
+
+
+async def copy_to_staging(
+    connection: AsyncConnection, table: Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+) -> Any:
+    """COPY ``records`` (tuples in ``columns`` order) into ``table``'s staging table, a
+    temporary table of this database session emptied at every commit (and by a rollback);
+    returns the driver connection to go on with in the same transaction.
+
+    Binary COPY is much cheaper for the server than parsing the rows out of one JSON
+    document (``insert_rows``), and for the scorer than encoding them into one."""
+    driver = await driver_connection(connection)
+    staging = staging_name(table)
+    await driver.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "  # noqa: S608 (our names)
+        f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA"
+    )
+    # A commit or a rollback empties the table; a second use in the same transaction must
+    # not write the first one's rows again (counters would be added twice).
+    transaction = connection.sync_connection.get_transaction() if connection.sync_connection else None
+    staged: tuple[Any, set[str]] | None = connection.info.get(STAGED_KEY)
+    if staged is None or staged[0] is not transaction:
+        staged = connection.info[STAGED_KEY] = (transaction, set())
+    if staging in staged[1]:
+        await driver.execute(f"DELETE FROM {staging}")  # noqa: S608 (our names)
+    staged[1].add(staging)
+    await driver.copy_records_to_table(staging, records=records, columns=list(columns))
+    return driver
+
+
+#: In ``connection.info``: the transaction and the staging tables it has filled.
+STAGED_KEY = "vtr_staged_tables"
+
+
+def staging_name(table: Table) -> str:
+    return f"staging_{table.name}"
 
 
 def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -472,8 +529,30 @@ def counted_deadline(promised_date: date) -> datetime:
 NOON = time(12)
 
 
+#: The hot reads of a batch, sent as they are on the driver connection (no statement to
+#: build and compile, no result rows to wrap): one array parameter each.
+SCANS_OF_NUMBERS = "SELECT tracking_number, status, occurred_at FROM scans WHERE tracking_number = ANY($1::varchar[])"
+CANCELLATIONS_OF_NUMBERS = (
+    "SELECT tracking_number, seller_id, order_id, cancelled_at FROM cancellations "
+    "WHERE tracking_number = ANY($1::varchar[])"
+)
+PACKAGES_OF_NUMBERS = f"SELECT {', '.join(PACKAGE_COLUMNS)} FROM packages WHERE tracking_number = ANY($1::varchar[])"  # noqa: S608
+PACKAGES_OF_KEYS = (
+    f"SELECT {', '.join('p.' + name for name in PACKAGE_COLUMNS)} FROM packages AS p "  # noqa: S608
+    "JOIN unnest($1::varchar[], $2::varchar[]) AS k (seller_id, order_id) "
+    "ON p.seller_id = k.seller_id AND p.order_id = k.order_id"
+)
+
+
 async def load_scans(connection: AsyncConnection, tracking_numbers: Iterable[str]) -> dict[str, list[Scan]]:
     found: dict[str, list[Scan]] = defaultdict(list)
+    if uses_copy(connection):
+        numbers = sorted(set(tracking_numbers))
+        if numbers:
+            driver = await driver_connection(connection)
+            for tracking_number, status, occurred_at in await driver.fetch(SCANS_OF_NUMBERS, numbers):
+                found[tracking_number].append(Scan(status, occurred_at))
+        return found
     for chunk in in_groups(connection, tracking_numbers):
         result = await connection.execute(
             select(scans.c.tracking_number, scans.c.status, scans.c.occurred_at).where(
@@ -489,6 +568,15 @@ async def load_cancellations(
     connection: AsyncConnection, tracking_numbers: Iterable[str]
 ) -> dict[str, list[Cancellation]]:
     found: dict[str, list[Cancellation]] = defaultdict(list)
+    if uses_copy(connection):
+        numbers = sorted(set(tracking_numbers))
+        if numbers:
+            driver = await driver_connection(connection)
+            for tracking_number, seller_id, order_id, cancelled_at in await driver.fetch(
+                CANCELLATIONS_OF_NUMBERS, numbers
+            ):
+                found[tracking_number].append(Cancellation(seller_id, order_id, cancelled_at))
+        return found
     for chunk in in_groups(connection, tracking_numbers):
         result = await connection.execute(
             select(
@@ -537,7 +625,11 @@ async def reevaluate(
         evaluated.version = (before.version if before is not None else 0) + 1
         deltas.change(before, evaluated)
         writes.append(evaluated)
-    # Build the counter statements while the database writes the packages.
+    if uses_copy(connection):
+        # Build the counter rows while the database writes the packages.
+        _, staged = await overlapped(write_packages(connection, writes), lambda: delta_records(deltas))
+        await copy_deltas(connection, staged)
+        return len(writes)
     _, statements = await overlapped(write_packages(connection, writes), lambda: delta_statements(connection, deltas))
     for statement, parameters in statements:
         await execute_rows(connection, statement, parameters)
@@ -548,21 +640,37 @@ async def write_packages(connection: AsyncConnection, rows: Sequence[PackageRow]
     if not rows:
         return
     ordered = sorted(rows, key=lambda row: row.key)
-    statement, parameters = insert_rows(connection, packages, [row.as_values() for row in ordered])
-    updatable = [name for name in PACKAGE_COLUMNS if name not in ("id", "seller_id", "order_id")]
-    statement = statement.on_conflict_do_update(
-        index_elements=[packages.c.seller_id, packages.c.order_id],
-        set_={name: statement.excluded[name] for name in updatable},
-        where=packages.c.version == statement.excluded.version - 1,
-    ).returning(packages.c.id)
-    if parameters is None:
-        # One count instead of thousands of returned ids to turn into rows.
-        written_ids = statement.cte("written_ids")
-        written = int((await connection.execute(select(func.count()).select_from(written_ids))).scalar_one())
+    if uses_copy(connection):
+        driver = await copy_to_staging(connection, packages, _VALUE_NAMES, [_VALUES(row) for row in ordered])
+        written = int(await driver.fetchval(PACKAGES_UPSERT))
     else:
+        statement, parameters = insert_rows(connection, packages, [row.as_values() for row in ordered])
+        updatable = [name for name in PACKAGE_COLUMNS if name not in ("id", "seller_id", "order_id")]
+        statement = statement.on_conflict_do_update(
+            index_elements=[packages.c.seller_id, packages.c.order_id],
+            set_={name: statement.excluded[name] for name in updatable},
+            where=packages.c.version == statement.excluded.version - 1,
+        ).returning(packages.c.id)
         written = len((await execute_rows(connection, statement, parameters)).all())
     if written != len(ordered):
         raise ConcurrentUpdate(f"{len(ordered) - written} package(s) changed concurrently")
+
+
+#: The version-checked upsert of the staged packages; counts the rows it wrote (a package
+#: whose version moved under this transaction is not written, hence ConcurrentUpdate).
+#: In key order (bytewise, as Python sorts) so that concurrent writers lock rows in the same order.
+PACKAGES_UPSERT = f"""
+WITH written AS (
+    INSERT INTO packages AS p ({", ".join(_VALUE_NAMES)})
+    SELECT {", ".join(_VALUE_NAMES)} FROM {staging_name(packages)}
+    ORDER BY seller_id COLLATE "C", order_id COLLATE "C"
+    ON CONFLICT (seller_id, order_id) DO UPDATE SET
+    {", ".join(f"{name} = excluded.{name}" for name in _VALUE_NAMES if name not in ("seller_id", "order_id"))}
+    WHERE p.version = excluded.version - 1
+    RETURNING 1
+)
+SELECT count(*) FROM written
+"""  # noqa: S608 (the names of our own columns)
 
 
 async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
@@ -622,6 +730,75 @@ def delta_statements(connection: AsyncConnection, deltas: Deltas) -> list[tuple[
     if (count_rows or reason_rows) and deltas.scopes:
         statements.append(mark_changed_statement(connection, sorted(deltas.scopes)))
     return statements
+
+
+@dataclass(slots=True)
+class DeltaRecords:
+    """``Deltas`` as the rows COPY sends (see :func:`copy_deltas`), sorted by key."""
+
+    counts: list[tuple[Any, ...]]
+    reasons: list[tuple[Any, ...]]
+    scopes: list[tuple[str, str, str]]
+
+
+COUNT_COLUMNS = (
+    "seller_id",
+    "marketplace",
+    "category",
+    "promised_date",
+    "valid",
+    "invalid",
+    "pending",
+    "expected_valid_micro",
+    "variance_micro",
+)
+REASON_COLUMNS = ("seller_id", "marketplace", "category", "promised_date", "state", "reason", "count")
+SCOPE_COLUMNS = ("seller_id", "marketplace", "category")
+
+
+def delta_records(deltas: Deltas) -> DeltaRecords:
+    """What :func:`delta_statements` writes, as COPY rows: pure CPU work."""
+    counts = [(*key, *value) for key, value in sorted(deltas.counts.items()) if any(value)]
+    reasons = [(*key, value) for key, value in sorted(deltas.reasons.items()) if value]
+    scopes = sorted(deltas.scopes) if counts or reasons else []
+    return DeltaRecords(counts, reasons, scopes)
+
+
+async def copy_deltas(connection: AsyncConnection, staged: DeltaRecords) -> None:
+    """Add the counter deltas and mark the outbox, as :func:`delta_statements` does, through
+    COPY into staging tables (one upsert per table, in key order, as before)."""
+    if staged.counts:
+        driver = await copy_to_staging(connection, daily_counts, COUNT_COLUMNS, staged.counts)
+        await driver.execute(COUNTS_UPSERT)
+    if staged.reasons:
+        driver = await copy_to_staging(connection, daily_reasons, REASON_COLUMNS, staged.reasons)
+        await driver.execute(REASONS_UPSERT)
+    if staged.scopes:
+        driver = await copy_to_staging(connection, outbox, SCOPE_COLUMNS, staged.scopes)
+        await driver.execute(OUTBOX_MARK)
+
+
+_SCOPE_ORDER = 'seller_id COLLATE "C", marketplace COLLATE "C", category COLLATE "C"'
+_COUNTED = ("valid", "invalid", "pending", "expected_valid_micro", "variance_micro")
+COUNTS_UPSERT = f"""
+INSERT INTO daily_counts AS d ({", ".join(COUNT_COLUMNS)})
+SELECT {", ".join(COUNT_COLUMNS)} FROM {staging_name(daily_counts)} ORDER BY {_SCOPE_ORDER}, promised_date
+ON CONFLICT (seller_id, marketplace, category, promised_date) DO UPDATE SET
+{", ".join(f"{name} = d.{name} + excluded.{name}" for name in _COUNTED)}
+"""  # noqa: S608 (the names of our own columns)
+REASONS_UPSERT = f"""
+INSERT INTO daily_reasons AS d ({", ".join(REASON_COLUMNS)})
+SELECT {", ".join(REASON_COLUMNS)} FROM {staging_name(daily_reasons)}
+ORDER BY {_SCOPE_ORDER}, promised_date, state COLLATE "C", reason COLLATE "C"
+ON CONFLICT (seller_id, marketplace, category, promised_date, state, reason)
+DO UPDATE SET count = d.count + excluded.count
+"""  # noqa: S608 (the names of our own columns)
+#: The score_versions triggers fire on it as on the json_to_recordset upsert.
+OUTBOX_MARK = f"""
+INSERT INTO score_outbox AS o (seller_id, marketplace, category, version)
+SELECT seller_id, marketplace, category, 1 FROM {staging_name(outbox)} ORDER BY {_SCOPE_ORDER}
+ON CONFLICT (seller_id, marketplace, category) DO UPDATE SET version = o.version + 1
+"""  # noqa: S608 (the names of our own columns)
 
 
 async def mark_changed(connection: AsyncConnection, scopes: Sequence[tuple[str, str, str]]) -> None:
@@ -811,6 +988,13 @@ async def insert_scans(
     unique = {row["event_id"]: row for row in rows_of_events}
     if not unique:
         return set()
+    if uses_copy(connection):
+        staged = [tuple(row.values()) for row in unique.values()]
+        driver = await copy_to_staging(connection, scans, SCAN_COLUMNS, staged)
+        numbers = [row[0] for row in await driver.fetch(SCANS_INSERT)]
+        metrics.RECORDS.labels(TRACKING_EVENTS, "applied").inc(len(numbers))
+        metrics.RECORDS.labels(TRACKING_EVENTS, "duplicate").inc(len(events) - len(numbers))
+        return set(numbers)
     rows = [unique[event_id] for event_id in sorted(unique)]
     statement, parameters = insert_rows(connection, scans, rows)
     statement = statement.on_conflict_do_nothing().returning(scans.c.event_id)
@@ -818,6 +1002,27 @@ async def insert_scans(
     metrics.RECORDS.labels(TRACKING_EVENTS, "applied").inc(len(inserted))
     metrics.RECORDS.labels(TRACKING_EVENTS, "duplicate").inc(len(events) - len(inserted))
     return {str(row["tracking_number"]) for row in rows if row["event_id"] in inserted}
+
+
+#: The columns of a ``scans`` row, in :func:`scan_row`'s order.
+SCAN_COLUMNS = (
+    "event_id",
+    "tracking_number",
+    "status",
+    "occurred_at",
+    "received_at",
+    "source",
+    "carrier_code",
+    "last_mile_carrier",
+    "last_mile_tracking_number",
+)
+#: The staged scans not stored yet (by event id, in that order); returns their tracking numbers.
+SCANS_INSERT = f"""
+INSERT INTO scans ({", ".join(SCAN_COLUMNS)})
+SELECT {", ".join(SCAN_COLUMNS)} FROM {staging_name(scans)} ORDER BY event_id COLLATE "C"
+ON CONFLICT (event_id) DO NOTHING
+RETURNING tracking_number
+"""  # noqa: S608 (the names of our own columns)
 
 
 def cancel_key(message: ShipmentCancelled) -> str:
@@ -857,6 +1062,19 @@ async def load_packages(
     connection: AsyncConnection, tracking_numbers: Iterable[str], order_keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], PackageRow]:
     found: dict[tuple[str, str], PackageRow] = {}
+    if uses_copy(connection):
+        driver = await driver_connection(connection)
+        numbers = sorted(set(tracking_numbers))
+        if numbers:
+            for row in await driver.fetch(PACKAGES_OF_NUMBERS, numbers):
+                package = PackageRow(*row)
+                found[package.key] = package
+        pairs = sorted(set(order_keys) - set(found))
+        if pairs:
+            for row in await driver.fetch(PACKAGES_OF_KEYS, [p[0] for p in pairs], [p[1] for p in pairs]):
+                package = PackageRow(*row)
+                found[package.key] = package
+        return found
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     for chunk in in_groups(connection, tracking_numbers):
         query = select(*columns).where(one_of(connection, packages.c.tracking_number, chunk))
@@ -1003,7 +1221,9 @@ async def _reevaluate_pending(
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     query = (
         select(*columns)
-        .where(packages.c.state == PackageState.PENDING.value, *conditions)
+        # Written out, not a parameter: the partial indexes on pending packages (migration
+        # 0006) then serve the query whatever plan the server keeps for the prepared statement.
+        .where(packages.c.state == literal_column(f"'{PackageState.PENDING.value}'"), *conditions)
         .order_by(packages.c.id)
         .limit(limit)
     )

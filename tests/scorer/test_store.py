@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scorer.forecast import DayCounts
 from services.scorer.model import Milestone, ModelState
 from services.scorer.policy import summarise_scans
-from services.scorer.schema import model_state, outbox, packages
+from services.scorer.schema import model_state, outbox, packages, scans
 from services.scorer.store import (
+    SCAN_COLUMNS,
     ConcurrentUpdate,
     Evaluator,
     PreparedRecords,
@@ -32,6 +33,7 @@ from services.scorer.store import (
     recompute_counts,
     refresh_model,
     review_due,
+    scan_row,
     write_packages,
 )
 from shared.schemas import CanonicalStatus, ShipmentCancelled, ShipmentConfirmed, TrackingEvent
@@ -375,6 +377,43 @@ async def test_a_stale_writer_is_refused(scorer_engine: AsyncEngine, evaluator: 
             await write_packages(connection, [stale])
     async with scorer_engine.connect() as connection:
         assert (await connection.execute(select(outbox.c.version))).scalar_one() == 1
+
+
+async def test_a_rolled_back_batch_leaves_nothing_behind(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
+    """On PostgreSQL the batch's first statement is a COPY on the driver connection: it
+    must run inside the batch's transaction, so a rollback takes it back with the rest."""
+    assert tuple(scan_row(event())) == SCAN_COLUMNS  # the COPY sends a scan row's values in this order
+    with pytest.raises(RuntimeError, match="boom"):
+        async with scorer_engine.begin() as connection:
+            await apply_records(connection, evaluator, [record(event()), record(shipment())], TODAY)
+            raise RuntimeError("boom")
+    async with scorer_engine.connect() as connection:
+        assert (await connection.execute(select(scans.c.event_id))).all() == []
+        assert (await connection.execute(select(packages.c.id))).all() == []
+    # The same records apply afterwards (the staging tables were emptied by the rollback).
+    await apply(scorer_engine, evaluator, [event(), shipment()])
+    await apply(scorer_engine, evaluator, [event(), shipment()])
+    async with scorer_engine.connect() as connection:
+        assert len((await connection.execute(select(scans.c.event_id))).all()) == 1
+        assert (await connection.execute(select(packages.c.version))).scalar_one() == 1
+
+
+async def test_two_writes_in_one_transaction_write_each_row_once(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    """The staging tables are emptied at commit: a second write in the same transaction
+    must not send the first one's rows again."""
+    first = replace(package_from_confirmation(shipment(order_id="o-1", tracking_number="T1")), version=1)
+    second = replace(package_from_confirmation(shipment(order_id="o-2", tracking_number="T2")), version=1)
+    async with scorer_engine.begin() as connection:
+        await write_packages(connection, [first])
+        await write_packages(connection, [second])  # would raise ConcurrentUpdate if o-1 came again
+    async with scorer_engine.begin() as connection:
+        await apply_records(connection, evaluator, [record(event(tracking_number="T1"))], TODAY)
+        await apply_records(connection, evaluator, [record(event(tracking_number="T2", event_id="e-2"))], TODAY)
+    async with scorer_engine.connect() as connection:
+        assert sorted((await connection.execute(select(packages.c.order_id))).scalars()) == ["o-1", "o-2"]
+        assert len((await connection.execute(select(scans.c.event_id))).all()) == 2
 
 
 async def test_past_as_of_counts_only_scans_that_occurred_by_then(
