@@ -683,9 +683,10 @@ class Model:
         leaves the others as they were. Waiting up to what the median peer shows is
         therefore read as a delay, only the excess beyond it as parcels that will never be
         scanned. The median seller, not the mean parcel, so that a big failing peer does
-        not hide a seller's own failure. A carrier that stopped scanning new parcels for everyone reads
-        as a backlog here; its parcels still lose probability as they grow overdue against
-        the lane's curve, and a carrier that sends nothing at all is caught by its health."""
+        not hide a seller's own failure. A carrier that stopped scanning new parcels for
+        everyone reads as a backlog here; its parcels still lose probability as they grow
+        overdue against the lane's curve, and a carrier that sends nothing at all is caught
+        by its health."""
         return self._median_peer(lane[1], lane[3], lane[0], boundary)
 
     def _median_peer(self, carrier: str, origin: str, seller: str, boundary: int) -> float:
@@ -753,14 +754,13 @@ class Model:
 
         At each age the peers' parcels passed lately, the backlog is the share of them
         waiting beyond what the carrier's history (its older parcels' curve) expects:
-        delayed = (peers' waiting - history's) / (1 - history's), applied to the lane's
-        own history. The largest over the
-        ages from ``recent_hours`` younger than ``hours`` up to ``hours`` counts: a parcel
-        this old was confirmed when the peers' parcels that are now that much younger
-        were, so a backlog that began since shows in them before any peer parcel is this
-        old. Only ages by which the history has most parcels scanned tell (younger ones
-        wait anyway). Never while the carrier is silent: a backlog is a carrier that
-        scans, only late."""
+        delayed = (peers' waiting - history's) / (1 - history's), then applied to the
+        lane's own history. The largest over the ages from ``recent_hours`` younger than
+        ``hours`` up to ``hours`` counts: a parcel this old was confirmed when the peers'
+        parcels that are now that much younger were, so a backlog that began since shows
+        in them before any peer parcel is this old. Only ages by which the history has
+        most parcels scanned tell (younger ones wait anyway). Never while the carrier is
+        silent: a backlog is a carrier that scans, only late."""
         carrier, origin = lane[1], lane[3]
         history = self._base_curves.get(("carrier", carrier, origin))
         baseline = self.base_curve(lane)
