@@ -19,6 +19,7 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer import metrics
 from services.scorer.schema import offsets, packages, scans
@@ -292,14 +293,8 @@ async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
     await service.start()
     try:
         await produce(fresh_broker.bootstrap, [shipment("late-1", seller_id="dora", promised=date(2026, 6, 15))])
-        # Up to 30 s: joining the group on a fresh broker takes seconds on a loaded machine.
-        for _ in range(300):
-            async with engine.connect() as connection:
-                state = (await connection.execute(select(packages.c.state))).scalar()
-            if state == "pending":
-                break
-            await asyncio.sleep(0.1)
-        assert state == "pending"
+        # Joining the group on a fresh broker takes seconds on a loaded machine.
+        assert await package_state_becomes(engine, "pending") == "pending"
         day["today"] = date(2026, 6, 16)  # the promised date has passed, no scan came
         # A snapshot published before every partition was fetched once says caught_up=False;
         # the scorer publishes it again once caught up, and that one is what alerts rely on.
@@ -308,13 +303,7 @@ async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
         assert snapshot.reasons == {"no_physical_scan": 1}
         # The read path counts an overdue pending package as invalid already, so the
         # snapshot can come before the clock job has committed the expiry: wait for it.
-        for _ in range(300):
-            async with engine.connect() as connection:
-                state = (await connection.execute(select(packages.c.state))).scalar()
-            if state == "invalid":
-                break
-            await asyncio.sleep(0.1)
-        assert state == "invalid"
+        assert await package_state_becomes(engine, "invalid") == "invalid"
         assert metrics.EXPIRED_PACKAGES._value.get() >= 1
         assert metrics.SCORES_PUBLISHED._value.get() >= 1
         await service.refresh_gauges()
@@ -323,6 +312,18 @@ async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
     finally:
         await service.stop()
         await engine.dispose()
+
+
+async def package_state_becomes(engine: AsyncEngine, wanted: str, timeout_seconds: float = 30.0) -> str | None:
+    """The (only) package's state once it is ``wanted``, or the last one seen at the timeout."""
+    state = None
+    for _ in range(int(timeout_seconds * 10)):
+        async with engine.connect() as connection:
+            state = (await connection.execute(select(packages.c.state))).scalar()
+        if state == wanted:
+            break
+        await asyncio.sleep(0.1)
+    return state
 
 
 async def next_snapshot(settings: ScorerSettings, wanted: Callable[..., bool]):  # type: ignore[no-untyped-def]
