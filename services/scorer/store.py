@@ -682,44 +682,16 @@ def delta_statements(connection: AsyncConnection, deltas: Deltas) -> list[tuple[
     """The statements (and their parameters) that apply ``deltas``: pure CPU work, so that
     :func:`reevaluate` can build them while the database writes the packages."""
     statements: list[tuple[Any, Any]] = []
-    count_rows = [
-        {
-            "seller_id": key[0],
-            "marketplace": key[1],
-            "category": key[2],
-            "promised_date": key[3],
-            "valid": value[0],
-            "invalid": value[1],
-            "pending": value[2],
-            "expected_valid_micro": value[3],
-            "variance_micro": value[4],
-        }
-        for key, value in sorted(deltas.counts.items())
-        if any(value)
-    ]
+    records = delta_records(deltas)
+    count_rows = [dict(zip(COUNT_COLUMNS, row, strict=True)) for row in records.counts]
     if count_rows:
         statement, parameters = insert_rows(connection, daily_counts, count_rows)
         statement = statement.on_conflict_do_update(
             index_elements=list(daily_counts.primary_key.columns),
-            set_={
-                name: daily_counts.c[name] + statement.excluded[name]
-                for name in ("valid", "invalid", "pending", "expected_valid_micro", "variance_micro")
-            },
+            set_={name: daily_counts.c[name] + statement.excluded[name] for name in _COUNTED},
         )
         statements.append((statement, parameters))
-    reason_rows = [
-        {
-            "seller_id": key[0],
-            "marketplace": key[1],
-            "category": key[2],
-            "promised_date": key[3],
-            "state": key[4],
-            "reason": key[5],
-            "count": value,
-        }
-        for key, value in sorted(deltas.reasons.items())
-        if value
-    ]
+    reason_rows = [dict(zip(REASON_COLUMNS, row, strict=True)) for row in records.reasons]
     if reason_rows:
         statement, parameters = insert_rows(connection, daily_reasons, reason_rows)
         statement = statement.on_conflict_do_update(
@@ -727,8 +699,8 @@ def delta_statements(connection: AsyncConnection, deltas: Deltas) -> list[tuple[
             set_={"count": daily_reasons.c.count + statement.excluded["count"]},
         )
         statements.append((statement, parameters))
-    if (count_rows or reason_rows) and deltas.scopes:
-        statements.append(mark_changed_statement(connection, sorted(deltas.scopes)))
+    if records.scopes:
+        statements.append(mark_changed_statement(connection, records.scopes))
     return statements
 
 
