@@ -614,7 +614,7 @@ class Model:
         self._priors = priors
         self._merged = dict(merged)
         #: Every seller's first-scan histogram per (carrier, origin): the peers a seller's
-        #: recent waiting is compared with (:meth:`peer_waiting`).
+        #: recent waiting is compared with (:meth:`median_peer`).
         self._first_scans_by_carrier: dict[tuple[str, str], list[tuple[LaneKey, Histogram]]] = defaultdict(list)
         for (lane, milestone), histogram in state.histograms.items():
             if milestone is Milestone.FIRST_SCAN and lane[0]:
@@ -671,9 +671,9 @@ class Model:
         bounded_put(self._dead_memo, (lane, boundary), estimate)
         return estimate
 
-    def peer_waiting(self, lane: LaneKey, boundary: int) -> float:
+    def median_peer(self, carrier: str, origin: str, seller: str, boundary: int) -> float:
         """The share of their recent parcels still waiting for a first scan at ``BOUNDS[boundary]``
-        hours, for the median other seller shipping with the lane's carrier from its origin
+        hours, for the median seller other than ``seller`` shipping with the carrier from the origin
         (0 when fewer than ``peer_min_sellers`` have ``peer_min_parcels`` parcels there),
         each seller's share taken at the low end of its confidence interval.
 
@@ -687,9 +687,6 @@ class Model:
         everyone reads as a backlog here; its parcels still lose probability as they grow
         overdue against the lane's curve, and a carrier that sends nothing at all is caught
         by its health."""
-        return self._median_peer(lane[1], lane[3], lane[0], boundary)
-
-    def _median_peer(self, carrier: str, origin: str, seller: str, boundary: int) -> float:
         shares, by_seller = self._peer_shares(carrier, origin, boundary)
         own = by_seller.get(seller)
         count = len(shares) - (own is not None)
@@ -725,7 +722,7 @@ class Model:
 
     def backlog_factor(self, lane: LaneKey, elapsed_hours: float, curve: Curve) -> float:
         """How much likelier an unscanned parcel this old is to be scanned after all when
-        the carrier's other sellers show a pickup backlog (:meth:`peer_waiting`).
+        the carrier's other sellers show a pickup backlog (:meth:`median_peer`).
 
         The curve alone says: of the parcels still waiting after ``elapsed_hours``
         (``curve.at``), the share ``never`` of all parcels will never be scanned, so a
@@ -749,7 +746,7 @@ class Model:
 
     def peer_backlog(self, lane: LaneKey, hours: float) -> float:
         """The share of the lane's parcels that would still wait for a first scan at
-        ``hours`` if the backlog the carrier's other sellers show (:meth:`peer_waiting`)
+        ``hours`` if the backlog the carrier's other sellers show (:meth:`median_peer`)
         hits it too (0 without a backlog).
 
         At each age the peers' parcels passed lately, the backlog is the share of them
@@ -779,7 +776,7 @@ class Model:
             for boundary in range(first, last + 1):
                 usual = history.survival[boundary]
                 if usual < 0.5:
-                    peers = self._median_peer(carrier, origin, excluded, boundary)
+                    peers = self.median_peer(carrier, origin, excluded, boundary)
                     delayed = max(delayed, (peers - usual) / (1.0 - usual))
             bounded_put(self._backlog_memo, key, delayed)
         if delayed <= 0.0:
