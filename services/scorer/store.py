@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
@@ -610,30 +610,60 @@ async def reevaluate(
     tracking_numbers = {after.tracking_number for _, after in changes}
     found_scans = await load_scans(connection, tracking_numbers)
     found_cancellations = await load_cancellations(connection, tracking_numbers)
-    deltas = Deltas.empty()
-    writes: list[PackageRow] = []
-    for before, after in changes:
-        evaluated = evaluator.evaluate_in_place(
-            after,
-            found_scans.get(after.tracking_number, ()),
-            found_cancellations.get(after.tracking_number, ()),
-            today,
-            now=now,
-        )
-        if before is not None and before.content() == evaluated.content() and not rewrite:
-            continue
-        evaluated.version = (before.version if before is not None else 0) + 1
-        deltas.change(before, evaluated)
-        writes.append(evaluated)
+    evaluated = EvaluatedPackages([], Deltas.empty())
+    evaluated.add(evaluator, changes, found_scans, found_cancellations, today, now, rewrite=rewrite)
+    await write_evaluated(connection, evaluated)
+    return len(evaluated.writes)
+
+
+@dataclass
+class EvaluatedPackages:
+    """Packages evaluated for writing, and the counter deltas they make."""
+
+    writes: list[PackageRow]
+    deltas: Deltas
+
+    def add(
+        self,
+        evaluator: Evaluator,
+        changes: Iterable[tuple[PackageRow | None, PackageRow]],
+        found_scans: Mapping[str, Sequence[Scan]],
+        found_cancellations: Mapping[str, Sequence[Cancellation]],
+        today: date,
+        now: datetime | None,
+        *,
+        rewrite: bool = False,
+    ) -> None:
+        """Evaluate ``(before, after)`` pairs (``after`` in place) and keep what changed."""
+        for before, after in changes:
+            evaluated = evaluator.evaluate_in_place(
+                after,
+                found_scans.get(after.tracking_number, ()),
+                found_cancellations.get(after.tracking_number, ()),
+                today,
+                now=now,
+            )
+            if before is not None and before.content() == evaluated.content() and not rewrite:
+                continue
+            evaluated.version = (before.version if before is not None else 0) + 1
+            self.deltas.change(before, evaluated)
+            self.writes.append(evaluated)
+
+
+async def write_evaluated(connection: AsyncConnection, evaluated: EvaluatedPackages) -> None:
+    """Write the packages (version-checked) and add their counter deltas."""
     if uses_copy(connection):
         # Build the counter rows while the database writes the packages.
-        _, staged = await overlapped(write_packages(connection, writes), lambda: delta_records(deltas))
+        _, staged = await overlapped(
+            write_packages(connection, evaluated.writes), lambda: delta_records(evaluated.deltas)
+        )
         await copy_deltas(connection, staged)
-        return len(writes)
-    _, statements = await overlapped(write_packages(connection, writes), lambda: delta_statements(connection, deltas))
+        return
+    _, statements = await overlapped(
+        write_packages(connection, evaluated.writes), lambda: delta_statements(connection, evaluated.deltas)
+    )
     for statement, parameters in statements:
         await execute_rows(connection, statement, parameters)
-    return len(writes)
 
 
 async def write_packages(connection: AsyncConnection, rows: Sequence[PackageRow]) -> None:
@@ -671,11 +701,6 @@ WITH written AS (
 )
 SELECT count(*) FROM written
 """  # noqa: S608 (the names of our own columns)
-
-
-async def write_deltas(connection: AsyncConnection, deltas: Deltas) -> None:
-    for statement, parameters in delta_statements(connection, deltas):
-        await execute_rows(connection, statement, parameters)
 
 
 def delta_statements(connection: AsyncConnection, deltas: Deltas) -> list[tuple[Any, Any]]:
@@ -802,6 +827,8 @@ class DecodedBatch:
     scan_rows: list[dict[str, Any]] = field(default_factory=list)
     #: Per confirmation, in ``confirmations`` order: its unevaluated package row.
     confirmation_rows: list[PackageRow] = field(default_factory=list)
+    #: Records that can never be applied, and why (see :func:`report_undecodable`).
+    undecodable: list[tuple[ConsumerRecord[bytes, bytes], ContractError | None]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -909,17 +936,8 @@ def decode_records(
             ready = prepare_record(record)
         message = ready.message
         if ready.error is not None or message is None:
-            # A record that can never be applied must not block the partition: count and skip it.
-            metrics.RECORDS.labels(record.topic, "invalid").inc()
-            log.warning(
-                "skipping undecodable record",
-                extra={
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "error": str(ready.error),
-                },
-            )
+            # A record that can never be applied must not block the partition: skip it.
+            batch.undecodable.append((record, ready.error))
             continue
         if isinstance(message, TrackingEvent):
             batch.events.append(message)
@@ -950,30 +968,17 @@ def scan_row(event: TrackingEvent) -> dict[str, Any]:
     }
 
 
-async def insert_scans(
-    connection: AsyncConnection, events: Sequence[TrackingEvent], rows_of_events: Sequence[dict[str, Any]] | None = None
-) -> set[str]:
-    """Store new events (``rows_of_events``: their rows, when built already); returns the
-    tracking numbers that got a new one."""
-    if rows_of_events is None:
-        rows_of_events = [scan_row(event) for event in events]
-    unique = {row["event_id"]: row for row in rows_of_events}
-    if not unique:
-        return set()
+async def store_scans(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
+    """Store new scans (rows of distinct events, in event id order); returns how many were
+    not stored already."""
+    if not rows:
+        return 0
     if uses_copy(connection):
-        staged = [tuple(row.values()) for row in unique.values()]
-        driver = await copy_to_staging(connection, scans, SCAN_COLUMNS, staged)
-        numbers = [row[0] for row in await driver.fetch(SCANS_INSERT)]
-        metrics.RECORDS.labels(TRACKING_EVENTS, "applied").inc(len(numbers))
-        metrics.RECORDS.labels(TRACKING_EVENTS, "duplicate").inc(len(events) - len(numbers))
-        return set(numbers)
-    rows = [unique[event_id] for event_id in sorted(unique)]
-    statement, parameters = insert_rows(connection, scans, rows)
+        driver = await copy_to_staging(connection, scans, SCAN_COLUMNS, [tuple(row.values()) for row in rows])
+        return int(await driver.fetchval(SCANS_INSERT))
+    statement, parameters = insert_rows(connection, scans, list(rows))
     statement = statement.on_conflict_do_nothing().returning(scans.c.event_id)
-    inserted = {row[0] for row in (await execute_rows(connection, statement, parameters)).all()}
-    metrics.RECORDS.labels(TRACKING_EVENTS, "applied").inc(len(inserted))
-    metrics.RECORDS.labels(TRACKING_EVENTS, "duplicate").inc(len(events) - len(inserted))
-    return {str(row["tracking_number"]) for row in rows if row["event_id"] in inserted}
+    return len((await execute_rows(connection, statement, parameters)).all())
 
 
 #: The columns of a ``scans`` row, in :func:`scan_row`'s order.
@@ -988,12 +993,15 @@ SCAN_COLUMNS = (
     "last_mile_carrier",
     "last_mile_tracking_number",
 )
-#: The staged scans not stored yet (by event id, in that order); returns their tracking numbers.
+#: Stores the staged scans not stored yet (by event id, in that order); returns how many.
 SCANS_INSERT = f"""
-INSERT INTO scans ({", ".join(SCAN_COLUMNS)})
-SELECT {", ".join(SCAN_COLUMNS)} FROM {staging_name(scans)} ORDER BY event_id COLLATE "C"
-ON CONFLICT (event_id) DO NOTHING
-RETURNING tracking_number
+WITH written AS (
+    INSERT INTO scans ({", ".join(SCAN_COLUMNS)})
+    SELECT {", ".join(SCAN_COLUMNS)} FROM {staging_name(scans)} ORDER BY event_id COLLATE "C"
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM written
 """  # noqa: S608 (the names of our own columns)
 
 
@@ -1008,26 +1016,38 @@ def cancel_key(message: ShipmentCancelled) -> str:
     )
 
 
-async def insert_cancellations(connection: AsyncConnection, messages: Sequence[ShipmentCancelled]) -> set[str]:
-    unique = {cancel_key(message): message for message in messages}
-    if not unique:
-        return set()
-    rows = [
-        {
-            "cancel_key": key,
-            "tracking_number": normalise_tracking_number(message.tracking_number),
-            "seller_id": message.seller_id,
-            "order_id": message.order_id,
-            "cancelled_at": naive_utc(message.cancelled_at),
-        }
-        for key, message in sorted(unique.items())
-    ]
-    statement, parameters = insert_rows(connection, cancellations, rows)
+def cancellation_row(key: str, message: ShipmentCancelled) -> dict[str, Any]:
+    return {
+        "cancel_key": key,
+        "tracking_number": normalise_tracking_number(message.tracking_number),
+        "seller_id": message.seller_id,
+        "order_id": message.order_id,
+        "cancelled_at": naive_utc(message.cancelled_at),
+    }
+
+
+async def store_cancellations(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
+    """Store new cancellations (distinct, in ``cancel_key`` order); returns how many were not
+    stored already."""
+    if not rows:
+        return 0
+    statement, parameters = insert_rows(connection, cancellations, list(rows))
     statement = statement.on_conflict_do_nothing().returning(cancellations.c.cancel_key)
-    inserted = {row[0] for row in (await execute_rows(connection, statement, parameters)).all()}
-    metrics.RECORDS.labels(SHIPMENTS, "applied").inc(len(inserted))
-    metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(len(messages) - len(inserted))
-    return {str(row["tracking_number"]) for row in rows if row["cancel_key"] in inserted}
+    return len((await execute_rows(connection, statement, parameters)).all())
+
+
+async def stored_keys(connection: AsyncConnection, column: Any, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` (values of a table's primary key ``column``) are stored."""
+    found: set[str] = set()
+    if not keys:
+        return found
+    if uses_copy(connection):
+        driver = await driver_connection(connection)
+        query = f"SELECT {column.name} FROM {column.table.name} WHERE {column.name} = ANY($1::varchar[])"  # noqa: S608
+        return {row[0] for row in await driver.fetch(query, sorted(keys))}
+    for chunk in in_groups(connection, keys):
+        found.update(row[0] for row in await connection.execute(select(column).where(column.in_(chunk))))
+    return found
 
 
 async def load_packages(
@@ -1121,29 +1141,67 @@ def newest_confirmations(rows: Iterable[PackageRow]) -> dict[tuple[str, str], Pa
     return latest
 
 
+class StalePlan(RuntimeError):
+    """A batch plan's scans or cancellations were stored by another writer after it read them."""
+
+
 @dataclass
-class BatchOutcome:
-    records: int
-    new_scans_for: int
-    packages_written: int
+class BatchPlan:
+    """What applying a batch writes, worked out from the stored rows it read (see
+    :func:`plan_records`), and what :func:`write_plan` checks so that it is still right
+    when written in a later transaction than the one that read (a plan made ahead)."""
+
+    batch: DecodedBatch
+    #: Scans and cancellations not stored yet, distinct, in key order.
+    scan_rows: list[dict[str, Any]]
+    cancellation_rows: list[dict[str, Any]]
+    evaluated: EvaluatedPackages
+    applied_confirmations: int
+    #: Every tracking number and order whose stored rows the plan read.
+    tracking_numbers: set[str]
+    order_keys: set[tuple[str, str]]
+
+    def touches(self) -> tuple[set[str], set[tuple[str, str]]]:
+        """The tracking numbers and orders whose stored rows writing this plan changes."""
+        numbers = {row["tracking_number"] for row in self.scan_rows}
+        numbers.update(row["tracking_number"] for row in self.cancellation_rows)
+        numbers.update(package.tracking_number for package in self.evaluated.writes)
+        return numbers, {package.key for package in self.evaluated.writes}
 
 
-async def apply_records(
+#: Packages evaluated between two yields when a plan is made ahead (about 5 ms of CPU).
+PLAN_SLICE = 250
+
+
+async def plan_records(
     connection: AsyncConnection,
     evaluator: Evaluator,
-    records: Sequence[ConsumerRecord[bytes, bytes]],
+    batch: DecodedBatch,
     today: date,
     now: datetime | None = None,
-    prepared: PreparedRecords | None = None,
-) -> BatchOutcome:
-    """Apply one batch of shipment and tracking records (any order, any mix, redeliveries
-    included); ``prepared``: records decoded ahead (see :func:`decode_records`)."""
-    batch = decode_records(records, prepared)
-    # The newest confirmation per order is picked while the database stores the scans.
-    scanned, latest = await overlapped(
-        insert_scans(connection, batch.events, batch.scan_rows), lambda: newest_confirmations(batch.confirmation_rows)
-    )
-    cancelled = await insert_cancellations(connection, batch.cancellations)
+    pause: Callable[[], Awaitable[None]] | None = None,
+) -> BatchPlan:
+    """Read what ``batch`` depends on and evaluate it, writing nothing.
+
+    A scan or cancellation is new when its key is not stored (as the insert's ``ON
+    CONFLICT DO NOTHING`` decides); a package is re-evaluated when it gets a new scan or
+    cancellation (unless settled) or a newer confirmation, with its stored scans and
+    cancellations plus the batch's new ones. ``pause`` is awaited between slices of the
+    evaluation (a plan made ahead yields to the batch being written meanwhile).
+    """
+    unique_scans = {row["event_id"]: row for row in batch.scan_rows}
+    stored_events = await stored_keys(connection, scans.c.event_id, list(unique_scans))
+    scan_rows = [unique_scans[event_id] for event_id in sorted(unique_scans) if event_id not in stored_events]
+    unique_cancellations = {cancel_key(message): message for message in batch.cancellations}
+    stored_cancellations = await stored_keys(connection, cancellations.c.cancel_key, list(unique_cancellations))
+    cancellation_rows = [
+        cancellation_row(key, message)
+        for key, message in sorted(unique_cancellations.items())
+        if key not in stored_cancellations
+    ]
+    scanned = {row["tracking_number"] for row in scan_rows}
+    cancelled = {row["tracking_number"] for row in cancellation_rows}
+    latest = newest_confirmations(batch.confirmation_rows)
     existing = await load_packages(connection, scanned | cancelled, latest)
     events_by_number: dict[str, list[TrackingEvent]] = defaultdict(list)
     for event in batch.events:
@@ -1168,13 +1226,96 @@ async def apply_records(
             # Keep the evaluation fields; they are recomputed below and compared with the old ones.
             fresh.version, fresh.id = before.version, before.id
         changes[key] = (before, fresh)
-    metrics.RECORDS.labels(SHIPMENTS, "applied").inc(applied_confirmations)
-    metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(len(batch.confirmations) - applied_confirmations)
 
-    written = await reevaluate(connection, evaluator, list(changes.values()), today, now)
+    numbers = {after.tracking_number for _, after in changes.values()}
+    found_scans = await load_scans(connection, numbers)
+    found_cancellations = await load_cancellations(connection, numbers)
+    for row in scan_rows:
+        if row["tracking_number"] in numbers:
+            found_scans[row["tracking_number"]].append(Scan(row["status"], row["occurred_at"]))
+    for row in cancellation_rows:
+        if row["tracking_number"] in numbers:
+            found_cancellations[row["tracking_number"]].append(
+                Cancellation(row["seller_id"], row["order_id"], row["cancelled_at"])
+            )
+    evaluated = EvaluatedPackages([], Deltas.empty())
+    pairs = list(changes.values())
+    step = PLAN_SLICE if pause is not None else max(1, len(pairs))
+    for start in range(0, len(pairs), step):
+        if start and pause is not None:
+            await pause()
+        evaluated.add(evaluator, pairs[start : start + step], found_scans, found_cancellations, today, now)
+    read_numbers = numbers | scanned | cancelled | set(events_by_number)
+    read_numbers.update(row.tracking_number for row in batch.confirmation_rows)
+    return BatchPlan(
+        batch=batch,
+        scan_rows=scan_rows,
+        cancellation_rows=cancellation_rows,
+        evaluated=evaluated,
+        applied_confirmations=applied_confirmations,
+        tracking_numbers=read_numbers,
+        order_keys=set(latest) | set(existing),
+    )
+
+
+async def write_plan(connection: AsyncConnection, plan: BatchPlan) -> int:
+    """Write a batch plan; returns the packages written.
+
+    Raises :class:`StalePlan` when some of its scans or cancellations were stored since it
+    read them, and :class:`ConcurrentUpdate` when one of its packages was written: either
+    way the caller rolls back what this wrote and plans again.
+    """
+    stored = await store_scans(connection, plan.scan_rows)
+    if stored != len(plan.scan_rows):
+        raise StalePlan(f"{len(plan.scan_rows) - stored} scan(s) stored since the plan read them")
+    stored = await store_cancellations(connection, plan.cancellation_rows)
+    if stored != len(plan.cancellation_rows):
+        raise StalePlan(f"{len(plan.cancellation_rows) - stored} cancellation(s) stored since the plan read them")
+    await write_evaluated(connection, plan.evaluated)
+    return len(plan.evaluated.writes)
+
+
+def report_applied(plan: BatchPlan) -> None:
+    """Count a written plan's records (once its writes went through) and log what was skipped."""
+    batch = plan.batch
+    for record, error in batch.undecodable:
+        metrics.RECORDS.labels(record.topic, "invalid").inc()
+        log.warning(
+            "skipping undecodable record",
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "error": str(error)},
+        )
+    metrics.RECORDS.labels(TRACKING_EVENTS, "applied").inc(len(plan.scan_rows))
+    metrics.RECORDS.labels(TRACKING_EVENTS, "duplicate").inc(len(batch.events) - len(plan.scan_rows))
+    applied_shipments = len(plan.cancellation_rows) + plan.applied_confirmations
+    metrics.RECORDS.labels(SHIPMENTS, "applied").inc(applied_shipments)
+    metrics.RECORDS.labels(SHIPMENTS, "duplicate").inc(
+        len(batch.cancellations) + len(batch.confirmations) - applied_shipments
+    )
     if batch.newest_received_at is not None:
         metrics.LAST_EVENT.set(batch.newest_received_at.timestamp())
-    return BatchOutcome(len(records), len(scanned), written)
+
+
+@dataclass
+class BatchOutcome:
+    records: int
+    new_scans_for: int
+    packages_written: int
+
+
+async def apply_records(
+    connection: AsyncConnection,
+    evaluator: Evaluator,
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+    today: date,
+    now: datetime | None = None,
+    prepared: PreparedRecords | None = None,
+) -> BatchOutcome:
+    """Apply one batch of shipment and tracking records (any order, any mix, redeliveries
+    included); ``prepared``: records decoded ahead (see :func:`decode_records`)."""
+    plan = await plan_records(connection, evaluator, decode_records(records, prepared), today, now)
+    written = await write_plan(connection, plan)
+    report_applied(plan)
+    return BatchOutcome(len(records), len({row["tracking_number"] for row in plan.scan_rows}), written)
 
 
 # -- clock-driven work -----------------------------------------------------------------
