@@ -80,6 +80,10 @@ ALIGN_WAIT_SECONDS = 1.0
 #: How often owned partitions' stored offsets are compared with the broker's log range.
 RANGE_CHECK_SECONDS = 30.0
 
+#: With a batch cut ahead in hand the partition upkeep (reclaims, stalled fetches, range
+#: checks: they seek) waits; at least this often no batch is cut ahead, so that it runs.
+UPKEEP_SECONDS = 2.0
+
 OFFSET_OUT_OF_RANGE = Gauge(
     "vtr_consumer_offset_out_of_range",
     "1 while a partition is stopped because its stored offset is beyond the log end or below its start.",
@@ -94,6 +98,17 @@ PARKED_RECORDS = Counter(
 ApplyBatch = Callable[[AsyncConnection, Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 #: Work ahead on records of coming batches (see ``prepare_records``); never applies anything.
 PrepareRecords = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Coroutine[Any, Any, None]]
+#: Work ahead on the next batch, cut already, given with the batch being applied meanwhile
+#: (see ``plan_ahead``); never applies anything.
+PlanAhead = Callable[
+    [Sequence[ConsumerRecord[bytes, bytes]], Sequence[ConsumerRecord[bytes, bytes]]], Coroutine[Any, Any, None]
+]
+Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+def batch_records(batch: Batch) -> list[ConsumerRecord[bytes, bytes]]:
+    """A batch's records in the order they are applied (partition by partition)."""
+    return [record for records in batch.values() for record in records]
 
 
 def consumer_offsets_table(metadata: MetaData, name: str = "consumer_offsets") -> Table:
@@ -150,6 +165,7 @@ class TransactionalConsumer:
         on_batch_committed: Callable[[int, float], None] | None = None,
         reclaim_after_seconds: float | None = None,
         prepare_records: PrepareRecords | None = None,
+        plan_ahead: PlanAhead | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -168,6 +184,11 @@ class TransactionalConsumer:
         #: its transaction, so that their CPU work (decoding) overlaps the database's. Only
         #: an optimisation: the records are applied, or not, exactly as without it.
         self._prepare_records = prepare_records
+        #: Called with the next batch, cut while this one is in its transaction, so that its
+        #: work that needs no writes (reads, evaluation) overlaps the database's. The next
+        #: batch is then exactly those records, unless this one fails or a rebalance comes
+        #: (it is then dropped and fetched again). Only an optimisation, like the above.
+        self._plan_ahead = plan_ahead
         #: Per owned partition: (position, monotonic time it last moved), for the stall watchdog.
         self._progress: dict[TopicPartition, tuple[int, float]] = {}
         #: Unique per process, so a restarted instance never mistakes an old claim for its own.
@@ -377,31 +398,80 @@ class TransactionalConsumer:
     async def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        #: The next batch, cut while the last one was applied, and the epoch it was cut in.
+        ahead: tuple[int, Batch] | None = None
+        upkept_at = 0.0
         while not self._stopping:
-            # Between batches, so that no fetched batch is in hand when these seek.
-            await self._reclaim_abandoned()
-            await self._restart_stalled_fetches()
-            if time.monotonic() - self._range_checked_at > RANGE_CHECK_SECONDS:
-                await self._check_offset_ranges()
-            epoch = self._assignment_epoch
-            try:
-                batches = await self._next_batch(consumer, epoch)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("fetch failed; retrying", extra={"group": self._group_id})
-                await asyncio.sleep(self._retry_delay_seconds)
-                continue
+            if ahead is None:
+                # Between batches, so that no fetched batch is in hand when these seek.
+                await self._reclaim_abandoned()
+                await self._restart_stalled_fetches()
+                if time.monotonic() - self._range_checked_at > RANGE_CHECK_SECONDS:
+                    await self._check_offset_ranges()
+                upkept_at = time.monotonic()
+                epoch = self._assignment_epoch
+                try:
+                    batches = await self._next_batch(consumer, epoch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("fetch failed; retrying", extra={"group": self._group_id})
+                    await asyncio.sleep(self._retry_delay_seconds)
+                    continue
+            else:
+                (epoch, batches), ahead = ahead, None
             if batches:
                 fetched_at = time.perf_counter()
+                if time.monotonic() - upkept_at < UPKEEP_SECONDS:
+                    ahead = await self._cut_ahead(consumer, epoch)
+                planning = self._plan(ahead[1], batches) if ahead is not None else None
                 preparing = self._prepare_buffered()
+                if planning is not None:
+                    await asyncio.sleep(0)  # the planning starts before this batch is applied
+                applied = 0
                 try:
                     applied = await self._apply(batches, epoch)
                 finally:
                     await self._finish_preparing(preparing)
+                    await self._finish_preparing(planning)
+                    if ahead is not None and (not applied or self._stopping):
+                        # This batch was not applied (and its partitions rewound): the one
+                        # after it must not be either; fetched again, in order.
+                        await self._drop_ahead(*ahead)
+                        ahead = None
                 if applied and self._on_batch_committed is not None:
                     self._on_batch_committed(applied, time.perf_counter() - fetched_at)
             self._export_lag()
+
+    async def _cut_ahead(self, consumer: AIOKafkaConsumer, epoch: int) -> tuple[int, Batch] | None:
+        """The next batch, from what is buffered already (never waits), or None."""
+        if self._plan_ahead is None or epoch != self._assignment_epoch:
+            return None
+        owned = [tp for tp in sorted(self._generations) if tp not in self.out_of_range]
+        stale = await self._top_up(consumer, owned, epoch)
+        if stale is not None:  # a rebalance ran meanwhile: as _apply does with such records
+            for tp in stale:
+                if tp in self._generations:
+                    await self._rewind(tp)
+            return None
+        following = self._take_aligned(await self._still_to_fetch(consumer, owned))
+        if epoch != self._assignment_epoch:
+            return None
+        return (epoch, following) if following else None
+
+    def _plan(self, following: Batch, current: Batch) -> asyncio.Task[None] | None:
+        if self._plan_ahead is None:
+            return None
+        return asyncio.create_task(self._plan_ahead(batch_records(following), batch_records(current)))
+
+    async def _drop_ahead(self, epoch: int, batch: Batch) -> None:
+        """Give back a batch cut ahead that will not be applied: its partitions are fetched
+        again from their stored offsets (after a rebalance its seeks did that already)."""
+        if epoch != self._assignment_epoch:
+            return
+        for tp in batch:
+            if tp in self._generations:
+                await self._rewind(tp)
 
     def _prepare_buffered(self) -> asyncio.Task[None] | None:
         """Start working ahead on the records still buffered while this batch is applied."""
@@ -771,7 +841,7 @@ class TransactionalConsumer:
         self, owned: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], apply: bool = True
     ) -> None:
         table = self._offsets
-        records = [record for partition_records in owned.values() for record in partition_records]
+        records = batch_records(owned)
         new_offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in owned.items()}
         async with self._engine.begin() as connection:
             if apply:

@@ -18,6 +18,13 @@ BATCH_DURATION = Histogram(
 DB_TRANSACTION = Histogram(
     "vtr_scorer_db_transaction_seconds", "Database work per batch inside its transaction.", buckets=LATENCY_BUCKETS
 )
+BATCHES_PLANNED_AHEAD = Counter(
+    "vtr_scorer_batches_planned_ahead_total",
+    "Batches read and evaluated while the one before was written, by what became of the plan "
+    "(used; stale: the batch before touched the same parcels, or another batch came; conflict: "
+    "a row changed under it, planned again in the transaction).",
+    ["outcome"],
+)
 CONSUMER_LAG = Gauge("vtr_scorer_consumer_lag", "Records behind the high watermark.", ["topic", "partition"])
 LAST_EVENT = Gauge("vtr_scorer_last_event_timestamp_seconds", "received_at of the newest applied record.")
 PACKAGES = Gauge("vtr_scorer_packages", "Packages in the current window by state.", ["state"])

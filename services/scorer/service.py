@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -33,13 +33,15 @@ from services.scorer.store import (
     MICRO,
     NOON,
     PACKAGE_COLUMNS,
+    BatchPlan,
     ConcurrentUpdate,
     Evaluator,
     PackageRow,
     PreparedRecords,
     ScopeCounts,
+    StalePlan,
     TodayFunction,
-    apply_records,
+    decode_records,
     dialect_insert,
     expire_pending,
     load_scans,
@@ -49,15 +51,18 @@ from services.scorer.store import (
     outbox_remove,
     outbox_size,
     package_from_row,
+    plan_records,
     prepare_record,
     prune_counters,
     read_counts,
     recompute_counts,
     refresh_model,
     refresh_projections,
+    report_applied,
     review_due,
     seller_exists,
     utc_today,
+    write_plan,
 )
 from services.scorer.window import FORECAST_DAYS, counted_range, window
 from shared.kafka import ensure_topics, make_producer
@@ -72,9 +77,19 @@ from shared.schemas import (
     PackageView,
     Reason,
     ScoreSnapshot,
+    ShipmentConfirmed,
+    ShipmentMessage,
+    TrackingEvent,
     TrackingLevel,
 )
-from shared.topics import INPUT_TOPICS, SCORES, SCORES_TOPIC, SHIPMENTS, TRACKING_EVENTS
+from shared.topics import (
+    INPUT_TOPICS,
+    SCORES,
+    SCORES_TOPIC,
+    SHIPMENTS,
+    TRACKING_EVENTS,
+    normalise_tracking_number,
+)
 from shared.transactional_consumer import TransactionalConsumer
 
 log = logging.getLogger(__name__)
@@ -87,6 +102,45 @@ PREPARE_SLICE = 250
 PREPARED_BATCHES = 4
 #: Seconds between publication rounds while the consumer is not caught up.
 BEHIND_PUBLISH_PERIOD_SECONDS = 5.0
+
+
+@dataclass
+class AheadPlan:
+    """A batch planned while the one before it was written (``ScorerService.plan_ahead``)."""
+
+    records: list[ConsumerRecord[bytes, bytes]]
+    #: The batch's records of parcels the batch written meanwhile had records of too: not
+    #: in the plan, planned in the batch's transaction.
+    rest: list[ConsumerRecord[bytes, bytes]]
+    today: date
+    plan: BatchPlan
+    #: The tracking numbers and orders of the batch's records.
+    numbers: set[str]
+    orders: set[tuple[str, str]]
+
+
+def same_records(these: Sequence[ConsumerRecord[bytes, bytes]], those: Sequence[ConsumerRecord[bytes, bytes]]) -> bool:
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
+
+
+def parcels_of(
+    messages: Iterable[TrackingEvent | ShipmentMessage | None],
+) -> tuple[set[str], set[tuple[str, str]]]:
+    """The tracking numbers and orders that ``messages`` are about."""
+    numbers: set[str] = set()
+    orders: set[tuple[str, str]] = set()
+    for message in messages:
+        if message is not None:
+            numbers.add(normalise_tracking_number(message.tracking_number))
+            if isinstance(message, ShipmentConfirmed):
+                orders.add((message.seller_id, message.order_id))
+    return numbers, orders
+
+
+def touches_parcels(message: TrackingEvent | ShipmentMessage, numbers: set[str], orders: set[tuple[str, str]]) -> bool:
+    return normalise_tracking_number(message.tracking_number) in numbers or (
+        isinstance(message, ShipmentConfirmed) and (message.seller_id, message.order_id) in orders
+    )
 
 
 class TopicLayoutError(RuntimeError):
@@ -171,6 +225,10 @@ class CategoryScore:
         )
 
 
+async def _yield() -> None:
+    await asyncio.sleep(0)
+
+
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
@@ -224,6 +282,12 @@ class ScorerService:
         self.reads = ScoreReads(self, settings.read_cache_sellers, settings.read_pool_size)
         #: Records of coming batches decoded ahead (``prepare_records``).
         self._prepared: PreparedRecords = {}
+        #: Batches planned while the one before was written (``plan_ahead``), by the number
+        #: of batches the consumer had committed when planning began.
+        self._ahead: dict[int, AheadPlan] = {}
+        #: Tracking numbers and orders the last batch wrote.
+        self._last_written: tuple[set[str], set[tuple[str, str]]] = (set(), set())
+        self.plans_ahead = settings.plan_ahead and engine.dialect.name == "postgresql"
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -252,6 +316,7 @@ class ScorerService:
             group_instance_id=self.settings.scorer_instance_id,
             on_batch_committed=lambda _records, seconds: metrics.BATCH_DURATION.observe(seconds),
             prepare_records=self.prepare_records,
+            plan_ahead=self.plan_ahead if self.plans_ahead else None,
         )
         await self.consumer.start()
         self._tasks = [
@@ -342,9 +407,105 @@ class ScorerService:
                     prepared[key] = prepare_record(record)
             await asyncio.sleep(0)
 
+    async def plan_ahead(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], in_flight: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        """Read and evaluate the next batch while the consumer writes ``in_flight``.
+
+        The plan reads committed rows in a snapshot of its own, so it must not depend on
+        what ``in_flight`` writes: records of parcels that ``in_flight`` has records of too
+        are left out of it (planned in the transaction, after the plan is written). The plan
+        is used (``apply_batch``) only if the batch written meanwhile touched none of the
+        parcels it read, no other batch came between, and every package it writes still has
+        the version it read (version-checked upsert) and every scan and cancellation is
+        still new; otherwise the whole batch is planned in its own transaction.
+        """
+        assert self.consumer is not None
+        committed = self.consumer.batches_applied
+        # Usually planned ahead itself, its parcels known then (its records decoded and used).
+        before = self._ahead.get(committed - 1)
+        if before is not None and same_records(before.records, in_flight):
+            numbers, orders = before.numbers, before.orders
+        else:
+            numbers, orders = parcels_of(self._message_of(record) for record in in_flight)
+        today, now = self.today(), self.now()
+        await self.prepare_records(records)
+        messages = [self._message_of(record) for record in records]
+        independent = [
+            record
+            for record, message in zip(records, messages, strict=True)
+            if not (message is not None and touches_parcels(message, numbers, orders))
+        ]
+        rest = [
+            record
+            for record, message in zip(records, messages, strict=True)
+            if message is not None and touches_parcels(message, numbers, orders)
+        ]
+        own_numbers, own_orders = parcels_of(messages)
+        batch = decode_records(independent, self._prepared)
+        async with self.engine.connect() as reader:
+            snapshot = await reader.execution_options(isolation_level="REPEATABLE READ")
+            async with snapshot.begin():
+                plan = await plan_records(snapshot, self.evaluator, batch, today, now, pause=_yield)
+        self._ahead[committed] = AheadPlan(list(records), rest, today, plan, own_numbers, own_orders)
+
+    def _message_of(self, record: ConsumerRecord[bytes, bytes]) -> TrackingEvent | ShipmentMessage | None:
+        """The record's message, decoded ahead if it was (``prepare_records``)."""
+        ready = self._prepared.get((record.topic, record.partition, record.offset))
+        if ready is None or ready.value != record.value:
+            ready = prepare_record(record)
+        return ready.message
+
+    def _planned(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> AheadPlan | None:
+        """The plan made ahead for exactly ``records``, if it can still be used: it began
+        while the batch before was written, and that batch touched none of its parcels."""
+        assert self.consumer is not None
+        # Planned while the last committed batch was written; older ones are of no use now.
+        since = self.consumer.batches_applied - 1
+        ahead = self._ahead.pop(since, None)
+        for committed in [key for key in self._ahead if key < since]:
+            del self._ahead[committed]
+        if ahead is None:
+            return None
+        numbers, orders = self._last_written
+        if (
+            not same_records(ahead.records, records)
+            or ahead.today != self.today()
+            or not numbers.isdisjoint(ahead.plan.tracking_numbers)
+            or not orders.isdisjoint(ahead.plan.order_keys)
+        ):
+            metrics.BATCHES_PLANNED_AHEAD.labels("stale").inc()
+            return None
+        return ahead
+
     async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()
-        await apply_records(connection, self.evaluator, records, self.today(), self.now(), self._prepared)
+        plans: list[BatchPlan] = []
+        rest: Sequence[ConsumerRecord[bytes, bytes]] = records
+        ahead = self._planned(records)
+        if ahead is not None:
+            try:
+                async with connection.begin_nested():  # a conflict undoes only the plan's writes
+                    await write_plan(connection, ahead.plan)
+                metrics.BATCHES_PLANNED_AHEAD.labels("used").inc()
+                plans.append(ahead.plan)
+                rest = ahead.rest
+            except (StalePlan, ConcurrentUpdate):
+                metrics.BATCHES_PLANNED_AHEAD.labels("conflict").inc()
+        if rest:
+            # After the plan's writes, as a batch of its own would be: the result does not
+            # depend on how records are split into batches.
+            batch = decode_records(rest, self._prepared)
+            plans.append(await plan_records(connection, self.evaluator, batch, self.today(), self.now()))
+            await write_plan(connection, plans[-1])
+        numbers: set[str] = set()
+        orders: set[tuple[str, str]] = set()
+        for plan in plans:
+            report_applied(plan)
+            written_numbers, written_orders = plan.touches()
+            numbers |= written_numbers
+            orders |= written_orders
+        self._last_written = (numbers, orders)
         elapsed = time.perf_counter() - started
         metrics.BATCH_SIZE.observe(len(records))
         metrics.DB_TRANSACTION.observe(elapsed)

@@ -27,6 +27,8 @@ class ScorerSettings(ServiceSettings):
     scorer_instance_id: str | None = None
     batch_max_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=200, ge=10)
+    #: On PostgreSQL, read and evaluate the next batch while this one is written (docs/scoring.md).
+    plan_ahead: bool = True
 
     #: Seconds between runs of the clock job (promised dates passing, window sliding).
     clock_interval_seconds: float = Field(default=60.0, gt=0)

@@ -448,3 +448,61 @@ async def test_records_prepared_ahead_change_nothing_even_when_preparing_fails_o
     assert prepared  # the buffered records were offered ahead of their batches
     await consumer.stop()
     await engine.dispose()
+
+
+async def test_batches_cut_ahead_are_the_next_batches_and_are_dropped_when_one_rolls_back(
+    database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
+) -> None:
+    """The next batch is cut and offered while one is in its transaction (``plan_ahead``);
+    it is then exactly the batch applied next. When the batch in its transaction rolls back,
+    the one cut after it is given back and fetched again: every record applied once."""
+    settings, topic, group = topic_and_group
+    shipments, events = f"{topic}.shipments", f"{topic}.events"
+    await ensure_topics(settings, [TopicSpec(shipments), TopicSpec(events)])
+    engine = await _engine(database_url)
+    await _produce(settings, shipments, 300)
+    await _produce(settings, events, 300)
+
+    offered: list[list[tuple[str, int, int]]] = []
+
+    async def plan(
+        records: Sequence[ConsumerRecord[bytes, bytes]], in_flight: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        assert not {(r.topic, r.partition, r.offset) for r in records} & {
+            (r.topic, r.partition, r.offset) for r in in_flight
+        }
+        offered.append([(r.topic, r.partition, r.offset) for r in records])
+        await asyncio.sleep(0.01)  # the batch in its transaction goes on meanwhile
+
+    class AppliedBatches(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[tuple[str, int, int]]] = []
+
+        async def __call__(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+            await super().__call__(connection, records)
+            self.batches.append([(r.topic, r.partition, r.offset) for r in records])
+
+    recorder = AppliedBatches()
+    recorder.failures_left = 2  # the primary key rejects a record applied twice
+    consumer = TransactionalConsumer(
+        settings=settings,
+        engine=engine,
+        topics=[shipments, events],
+        group_id=group,
+        offsets=offsets,
+        apply_batch=recorder,
+        max_batch_records=50,
+        retry_delay_seconds=0.05,
+        plan_ahead=plan,
+    )
+    await consumer.start()
+    await _wait_for_count(engine, 600)
+    await asyncio.sleep(0.5)
+    assert await _count(engine) == 600
+    await consumer.stop()
+    await engine.dispose()
+    # recorder.batches holds the attempts that did not fail (a failing one raises first).
+    assert offered, "no batch was cut ahead"
+    used = [batch for batch in offered if batch in recorder.batches]
+    assert len(used) >= len(offered) - 3, (len(used), len(offered))  # at most the ones after a failure, and the last
