@@ -96,8 +96,8 @@ log = logging.getLogger(__name__)
 
 #: Shipment list filters: ``at_risk`` is a pending package unlikely to become valid in time.
 SHIPMENT_STATES = ("invalid", "at_risk", "pending", "valid")
-#: Records decoded ahead per slice, between yields to the batch being applied (~5 ms each).
-PREPARE_SLICE = 250
+#: Records decoded ahead per slice, between yields to the batch being applied (about 1 ms each).
+PREPARE_SLICE = 50
 #: Records decoded ahead are kept for at most this many batches' worth.
 PREPARED_BATCHES = 4
 #: Seconds between publication rounds while the consumer is not caught up.

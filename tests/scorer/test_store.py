@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,6 +27,7 @@ from services.scorer.store import (
     expire_pending,
     load_scans,
     mark_window_slide,
+    naive_utc,
     outbox_batch,
     outbox_remove,
     package_from_confirmation,
@@ -567,3 +570,14 @@ async def test_records_decoded_ahead_give_the_same_state_and_serve_one_attempt(
         await apply_records(connection, evaluator, records, TODAY, prepared=prepared)
     assert prepared == {}
     assert simple(await counts(scorer_engine)) == {("US", "toys", day): (1, 0, 0), ("US", "books", day): (1, 0, 0)}
+
+
+@given(
+    moment=st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(9000, 12, 30)),
+    offset_minutes=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+)
+def test_naive_utc_is_the_utc_wall_time(moment: datetime, offset_minutes: int) -> None:
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    assert naive_utc(aware) == aware.astimezone(UTC).replace(tzinfo=None)
+    assert naive_utc(aware).tzinfo is None
+    assert naive_utc(moment) is moment  # naive times are taken as UTC already
