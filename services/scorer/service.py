@@ -41,6 +41,7 @@ from services.scorer.store import (
     ScopeCounts,
     StalePlan,
     TodayFunction,
+    create_staging_tables_on_connect,
     decode_records,
     dialect_insert,
     expire_pending,
@@ -288,6 +289,7 @@ class ScorerService:
         #: Tracking numbers and orders the last batch wrote.
         self._last_written: tuple[set[str], set[tuple[str, str]]] = (set(), set())
         self.plans_ahead = settings.plan_ahead and engine.dialect.name == "postgresql"
+        create_staging_tables_on_connect(engine)
 
     # -- lifecycle -------------------------------------------------------------------
 
