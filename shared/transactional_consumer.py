@@ -82,7 +82,7 @@ RANGE_CHECK_SECONDS = 30.0
 
 #: With a batch cut ahead in hand the partition upkeep (reclaims, stalled fetches, range
 #: checks: they seek) waits; at least this often no batch is cut ahead, so that it runs.
-UPKEEP_SECONDS = 2.0
+UPKEEP_SECONDS = 5.0
 
 OFFSET_OUT_OF_RANGE = Gauge(
     "vtr_consumer_offset_out_of_range",
