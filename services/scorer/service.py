@@ -290,6 +290,8 @@ class ScorerService:
         self._last_written: tuple[set[str], set[tuple[str, str]]] = (set(), set())
         self.plans_ahead = settings.plan_ahead and engine.dialect.name == "postgresql"
         create_staging_tables_on_connect(engine)
+        for outcome in ("used", "stale", "conflict"):  # every series exists (at 0) from the start
+            metrics.BATCHES_PLANNED_AHEAD.labels(outcome)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -211,6 +211,40 @@ async def test_two_instances_split_the_partitions_and_agree(
     assert await api_numbers(first.port, real_today()) == expected
 
 
+async def test_a_backlog_planned_ahead_and_killed_midway_gives_exact_numbers(
+    scorer_env: dict[str, str], scorers: Callable[..., Scorer]
+) -> None:
+    """A backlog is applied with the next batch planned while one is written (small batches:
+    many plans, consecutive batches sharing parcels); the scorer is SIGKILLed midway and
+    restarted. The numbers are exact, every record is stored, and plans were used."""
+    messages, expected = dataset(seed=31, parcels=1200)
+    await produce(scorer_env["VTR_KAFKA_BOOTSTRAP"], messages)
+    scorer = scorers(VTR_BATCH_MAX_RECORDS="40").start()
+    used = 0.0
+    deadline = asyncio.get_running_loop().time() + 60
+    while used == 0 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        used = await plans_used(scorer.port)
+    scorer.kill()  # while the backlog is applied with plans
+    scorer.start()
+    await wait_for_numbers(scorer.port, expected)
+    await assert_every_record_stored(scorer_env["VTR_DATABASE_URL"], messages)
+    assert used > 0, "no batch was planned ahead"
+
+
+async def plans_used(port: int) -> float:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        try:
+            text = (await client.get("/metrics")).text
+        except httpx.HTTPError:  # not listening yet
+            return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('vtr_scorer_batches_planned_ahead_total{outcome="used"}')
+    )
+
+
 async def feed(bootstrap: str, messages: list[Message], chunks: int, pause: float) -> None:
     """Produce ``messages`` in ``chunks`` slices, ``pause`` seconds apart (a steady feed)."""
     size = -(-len(messages) // chunks)
