@@ -456,6 +456,7 @@ class TransactionalConsumer:
             return None
         following = self._take_aligned(await self._still_to_fetch(consumer, owned))
         if epoch != self._assignment_epoch:
+            await self._drop_ahead(self._assignment_epoch, following)
             return None
         return (epoch, following) if following else None
 

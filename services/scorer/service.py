@@ -435,16 +435,11 @@ class ScorerService:
         today, now = self.today(), self.now()
         await self.prepare_records(records)
         messages = [self._message_of(record) for record in records]
-        independent = [
-            record
-            for record, message in zip(records, messages, strict=True)
-            if not (message is not None and touches_parcels(message, numbers, orders))
-        ]
-        rest = [
-            record
-            for record, message in zip(records, messages, strict=True)
-            if message is not None and touches_parcels(message, numbers, orders)
-        ]
+        independent: list[ConsumerRecord[bytes, bytes]] = []
+        rest: list[ConsumerRecord[bytes, bytes]] = []
+        for record, message in zip(records, messages, strict=True):
+            shared = message is not None and touches_parcels(message, numbers, orders)
+            (rest if shared else independent).append(record)
         own_numbers, own_orders = parcels_of(messages)
         batch = decode_records(independent, self._prepared)
         async with self.engine.connect() as reader:

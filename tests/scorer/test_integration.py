@@ -211,23 +211,25 @@ async def test_two_instances_split_the_partitions_and_agree(
     assert await api_numbers(first.port, real_today()) == expected
 
 
-async def test_a_backlog_planned_ahead_and_killed_midway_gives_exact_numbers(
+async def test_a_backlog_planned_ahead_by_two_instances_one_killed_gives_exact_numbers(
     scorer_env: dict[str, str], scorers: Callable[..., Scorer]
 ) -> None:
-    """A backlog is applied with the next batch planned while one is written (small batches:
-    many plans, consecutive batches sharing parcels); the scorer is SIGKILLed midway and
-    restarted. The numbers are exact, every record is stored, and plans were used."""
+    """Two instances apply a backlog with the next batch planned while one is written
+    (small batches: many plans, consecutive batches sharing parcels); one is SIGKILLed while
+    plans are in use and comes back (a rebalance each way: batches cut ahead are dropped and
+    fetched again). The numbers are exact, every record is stored, and plans were used."""
     messages, expected = dataset(seed=31, parcels=1200)
     await produce(scorer_env["VTR_KAFKA_BOOTSTRAP"], messages)
-    scorer = scorers(VTR_BATCH_MAX_RECORDS="40").start()
+    first, second = scorers(VTR_BATCH_MAX_RECORDS="40").start(), scorers(VTR_BATCH_MAX_RECORDS="40").start()
     used = 0.0
     deadline = asyncio.get_running_loop().time() + 60
     while used == 0 and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.2)
-        used = await plans_used(scorer.port)
-    scorer.kill()  # while the backlog is applied with plans
-    scorer.start()
-    await wait_for_numbers(scorer.port, expected)
+        used = await plans_used(first.port) + await plans_used(second.port)
+    first.kill()  # while the backlog is applied with plans
+    first.start()
+    await wait_for_numbers(first.port, expected)
+    await wait_for_numbers(second.port, expected)
     await assert_every_record_stored(scorer_env["VTR_DATABASE_URL"], messages)
     assert used > 0, "no batch was planned ahead"
 

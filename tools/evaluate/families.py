@@ -13,8 +13,8 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 
-from tools.simulate.catalog import FailureRates
-from tools.simulate.scenario import Blackout, CarrierStop, Lane, LanePhase, ScenarioConfig, Seller, ValueMix
+from tools.simulate.catalog import FailureRates, Source
+from tools.simulate.scenario import Blackout, CarrierStop, Lane, LanePhase, Outage, ScenarioConfig, Seller, ValueMix
 
 #: Marketplace, category and the carrier services a lane there ships with.
 LANES: tuple[tuple[str, str, str], ...] = (
@@ -30,6 +30,8 @@ LANES: tuple[tuple[str, str, str], ...] = (
 
 FULL_HEAVY = ValueMix(below=0.55, at=0.05, above=0.40)
 HEALTHY = FailureRates(no_pickup=0.004, lost_in_transit=0.004, no_delivery_scan=0.003, late_pickup=0.02)
+#: Healthy sellers at 97-98%: above the floor, not far.
+NEAR_FLOOR = FailureRates(no_pickup=0.01, lost_in_transit=0.008, no_delivery_scan=0.008, late_pickup=0.03)
 
 
 def _lane(index: int, orders: float, **extra: object) -> Lane:
@@ -165,9 +167,8 @@ def comfortable(seed: int, hour: float = 12.0) -> ScenarioConfig:
     rng = random.Random(f"comfortable:{seed}")
     sellers = [Seller(f"COMF{i}", (_lane(i, rng.uniform(3, 15), failures=HEALTHY),), role="control")
                for i in range(6)]  # fmt: skip
-    high = FailureRates(no_pickup=0.01, lost_in_transit=0.008, no_delivery_scan=0.008, late_pickup=0.03)
     for i in range(4):
-        lane = _lane(i + 3, rng.uniform(35, 45), failures=high, values=ValueMix(0.7, 0.05, 0.25))
+        lane = _lane(i + 3, rng.uniform(35, 45), failures=NEAR_FLOOR, values=ValueMix(0.7, 0.05, 0.25))
         sellers.append(Seller(f"HIVOL{i}", (lane,), role="control"))
     return ScenarioConfig(sellers=tuple(sellers))
 
@@ -319,6 +320,24 @@ def destination_slowdown(seed: int, hour: float = 12.0) -> ScenarioConfig:
     return ScenarioConfig(sellers=(*sellers, *_controls(rng, "DEST", 3)))
 
 
+def source_outage(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: an aggregator's webhook (17TRACK: 4PX and SFC) pushes nothing since
+    yesterday or today 00:00 UTC; the carriers scan as usual and the pushes come late.
+    Only the pushes stopped: no seller's rate is at risk, though the sellers are at 97-98%."""
+    rng = random.Random(f"source_outage:{seed}")
+    sellers = []
+    for i in range(6):
+        marketplace, service = (("MX", "4px/standard"), ("AU", "sfc/priority"))[i % 2]
+        # Healthy but not far above the floor (97-98%), where a wrong reading would show.
+        lane = Lane(marketplace, "Electronics", rng.uniform(10, 25), ((service, 1.0),), failures=NEAR_FLOOR)
+        sellers.append(Seller(f"PUSH{i}", (lane,), role="control"))
+    days = (0,) if rng.random() < 0.5 else (-1, 0)
+    return ScenarioConfig(
+        sellers=(*sellers, *_controls(rng, "PUSH", 4)),
+        outages=tuple(Outage(Source.SEVENTEEN_TRACK, day) for day in days),
+    )
+
+
 #: Each family: (seed, hour of today the evaluation runs at, UTC) -> scenario.
 FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_stop": carrier_stop,
@@ -339,4 +358,5 @@ FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "new_sellers": new_sellers,
     "mixed_portfolio": mixed_portfolio,
     "destination_slowdown": destination_slowdown,
+    "source_outage": source_outage,
 }
