@@ -203,10 +203,8 @@ async def driver_connection(connection: AsyncConnection) -> Any:
     return driver
 
 
-async def copy_to_staging(
-    connection: AsyncConnection, table: Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
-) -> Any:
-    """COPY ``records`` (tuples in ``columns`` order) into ``table``'s staging table, a
+async def copy_to_staging(connection: AsyncConnection, table: Table, records: Sequence[tuple[Any, ...]]) -> Any:
+    """COPY ``records`` (tuples in the order of ``table``'s ``STAGED_COLUMNS``) into its staging table, a
     temporary table of this database session emptied at every commit (and by a rollback);
     returns the driver connection to go on with in the same transaction.
 
@@ -214,8 +212,9 @@ async def copy_to_staging(
     document (``insert_rows``), and for the scorer than encoding them into one."""
     driver = await driver_connection(connection)
     staging = staging_name(table)
+    columns = STAGED_COLUMNS[table]
     if not connection.info.get(STAGING_READY_KEY):
-        await driver.execute(staging_table_ddl(table, columns))
+        await driver.execute(staging_table_ddl(table))
     # A commit or a rollback empties the table; a second use in the same transaction must
     # not write the first one's rows again (counters would be added twice).
     transaction = connection.sync_connection.get_transaction() if connection.sync_connection else None
@@ -229,10 +228,10 @@ async def copy_to_staging(
     return driver
 
 
-def staging_table_ddl(table: Table, columns: Sequence[str]) -> str:
+def staging_table_ddl(table: Table) -> str:
     return (
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging_name(table)} ON COMMIT DELETE ROWS AS "  # noqa: S608 (our names)
-        f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA"
+        f"SELECT {', '.join(STAGED_COLUMNS[table])} FROM {table.name} WITH NO DATA"
     )
 
 
@@ -247,7 +246,7 @@ def create_staging_tables_on_connect(engine: AsyncEngine) -> None:
     before ``migrate``) each COPY creates its table itself, as without this."""
     if engine.dialect.name != "postgresql" or engine.dialect.driver != "asyncpg":
         return
-    ddl = ";\n".join(staging_table_ddl(table, columns) for table, columns in STAGED_COLUMNS)
+    ddl = ";\n".join(staging_table_ddl(table) for table in STAGED_COLUMNS)
 
     @sa_event.listens_for(engine.sync_engine, "connect")
     def create(dbapi_connection: Any, record: Any) -> None:
@@ -703,7 +702,7 @@ async def write_packages(connection: AsyncConnection, rows: Sequence[PackageRow]
         return
     ordered = sorted(rows, key=lambda row: row.key)
     if uses_copy(connection):
-        driver = await copy_to_staging(connection, packages, _VALUE_NAMES, [_VALUES(row) for row in ordered])
+        driver = await copy_to_staging(connection, packages, [_VALUES(row) for row in ordered])
         written = int(await driver.fetchval(PACKAGES_UPSERT))
     else:
         statement, parameters = insert_rows(connection, packages, [row.as_values() for row in ordered])
@@ -800,13 +799,13 @@ async def copy_deltas(connection: AsyncConnection, staged: DeltaRecords) -> None
     upserts: list[str] = []
     driver: Any = None
     if staged.counts:
-        driver = await copy_to_staging(connection, daily_counts, COUNT_COLUMNS, staged.counts)
+        driver = await copy_to_staging(connection, daily_counts, staged.counts)
         upserts.append(COUNTS_UPSERT)
     if staged.reasons:
-        driver = await copy_to_staging(connection, daily_reasons, REASON_COLUMNS, staged.reasons)
+        driver = await copy_to_staging(connection, daily_reasons, staged.reasons)
         upserts.append(REASONS_UPSERT)
     if staged.scopes:
-        driver = await copy_to_staging(connection, outbox, SCOPE_COLUMNS, staged.scopes)
+        driver = await copy_to_staging(connection, outbox, staged.scopes)
         upserts.append(OUTBOX_MARK)
     if upserts:
         await driver.execute(";\n".join(upserts))
@@ -864,7 +863,7 @@ class DecodedBatch:
     scan_rows: list[dict[str, Any]] = field(default_factory=list)
     #: Per confirmation, in ``confirmations`` order: its unevaluated package row.
     confirmation_rows: list[PackageRow] = field(default_factory=list)
-    #: Records that can never be applied, and why (see :func:`report_undecodable`).
+    #: Records that can never be applied, and why (logged and counted by :func:`report_applied`).
     undecodable: list[tuple[ConsumerRecord[bytes, bytes], ContractError | None]] = field(default_factory=list)
 
 
@@ -1011,7 +1010,7 @@ async def store_scans(connection: AsyncConnection, rows: Sequence[dict[str, Any]
     if not rows:
         return 0
     if uses_copy(connection):
-        driver = await copy_to_staging(connection, scans, SCAN_COLUMNS, [tuple(row.values()) for row in rows])
+        driver = await copy_to_staging(connection, scans, [tuple(row.values()) for row in rows])
         return int(await driver.fetchval(SCANS_INSERT))
     statement, parameters = insert_rows(connection, scans, list(rows))
     statement = statement.on_conflict_do_nothing().returning(scans.c.event_id)
@@ -1296,8 +1295,8 @@ async def plan_records(
     )
 
 
-async def write_plan(connection: AsyncConnection, plan: BatchPlan) -> int:
-    """Write a batch plan; returns the packages written.
+async def write_plan(connection: AsyncConnection, plan: BatchPlan) -> None:
+    """Write a batch plan.
 
     Raises :class:`StalePlan` when some of its scans or cancellations were stored since it
     read them, and :class:`ConcurrentUpdate` when one of its packages was written: either
@@ -1310,7 +1309,6 @@ async def write_plan(connection: AsyncConnection, plan: BatchPlan) -> int:
     if stored != len(plan.cancellation_rows):
         raise StalePlan(f"{len(plan.cancellation_rows) - stored} cancellation(s) stored since the plan read them")
     await write_evaluated(connection, plan.evaluated)
-    return len(plan.evaluated.writes)
 
 
 def report_applied(plan: BatchPlan) -> None:
@@ -1333,13 +1331,6 @@ def report_applied(plan: BatchPlan) -> None:
         metrics.LAST_EVENT.set(batch.newest_received_at.timestamp())
 
 
-@dataclass
-class BatchOutcome:
-    records: int
-    new_scans_for: int
-    packages_written: int
-
-
 async def apply_records(
     connection: AsyncConnection,
     evaluator: Evaluator,
@@ -1347,13 +1338,13 @@ async def apply_records(
     today: date,
     now: datetime | None = None,
     prepared: PreparedRecords | None = None,
-) -> BatchOutcome:
+) -> None:
     """Apply one batch of shipment and tracking records (any order, any mix, redeliveries
-    included); ``prepared``: records decoded ahead (see :func:`decode_records`)."""
+    included) in ``connection``'s transaction; ``prepared``: records decoded ahead (see
+    :func:`decode_records`)."""
     plan = await plan_records(connection, evaluator, decode_records(records, prepared), today, now)
-    written = await write_plan(connection, plan)
+    await write_plan(connection, plan)
     report_applied(plan)
-    return BatchOutcome(len(records), len({row["tracking_number"] for row in plan.scan_rows}), written)
 
 
 # -- clock-driven work -----------------------------------------------------------------
@@ -1896,11 +1887,12 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
-#: Every staging table and its columns (see :func:`create_staging_tables_on_connect`).
-STAGED_COLUMNS: tuple[tuple[Table, Sequence[str]], ...] = (
-    (packages, _VALUE_NAMES),
-    (scans, SCAN_COLUMNS),
-    (daily_counts, COUNT_COLUMNS),
-    (daily_reasons, REASON_COLUMNS),
-    (outbox, SCOPE_COLUMNS),
-)
+#: Every table written through a staging table (:func:`copy_to_staging`), and the columns
+#: its staging table has, in the order COPY sends them.
+STAGED_COLUMNS: dict[Table, Sequence[str]] = {
+    packages: _VALUE_NAMES,
+    scans: SCAN_COLUMNS,
+    daily_counts: COUNT_COLUMNS,
+    daily_reasons: REASON_COLUMNS,
+    outbox: SCOPE_COLUMNS,
+}

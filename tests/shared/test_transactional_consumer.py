@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
@@ -410,15 +411,45 @@ def test_a_batch_takes_the_records_of_one_moment_from_every_co_partitioned_topic
     assert [r.offset for r in consumer._buffered[event0]] == [1, 2]
 
 
+async def _two_topic_backlog(
+    database_url: str, settings: ServiceSettings, topic: str, per_topic: int
+) -> tuple[AsyncEngine, list[str]]:
+    """An engine on a migrated database and two input topics with ``per_topic`` records each."""
+    topics = [f"{topic}.shipments", f"{topic}.events"]
+    await ensure_topics(settings, [TopicSpec(name) for name in topics])
+    engine = await _engine(database_url)
+    for name in topics:
+        await _produce(settings, name, per_topic)
+    return engine, topics
+
+
+def _small_batches(
+    settings: ServiceSettings,
+    engine: AsyncEngine,
+    topics: list[str],
+    group: str,
+    recorder: Recorder,
+    **hooks: Any,
+) -> TransactionalConsumer:
+    """A consumer of ``topics`` in batches of 50 that retries fast (``hooks``: work ahead)."""
+    return TransactionalConsumer(
+        settings=settings,
+        engine=engine,
+        topics=topics,
+        group_id=group,
+        offsets=offsets,
+        apply_batch=recorder,
+        max_batch_records=50,
+        retry_delay_seconds=0.05,
+        **hooks,
+    )
+
+
 async def test_records_prepared_ahead_change_nothing_even_when_preparing_fails_or_batches_roll_back(
     database_url: str, topic_and_group: tuple[ServiceSettings, str, str]
 ) -> None:
     settings, topic, group = topic_and_group
-    shipments, events = f"{topic}.shipments", f"{topic}.events"
-    await ensure_topics(settings, [TopicSpec(shipments), TopicSpec(events)])
-    engine = await _engine(database_url)
-    await _produce(settings, shipments, 200)
-    await _produce(settings, events, 200)
+    engine, topics = await _two_topic_backlog(database_url, settings, topic, 200)
 
     prepared: list[ConsumerRecord[bytes, bytes]] = []
 
@@ -430,17 +461,7 @@ async def test_records_prepared_ahead_change_nothing_even_when_preparing_fails_o
 
     recorder = Recorder()
     recorder.failures_left = 2  # the primary key rejects a record applied twice
-    consumer = TransactionalConsumer(
-        settings=settings,
-        engine=engine,
-        topics=[shipments, events],
-        group_id=group,
-        offsets=offsets,
-        apply_batch=recorder,
-        max_batch_records=50,
-        retry_delay_seconds=0.05,
-        prepare_records=prepare,
-    )
+    consumer = _small_batches(settings, engine, topics, group, recorder, prepare_records=prepare)
     await consumer.start()
     await _wait_for_count(engine, 400)
     await asyncio.sleep(0.5)
@@ -457,11 +478,7 @@ async def test_batches_cut_ahead_are_the_next_batches_and_are_dropped_when_one_r
     it is then exactly the batch applied next. When the batch in its transaction rolls back,
     the one cut after it is given back and fetched again: every record applied once."""
     settings, topic, group = topic_and_group
-    shipments, events = f"{topic}.shipments", f"{topic}.events"
-    await ensure_topics(settings, [TopicSpec(shipments), TopicSpec(events)])
-    engine = await _engine(database_url)
-    await _produce(settings, shipments, 300)
-    await _produce(settings, events, 300)
+    engine, topics = await _two_topic_backlog(database_url, settings, topic, 300)
 
     offered: list[list[tuple[str, int, int]]] = []
 
@@ -485,17 +502,7 @@ async def test_batches_cut_ahead_are_the_next_batches_and_are_dropped_when_one_r
 
     recorder = AppliedBatches()
     recorder.failures_left = 2  # the primary key rejects a record applied twice
-    consumer = TransactionalConsumer(
-        settings=settings,
-        engine=engine,
-        topics=[shipments, events],
-        group_id=group,
-        offsets=offsets,
-        apply_batch=recorder,
-        max_batch_records=50,
-        retry_delay_seconds=0.05,
-        plan_ahead=plan,
-    )
+    consumer = _small_batches(settings, engine, topics, group, recorder, plan_ahead=plan)
     await consumer.start()
     await _wait_for_count(engine, 600)
     await asyncio.sleep(0.5)
