@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from services.ingest import signatures
 from services.ingest.carriers.common import (
     LastMile,
     PushError,
@@ -27,10 +28,17 @@ from services.ingest.carriers.common import (
     text,
     tracking_number,
 )
+from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource
 from services.ingest.mapping import MAPPINGS
 from services.ingest.timezones import ZONES, location_zone
 from shared.carriers import carrier_slug
 from shared.schemas import TrackingEvent
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from services.ingest.settings import IngestSettings
+
 
 SOURCE = "aftership"
 MAPPING = MAPPINGS[SOURCE]
@@ -148,3 +156,27 @@ def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
 
 def ack(accepted: int) -> dict[str, object]:
     return {"accepted": accepted}
+
+
+# --- The webhook ---------------------------------------------------------------------------
+
+
+def webhook_source(settings: IngestSettings) -> WebhookSource:
+    secret = settings.aftership_secret.get_secret_value()
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        expected = signatures.aftership_signature(raw_body, secret)
+        presented = request.headers.get(signatures.AFTERSHIP_SIGNATURE_HEADER)
+        if not signatures.signatures_match(presented, expected):
+            raise Unauthenticated("invalid aftership-hmac-sha256 header")
+        return raw_body, None
+
+    return WebhookSource(
+        source=SOURCE,
+        verify=verify,
+        parse=lambda payload, received_at, _context: parse(payload, received_at),
+        ack=lambda _context, count: ack(count),
+    )
+
+
+WEBHOOK = Carrier(SOURCE, "AfterShip tracking_update (aftership-hmac-sha256 header)", {JSON: (Push,)}, webhook_source)
