@@ -21,7 +21,6 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scorer import metrics
-from services.scorer.advice import advice_for
 from services.scorer.forecast import Score, score
 from services.scorer.lastmile import NO_LAST_MILE, LastMile, load_last_miles
 from services.scorer.levels import level_of
@@ -92,6 +91,7 @@ from shared.topics import (
     normalise_tracking_number,
 )
 from shared.transactional_consumer import TransactionalConsumer
+from shared.wording import advice_for
 
 log = logging.getLogger(__name__)
 

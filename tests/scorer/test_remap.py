@@ -10,11 +10,11 @@ from msgspec.structs import replace
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ingest.mapping import MAPPING_FILE, load_mappings
 from services.scorer.remap import ingest_code_table, remap_unknown_scans
 from services.scorer.schema import packages, scans
 from services.scorer.store import Evaluator, apply_records
 from shared.schemas import CanonicalStatus, PackageState, ShipmentConfirmed, TrackingEvent
+from shared.status_codes import MAPPING_FILE, load_mappings
 from tests.scorer.conftest import NOW, TODAY, event, record, shipment
 
 

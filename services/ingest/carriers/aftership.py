@@ -29,10 +29,10 @@ from services.ingest.carriers.common import (
     tracking_number,
 )
 from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource
-from services.ingest.mapping import MAPPINGS
 from services.ingest.timezones import ZONES, location_zone
 from shared.carriers import carrier_slug
 from shared.schemas import TrackingEvent
+from shared.status_codes import MAPPINGS
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -21,8 +21,8 @@ from services.ingest.carriers.source import (
     WebhookSource,
     header_or_query,
 )
-from services.ingest.mapping import MAPPINGS
 from shared.schemas import TrackingEvent
+from shared.status_codes import MAPPINGS
 
 if TYPE_CHECKING:
     from starlette.requests import Request

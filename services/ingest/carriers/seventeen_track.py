@@ -25,9 +25,10 @@ from services.ingest.carriers.common import (
     tracking_number,
 )
 from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource
-from services.ingest.mapping import MAPPINGS
-from services.ingest.timezones import TimeFormatError, to_utc
+from services.ingest.timezones import to_utc
 from shared.schemas import NOTICE_TRACKING_STOPPED, CanonicalStatus, TrackingEvent
+from shared.status_codes import MAPPINGS
+from shared.utc_offset import TimeFormatError
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -19,9 +19,10 @@ from services.ingest.carriers.common import (
     tracking_number,
 )
 from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource
-from services.ingest.mapping import MAPPINGS
-from services.ingest.timezones import TimeFormatError, parse_utc_offset, to_utc
+from services.ingest.timezones import to_utc
 from shared.schemas import TrackingEvent
+from shared.status_codes import MAPPINGS
+from shared.utc_offset import TimeFormatError, parse_utc_offset
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -31,9 +31,9 @@ from services.ingest.carriers.common import (
     tracking_number,
 )
 from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource, as_received
-from services.ingest.mapping import MAPPINGS
 from services.ingest.timezones import location_zone
 from shared.schemas import TrackingEvent
+from shared.status_codes import MAPPINGS
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -29,7 +29,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from services.notifier.messages import action_for, carrier_text, reason_label
 from services.scorer.console import charts, queries
 from services.scorer.console.i18n import (
     KIND_NAMES,
@@ -47,6 +46,7 @@ from services.scorer.service import ScorerService
 from shared.console_links import CONSOLE_PREFIX, TOKEN_PARAMETER, Verdict, expiry, verify
 from shared.http import key_matches
 from shared.schemas import Level, PackageView, Reason
+from shared.wording import action_for, carrier_text, reason_label
 
 log = logging.getLogger(__name__)
 
