@@ -1,8 +1,10 @@
 """The scope every figure is kept per: seller x marketplace x category, declared once.
 
-The scorer's and the notifier's tables take their scope columns from the factories below,
-and the scorer's field limits (a record that would not fit is refused, not retried) take
-the same widths, so a width changes in one place.
+The widths below are the one declaration: the scorer's and the notifier's tables take
+their scope columns from :mod:`shared.scope_columns` (SQLAlchemy column factories built on
+these widths), and the scorer's field limits (a record that would not fit is refused, not
+retried) take the same widths, so a width changes in one place. This module is pure data,
+so domain code may import it without a database library.
 
 **Marketplace width.** The truth is 2 characters: a marketplace is an ISO 3166-1 alpha-2
 code (``CountryCode`` in :mod:`shared.schemas`, checked on every message that carries
@@ -14,33 +16,8 @@ publishes, and narrowing them would be a migration for no behaviour.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Column, String
-
 SELLER_ID_LENGTH = 128
 MARKETPLACE_LENGTH = 2
 CATEGORY_LENGTH = 200
 #: The notifier's marketplace columns as its migration 0001 created them (see above).
 NOTIFIER_MARKETPLACE_WIDTH = 8
-
-
-def seller_column(**options: Any) -> Column[str]:
-    return Column("seller_id", String(SELLER_ID_LENGTH), **options)
-
-
-def marketplace_column(width: int = MARKETPLACE_LENGTH, **options: Any) -> Column[str]:
-    return Column("marketplace", String(width), **options)
-
-
-def category_column(**options: Any) -> Column[str]:
-    return Column("category", String(CATEGORY_LENGTH), **options)
-
-
-def scope_columns(marketplace_width: int = MARKETPLACE_LENGTH, **options: Any) -> tuple[Column[str], ...]:
-    """The three scope columns with the same options (``primary_key=True`` or ``nullable=False``)."""
-    return (
-        seller_column(**options),
-        marketplace_column(marketplace_width, **options),
-        category_column(**options),
-    )

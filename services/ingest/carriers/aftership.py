@@ -28,15 +28,13 @@ from services.ingest.carriers.common import (
     text,
     tracking_number,
 )
-from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource
+from services.ingest.carriers.source import JSON, Carrier, WebhookSource, signed_header
 from services.ingest.timezones import ZONES, location_zone
 from shared.carriers import carrier_slug
 from shared.schemas import TrackingEvent
 from shared.status_codes import MAPPINGS
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
-
     from services.ingest.settings import IngestSettings
 
 
@@ -163,20 +161,12 @@ def ack(accepted: int) -> dict[str, object]:
 
 def webhook_source(settings: IngestSettings) -> WebhookSource:
     secret = settings.aftership_secret.get_secret_value()
-
-    def verify(request: Request, raw_body: bytes) -> Verified:
-        expected = signatures.aftership_signature(raw_body, secret)
-        presented = request.headers.get(signatures.AFTERSHIP_SIGNATURE_HEADER)
-        if not signatures.signatures_match(presented, expected):
-            raise Unauthenticated("invalid aftership-hmac-sha256 header")
-        return raw_body, None
-
-    return WebhookSource(
-        source=SOURCE,
-        verify=verify,
-        parse=lambda payload, received_at, _context: parse(payload, received_at),
-        ack=lambda _context, count: ack(count),
+    verify = signed_header(
+        signatures.AFTERSHIP_SIGNATURE_HEADER,
+        lambda raw_body: signatures.aftership_signature(raw_body, secret),
+        "invalid aftership-hmac-sha256 header",
     )
+    return WebhookSource.clear_text(SOURCE, verify, parse, ack)
 
 
 WEBHOOK = Carrier(SOURCE, "AfterShip tracking_update (aftership-hmac-sha256 header)", {JSON: (Push,)}, webhook_source)

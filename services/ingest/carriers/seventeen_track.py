@@ -24,15 +24,13 @@ from services.ingest.carriers.common import (
     text,
     tracking_number,
 )
-from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource
+from services.ingest.carriers.source import JSON, Carrier, WebhookSource, signed_header
 from services.ingest.timezones import to_utc
 from shared.schemas import NOTICE_TRACKING_STOPPED, CanonicalStatus, TrackingEvent
 from shared.status_codes import MAPPINGS
 from shared.utc_offset import TimeFormatError
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
-
     from services.ingest.settings import IngestSettings
 
 
@@ -183,20 +181,13 @@ def ack(accepted: int) -> dict[str, object]:
 
 def webhook_source(settings: IngestSettings) -> WebhookSource:
     api_key = settings.seventeen_track_api_key.get_secret_value()
-
-    def verify(request: Request, raw_body: bytes) -> Verified:
-        expected = signatures.seventeen_track_signature(raw_body, api_key)
-        presented = request.headers.get(signatures.SEVENTEEN_TRACK_SIGNATURE_HEADER)
-        if not signatures.signatures_match(presented, expected, case_insensitive=True):
-            raise Unauthenticated("invalid sign header")
-        return raw_body, None
-
-    return WebhookSource(
-        source=SOURCE,
-        verify=verify,
-        parse=lambda payload, received_at, _context: parse(payload, received_at),
-        ack=lambda _context, count: ack(count),
+    verify = signed_header(
+        signatures.SEVENTEEN_TRACK_SIGNATURE_HEADER,
+        lambda raw_body: signatures.seventeen_track_signature(raw_body, api_key),
+        "invalid sign header",
+        case_insensitive=True,
     )
+    return WebhookSource.clear_text(SOURCE, verify, parse, ack)
 
 
 WEBHOOK = Carrier(SOURCE, "17TRACK webhook v2 (sign header)", {JSON: (Push,)}, webhook_source)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from services.ingest.carriers.common import unique
+from services.ingest.signatures import signatures_match
 from shared.guard import check_json_body
 from shared.schemas import TrackingEvent
 
@@ -48,6 +49,20 @@ def as_received(raw_body: bytes, _content_type: str) -> Verified:
     return raw_body, None
 
 
+def signed_header(
+    header: str, expected: Callable[[bytes], str], problem: str, *, case_insensitive: bool = False
+) -> Callable[[Request, bytes], Verified]:
+    """The verifier of a carrier that signs the raw body into one header: the signature
+    computed with ``expected(raw_body)`` must match the header's, in constant time."""
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        if not signatures_match(request.headers.get(header), expected(raw_body), case_insensitive=case_insensitive):
+            raise Unauthenticated(problem)
+        return raw_body, None
+
+    return verify
+
+
 def header_or_query(request: Request, name: str) -> str | None:
     """A parameter some senders put in the query string and others in a header (with ``-``
     or ``_``)."""
@@ -68,6 +83,25 @@ class WebhookSource:
     #: Turns a parked raw body (verified on arrival) back into (payload, context) without
     #: its signature, for the dead-letter replay: decrypts what arrived encrypted.
     reopen: Callable[[bytes, str], Verified] = as_received
+
+    @classmethod
+    def clear_text(
+        cls,
+        source: str,
+        verify: Callable[[Request, bytes], Verified],
+        parse: Callable[[bytes, datetime], list[TrackingEvent]],
+        ack: Callable[[int], dict[str, Any]],
+        failure: Callable[[Any, str], dict[str, Any]] = plain_failure,
+    ) -> WebhookSource:
+        """A carrier whose pushes carry no context: the payload is the body as signed, the
+        reply depends only on the number of events."""
+        return cls(
+            source=source,
+            verify=verify,
+            parse=lambda payload, received_at, _context: parse(payload, received_at),
+            ack=lambda _context, count: ack(count),
+            failure=failure,
+        )
 
     def events(self, payload: bytes, received_at: datetime, context: Any) -> list[TrackingEvent]:
         """The events of a verified push, as the live path and the dead-letter replay both

@@ -125,12 +125,8 @@ def webhook_source(settings: IngestSettings) -> WebhookSource:
             raise Unauthenticated("invalid Authorization token")
         return raw_body, None
 
-    return WebhookSource(
-        source=SOURCE,
-        verify=verify,
-        parse=lambda payload, received_at, _context: parse(payload, received_at),
-        ack=lambda _context, count: ack(count),
-        failure=lambda _context, detail: {"code": 1, "message": detail, "detail": detail},
+    return WebhookSource.clear_text(
+        SOURCE, verify, parse, ack, failure=lambda _context, detail: {"code": 1, "message": detail, "detail": detail}
     )
 
 

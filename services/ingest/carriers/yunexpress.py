@@ -9,6 +9,7 @@ regard to case or underscores, so both spellings are read.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
@@ -275,14 +276,14 @@ def webhook_source(settings: IngestSettings) -> WebhookSource:
         except signatures.SignatureError as error:
             raise Unauthenticated(str(error)) from None
 
-    return WebhookSource(
-        source=SOURCE,
-        verify=verify,
-        parse=lambda payload, received_at, _context: parse(payload, received_at),
-        ack=lambda _context, count: ack(count),
-        failure=lambda _context, detail: {"success": False, "code": 1, "message": detail, "detail": detail},
-        reopen=reopen,
+    source = WebhookSource.clear_text(
+        SOURCE,
+        verify,
+        parse,
+        ack,
+        lambda _context, detail: {"success": False, "code": 1, "message": detail, "detail": detail},
     )
+    return dataclasses.replace(source, reopen=reopen)
 
 
 WEBHOOK = Carrier(SOURCE, "YunExpress tisPushData (X-Openapi-Signature)", {JSON: (Push,)}, webhook_source)
