@@ -13,6 +13,7 @@ import logging
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, select
 
 from shared.consumer import upkeep
@@ -35,7 +36,11 @@ from tools.localstack import TansuBroker
 
 
 async def _gauge(group: str, topic: str, partition: int) -> float:
-    return float(OFFSET_OUT_OF_RANGE.labels(group, topic, str(partition))._value.get())
+    OFFSET_OUT_OF_RANGE.labels(group, topic, str(partition))  # read as 0 if the series is not there
+    labels = {"group": group, "topic": topic, "partition": str(partition)}
+    value = REGISTRY.get_sample_value("vtr_consumer_offset_out_of_range", labels)
+    assert value is not None
+    return value
 
 
 async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_deliberately(
