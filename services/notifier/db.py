@@ -34,9 +34,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.consumer.offsets import consumer_offsets_table
 from shared.scope import NOTIFIER_MARKETPLACE_WIDTH
 from shared.scope_columns import scope_columns, seller_column
-from shared.transactional_consumer import consumer_offsets_table
 
 metadata = MetaData()
 

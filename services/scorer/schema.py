@@ -21,8 +21,8 @@ from sqlalchemy import (
     text,
 )
 
+from shared.consumer.offsets import consumer_offsets_table
 from shared.scope_columns import category_column, marketplace_column, scope_columns, seller_column
-from shared.transactional_consumer import consumer_offsets_table
 
 metadata = MetaData()
 #: The predicate of the partial indexes on pending packages (PackageState.PENDING).
