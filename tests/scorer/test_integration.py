@@ -22,9 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer import metrics
-from services.scorer.schema import offsets, packages, scans
-from services.scorer.service import ScorerService, TopicLayoutError
+from services.scorer.runtime.service import ScorerService, TopicLayoutError
 from services.scorer.settings import ScorerSettings
+from services.scorer.storage.schema import offsets, packages, scans
 from shared.db import create_engine
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.schemas import SCORE_CODEC, SHIPMENT_CODEC, TRACKING_EVENT_CODEC, ShipmentConfirmed, TrackingEvent

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scorer.policy import (
+from services.scorer.domain.policy import (
     Policy,
     Scan,
     ShipmentFacts,

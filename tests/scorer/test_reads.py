@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.app import ScorerApp, create_app
-from services.scorer.reads import tokens_by_seller
-from services.scorer.schema import score_versions
+from services.scorer.runtime.reads import tokens_by_seller
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import Evaluator, apply_records, mark_changed, outbox_batch, outbox_remove
+from services.scorer.storage.plan import Evaluator, apply_records, mark_changed, outbox_batch, outbox_remove
+from services.scorer.storage.schema import score_versions
 from shared.db import create_engine
 from shared.kafka import ensure_topics, make_producer
 from shared.topics import SCORES_TOPIC

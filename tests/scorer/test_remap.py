@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.mapping import MAPPING_FILE, load_mappings
 from services.scorer.remap import ingest_code_table, remap_unknown_scans
-from services.scorer.schema import packages, scans
-from services.scorer.store import Evaluator, apply_records
+from services.scorer.storage.plan import Evaluator, apply_records
+from services.scorer.storage.schema import packages, scans
 from shared.schemas import CanonicalStatus, PackageState, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, TODAY, event, record, shipment
 

@@ -14,11 +14,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scorer.domain.policy import summarise_scans
 from services.scorer.forecast import DayCounts
 from services.scorer.model import Milestone, ModelState
-from services.scorer.policy import summarise_scans
-from services.scorer.schema import model_state, outbox, packages, scans
-from services.scorer.store import (
+from services.scorer.storage.plan import (
     SCAN_COLUMNS,
     ConcurrentUpdate,
     Evaluator,
@@ -39,6 +38,7 @@ from services.scorer.store import (
     scan_row,
     write_packages,
 )
+from services.scorer.storage.schema import model_state, outbox, packages, scans
 from shared.schemas import CanonicalStatus, ShipmentCancelled, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, TODAY, cancellation, event, generate, record, shipment
 
@@ -503,7 +503,7 @@ async def test_unusable_records_are_skipped_and_the_rest_applied(
 
 
 async def test_old_counter_rows_are_pruned(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
-    from services.scorer.store import prune_counters
+    from services.scorer.storage.plan import prune_counters
 
     old = TODAY - timedelta(days=120)
     await apply(scorer_engine, evaluator, [shipment("o-old", promised=old, tracking_number="T1"), shipment()])

@@ -29,7 +29,7 @@ async def api(console: Console, path: str, **params: str) -> Any:
 
 
 async def test_history_is_the_api_as_of_each_of_the_last_30_days(console: Console) -> None:
-    from services.scorer.console.queries import history
+    from services.scorer.storage.console import history
 
     service = console.app.state.service
     async with service.engine.connect() as connection:
@@ -53,7 +53,7 @@ async def test_history_with_a_window_lag_is_still_the_api_as_of_each_day(
 ) -> None:
     """The one pass works out which days' windows hold each package; with a lag the
     windows move back, and the days must still agree with the API's."""
-    from services.scorer.console.queries import history
+    from services.scorer.storage.console import history
 
     service = console.app.state.service
     monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"window_lag_days": 3}))
@@ -73,8 +73,8 @@ async def test_history_with_a_window_lag_is_still_the_api_as_of_each_day(
 async def test_history_follows_scans_that_come_after_the_promised_date(console: Console, evaluator: Any) -> None:
     """A package re-evaluated only when another scan has occurred: one scanned late turns
     from invalid to valid in the middle of its days in the window, as the API says."""
-    from services.scorer.console.queries import history
-    from services.scorer.store import apply_records
+    from services.scorer.storage.console import history
+    from services.scorer.storage.plan import apply_records
     from shared.schemas import CanonicalStatus
     from tests.scorer.conftest import NOW, event, record, shipment
 
@@ -122,7 +122,7 @@ async def test_history_follows_scans_that_come_after_the_promised_date(console: 
 async def test_overview_lanes_and_list_count_the_states_alike(console: Console) -> None:
     """The overview's counts, the lanes and the list's filters come from one definition
     of the states (StateConditions): the same packages in each."""
-    from services.scorer.console.queries import lanes, overview, package_list
+    from services.scorer.storage.console import lanes, overview, package_list
 
     service = console.app.state.service
     async with service.engine.connect() as connection:
@@ -145,7 +145,7 @@ async def test_overview_lanes_and_list_count_the_states_alike(console: Console) 
 
 def test_every_state_filter_has_a_label_in_every_language() -> None:
     from services.scorer.console.i18n import STRINGS
-    from services.scorer.console.queries import DEFAULT_STATE_FILTER, PACKAGE_FILTERS
+    from services.scorer.storage.console import DEFAULT_STATE_FILTER, PACKAGE_FILTERS
 
     assert DEFAULT_STATE_FILTER in PACKAGE_FILTERS
     for words in STRINGS.values():
@@ -170,7 +170,7 @@ async def test_overview_lists_every_category_of_the_api_most_urgent_first(consol
 
 
 async def test_package_filters_match_the_shipments_api(console: Console) -> None:
-    from services.scorer.console.queries import package_list
+    from services.scorer.storage.console import package_list
     from shared.schemas import Reason
 
     service = console.app.state.service
@@ -475,7 +475,7 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
     """Stand-in for the forecast rework (not merged here): ``as_json`` with the additive
     fields of shared/schemas.py filled in. The console draws the band, shows the breach
     probability, pending reasons and carrier health, and sorts by breach probability."""
-    from services.scorer.service import CategoryScore
+    from services.scorer.runtime.service import CategoryScore
 
     original = CategoryScore.as_json
 
@@ -525,7 +525,7 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
 
 async def test_the_package_list_names_the_last_mile_like_the_messages(console: Console) -> None:
     from services.ingest.carriers import seventeen_track
-    from services.scorer.store import apply_records
+    from services.scorer.storage.plan import apply_records
     from tests.scorer.conftest import NOW, record, shipment
     from tests.scorer.test_last_mile import _push
 

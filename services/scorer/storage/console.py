@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scorer.policy import invalid_reason_for
-from services.scorer.schema import packages
-from services.scorer.service import ScorerService
-from services.scorer.store import (
+from services.scorer.domain.policy import invalid_reason_for
+from services.scorer.domain.window import WINDOW_DAYS, window
+from services.scorer.runtime.service import ScorerService
+from services.scorer.storage.plan import (
     MICRO,
     PACKAGE_COLUMNS,
     PackageRow,
@@ -25,7 +25,7 @@ from services.scorer.store import (
     load_scans,
     package_from_row,
 )
-from services.scorer.window import WINDOW_DAYS, window
+from services.scorer.storage.schema import packages
 from shared.schemas import Level, PackageState, PackageView, Reason
 
 #: Most rows one export holds (a seller's 30-day window is far below it).

@@ -36,13 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import Receive, Scope, Send
 
 from services.scorer import metrics
-from services.scorer.schema import score_versions
+from services.scorer.storage.schema import score_versions
 from shared.guard import target_is_clean
 from shared.http import key_matches
 from shared.observability import HTTP_DURATION, HTTP_REQUESTS
 
 if TYPE_CHECKING:
-    from services.scorer.service import CategoryScore, ScorerService
+    from services.scorer.runtime.service import CategoryScore, ScorerService
 
 UNKNOWN_SELLER = "unknown seller: no package of this seller is known"
 #: The route template, as FastAPI and the metrics middleware name it.

@@ -21,15 +21,15 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scorer import metrics
-from services.scorer.advice import advice_for
+from services.scorer.domain.advice import advice_for
+from services.scorer.domain.levels import level_of
+from services.scorer.domain.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans
+from services.scorer.domain.window import FORECAST_DAYS, counted_range, window
 from services.scorer.forecast import Score, score
-from services.scorer.lastmile import NO_LAST_MILE, LastMile, load_last_miles
-from services.scorer.levels import level_of
-from services.scorer.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans
-from services.scorer.reads import ScoreReads, encode_answer, tokens_by_seller
-from services.scorer.schema import daily_counts, daily_reasons, offsets, packages, score_levels
+from services.scorer.runtime.reads import ScoreReads, encode_answer, tokens_by_seller
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import (
+from services.scorer.storage.lastmile import NO_LAST_MILE, LastMile, load_last_miles
+from services.scorer.storage.plan import (
     MICRO,
     NOON,
     PACKAGE_COLUMNS,
@@ -65,7 +65,7 @@ from services.scorer.store import (
     utc_today,
     write_plan,
 )
-from services.scorer.window import FORECAST_DAYS, counted_range, window
+from services.scorer.storage.schema import daily_counts, daily_reasons, offsets, packages, score_levels
 from shared.kafka import ensure_topics, make_producer
 from shared.schemas import (
     SCORE_CODEC,

@@ -11,8 +11,8 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scorer.schema import scans
-from services.scorer.store import in_groups, one_of
+from services.scorer.storage.plan import in_groups, one_of
+from services.scorer.storage.schema import scans
 
 
 class LastMile(NamedTuple):

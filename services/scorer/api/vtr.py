@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
-from services.scorer.reads import UNKNOWN_SELLER
-from services.scorer.service import ScorerService, decode_cursor
+from services.scorer.runtime.reads import UNKNOWN_SELLER
+from services.scorer.runtime.service import ScorerService, decode_cursor
 from shared.http import bearer_auth
 from shared.schemas import PACKAGE_PAGE_CODEC
 

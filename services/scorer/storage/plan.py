@@ -48,6 +48,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scorer import metrics
+from services.scorer.domain.policy import (
+    STRUCTURAL_REASONS,
+    TRACKING_STOPPED_STATUS,
+    Policy,
+    Scan,
+    ShipmentFacts,
+    decide,
+    invalid_reason_for,
+    required_tracking,
+    summarise_scans,
+    tracking_number_malformed,
+)
+from services.scorer.domain.projection import LAG_DAYS, RecentPackage, project
 from services.scorer.forecast import DayCounts
 from services.scorer.model import (
     STAGE_OF_SCAN,
@@ -60,20 +73,7 @@ from services.scorer.model import (
     observations_of,
     silence_observations,
 )
-from services.scorer.policy import (
-    STRUCTURAL_REASONS,
-    TRACKING_STOPPED_STATUS,
-    Policy,
-    Scan,
-    ShipmentFacts,
-    decide,
-    invalid_reason_for,
-    required_tracking,
-    summarise_scans,
-    tracking_number_malformed,
-)
-from services.scorer.projection import LAG_DAYS, RecentPackage, project
-from services.scorer.schema import (
+from services.scorer.storage.schema import (
     cancellations,
     clock_state,
     daily_counts,

@@ -30,7 +30,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.notifier.messages import action_for, carrier_text, reason_label
-from services.scorer.console import charts, queries
+from services.scorer.console import charts
 from services.scorer.console.i18n import (
     KIND_NAMES,
     LANGUAGE_COOKIE,
@@ -43,7 +43,8 @@ from services.scorer.console.i18n import (
     other,
 )
 from services.scorer.console.notifier_client import NotifierReader
-from services.scorer.service import ScorerService
+from services.scorer.runtime.service import ScorerService
+from services.scorer.storage import console as queries
 from shared.console_links import CONSOLE_PREFIX, TOKEN_PARAMETER, Verdict, expiry, verify
 from shared.http import key_matches
 from shared.schemas import Level, PackageView, Reason
