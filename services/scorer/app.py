@@ -13,10 +13,10 @@ from starlette.types import Receive, Scope, Send
 from services.scorer.api.vtr import vtr_router
 from services.scorer.console.notifier_client import NotifierReader
 from services.scorer.console.pages import console_router
+from services.scorer.domain.window import TodayFunction, utc_today
 from services.scorer.runtime.reads import VtrFastPath, dispatch
 from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.storage.plan import TodayFunction, utc_today
 from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router

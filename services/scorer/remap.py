@@ -24,7 +24,9 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scorer.storage.plan import Evaluator, load_packages, reevaluate, utc_today
+from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.window import utc_today
+from services.scorer.storage.packages import load_packages, reevaluate
 from services.scorer.storage.schema import scans
 from shared.schemas import CanonicalStatus
 

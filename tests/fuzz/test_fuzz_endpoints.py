@@ -42,8 +42,9 @@ from services.notifier.__main__ import MIGRATIONS_DIR as NOTIFIER_MIGRATIONS
 from services.notifier.app import create_app as create_notifier
 from services.notifier.settings import NotifierSettings
 from services.scorer.app import create_app as create_scorer
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.settings import ScorerSettings
-from services.scorer.storage.plan import Evaluator, apply_records
+from services.scorer.storage.plan import apply_records
 from shared.db import create_engine, upgrade_database
 from tests.ingest.conftest import running_ingest
 from tests.ingest.samples import SAMPLE_PUSHES, yunexpress, yunexpress_headers

@@ -16,8 +16,8 @@ import pytest
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.domain.policy import Policy, load_policy
-from services.scorer.storage.plan import Evaluator
 from shared.db import create_engine, upgrade_database
 from shared.schemas import (
     DELIVERY_SCAN_STATUSES,

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.app import create_app
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.settings import ScorerSettings
-from services.scorer.storage.plan import Evaluator, apply_records
+from services.scorer.storage.plan import apply_records
 from tests.scorer.conftest import TODAY, record, shipment
 
 AUTH = {"Authorization": "Bearer test-key"}

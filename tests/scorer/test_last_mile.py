@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.carriers import seventeen_track
 from services.scorer.app import create_app
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.settings import ScorerSettings
-from services.scorer.storage.plan import Evaluator, apply_records
+from services.scorer.storage.plan import apply_records
 from shared.schemas import PACKAGE_PAGE_CODEC, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, TODAY, record, shipment
 

@@ -16,9 +16,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer import metrics
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.storage.plan import Evaluator, apply_records
+from services.scorer.storage.plan import apply_records
 from services.scorer.storage.schema import cancellations, daily_counts, daily_reasons, outbox, packages, scans
 from shared.db import create_engine
 from tests.scorer.conftest import NOW, TODAY, event, generate, migrate, record, shipment

@@ -15,9 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.app import ScorerApp, create_app
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.runtime.reads import tokens_by_seller
 from services.scorer.settings import ScorerSettings
-from services.scorer.storage.plan import Evaluator, apply_records, mark_changed, outbox_batch, outbox_remove
+from services.scorer.storage.outbox import mark_changed, outbox_batch, outbox_remove
+from services.scorer.storage.plan import apply_records
 from services.scorer.storage.schema import score_versions
 from shared.db import create_engine
 from shared.kafka import ensure_topics, make_producer

@@ -14,30 +14,18 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.packages import naive_utc, package_from_confirmation
 from services.scorer.domain.policy import summarise_scans
+from services.scorer.domain.records import SCAN_COLUMNS, PreparedRecords, prepare_record, scan_row
 from services.scorer.forecast import DayCounts
 from services.scorer.model import Milestone, ModelState
-from services.scorer.storage.plan import (
-    SCAN_COLUMNS,
-    ConcurrentUpdate,
-    Evaluator,
-    PreparedRecords,
-    apply_records,
-    expire_pending,
-    load_scans,
-    mark_window_slide,
-    naive_utc,
-    outbox_batch,
-    outbox_remove,
-    package_from_confirmation,
-    prepare_record,
-    read_counts,
-    recompute_counts,
-    refresh_model,
-    review_due,
-    scan_row,
-    write_packages,
-)
+from services.scorer.storage.clock import expire_pending, mark_window_slide, review_due
+from services.scorer.storage.counts import read_counts, recompute_counts
+from services.scorer.storage.model_state import refresh_model
+from services.scorer.storage.outbox import outbox_batch, outbox_remove
+from services.scorer.storage.packages import ConcurrentUpdate, load_scans, write_packages
+from services.scorer.storage.plan import apply_records
 from services.scorer.storage.schema import model_state, outbox, packages, scans
 from shared.schemas import CanonicalStatus, ShipmentCancelled, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, TODAY, cancellation, event, generate, record, shipment
@@ -503,7 +491,7 @@ async def test_unusable_records_are_skipped_and_the_rest_applied(
 
 
 async def test_old_counter_rows_are_pruned(scorer_engine: AsyncEngine, evaluator: Evaluator) -> None:
-    from services.scorer.storage.plan import prune_counters
+    from services.scorer.storage.clock import prune_counters
 
     old = TODAY - timedelta(days=120)
     await apply(scorer_engine, evaluator, [shipment("o-old", promised=old, tracking_number="T1"), shipment()])

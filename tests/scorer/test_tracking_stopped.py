@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.carriers import seventeen_track
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.domain.policy import TRACKING_STOPPED_STATUS, Policy, Scan, decide, summarise_scans
-from services.scorer.storage.plan import Evaluator, apply_records
+from services.scorer.storage.plan import apply_records
 from services.scorer.storage.schema import packages
 from shared.schemas import CanonicalStatus, PackageState, Reason, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, TODAY, event, record, shipment

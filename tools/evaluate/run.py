@@ -23,9 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.shipments import risk_flags
+from services.scorer.domain.packages import NOON
 from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.storage.plan import NOON, apply_records
+from services.scorer.storage.plan import apply_records
 from services.scorer.storage.schema import metadata, packages
 from shared.carriers import carrier_slug
 from shared.db import create_engine

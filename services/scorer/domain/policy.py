@@ -19,7 +19,8 @@ from typing import Any
 from services.scorer.model import ModelSettings
 from shared.schemas import DELIVERY_SCAN_STATUSES, PHYSICAL_SCAN_STATUSES, PackageState, Reason, TrackingLevel
 
-DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policy.toml"
+#: The policy data sits beside the service (operators point VTR_POLICY_FILE at it), not in this package.
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[1] / "policy.toml"
 
 #: Marketplace -> its currency, for thresholds of marketplaces without their own entry.
 MARKETPLACE_CURRENCIES: dict[str, str] = {

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 WINDOW_DAYS = 30
 FORECAST_DAYS = 14
@@ -29,3 +30,11 @@ def window(day: date, lag_days: int = 0) -> Window:
 def counted_range(day: date, lag_days: int = 0, forecast_days: int = FORECAST_DAYS) -> Window:
     """Every promised date today's score and its forecast read: the window and what enters it."""
     return Window(window(day, lag_days).first, window(day + timedelta(days=forecast_days), lag_days).last)
+
+
+#: Today's date (UTC); tests and tools pin another day.
+TodayFunction = Callable[[], date]
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()

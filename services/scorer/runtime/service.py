@@ -22,50 +22,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scorer import metrics
 from services.scorer.domain.advice import advice_for
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.domain.levels import level_of
+from services.scorer.domain.packages import MICRO, NOON, PACKAGE_COLUMNS, PackageRow, package_from_row
 from services.scorer.domain.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans
-from services.scorer.domain.window import FORECAST_DAYS, counted_range, window
+from services.scorer.domain.records import PreparedRecords, decode_records, prepare_record
+from services.scorer.domain.scores import ScopeCounts
+from services.scorer.domain.window import FORECAST_DAYS, TodayFunction, counted_range, utc_today, window
 from services.scorer.forecast import Score, score
 from services.scorer.runtime.reads import ScoreReads, encode_answer, tokens_by_seller
 from services.scorer.settings import ScorerSettings
+from services.scorer.storage.clock import expire_pending, mark_window_slide, prune_counters, review_due
+from services.scorer.storage.counts import read_counts, recompute_counts, seller_exists
+from services.scorer.storage.dialect import dialect_insert
 from services.scorer.storage.lastmile import NO_LAST_MILE, LastMile, load_last_miles
-from services.scorer.storage.plan import (
-    MICRO,
-    NOON,
-    PACKAGE_COLUMNS,
-    BatchPlan,
-    ConcurrentUpdate,
-    Evaluator,
-    PackageRow,
-    PreparedRecords,
-    ScopeCounts,
-    StalePlan,
-    TodayFunction,
-    create_staging_tables_on_connect,
-    decode_records,
-    dialect_insert,
-    expire_pending,
-    load_scans,
-    mark_changed,
-    mark_window_slide,
-    outbox_batch,
-    outbox_remove,
-    outbox_size,
-    package_from_row,
-    plan_records,
-    prepare_record,
-    prune_counters,
-    read_counts,
-    recompute_counts,
-    refresh_model,
-    refresh_projections,
-    report_applied,
-    review_due,
-    seller_exists,
-    utc_today,
-    write_plan,
-)
+from services.scorer.storage.model_state import refresh_model, refresh_projections
+from services.scorer.storage.outbox import mark_changed, outbox_batch, outbox_remove, outbox_size
+from services.scorer.storage.packages import ConcurrentUpdate, load_scans
+from services.scorer.storage.plan import BatchPlan, StalePlan, plan_records, report_applied, write_plan
 from services.scorer.storage.schema import daily_counts, daily_reasons, offsets, packages, score_levels
+from services.scorer.storage.staging import create_staging_tables_on_connect
 from shared.kafka import ensure_topics, make_producer
 from shared.schemas import (
     SCORE_CODEC,

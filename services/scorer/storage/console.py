@@ -14,17 +14,11 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scorer.domain.packages import MICRO, PACKAGE_COLUMNS, PackageRow, package_from_row
 from services.scorer.domain.policy import invalid_reason_for
 from services.scorer.domain.window import WINDOW_DAYS, window
 from services.scorer.runtime.service import ScorerService
-from services.scorer.storage.plan import (
-    MICRO,
-    PACKAGE_COLUMNS,
-    PackageRow,
-    load_cancellations,
-    load_scans,
-    package_from_row,
-)
+from services.scorer.storage.packages import load_cancellations, load_scans
 from services.scorer.storage.schema import packages
 from shared.schemas import Level, PackageState, PackageView, Reason
 

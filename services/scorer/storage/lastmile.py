@@ -11,7 +11,7 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scorer.storage.plan import in_groups, one_of
+from services.scorer.storage.dialect import in_groups, one_of
 from services.scorer.storage.schema import scans
 
 
