@@ -342,7 +342,7 @@ async def test_clock_job_expires_a_package_and_publishes_its_snapshot(
         assert await package_state_becomes(engine, "invalid") == "invalid"
         assert metrics.EXPIRED_PACKAGES._value.get() >= 1
         assert metrics.SCORES_PUBLISHED._value.get() >= 1
-        await service.refresh_gauges()
+        await service.clock.refresh_gauges()
         assert metrics.PACKAGES.labels("invalid")._value.get() == 1
         assert metrics.SELLER_CATEGORIES.labels("BREACH", "US")._value.get() == 1
     finally:

@@ -52,9 +52,9 @@ async def apply_planned_ahead(service: ScorerService, batches: Sequence[Records]
     plan's snapshot then misses all of this batch's writes: the hardest case)."""
     for index, batch in enumerate(batches):
         if index + 1 < len(batches):
-            await service.plan_ahead(batches[index + 1], batch)
+            await service.batches.plan_ahead(batches[index + 1], batch)
         async with service.engine.begin() as connection:
-            await service.apply_batch(connection, batch)
+            await service.batches.apply_batch(connection, batch)
         service.consumer.batches_applied += 1  # type: ignore[union-attr]
 
 
@@ -130,7 +130,7 @@ async def test_a_package_changed_under_a_plan_is_planned_again_in_the_transactio
     try:
         service = service_on(engine)
         await apply_one_by_one(engine, evaluator, [first])
-        await service.plan_ahead(second, [])
+        await service.batches.plan_ahead(second, [])
         service.consumer.batches_applied += 1  # type: ignore[union-attr]  # the batch written meanwhile
         async with engine.begin() as connection:
             # As the clock job would: a new version of the package, written elsewhere.
@@ -138,7 +138,7 @@ async def test_a_package_changed_under_a_plan_is_planned_again_in_the_transactio
                 update(packages).where(packages.c.order_id == "o-1").values(version=packages.c.version + 1)
             )
         async with engine.begin() as connection:
-            await service.apply_batch(connection, second)
+            await service.batches.apply_batch(connection, second)
         await apply_one_by_one(reference, evaluator, [first, second])
         async with reference.begin() as connection:
             await connection.execute(

@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.app import ScorerApp, create_app
 from services.scorer.domain.evaluator import Evaluator
-from services.scorer.runtime.reads import tokens_by_seller
 from services.scorer.settings import ScorerSettings
 from services.scorer.storage.outbox import mark_changed, outbox_batch, outbox_remove
 from services.scorer.storage.plan import apply_records
 from services.scorer.storage.schema import score_versions
+from services.scorer.storage.versions import tokens_by_seller
 from shared.db import create_engine
 from shared.kafka import ensure_topics, make_producer
 from shared.topics import SCORES_TOPIC
@@ -142,12 +142,12 @@ async def test_the_publisher_fills_the_cache(app: ScorerApp, kafka_broker: Tansu
     service = app.state.service
     service.settings = service.settings.model_copy(update={"kafka_bootstrap": kafka_broker.bootstrap})
     await ensure_topics(service.settings, [SCORES_TOPIC])
-    service.producer = make_producer(service.settings)
-    await service.producer.start()
+    service.publisher.producer = make_producer(service.settings)
+    await service.publisher.producer.start()
     try:
-        assert await service.publish_once() >= 1
+        assert await service.publisher.publish_once() >= 1
     finally:
-        await service.producer.stop()
+        await service.publisher.producer.stop()
     reads = service.reads
     assert len(reads) == 1
     async with client_of(app) as client:

@@ -262,7 +262,7 @@ def console_router(service: ScorerService) -> APIRouter:
         reason_filter = _reason(reason)
         size = service.settings.console_page_size
         async with service.engine.connect() as connection:
-            scores = await service.scores(connection, seller_id, service.today(), scope=(marketplace, category))
+            scores = await service.scoring.scores(connection, seller_id, service.today(), scope=(marketplace, category))
             found = next((c for c in scores if (c.marketplace, c.category) == (marketplace, category)), None)
             if found is None:
                 return page(request, "denied.html", {"message": words["not_found"]}, 404)

@@ -8,7 +8,7 @@ changes with every committed change, by any instance or the clock job. A request
 that pair (one primary-key range read, a prepared statement on a small asyncpg pool),
 and serves the cached answer only if it was computed under the same pair and for the same
 day; otherwise it computes the answer with the service's own scoring
-(:meth:`ScorerService.scores`) and caches the encoded bytes. The pair is read *before* the
+(:meth:`Scoring.scores`) and caches the encoded bytes. The pair is read *before* the
 numbers (each statement sees every transaction committed before it started), so an
 answer is never cached under a pair older than the numbers it was computed from in a way
 that could hide a change: at worst a newer answer sits under an older pair and is
@@ -22,37 +22,21 @@ time in the key). Past days (``as_of`` before today) are computed on every reque
 
 from __future__ import annotations
 
-import re
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import date
-from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from starlette.types import Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer import metrics
-from services.scorer.storage.schema import score_versions
-from shared.guard import target_is_clean
-from shared.http import key_matches
-from shared.observability import HTTP_DURATION, HTTP_REQUESTS
+from services.scorer.domain.scores import CategoryScore
+from services.scorer.runtime.scoring import Scoring
+from services.scorer.storage.counts import seller_exists
+from services.scorer.storage.versions import VERSIONS_SQL, Token, tokens_by_seller
 
-if TYPE_CHECKING:
-    from services.scorer.runtime.service import CategoryScore, ScorerService
-
-UNKNOWN_SELLER = "unknown seller: no package of this seller is known"
-#: The route template, as FastAPI and the metrics middleware name it.
-VTR_ROUTE = "/v1/sellers/{seller_id}/vtr"
-#: The seller ids the route accepts (``SellerId`` in api.py); anything else goes to FastAPI.
-_VTR_PATH = re.compile(r"/v1/sellers/([\w.:@-]{1,128})/vtr")
-_VERSIONS_SQL = "SELECT count(*), coalesce(sum(version), 0) FROM score_versions WHERE seller_id = $1"
 _JSON = msgspec.json.Encoder()
-
-Token = tuple[int, int]
 
 
 def encode_answer(seller_id: str, day: date, categories: Sequence[CategoryScore]) -> bytes:
@@ -64,9 +48,9 @@ def encode_answer(seller_id: str, day: date, categories: Sequence[CategoryScore]
 class ScoreReads:
     """Answers of ``GET .../vtr`` for one scorer process; see the module docstring."""
 
-    def __init__(self, service: ScorerService, max_sellers: int, pool_size: int) -> None:
-        self._service = service
-        self._engine: AsyncEngine = service.engine
+    def __init__(self, scoring: Scoring, engine: AsyncEngine, max_sellers: int, pool_size: int) -> None:
+        self._scoring = scoring
+        self._engine = engine
         self._max_sellers = max_sellers
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -121,7 +105,7 @@ class ScoreReads:
         return self._max_sellers > 0
 
     def today(self) -> date:
-        return self._service.today()
+        return self._scoring.today()
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -134,11 +118,11 @@ class ScoreReads:
             return None
         if self._pool is not None:
             try:
-                row = await self._pool.fetchrow(_VERSIONS_SQL, seller_id)
+                row = await self._pool.fetchrow(VERSIONS_SQL, seller_id)
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
                 # A connection broken since its last use (a database fail-over): the pool
                 # drops it; one retry on a fresh connection before the request fails.
-                row = await self._pool.fetchrow(_VERSIONS_SQL, seller_id)
+                row = await self._pool.fetchrow(VERSIONS_SQL, seller_id)
             assert row is not None
             return int(row[0]), int(row[1])
         async with self._engine.connect() as connection:
@@ -160,9 +144,9 @@ class ScoreReads:
         async with self._engine.connect() as connection:
             # A version exists only for a seller-category with counters, hence with a package.
             known = token is not None and token[0] > 0
-            if not known and not await self._service.seller_exists(connection, seller_id):
+            if not known and not await seller_exists(connection, seller_id):
                 return None
-            categories = await self._service.scores(connection, seller_id, day)
+            categories = await self._scoring.scores(connection, seller_id, day)
         body = encode_answer(seller_id, day, categories)
         self.put(seller_id, day, token, body)
         return body
@@ -170,90 +154,3 @@ class ScoreReads:
 
 async def _no_reset(_connection: asyncpg.Connection) -> None:
     return None
-
-
-async def tokens_by_seller(connection: AsyncConnection, sellers: Sequence[str]) -> dict[str, Token]:
-    """Each seller's token in one statement (the publisher reads them before its scores)."""
-    result = await connection.execute(
-        select(score_versions.c.seller_id, func.count(), func.sum(score_versions.c.version))
-        .where(score_versions.c.seller_id.in_(sorted(set(sellers))))
-        .group_by(score_versions.c.seller_id)
-    )
-    return {seller: (int(count), int(total)) for seller, count, total in result}
-
-
-class VtrFastPath:
-    """``GET /v1/sellers/{id}/vtr`` without a query string, answered at the ASGI entry.
-
-    FastAPI's layers (error middleware, route matching, dependency solving for the path
-    parameter and the bearer token, the metrics middleware) cost more than a cached answer
-    itself. This serves the common request directly, with the same checks (a valid bearer
-    token, the seller id pattern) and the same ``vtr_http_*`` series; anything else (no or
-    a wrong token, another id, ``?as_of=``) goes through FastAPI, whose route calls the
-    same :meth:`ScoreReads.answer`.
-    """
-
-    def __init__(self, reads: ScoreReads, accepted_keys: Any) -> None:
-        self._reads = reads
-        self._accepted_keys = accepted_keys
-        self._requests: dict[int, Any] = {}
-        self._duration = HTTP_DURATION.labels(VTR_ROUTE, "GET")
-
-    def matches(self, scope: Scope) -> str | None:
-        """The seller id if this request is one the fast path serves, else None."""
-        if scope["method"] != "GET" or scope["query_string"]:
-            return None
-        if not target_is_clean(scope):  # the decoding guard every other route gets from EdgeGuard
-            return None
-        match = _VTR_PATH.fullmatch(scope["path"])
-        if match is None or not self._authorised(scope):
-            return None
-        return match.group(1)
-
-    def _authorised(self, scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, credentials = value.partition(b" ")
-                return scheme.lower() == b"bearer" and key_matches(credentials.strip(), self._accepted_keys())
-        return False
-
-    async def serve(self, seller_id: str, send: Send) -> bool:
-        """Answer, or return False without sending anything when the answer cannot be had
-        here (a database that is down or not migrated): FastAPI's route then answers with
-        the service's error handling (503 and why), like every other route."""
-        started = time.perf_counter()
-        try:
-            body = await self._reads.answer(seller_id, self._reads.today())
-        except Exception:
-            return False
-        status = 500
-        try:
-            if body is None:
-                status, body = 404, _JSON.encode({"detail": UNKNOWN_SELLER})
-            else:
-                status = 200
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        finally:
-            counter = self._requests.get(status)
-            if counter is None:
-                counter = self._requests[status] = HTTP_REQUESTS.labels(VTR_ROUTE, "GET", str(status))
-            counter.inc()
-            self._duration.observe(time.perf_counter() - started)
-        return True
-
-
-async def dispatch(fast_path: VtrFastPath, scope: Scope, receive: Receive, send: Send) -> bool:
-    """Serve the request if it is the fast path's; returns whether it did."""
-    if scope["type"] != "http":
-        return False
-    seller_id = fast_path.matches(scope)
-    if seller_id is None:
-        return False
-    return await fast_path.serve(seller_id, send)

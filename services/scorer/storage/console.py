@@ -114,7 +114,7 @@ async def overview(service: ScorerService, connection: AsyncConnection, seller_i
     today = service.today()
     rows = {
         (c.marketplace, c.category): CategoryOverview(c.as_json())
-        for c in await service.scores(connection, seller_id, today)
+        for c in await service.scoring.scores(connection, seller_id, today)
     }
     current = window(today, service.settings.window_lag_days)
     c = packages.c
@@ -291,7 +291,7 @@ async def package_list(
             select(*columns).where(*conditions).order_by(c.promised_date, c.id).offset(offset).limit(limit)
         )
     ]
-    return PackageList(await service.views(connection, rows, service.today()), total)
+    return PackageList(await service.scoring.views(connection, rows, service.today()), total)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import (
     func,
@@ -179,3 +180,24 @@ async def recompute_counts(
             entry = found.setdefault((marketplace, category), ScopeCounts({}, {}))
             entry.pending_reasons[reason] = entry.pending_reasons.get(reason, 0) + count
     return found
+
+
+async def silent_lane_counts(
+    connection: AsyncConnection, seller_id: str, as_of: date
+) -> list[tuple[str, str, Any, str, int]]:
+    """The seller's pending packages held by a silent carrier, promised from ``as_of`` on, per
+    (marketplace, category, carrier, origin)."""
+    c = packages.c
+    rows = await connection.execute(
+        select(c.marketplace, c.category, c.carrier, c.ship_from_country, func.count())
+        .where(
+            c.seller_id == seller_id,
+            c.state == PackageState.PENDING.value,
+            c.reason == Reason.CARRIER_SILENT.value,
+            c.promised_date >= as_of,
+        )
+        .group_by(c.marketplace, c.category, c.carrier, c.ship_from_country)
+    )
+    return [
+        (marketplace, category, carrier, origin, int(count)) for marketplace, category, carrier, origin, count in rows
+    ]

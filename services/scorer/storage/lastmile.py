@@ -6,21 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scorer.domain.views import LastMile
 from services.scorer.storage.dialect import in_groups, one_of
 from services.scorer.storage.schema import scans
-
-
-class LastMile(NamedTuple):
-    carrier: str
-    tracking_number: str
-
-
-NO_LAST_MILE = LastMile("", "")
 
 
 async def load_last_miles(connection: AsyncConnection, tracking_numbers: Iterable[str]) -> dict[str, LastMile]:

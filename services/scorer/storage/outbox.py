@@ -3,7 +3,7 @@ by the publisher."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -20,11 +20,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scorer.storage.dialect import JSON_ENCODER, chunks, execute_rows, insert_rows
+from services.scorer.storage.dialect import JSON_ENCODER, chunks, dialect_insert, execute_rows, insert_rows
 from services.scorer.storage.schema import (
     outbox,
+    score_levels,
 )
 from services.scorer.storage.staging import SCOPE_ORDER, staging_name
+from shared.schemas import Level
 
 #: The score_versions triggers fire on it as on the json_to_recordset upsert.
 OUTBOX_MARK = f"""
@@ -99,3 +101,18 @@ async def outbox_remove(connection: AsyncConnection, published: Sequence[tuple[s
 
 async def outbox_size(connection: AsyncConnection) -> int:
     return int((await connection.execute(select(func.count()).select_from(outbox))).scalar_one())
+
+
+async def save_levels(connection: AsyncConnection, levels: Iterable[tuple[str, str, str, Level]]) -> None:
+    """Remember the level last published per (seller, marketplace, category), in key order."""
+    statement = dialect_insert(connection, score_levels)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(score_levels.primary_key.columns), set_={"level": statement.excluded.level}
+    )
+    await connection.execute(
+        statement,
+        [
+            {"seller_id": seller_id, "marketplace": marketplace, "category": category, "level": level}
+            for seller_id, marketplace, category, level in sorted(levels)
+        ],
+    )

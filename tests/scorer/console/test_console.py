@@ -475,7 +475,7 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
     """Stand-in for the forecast rework (not merged here): ``as_json`` with the additive
     fields of shared/schemas.py filled in. The console draws the band, shows the breach
     probability, pending reasons and carrier health, and sorts by breach probability."""
-    from services.scorer.runtime.service import CategoryScore
+    from services.scorer.domain.scores import CategoryScore
 
     original = CategoryScore.as_json
 
@@ -558,10 +558,10 @@ async def test_scores_of_one_scope_are_that_scope_of_all_scores(console: Console
     service = console.app.state.service
     async with service.engine.connect() as connection:
         for as_of in (TODAY, TODAY - timedelta(days=4)):
-            every = await service.scores(connection, SELLER, as_of)
+            every = await service.scoring.scores(connection, SELLER, as_of)
             assert len(every) == 3
             for category in every:
                 scope = (category.marketplace, category.category)
-                only = await service.scores(connection, SELLER, as_of, scope=scope)
+                only = await service.scoring.scores(connection, SELLER, as_of, scope=scope)
                 assert [c.as_json() for c in only] == [category.as_json()], (as_of, scope)
-            assert await service.scores(connection, SELLER, as_of, scope=("AE", "Nope")) == []
+            assert await service.scoring.scores(connection, SELLER, as_of, scope=("AE", "Nope")) == []
