@@ -12,8 +12,8 @@ from starlette.types import Receive, Scope, Send
 
 from services.scorer.api import vtr
 from services.scorer.api.fastpath import VtrFastPath, dispatch
+from services.scorer.console import exports, pages
 from services.scorer.console.notifier_client import NotifierReader
-from services.scorer.console.pages import console_router
 from services.scorer.domain.window import TodayFunction, utc_today
 from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
@@ -105,6 +105,7 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
         )
     )
     app.include_router(vtr.router, dependencies=[Depends(bearer_auth(settings.api_key_values))])
-    app.include_router(console_router(service))
+    app.include_router(pages.router)
+    app.include_router(exports.router)
     app.state.console_notifier = NotifierReader(settings.notifier_url, settings.notifier_api_key.get_secret_value())
     return app
