@@ -116,7 +116,7 @@ async def _export(
         return access
     async with service.engine.connect() as connection:
         views = await queries.export_rows(
-            service,
+            service.scoring,
             connection,
             seller_id,
             marketplace=marketplace,

@@ -55,7 +55,7 @@ async def overview_page(
     if isinstance(access, Response):
         return access
     async with service.engine.connect() as connection:
-        rows = await queries.overview(service, connection, seller_id)
+        rows = await queries.overview(service.scoring, connection, seller_id)
     return page(
         request,
         "overview.html",
@@ -159,10 +159,10 @@ async def category_page(
         if found is None:
             return message_page(request, "not_found", 404)
         numbers = found.as_json()
-        past = await queries.history(service, connection, seller_id, marketplace, category)
-        lanes = await queries.lanes(service, connection, seller_id, marketplace, category)
+        past = await queries.history(service.scoring, connection, seller_id, marketplace, category)
+        lanes = await queries.lanes(service.scoring, connection, seller_id, marketplace, category)
         listed = await queries.package_list(
-            service,
+            service.scoring,
             connection,
             seller_id,
             marketplace=marketplace,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scorer.domain.packages import MICRO, PACKAGE_COLUMNS, PackageRow, package_from_row
 from services.scorer.domain.policy import invalid_reason_for
 from services.scorer.domain.window import WINDOW_DAYS, window
-from services.scorer.runtime.service import ScorerService
+from services.scorer.runtime.scoring import Scoring
 from services.scorer.storage.packages import load_cancellations, load_scans
 from services.scorer.storage.schema import packages
 from shared.schemas import Level, PackageState, PackageView, Reason
@@ -42,7 +42,7 @@ class StateConditions:
     overdue: Any
 
     @classmethod
-    def on(cls, service: ScorerService, today: date) -> StateConditions:
+    def on(cls, service: Scoring, today: date) -> StateConditions:
         c = packages.c
         is_pending = c.state == PackageState.PENDING.value
         overdue = and_(is_pending, c.promised_date < today)
@@ -109,12 +109,12 @@ class CategoryOverview:
         )
 
 
-async def overview(service: ScorerService, connection: AsyncConnection, seller_id: str) -> list[CategoryOverview]:
+async def overview(service: Scoring, connection: AsyncConnection, seller_id: str) -> list[CategoryOverview]:
     """Every category of the seller (as ``GET .../vtr`` lists it), most urgent first."""
     today = service.today()
     rows = {
         (c.marketplace, c.category): CategoryOverview(c.as_json())
-        for c in await service.scoring.scores(connection, seller_id, today)
+        for c in await service.scores(connection, seller_id, today)
     }
     current = window(today, service.settings.window_lag_days)
     c = packages.c
@@ -154,7 +154,7 @@ class HistoryDay:
 
 
 async def history(
-    service: ScorerService, connection: AsyncConnection, seller_id: str, marketplace: str, category: str, days: int = 30
+    service: Scoring, connection: AsyncConnection, seller_id: str, marketplace: str, category: str, days: int = 30
 ) -> list[HistoryDay]:
     """The window's VTR and invalid reasons as ``GET .../vtr?as_of=d`` gives them, for each
     of the ``days`` days before today, oldest first.
@@ -225,7 +225,7 @@ async def history(
 
 
 def _conditions(
-    service: ScorerService,
+    service: Scoring,
     seller_id: str,
     marketplace: str | None,
     category: str | None,
@@ -269,7 +269,7 @@ class PackageList:
 
 
 async def package_list(
-    service: ScorerService,
+    service: Scoring,
     connection: AsyncConnection,
     seller_id: str,
     *,
@@ -291,7 +291,7 @@ async def package_list(
             select(*columns).where(*conditions).order_by(c.promised_date, c.id).offset(offset).limit(limit)
         )
     ]
-    return PackageList(await service.scoring.views(connection, rows, service.today()), total)
+    return PackageList(await service.views(connection, rows, service.today()), total)
 
 
 @dataclass
@@ -314,7 +314,7 @@ class LaneHealth:
 
 
 async def lanes(
-    service: ScorerService, connection: AsyncConnection, seller_id: str, marketplace: str, category: str
+    service: Scoring, connection: AsyncConnection, seller_id: str, marketplace: str, category: str
 ) -> list[LaneHealth]:
     """Carrier x service health of this seller-category: worst share of valid first."""
     today = service.today()
@@ -345,7 +345,7 @@ async def lanes(
 
 
 async def export_rows(
-    service: ScorerService,
+    service: Scoring,
     connection: AsyncConnection,
     seller_id: str,
     *,

@@ -249,23 +249,31 @@ async def stored_keys(connection: AsyncConnection, column: Any, keys: Sequence[s
     return found
 
 
+async def _load_packages_on_driver(
+    connection: AsyncConnection, tracking_numbers: Iterable[str], order_keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], PackageRow]:
+    """:func:`load_packages` as two statements sent as they are on the asyncpg connection."""
+    found: dict[tuple[str, str], PackageRow] = {}
+    driver = await driver_connection(connection)
+    numbers = sorted(set(tracking_numbers))
+    if numbers:
+        for row in await driver.fetch(PACKAGES_OF_NUMBERS, numbers):
+            package = PackageRow(*row)
+            found[package.key] = package
+    pairs = sorted(set(order_keys) - set(found))
+    if pairs:
+        for row in await driver.fetch(PACKAGES_OF_KEYS, [p[0] for p in pairs], [p[1] for p in pairs]):
+            package = PackageRow(*row)
+            found[package.key] = package
+    return found
+
+
 async def load_packages(
     connection: AsyncConnection, tracking_numbers: Iterable[str], order_keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], PackageRow]:
-    found: dict[tuple[str, str], PackageRow] = {}
     if uses_copy(connection):
-        driver = await driver_connection(connection)
-        numbers = sorted(set(tracking_numbers))
-        if numbers:
-            for row in await driver.fetch(PACKAGES_OF_NUMBERS, numbers):
-                package = PackageRow(*row)
-                found[package.key] = package
-        pairs = sorted(set(order_keys) - set(found))
-        if pairs:
-            for row in await driver.fetch(PACKAGES_OF_KEYS, [p[0] for p in pairs], [p[1] for p in pairs]):
-                package = PackageRow(*row)
-                found[package.key] = package
-        return found
+        return await _load_packages_on_driver(connection, tracking_numbers, order_keys)
+    found: dict[tuple[str, str], PackageRow] = {}
     columns = [packages.c[name] for name in PACKAGE_COLUMNS]
     for chunk in in_groups(connection, tracking_numbers):
         query = select(*columns).where(one_of(connection, packages.c.tracking_number, chunk))

@@ -33,7 +33,7 @@ async def test_history_is_the_api_as_of_each_of_the_last_30_days(console: Consol
 
     service = console.app.state.service
     async with service.engine.connect() as connection:
-        days = await history(service, connection, SELLER, "AE", "Home & Kitchen")
+        days = await history(service.scoring, connection, SELLER, "AE", "Home & Kitchen")
     assert [d.day for d in days] == [TODAY - timedelta(days=30 - k) for k in range(30)]
     for entry in days:
         body = await api(console, f"/v1/sellers/{SELLER}/vtr", as_of=entry.day.isoformat())
@@ -58,7 +58,7 @@ async def test_history_with_a_window_lag_is_still_the_api_as_of_each_day(
     service = console.app.state.service
     monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"window_lag_days": 3}))
     async with service.engine.connect() as connection:
-        days = await history(service, connection, SELLER, "AE", "Home & Kitchen")
+        days = await history(service.scoring, connection, SELLER, "AE", "Home & Kitchen")
     for entry in days:
         body = await api(console, f"/v1/sellers/{SELLER}/vtr", as_of=entry.day.isoformat())
         expected = next(c for c in body["categories"] if c["marketplace"] == "AE")
@@ -103,7 +103,7 @@ async def test_history_follows_scans_that_come_after_the_promised_date(console: 
     async with service.engine.begin() as connection:
         await apply_records(connection, evaluator, [record(m) for m in messages], TODAY)
     async with service.engine.connect() as connection:
-        days = await history(service, connection, seller, "AE", "Late scans")
+        days = await history(service.scoring, connection, seller, "AE", "Late scans")
     for entry in days:
         body = await api(console, f"/v1/sellers/{seller}/vtr", as_of=entry.day.isoformat())
         expected = next((c for c in body["categories"] if c["category"] == "Late scans"), None)
@@ -128,12 +128,14 @@ async def test_overview_lanes_and_list_count_the_states_alike(console: Console) 
     async with service.engine.connect() as connection:
         totals = {
             state: (
-                await package_list(service, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=1)
+                await package_list(
+                    service.scoring, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=1
+                )
             ).total
             for state in ("invalid", "at_risk", "pending", "valid", "to_fix", "all")
         }
-        (ae,) = [row for row in await overview(service, connection, SELLER) if row.marketplace == "AE"]
-        found_lanes = await lanes(service, connection, SELLER, "AE", "Home & Kitchen")
+        (ae,) = [row for row in await overview(service.scoring, connection, SELLER) if row.marketplace == "AE"]
+        found_lanes = await lanes(service.scoring, connection, SELLER, "AE", "Home & Kitchen")
     assert (ae.invalid_packages, ae.at_risk_packages) == (totals["invalid"], totals["at_risk"])
     assert sum(lane.invalid for lane in found_lanes) == totals["invalid"]
     assert sum(lane.valid for lane in found_lanes) == totals["valid"]
@@ -178,23 +180,27 @@ async def test_package_filters_match_the_shipments_api(console: Console) -> None
     for state in ("invalid", "at_risk", "pending", "valid"):
         listed = await api(console, f"/v1/sellers/{SELLER}/shipments", state=state, limit="500", **AE)
         async with service.engine.connect() as connection:
-            page = await package_list(service, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=500)
+            page = await package_list(
+                service.scoring, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=500
+            )
         assert page.total == len(page.views) == len(listed["packages"]), state
         assert {v.order_id for v in page.views} == {p["order_id"] for p in listed["packages"]}
         by_state[state] = {p["order_id"] for p in listed["packages"]}
     # The default filter, to_fix, is the API's invalid and at-risk packages together.
     async with service.engine.connect() as connection:
-        to_fix = await package_list(service, connection, SELLER, **AE, state="to_fix", reason=None, offset=0, limit=500)
+        to_fix = await package_list(
+            service.scoring, connection, SELLER, **AE, state="to_fix", reason=None, offset=0, limit=500
+        )
     assert to_fix.total == len(to_fix.views)
     assert {v.order_id for v in to_fix.views} == by_state["invalid"] | by_state["at_risk"]
     assert by_state["invalid"] and by_state["at_risk"]
     async with service.engine.connect() as connection:
         everything = await package_list(
-            service, connection, SELLER, **AE, state="all", reason=None, offset=0, limit=1000
+            service.scoring, connection, SELLER, **AE, state="all", reason=None, offset=0, limit=1000
         )
         for reason in Reason:
             only = await package_list(
-                service, connection, SELLER, **AE, state="all", reason=reason, offset=0, limit=1000
+                service.scoring, connection, SELLER, **AE, state="all", reason=reason, offset=0, limit=1000
             )
             assert {v.order_id for v in only.views} == {v.order_id for v in everything.views if v.reason is reason}
     assert any(v.reason is Reason.NO_PHYSICAL_SCAN for v in everything.views)
