@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import zipfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,7 +57,10 @@ async def test_history_with_a_window_lag_is_still_the_api_as_of_each_day(
     from services.scorer.storage.console import history
 
     service = console.app.state.service
-    monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"window_lag_days": 3}))
+    lagged = service.settings.model_copy(update={"window_lag_days": 3})
+    # The scores and the console's reads both take the window from the service's Scoring.
+    monkeypatch.setattr(service.scoring, "settings", lagged)
+    monkeypatch.setattr(service.scoring, "rules", replace(service.scoring.rules, lag_days=3))
     async with service.engine.connect() as connection:
         days = await history(service.scoring, connection, SELLER, "AE", "Home & Kitchen")
     for entry in days:
@@ -532,8 +536,7 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
 async def test_the_package_list_names_the_last_mile_like_the_messages(console: Console) -> None:
     from services.ingest.carriers import seventeen_track
     from services.scorer.storage.plan import apply_records
-    from tests.scorer.conftest import NOW, record, shipment
-    from tests.scorer.test_last_mile import _push
+    from tests.scorer.conftest import NOW, last_mile_push, record, shipment
 
     handed_over = "LK123456785CN"
     messages = [
@@ -545,7 +548,7 @@ async def test_the_package_list_names_the_last_mile_like_the_messages(console: C
             tracking_number=handed_over,
             promised=TODAY + timedelta(days=3),
         ),
-        *seventeen_track.parse(_push(handed_over), NOW),
+        *seventeen_track.parse(last_mile_push(handed_over), NOW),
     ]
     service = console.app.state.service
     async with service.engine.begin() as connection:

@@ -22,29 +22,15 @@ from services.scorer.domain.policy import (
     summarise_scans,
 )
 from shared.schemas import CanonicalStatus, PackageState, Reason, TrackingLevel
+from tests.scorer.conftest import FUTURE, T0, TODAY, facts
 
-TODAY = date(2026, 6, 15)
 PAST = TODAY - timedelta(days=1)
-FUTURE = TODAY + timedelta(days=5)
-T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 
 S = CanonicalStatus
 
 
 def scans(*statuses: CanonicalStatus) -> list[Scan]:
     return [Scan(status, T0 + timedelta(hours=i)) for i, status in enumerate(statuses)]
-
-
-def facts(
-    marketplace: str,
-    amount: str,
-    currency: str,
-    carrier: str | None,
-    service: str | None = None,
-    ship_from: str = "CN",
-    tracking_number: str = "RR123456785CN",
-) -> ShipmentFacts:
-    return ShipmentFacts(marketplace, carrier, service, tracking_number, amount, currency, ship_from)
 
 
 # domain.md section 4: (#, facts, scans, valid?, required level, reason once the promised date passed)

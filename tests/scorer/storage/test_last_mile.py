@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.carriers import seventeen_track
@@ -15,39 +14,9 @@ from services.scorer.domain.evaluator import Evaluator
 from services.scorer.settings import ScorerSettings
 from services.scorer.storage.plan import apply_records
 from shared.schemas import PACKAGE_PAGE_CODEC, ShipmentConfirmed, TrackingEvent
-from tests.scorer.conftest import NOW, TODAY, record, shipment
+from tests.scorer.conftest import NOW, TODAY, last_mile_push, record, shipment
 
 AUTH = {"Authorization": "Bearer test-key"}
-
-
-def _push(number: str) -> bytes:
-    usps = {"key": 21051, "name": "USPS"}
-    events = [
-        {"time_utc": "2026-06-10T15:00:00Z", "description": "Out for delivery", "sub_status": "OutForDelivery_Other"}
-    ]
-    china_post = [{"time_utc": "2026-06-05T02:00:00Z", "description": "Posting", "sub_status": "InTransit_PickedUp"}]
-    return orjson.dumps(
-        {
-            "event": "TRACKING_UPDATED",
-            "data": {
-                "number": number,
-                "carrier": 3011,
-                "track_info": {
-                    "misc_info": {
-                        "local_number": "9400111899223197428490",
-                        "local_provider": "USPS",
-                        "local_key": 21051,
-                    },
-                    "tracking": {
-                        "providers": [
-                            {"provider": usps, "events": events},
-                            {"provider": {"key": 3011}, "events": china_post},
-                        ]
-                    },
-                },
-            },
-        }
-    )
 
 
 async def test_the_shipments_list_names_the_last_mile(
@@ -57,7 +26,7 @@ async def test_the_shipments_list_names_the_last_mile(
     messages: list[TrackingEvent | ShipmentConfirmed] = [
         shipment("o-1", tracking_number=handed_over, amount="5.00", promised=TODAY + timedelta(days=3)),
         shipment("o-2", tracking_number=plain, promised=TODAY + timedelta(days=3)),
-        *seventeen_track.parse(_push(handed_over), NOW),
+        *seventeen_track.parse(last_mile_push(handed_over), NOW),
     ]
     async with scorer_engine.begin() as connection:
         await apply_records(connection, evaluator, [record(message) for message in messages], TODAY)

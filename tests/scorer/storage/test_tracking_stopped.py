@@ -15,8 +15,7 @@ from services.scorer.domain.policy import TRACKING_STOPPED_STATUS, Policy, Scan,
 from services.scorer.storage.plan import apply_records
 from services.scorer.storage.schema import packages
 from shared.schemas import CanonicalStatus, PackageState, Reason, ShipmentConfirmed, TrackingEvent
-from tests.scorer.conftest import NOW, TODAY, event, record, shipment
-from tests.scorer.test_policy import FUTURE, T0, facts
+from tests.scorer.conftest import FUTURE, NOW, T0, TODAY, event, facts, record, shipment
 
 
 def test_a_stop_without_later_scans_is_the_pending_reason(policy: Policy) -> None:
