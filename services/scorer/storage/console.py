@@ -1,26 +1,46 @@
 """Read-only queries behind the console. Nothing here writes; the numbers come from the
-same functions as the API (:meth:`ScorerService.scores`, :meth:`ScorerService.views`) so
-the console and ``GET .../vtr`` / ``GET .../shipments`` cannot disagree."""
+same functions as the API (``Scoring.scores``, ``Scoring.views`` in runtime/scoring.py,
+passed in as :class:`ScoringReads`) so the console and ``GET .../vtr`` /
+``GET .../shipments`` cannot disagree."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.domain.packages import MICRO, PACKAGE_COLUMNS, PackageRow, package_from_row
 from services.scorer.domain.policy import invalid_reason_for
-from services.scorer.domain.window import WINDOW_DAYS, window
-from services.scorer.runtime.scoring import Scoring
+from services.scorer.domain.scores import CategoryScore
+from services.scorer.domain.window import WINDOW_DAYS, TodayFunction, window
+from services.scorer.settings import ScorerSettings
 from services.scorer.storage.packages import load_cancellations, load_scans
 from services.scorer.storage.schema import packages
 from shared.schemas import Level, PackageState, PackageView, Reason
+
+
+class ScoringReads(Protocol):
+    """What these queries use of the scorer's reads (``runtime/scoring.py``'s ``Scoring``)."""
+
+    settings: ScorerSettings
+    evaluator: Evaluator
+    today: TodayFunction
+
+    async def scores(
+        self, connection: AsyncConnection, seller_id: str, as_of: date, scope: tuple[str, str] | None = None
+    ) -> list[CategoryScore]: ...
+
+    async def views(
+        self, connection: AsyncConnection, rows: Sequence[PackageRow], today: date
+    ) -> list[PackageView]: ...
+
 
 #: Most rows one export holds (a seller's 30-day window is far below it).
 EXPORT_LIMIT = 100_000
@@ -42,7 +62,7 @@ class StateConditions:
     overdue: Any
 
     @classmethod
-    def on(cls, service: Scoring, today: date) -> StateConditions:
+    def on(cls, service: ScoringReads, today: date) -> StateConditions:
         c = packages.c
         is_pending = c.state == PackageState.PENDING.value
         overdue = and_(is_pending, c.promised_date < today)
@@ -109,7 +129,7 @@ class CategoryOverview:
         )
 
 
-async def overview(service: Scoring, connection: AsyncConnection, seller_id: str) -> list[CategoryOverview]:
+async def overview(service: ScoringReads, connection: AsyncConnection, seller_id: str) -> list[CategoryOverview]:
     """Every category of the seller (as ``GET .../vtr`` lists it), most urgent first."""
     today = service.today()
     rows = {
@@ -154,7 +174,7 @@ class HistoryDay:
 
 
 async def history(
-    service: Scoring, connection: AsyncConnection, seller_id: str, marketplace: str, category: str, days: int = 30
+    service: ScoringReads, connection: AsyncConnection, seller_id: str, marketplace: str, category: str, days: int = 30
 ) -> list[HistoryDay]:
     """The window's VTR and invalid reasons as ``GET .../vtr?as_of=d`` gives them, for each
     of the ``days`` days before today, oldest first.
@@ -225,7 +245,7 @@ async def history(
 
 
 def _conditions(
-    service: Scoring,
+    service: ScoringReads,
     seller_id: str,
     marketplace: str | None,
     category: str | None,
@@ -269,7 +289,7 @@ class PackageList:
 
 
 async def package_list(
-    service: Scoring,
+    service: ScoringReads,
     connection: AsyncConnection,
     seller_id: str,
     *,
@@ -314,7 +334,7 @@ class LaneHealth:
 
 
 async def lanes(
-    service: Scoring, connection: AsyncConnection, seller_id: str, marketplace: str, category: str
+    service: ScoringReads, connection: AsyncConnection, seller_id: str, marketplace: str, category: str
 ) -> list[LaneHealth]:
     """Carrier x service health of this seller-category: worst share of valid first."""
     today = service.today()
@@ -345,7 +365,7 @@ async def lanes(
 
 
 async def export_rows(
-    service: Scoring,
+    service: ScoringReads,
     connection: AsyncConnection,
     seller_id: str,
     *,
