@@ -224,7 +224,7 @@ ProjectionKey = tuple[str, str, str, date]
 
 async def refresh_projections(connection: AsyncConnection, settings: ModelSettings, today: date, now: datetime) -> int:
     """Rebuild the projected orders of every seller-category that confirmed packages in the
-    last two weeks (services/scorer/projection.py) and mark the categories whose projection
+    last two weeks (services/scorer/domain/projection.py) and mark the categories whose projection
     moved by half a package or more; returns how many were marked."""
     c = packages.c
     since = now - timedelta(days=max(LAG_DAYS, settings.projection_volume_days))

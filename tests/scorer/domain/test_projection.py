@@ -1,4 +1,4 @@
-"""Orders not confirmed yet (services/scorer/projection.py): volume, promise lags, health."""
+"""Orders not confirmed yet (services/scorer/domain/projection.py): volume, promise lags, health."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The next batch planned while this one is written (``ScorerService.plan_ahead``, PostgreSQL):
+"""The next batch planned while this one is written (``BatchApplier.plan_ahead``, PostgreSQL):
 applying batches that way leaves exactly what applying them one after the other leaves, when
 consecutive batches share parcels, and when a package changes under a plan."""
 

@@ -1,4 +1,4 @@
-"""The read path's cache of computed answers (services/scorer/reads.py) against a real
+"""The read path's cache of computed answers (services/scorer/runtime/reads.py) against a real
 database: versions bumped by the outbox triggers, answers that follow every committed
 change (made by another engine, as another instance would), the ASGI fast path answering
 exactly what the FastAPI route answers, and the publisher filling the cache."""

@@ -536,7 +536,7 @@ async def test_records_decoded_ahead_give_the_same_state_and_serve_one_attempt(
     scorer_engine: AsyncEngine, evaluator: Evaluator
 ) -> None:
     """The service decodes the next batch's records while a batch waits for the database
-    (``ScorerService.prepare_records``). Applying from them equals decoding in the batch;
+    (``BatchApplier.prepare_records``). Applying from them equals decoding in the batch;
     an entry whose bytes are not the record's (the offset holds another record now) is not
     used; entries are used up by an attempt, so a rolled-back batch decodes afresh rather
     than reuse rows its failed attempt evaluated in place."""
