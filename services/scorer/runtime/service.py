@@ -28,9 +28,9 @@ from services.scorer.runtime.scoring import Scoring
 from services.scorer.settings import ScorerSettings
 from services.scorer.storage.schema import offsets
 from services.scorer.storage.staging import create_staging_tables_on_connect
+from shared.consumer.consumer import TransactionalConsumer
 from shared.kafka import ensure_topics, make_producer
 from shared.topics import INPUT_TOPICS, SCORES_TOPIC, SHIPMENTS, TRACKING_EVENTS
-from shared.transactional_consumer import TransactionalConsumer
 
 log = logging.getLogger(__name__)
 
