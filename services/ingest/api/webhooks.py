@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -230,7 +230,7 @@ def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRou
     return WebhookRoutes(router, handler, by_path)
 
 
-def _receiver(handler: WebhookHandler, spec: WebhookSource, name: str) -> Any:
+def _receiver(handler: WebhookHandler, spec: WebhookSource, name: str) -> Callable[[Request], Awaitable[Response]]:
     async def receive(request: Request) -> Response:
         return (await handler.handle(spec, request)).response()
 
