@@ -145,9 +145,9 @@ class IngestSettings(ServiceSettings):
         ),
     )
     #: Seconds between two searchOrders rounds per connected seller (usage plan: 0.0056/s, burst 20).
-    amazon_orders_poll_seconds: float = Field(default=900.0, ge=60)
+    amazon_orders_poll_seconds: float = Field(default=900.0, gt=0)
     #: Seconds between two performance reports per connected seller (one right after connecting).
-    amazon_report_poll_seconds: float = Field(default=86400.0, ge=60)
+    amazon_report_poll_seconds: float = Field(default=86400.0, gt=0)
 
     # --- The workers' metrics and health endpoint (registrar, Yanwen poller) ---
     #: Port of the workers' small HTTP server: /metrics, /healthz, /readyz (on VTR_HTTP_HOST).

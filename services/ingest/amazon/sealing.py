@@ -23,8 +23,6 @@ import os
 import time
 from dataclasses import dataclass
 
-from typing import cast
-
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.ingest.amazon.marketplaces import REGIONS, Region
@@ -125,4 +123,4 @@ def verify_state(keys: TokenKeys, state: str, now: float | None = None) -> Conse
         raise SealError("state has an unknown form")
     if int(expires) < (time.time() if now is None else now):
         raise SealError("state has expired: start again from the connect link")
-    return ConsentState(_unb64(seller).decode(), cast(Region, region), nonce, int(expires))
+    return ConsentState(_unb64(seller).decode(), region, nonce, int(expires))

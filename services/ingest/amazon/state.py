@@ -138,9 +138,9 @@ async def read_state(settings: IngestSettings) -> StateBook:
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(AMAZON_STATE, p) for p in sorted(await consumer.partitions_for_topic(AMAZON_STATE) or ())
-        ]
+        await consumer.topics()  # fetches the cluster's metadata
+        numbers = consumer.partitions_for_topic(AMAZON_STATE) or set()
+        partitions = [TopicPartition(AMAZON_STATE, number) for number in sorted(numbers)]
         if not partitions:
             return book
         consumer.assign(partitions)

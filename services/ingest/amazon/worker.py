@@ -29,6 +29,7 @@ logged with the seller and order. An unchanged order read again is not published
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -89,6 +90,7 @@ from shared.schemas import (
     SHIPMENT_CODEC,
     SOURCE_AMAZON,
     ContractError,
+    ShipmentCancelled,
     ShipmentConfirmed,
 )
 from shared.topics import AMAZON_STATE, AMAZON_VTR, SHIPMENTS
@@ -116,22 +118,29 @@ class Confirmed:
 
     erp: ShipmentConfirmed | None = None
     amazon: ShipmentConfirmed | None = None
+    cancelled: bool = False
 
 
 @dataclass
 class Orders:
-    """Confirmations on ``vtr.shipments.v1`` of the connected sellers, by (seller, order)."""
+    """Confirmations and cancellations on ``vtr.shipments.v1``, by (seller, order). Every
+    seller's, not only the connected ones': a seller's ERP confirmations may be on the
+    topic before its connection is (the topics are read side by side), and a seller may
+    connect after its ERP confirmed. The cost is memory, as for the Yanwen poller."""
 
     by_order: dict[tuple[str, str], Confirmed] = field(default_factory=dict)
 
-    def apply(self, payload: bytes | None, sellers: set[str]) -> None:
+    def apply(self, payload: bytes | None) -> None:
         try:
             message = SHIPMENT_CODEC.decode(payload or b"")
         except ContractError:
             return
-        if not isinstance(message, ShipmentConfirmed) or message.seller_id not in sellers:
+        if message.seller_id is None or message.order_id is None:
             return
         entry = self.by_order.setdefault((message.seller_id, message.order_id), Confirmed())
+        if isinstance(message, ShipmentCancelled):
+            entry.cancelled = True
+            return
         if message.source == SOURCE_AMAZON:
             entry.amazon = message
         else:
@@ -286,9 +295,10 @@ class AmazonWorker:
         known = self.orders.by_order.get((seller, order["orderId"]), Confirmed())
         if is_cancelled(order):
             confirmed = known.amazon or known.erp
-            if confirmed is None:
-                return None  # never confirmed: nothing counts, nothing to cancel
+            if confirmed is None or known.cancelled:
+                return None  # never confirmed (nothing counts) or cancelled already
             cancellation = cancellation_of(order, seller, confirmed.tracking_number, received_at)
+            self.orders.by_order.setdefault((seller, cancellation.order_id or ""), known).cancelled = True
             AMAZON_CONFIRMATIONS.labels("cancelled", "published").inc()
             return Record(SHIPMENTS, cancellation.tracking_number.encode(), SHIPMENT_CODEC.encode(cancellation))
         category = known.erp.category if known.erp is not None else await self._category(api, order)
@@ -296,6 +306,12 @@ class AmazonWorker:
         if built is None:
             return None
         message, check = built
+        if _same(message, known.amazon):
+            AMAZON_CONFIRMATIONS.labels("confirmed", "unchanged").inc()
+            return None
+        AMAZON_CONFIRMATIONS.labels("confirmed", "published").inc()
+        if known.erp is not None:
+            self._note_disagreements(known.erp, message)
         if check.flags:
             AMAZON_CARRIER_NAME_FLAGS.labels(check.flags[0]).inc()
             log.warning(
@@ -307,12 +323,6 @@ class AmazonWorker:
                     "problem": check.advice,
                 },
             )
-        if known.erp is not None:
-            self._note_disagreements(known.erp, message)
-        if _same(message, known.amazon):
-            AMAZON_CONFIRMATIONS.labels("confirmed", "unchanged").inc()
-            return None
-        AMAZON_CONFIRMATIONS.labels("confirmed", "published").inc()
         self.orders.by_order.setdefault((seller, message.order_id), known).amazon = message
         return Record(SHIPMENTS, message.tracking_number.encode(), SHIPMENT_CODEC.encode(message))
 
@@ -344,13 +354,13 @@ class AmazonWorker:
                 answer = category_of(item, marketplace.marketplace_id, self._categories)
             cached = (time.monotonic(), answer)
             self._catalog[key] = cached
-        answer = cached[1]
-        if answer.reason:
-            AMAZON_UNCATEGORISED.labels("catalogue" if "catalogue" in answer.reason else "unmapped").inc()
-            log.info(
-                "ASIN uncategorised", extra={"asin": key[0], "marketplace": marketplace.code, "problem": answer.reason}
-            )
-        return answer.category
+            if answer.reason:
+                AMAZON_UNCATEGORISED.labels("catalogue" if "catalogue" in answer.reason else "unmapped").inc()
+                log.info(
+                    "ASIN uncategorised",
+                    extra={"asin": key[0], "marketplace": marketplace.code, "problem": answer.reason},
+                )
+        return cached[1].category
 
     async def report_round(self, api: SellingPartnerApi, connection: Connection, progress: Progress) -> Progress:
         started = self._now()
@@ -399,13 +409,12 @@ class AmazonWorker:
             while not stop.is_set():
                 WORKER_LOOP.tick()
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                sellers = {seller for seller, _ in self.book.connections}
                 for partition, records in batches.items():
                     for record in records:
                         if partition.topic == AMAZON_STATE:
                             self.book.apply(record.value)
                         else:
-                            self.orders.apply(record.value, sellers)
+                            self.orders.apply(record.value)
                 if any(batches.values()):
                     continue  # catch up with both topics before asking Amazon
                 self._count_connections()
@@ -417,7 +426,18 @@ class AmazonWorker:
                         continue
                     if stop.is_set():
                         break
-                    await self.serve(connection)
+                    # A round may wait minutes for its usage plan (searchOrders: one call per
+                    # 3 minutes once the burst is spent): SIGTERM must not wait for it.
+                    serving = asyncio.create_task(self.serve(connection))
+                    stopping = asyncio.create_task(stop.wait())
+                    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    stopping.cancel()
+                    if not serving.done():
+                        serving.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await serving
+                        break
+                    serving.result()
                     self._next_round[round_key] = time.monotonic() + self._settings.amazon_orders_poll_seconds
         finally:
             await consumer.stop()
