@@ -56,7 +56,7 @@ def mfn_order(
     status: str = "SHIPPED",
 ) -> dict[str, Any]:
     """The sandbox's merchant-fulfilled order (searchOrders static case 2) with these values."""
-    order = copy.deepcopy(SANDBOX["searchOrders"][1]["orders"][0])
+    order: dict[str, Any] = copy.deepcopy(SANDBOX["searchOrders"][1]["orders"][0])
     order["orderId"] = order_id
     order["lastUpdatedTime"] = updated
     order["salesChannel"]["marketplaceId"] = marketplace_id
@@ -72,7 +72,7 @@ def mfn_order(
 
 def catalog_item(asin: str, marketplace_id: str, display_group: str | None) -> dict[str, Any]:
     """The sandbox's getCatalogItem answer for ``asin`` in ``marketplace_id``."""
-    item = copy.deepcopy(SANDBOX["getCatalogItem"][0])
+    item: dict[str, Any] = copy.deepcopy(SANDBOX["getCatalogItem"][0])
     item["asin"] = asin
     for entry in (*item["summaries"], *item["classifications"]):
         entry["marketplaceId"] = marketplace_id
