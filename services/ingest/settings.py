@@ -190,6 +190,14 @@ class IngestSettings(ServiceSettings):
     def _split_lists(cls, value: Any) -> Any:
         return comma_separated(value)
 
+    @field_validator("amazon_token_key")
+    @classmethod
+    def _token_keys_readable(cls, value: SecretStr) -> SecretStr:
+        from services.ingest.amazon.sealing import TokenKeys
+
+        TokenKeys.parse(value.get_secret_value())
+        return value
+
     @model_validator(mode="after")
     def _aes_key_length(self) -> IngestSettings:
         # Only checked when the encrypted envelope is on: the key is unused otherwise.
