@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
+from services.scorer.amazon_vtr import seller_comparisons
 from services.scorer.reads import UNKNOWN_SELLER
 from services.scorer.service import ScorerService, decode_cursor
 from shared.http import bearer_auth
@@ -75,5 +76,18 @@ def vtr_router(service: ScorerService) -> APIRouter:
                 after_id=after_id,
             )
         return Response(PACKAGE_PAGE_CODEC.encode(page), media_type="application/json")
+
+    @router.get("/{seller_id}/amazon")
+    async def seller_amazon_vtr(seller_id: SellerId) -> dict[str, object]:
+        """Amazon's own VTR per marketplace (its seller performance report) beside
+        vtrwatch's over the same reporting range, and the difference (docs/amazon.md)."""
+        async with service.engine.connect() as connection:
+            marketplaces = await seller_comparisons(connection, seller_id)
+        if not marketplaces:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                "no Amazon performance report for this seller yet: connect Amazon (docs/amazon.md)",
+            )
+        return {"seller_id": seller_id, "marketplaces": marketplaces}
 
     return router

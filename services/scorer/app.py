@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from services.scorer.amazon_vtr import consume_amazon_vtr, refresh_difference_gauges_every
 from services.scorer.api import vtr_router
 from services.scorer.console.notifier_client import NotifierReader
 from services.scorer.console.routes import console_router
@@ -71,14 +73,27 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await report_schema(engine, MIGRATIONS_DIR, "scorer")
         await service.reads.start()
+        amazon_stop = asyncio.Event()
+        amazon_tasks: list[asyncio.Task[None]] = []
         try:
             if background:
                 await service.start()
+                amazon_tasks = [
+                    asyncio.create_task(consume_amazon_vtr(settings, engine, amazon_stop), name="amazon-vtr"),
+                    asyncio.create_task(
+                        refresh_difference_gauges_every(engine, settings.gauges_interval_seconds, amazon_stop),
+                        name="amazon-vtr-gauges",
+                    ),
+                ]
             tune_garbage_collector()
             try:
                 yield
             finally:
                 if background:
+                    amazon_stop.set()
+                    for task in amazon_tasks:
+                        task.cancel()
+                    await asyncio.gather(*amazon_tasks, return_exceptions=True)
                     await service.stop()
         finally:
             await service.reads.stop()

@@ -30,6 +30,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.notifier.messages import action_for, carrier_text, reason_label
+from services.scorer.amazon_vtr import seller_comparisons
 from services.scorer.console import charts, queries
 from services.scorer.console.i18n import (
     KIND_NAMES,
@@ -211,12 +212,14 @@ def console_router(service: ScorerService) -> APIRouter:
         language = language_of(request)
         async with service.engine.connect() as connection:
             rows = await queries.overview(service, connection, seller_id)
+            amazon = await seller_comparisons(connection, seller_id)
         return page(
             request,
             "overview.html",
             {
                 **common(seller_id, language, access),
                 "rows": rows,
+                "amazon": amazon,
                 "category_url": lambda row: (
                     f"{_seller_path(seller_id)}/category?"
                     + urlencode({"marketplace": row.marketplace, "category": row.category})
