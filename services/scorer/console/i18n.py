@@ -149,7 +149,8 @@ STRINGS: Mapping[Language, Mapping[str, str]] = {
         "one_day": "1 天",
         "no_categories": "该卖家在 30 天窗口内还没有包裹。",
         "amazon_heading": "亚马逊自己的有效追踪率与 vtrwatch 对照",
-        "amazon_note": "来自亚马逊卖家绩效报告，按站点、按亚马逊的统计区间；vtrwatch 的数字按同一区间统计。差值为 vtrwatch 减亚马逊。",
+        "amazon_note": "来自亚马逊卖家绩效报告，按站点、按亚马逊的统计区间；"
+        "vtrwatch 的数字按同一区间统计。差值为 vtrwatch 减亚马逊。",
         "amazon_range": "统计区间",
         "amazon_rate": "亚马逊 VTR",
         "amazon_status": "亚马逊状态",
