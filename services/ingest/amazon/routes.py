@@ -110,7 +110,8 @@ def amazon_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
             )
         state = keys.sign_state(seller_id, region)
         query = urlencode({"application_id": settings.spapi_application_id, "state": state})
-        url = f"{settings.seller_central_consent_url(region)}?{query}"
+        consent = settings.seller_central_consent_url(region)
+        url = f"{consent}{'&' if '?' in consent else '?'}{query}"
         return json_response({"consent_url": url, "expires_in_seconds": STATE_LIFETIME_SECONDS}, 302, {"Location": url})
 
     @router.get(
