@@ -228,7 +228,7 @@ class AmazonVtrStatus(StrEnum):
     NONE = "NONE"
 
 
-class AmazonVtr(msgspec.Struct, frozen=True, kw_only=True):
+class AmazonVtr(msgspec.Struct, frozen=True, kw_only=True, tag="vtr", tag_field="type"):
     """Amazon's own valid tracking rate of one seller x marketplace, from its seller
     performance report (``vtr.amazon-vtr.v1``, key: seller id). Idempotent: the newest
     ``fetched_at`` for a seller, marketplace and reporting range wins."""
@@ -248,6 +248,22 @@ class AmazonVtr(msgspec.Struct, frozen=True, kw_only=True):
     fetched_at: UtcDateTime
     #: What looked wrong in the report and was read around (``counts_inconsistent``, ...).
     problems: tuple[str, ...] = ()
+
+
+class AmazonConnectionChanged(msgspec.Struct, frozen=True, kw_only=True, tag="connection", tag_field="type"):
+    """A seller's Amazon connection changed state (``vtr.amazon-vtr.v1``, key: seller id):
+    ``reconnect_needed`` when Amazon refused its authorisation (revoked in Seller Central,
+    expired), so the seller is told to connect again."""
+
+    seller_id: NonEmpty
+    region: NonEmpty
+    state: NonEmpty
+    reason: str
+    changed_at: UtcDateTime
+
+
+AmazonMessage = AmazonVtr | AmazonConnectionChanged
+RECONNECT_NEEDED = "reconnect_needed"
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -294,7 +310,7 @@ TRACKING_EVENT_CODEC: Codec[TrackingEvent] = Codec(TrackingEvent, "tracking even
 SHIPMENT_CODEC: Codec[ShipmentMessage] = Codec(ShipmentMessage, "shipment")
 SCORE_CODEC: Codec[ScoreSnapshot] = Codec(ScoreSnapshot, "score snapshot")
 DEADLETTER_CODEC: Codec[DeadLetter] = Codec(DeadLetter, "dead letter")
-AMAZON_VTR_CODEC: Codec[AmazonVtr] = Codec(AmazonVtr, "Amazon VTR")
+AMAZON_CODEC: Codec[AmazonMessage] = Codec(AmazonMessage, "Amazon")
 
 
 class PackageState(StrEnum):

@@ -30,9 +30,17 @@ from services.notifier.db import SELLER_ID_LENGTH, as_utc, dialect_insert, outbo
 from services.notifier.messages import Language
 from services.notifier.processing import CHANNEL_EMAIL, load_subscriptions
 from shared.console_links import ConsoleLinks
-from shared.schemas import AMAZON_VTR_CODEC, AmazonVtr, AmazonVtrStatus, ContractError
+from shared.schemas import (
+    AMAZON_CODEC,
+    RECONNECT_NEEDED,
+    AmazonConnectionChanged,
+    AmazonVtr,
+    AmazonVtrStatus,
+    ContractError,
+)
 
 AMAZON_BAD = "amazon_bad"
+AMAZON_RECONNECT = "amazon_reconnect"
 AMAZON_GROUP = "vtr-notifier-amazon"
 
 amazon_statuses = Table(
@@ -76,22 +84,33 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
-def compose(figure: AmazonVtr, language: Language, console_url: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(e-mail content, Slack message) of a status that turned BAD."""
-    subject_text, lines = TEXTS[language]
-    fields = {
-        "marketplace": figure.marketplace,
-        "rate": _percent(figure.rate),
-        "target": _percent(figure.target_value),
-        "start": figure.reporting_from.isoformat(),
-        "end": figure.reporting_to.isoformat(),
-        "valid": "–" if figure.valid_tracking_count is None else figure.valid_tracking_count,
-        "shipments": "–" if figure.shipment_count is None else figure.shipment_count,
-    }
-    paragraphs = [line.format(**fields) for line in lines]
-    if console_url:
-        paragraphs.append(CONSOLE_LINE[language].format(url=console_url))
-    subject = subject_text.format(**fields)
+RECONNECT_TEXTS: dict[Language, tuple[str, tuple[str, ...]]] = {
+    Language.EN: (
+        "vtrwatch can no longer read your Amazon data ({region})",
+        (
+            "Amazon refused vtrwatch's authorisation for your seller account in the {region} region ({reason}):"
+            " it was removed in Seller Central, or has expired.",
+            "Until you connect again, vtrwatch does not see the orders of these marketplaces that your ERP does"
+            " not confirm, nor Amazon's own Valid Tracking Rate, so your numbers may be incomplete.",
+            "To reconnect: ask your engineer or your vtrwatch contact for a new connect link"
+            " (GET /v1/amazon/authorize) and confirm in Seller Central.",
+        ),
+    ),
+    Language.ZH_CN: (
+        "vtrwatch 已无法读取您的亚马逊数据（{region}）",
+        (
+            "亚马逊拒绝了 vtrwatch 对您 {region} 区域卖家账户的授权（{reason}）：授权已在卖家平台被移除或已过期。",
+            "重新连接之前，vtrwatch 看不到这些站点中您的 ERP 未确认的订单，"
+            "也看不到亚马逊自己的有效追踪率，您的数字可能不完整。",
+            "重新连接：请您的技术人员或 vtrwatch 联系人提供新的连接链接（GET /v1/amazon/authorize），"
+            "并在卖家平台确认授权。",
+        ),
+    ),
+}
+REGION_NAMES = {"na": "North America", "eu": "Europe", "fe": "Far East"}
+
+
+def _rendered(subject: str, paragraphs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     email = {
         "subject": subject,
         "text": "\n\n".join(paragraphs) + "\n",
@@ -107,9 +126,33 @@ def compose(figure: AmazonVtr, language: Language, console_url: str | None) -> t
     return email, slack
 
 
-def _dedupe(figure: AmazonVtr, channel: str, recipient: str) -> str:
-    identity = "\x1f".join((AMAZON_BAD, figure.seller_id, figure.marketplace, figure.report_id, channel, recipient))
-    return hashlib.sha256(identity.encode()).hexdigest()
+def compose_reconnect(notice: AmazonConnectionChanged, language: Language) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(e-mail content, Slack message) telling the seller to connect Amazon again."""
+    subject_text, lines = RECONNECT_TEXTS[language]
+    fields = {"region": REGION_NAMES.get(notice.region, notice.region), "reason": notice.reason[:200]}
+    return _rendered(subject_text.format(**fields), [line.format(**fields) for line in lines])
+
+
+def compose(figure: AmazonVtr, language: Language, console_url: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(e-mail content, Slack message) of a status that turned BAD."""
+    subject_text, lines = TEXTS[language]
+    fields = {
+        "marketplace": figure.marketplace,
+        "rate": _percent(figure.rate),
+        "target": _percent(figure.target_value),
+        "start": figure.reporting_from.isoformat(),
+        "end": figure.reporting_to.isoformat(),
+        "valid": "–" if figure.valid_tracking_count is None else figure.valid_tracking_count,
+        "shipments": "–" if figure.shipment_count is None else figure.shipment_count,
+    }
+    paragraphs = [line.format(**fields) for line in lines]
+    if console_url:
+        paragraphs.append(CONSOLE_LINE[language].format(url=console_url))
+    return _rendered(subject_text.format(**fields), paragraphs)
+
+
+def _dedupe(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 class AmazonStatusProcessor:
@@ -117,16 +160,57 @@ class AmazonStatusProcessor:
         self._clock = clock
         self._links = console_links
 
+    async def _reconnect_messages(self, connection: AsyncConnection, notices: list[AmazonConnectionChanged]) -> None:
+        """One message per notice (its time in the dedupe key: a redelivered record sends nothing new)."""
+        if not notices:
+            return
+        subscriptions = await load_subscriptions(connection, {notice.seller_id for notice in notices})
+        now = self._clock()
+        rows = []
+        for notice in notices:
+            subscription = subscriptions.get(notice.seller_id)
+            if subscription is None:
+                continue
+            language = Language(subscription.language)
+            email, slack = compose_reconnect(notice, language)
+            for channel, recipient in subscription.recipients():
+                identity = (AMAZON_RECONNECT, notice.seller_id, notice.region, notice.changed_at.isoformat())
+                rows.append(
+                    _outbox_row(
+                        AMAZON_RECONNECT,
+                        _dedupe(*identity, channel, recipient),
+                        notice.seller_id,
+                        "*",
+                        AMAZON_CODEC.encode(notice).decode(),
+                        channel,
+                        recipient,
+                        language,
+                        email if channel == CHANNEL_EMAIL else slack,
+                        now,
+                    )
+                )
+        metrics.AMAZON_STATUSES.labels("reconnect_needed").inc(len(notices))
+        if rows:
+            await connection.execute(
+                dialect_insert(connection, outbox).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            )
+
     async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         figures: list[AmazonVtr] = []
+        notices: list[AmazonConnectionChanged] = []
         for record in records:
             try:
-                figure = AMAZON_VTR_CODEC.decode(record.value or b"")
+                message = AMAZON_CODEC.decode(record.value or b"")
             except ContractError:
                 metrics.AMAZON_STATUSES.labels("invalid").inc()
                 continue
-            if len(figure.seller_id) <= SELLER_ID_LENGTH:
-                figures.append(figure)
+            if len(message.seller_id) > SELLER_ID_LENGTH:
+                continue
+            if isinstance(message, AmazonVtr):
+                figures.append(message)
+            elif message.state == RECONNECT_NEEDED:
+                notices.append(message)
+        await self._reconnect_messages(connection, notices)
         if not figures:
             return
         keys = sorted({(figure.seller_id, figure.marketplace) for figure in figures})
@@ -166,7 +250,18 @@ class AmazonStatusProcessor:
             email, slack = compose(figure, language, url)
             for channel, recipient in subscription.recipients():
                 rows.append(
-                    _outbox_row(figure, channel, recipient, language, email if channel == CHANNEL_EMAIL else slack, now)
+                    _outbox_row(
+                        AMAZON_BAD,
+                        _dedupe(AMAZON_BAD, figure.seller_id, figure.marketplace, figure.report_id, channel, recipient),
+                        figure.seller_id,
+                        figure.marketplace,
+                        AMAZON_CODEC.encode(figure).decode(),
+                        channel,
+                        recipient,
+                        language,
+                        email if channel == CHANNEL_EMAIL else slack,
+                        now,
+                    )
                 )
         metrics.AMAZON_STATUSES.labels("turned_bad").inc(len(turned_bad))
         metrics.AMAZON_STATUSES.labels("kept").inc(applied - len(turned_bad))
@@ -190,21 +285,30 @@ class AmazonStatusProcessor:
 
 
 def _outbox_row(
-    figure: AmazonVtr, channel: str, recipient: str, language: Language, rendered: dict[str, Any], now: datetime
+    kind: str,
+    dedupe_key: str,
+    seller_id: str,
+    marketplace: str,
+    source: str,
+    channel: str,
+    recipient: str,
+    language: Language,
+    rendered: dict[str, Any],
+    now: datetime,
 ) -> dict[str, Any]:
     return {
-        "dedupe_key": _dedupe(figure, channel, recipient),
-        "seller_id": figure.seller_id,
-        "marketplace": figure.marketplace,
+        "dedupe_key": dedupe_key,
+        "seller_id": seller_id,
+        "marketplace": marketplace,
         "category": "*",
-        "kind": AMAZON_BAD,
+        "kind": kind,
         "previous_level": "",
         "level": "",
         "notice_seq": 0,
         "channel": channel,
         "recipient": recipient,
         "language": language.value,
-        "snapshot": AMAZON_VTR_CODEC.encode(figure).decode(),
+        "snapshot": source,
         "rendered": orjson.dumps(rendered).decode(),
         "packages_listed": False,
         "status": db.OUTBOX_PENDING,

@@ -30,7 +30,7 @@ from services.scorer import metrics
 from services.scorer.schema import daily_counts, metadata
 from services.scorer.store import dialect_insert
 from shared.kafka import make_consumer
-from shared.schemas import AMAZON_VTR_CODEC, AmazonVtr, AmazonVtrStatus, ContractError
+from shared.schemas import AMAZON_CODEC, AmazonVtr, AmazonVtrStatus, ContractError
 from shared.settings import ServiceSettings
 from shared.topics import AMAZON_VTR
 
@@ -233,10 +233,13 @@ async def consume_amazon_vtr(settings: ServiceSettings, engine: AsyncEngine, sto
                 for records in batches.values():
                     for record in records:
                         try:
-                            figures.append(AMAZON_VTR_CODEC.decode(record.value or b""))
+                            message = AMAZON_CODEC.decode(record.value or b"")
                         except ContractError as error:
                             metrics.RECORDS.labels(AMAZON_VTR, "invalid").inc()
                             log.warning("Amazon VTR record skipped", extra={"problem": str(error)[:300]})
+                            continue
+                        if isinstance(message, AmazonVtr):  # connection notices are the notifier's
+                            figures.append(message)
                 if figures:
                     async with engine.begin() as connection:
                         await keep(connection, figures)

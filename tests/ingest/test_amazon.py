@@ -23,7 +23,14 @@ from services.ingest.amazon.state import RECONNECT_NEEDED, read_state, summary
 from services.ingest.amazon.worker import AmazonWorker
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
-from shared.schemas import AMAZON_VTR_CODEC, SHIPMENT_CODEC, AmazonVtrStatus, ShipmentCancelled, ShipmentConfirmed
+from shared.schemas import (
+    AMAZON_CODEC,
+    SHIPMENT_CODEC,
+    AmazonConnectionChanged,
+    AmazonVtrStatus,
+    ShipmentCancelled,
+    ShipmentConfirmed,
+)
 from shared.topics import AMAZON_STATE, AMAZON_VTR, SHIPMENTS
 from tests.ingest.conftest import AUTH, SettingsFactory, keyed, read_topic, running_ingest
 from tests.ingest.fake_amazon import (
@@ -304,7 +311,7 @@ async def test_a_connected_sellers_orders_become_confirmations_once_with_categor
         assert any(query["lastUpdatedAfter"] == "2026-12-01T11:50:00Z" for query in searches)
         assert operations.count("getCatalogItem") == 2  # the US item comes from the ERP; cached after
 
-        figures = {v.marketplace: v for v in (AMAZON_VTR_CODEC.decode(r.value or b"") for r in vtr_records)}
+        figures = {v.marketplace: v for v in (AMAZON_CODEC.decode(r.value or b"") for r in vtr_records)}
         assert figures["US"].rate == 0.94 and figures["US"].status is AmazonVtrStatus.BAD
         assert (figures["US"].shipment_count, figures["US"].valid_tracking_count) == (200, 188)
         assert figures["UK"].problems == ("counts_inconsistent",)  # kept, and said
@@ -321,6 +328,12 @@ async def test_a_revoked_authorisation_asks_the_seller_to_reconnect(make_setting
         revoked_before = _counter("vtr_ingest_amazon_authorisations_revoked_total")
         async with running_worker(settings):
             await read_topic(settings, AMAZON_STATE, keyed(f"revoked:{seller}:na"), expected=1, timeout_seconds=20)
+            (notice,) = [
+                AMAZON_CODEC.decode(record.value or b"")
+                for record in await read_topic(settings, AMAZON_VTR, keyed(seller), expected=1, timeout_seconds=20)
+            ]
+        assert isinstance(notice, AmazonConnectionChanged)
+        assert (notice.state, notice.region) == ("reconnect_needed", "na") and "invalid_grant" in notice.reason
         assert _counter("vtr_ingest_amazon_authorisations_revoked_total") >= revoked_before + 1
         book = await read_state(settings)
         assert book.status((seller, "na")) == RECONNECT_NEEDED

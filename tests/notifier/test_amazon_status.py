@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from services.notifier.amazon_status import compose
 from services.notifier.messages import Language
 from shared.kafka import make_producer
-from shared.schemas import AMAZON_VTR_CODEC, AmazonVtr, AmazonVtrStatus
+from shared.schemas import AMAZON_CODEC, AmazonConnectionChanged, AmazonVtr, AmazonVtrStatus
 from shared.topics import AMAZON_VTR
 from tests.notifier.conftest import HttpStandIns, SmtpServer, eventually
 from tests.notifier.test_end_to_end import AUTH, notifier_settings, run_app
@@ -48,7 +48,7 @@ async def test_a_status_turning_bad_messages_the_seller_once(
 
     async def send(*figures: AmazonVtr) -> None:
         for item in figures:
-            await producer.send_and_wait(AMAZON_VTR, AMAZON_VTR_CODEC.encode(item), key=item.seller_id.encode())
+            await producer.send_and_wait(AMAZON_VTR, AMAZON_CODEC.encode(item), key=item.seller_id.encode())
 
     def subjects() -> list[str]:
         return [str(message["Subject"]) for message in smtp_server.messages_to(ADDRESS)]
@@ -70,9 +70,24 @@ async def test_a_status_turning_bad_messages_the_seller_once(
             await send(figure(seller, AmazonVtrStatus.BAD, "R3", 2))  # still BAD: nothing new
             await send(figure(seller, AmazonVtrStatus.GOOD, "R4", 3), figure(seller, AmazonVtrStatus.BAD, "R5", 4))
             await eventually(lambda: len(subjects()) == 2 and len(slack_texts()) == 2, message="BAD again")
+            revoked = AmazonConnectionChanged(
+                seller_id=seller,
+                region="na",
+                state="reconnect_needed",
+                reason="LWA refused the grant (invalid_grant)",
+                changed_at=datetime(2026, 12, 7, 9, 0, tzinfo=UTC),
+            )
+            await producer.send_and_wait(AMAZON_VTR, AMAZON_CODEC.encode(revoked), key=seller.encode())
+            await producer.send_and_wait(AMAZON_VTR, AMAZON_CODEC.encode(revoked), key=seller.encode())  # re-sent
+            await eventually(lambda: len(subjects()) == 3, message="reconnect message")
         finally:
             await producer.stop()
-    assert subjects() == ["Amazon rates your Valid Tracking Rate in US as BAD"] * 2
+    assert subjects() == [
+        *["Amazon rates your Valid Tracking Rate in US as BAD"] * 2,
+        "vtrwatch can no longer read your Amazon data (North America)",
+    ]
+    reconnect = smtp_server.messages_to(ADDRESS)[2].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "GET /v1/amazon/authorize" in reconnect and "invalid_grant" in reconnect
     body = smtp_server.messages_to(ADDRESS)[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "92.5% against Amazon's target of 95.0%, over 2026-11-07 to 2026-12-06" in body
     assert "(37 of 40 shipments with valid tracking)" in body

@@ -26,12 +26,12 @@ from services.ingest.amazon.sealing import SealedToken
 from services.ingest.publisher import Record
 from services.ingest.settings import IngestSettings
 from shared.kafka import make_consumer
-from shared.schemas import UtcDateTime
+from shared.schemas import RECONNECT_NEEDED, UtcDateTime
 from shared.topics import AMAZON_STATE
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
-RECONNECT_NEEDED = "reconnect_needed"
+__all__ = ["CONNECTED", "DISCONNECTED", "RECONNECT_NEEDED"]
 
 
 class Connection(msgspec.Struct, frozen=True, kw_only=True, tag="connection", tag_field="type"):

@@ -64,7 +64,6 @@ from services.ingest.amazon.reports import ReportProblem, parse_performance_repo
 from services.ingest.amazon.sealing import SealError, TokenKeys
 from services.ingest.amazon.state import (
     CONNECTED,
-    RECONNECT_NEEDED,
     Connection,
     Progress,
     Revocation,
@@ -86,9 +85,11 @@ from services.ingest.vendor_calls import Retryable, RetryPolicy, publisher_and_h
 from services.ingest.worker_health import WORKER_LOOP
 from shared.kafka import make_consumer
 from shared.schemas import (
-    AMAZON_VTR_CODEC,
+    AMAZON_CODEC,
+    RECONNECT_NEEDED,
     SHIPMENT_CODEC,
     SOURCE_AMAZON,
+    AmazonConnectionChanged,
     ContractError,
     ShipmentCancelled,
     ShipmentConfirmed,
@@ -234,7 +235,19 @@ class AmazonWorker:
             revoked_at=self._now(),
             reason=reason,
         )
-        await self._publisher.publish([state_record(revocation)])
+        notice = AmazonConnectionChanged(
+            seller_id=connection.seller_id,
+            region=connection.region,
+            state=RECONNECT_NEEDED,
+            reason=reason,
+            changed_at=revocation.revoked_at,
+        )
+        await self._publisher.publish(
+            [
+                state_record(revocation),
+                Record(AMAZON_VTR, connection.seller_id.encode(), AMAZON_CODEC.encode(notice)),
+            ]
+        )
         self.book.revocations[(connection.seller_id, connection.region)] = revocation
         log.warning(
             "seller's Amazon authorisation is revoked: the seller must connect again",
@@ -390,7 +403,7 @@ class AmazonWorker:
             return msgspec.structs.replace(progress, report_at=started, report_outcome=f"failed: {error}"[:200])
         if figures:
             await self._publisher.publish(
-                [Record(AMAZON_VTR, f.seller_id.encode(), AMAZON_VTR_CODEC.encode(f)) for f in figures]
+                [Record(AMAZON_VTR, f.seller_id.encode(), AMAZON_CODEC.encode(f)) for f in figures]
             )
         AMAZON_REPORTS.labels("DONE").inc()
         return msgspec.structs.replace(progress, report_at=started, report_outcome="DONE")
