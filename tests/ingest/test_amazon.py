@@ -27,6 +27,7 @@ from shared.schemas import (
     AMAZON_CODEC,
     SHIPMENT_CODEC,
     AmazonConnectionChanged,
+    AmazonVtr,
     AmazonVtrStatus,
     ShipmentCancelled,
     ShipmentConfirmed,
@@ -311,7 +312,8 @@ async def test_a_connected_sellers_orders_become_confirmations_once_with_categor
         assert any(query["lastUpdatedAfter"] == "2026-12-01T11:50:00Z" for query in searches)
         assert operations.count("getCatalogItem") == 2  # the US item comes from the ERP; cached after
 
-        figures = {v.marketplace: v for v in (AMAZON_CODEC.decode(r.value or b"") for r in vtr_records)}
+        decoded = [AMAZON_CODEC.decode(r.value or b"") for r in vtr_records]
+        figures = {v.marketplace: v for v in decoded if isinstance(v, AmazonVtr)}
         assert figures["US"].rate == 0.94 and figures["US"].status is AmazonVtrStatus.BAD
         assert (figures["US"].shipment_count, figures["US"].valid_tracking_count) == (200, 188)
         assert figures["UK"].problems == ("counts_inconsistent",)  # kept, and said
