@@ -28,7 +28,7 @@ from services.notifier import db, metrics
 from services.notifier.alerts import Clock
 from services.notifier.db import SELLER_ID_LENGTH, as_utc, dialect_insert, outbox
 from services.notifier.messages import Language
-from services.notifier.processing import CHANNEL_EMAIL, load_subscriptions
+from services.notifier.processing import CHANNEL_EMAIL, Subscription, load_subscriptions
 from shared.console_links import ConsoleLinks
 from shared.schemas import (
     AMAZON_CODEC,
@@ -172,28 +172,18 @@ class AmazonStatusProcessor:
             if subscription is None:
                 continue
             language = Language(subscription.language)
-            email, slack = compose_reconnect(notice, language)
-            for channel, recipient in subscription.recipients():
-                identity = (AMAZON_RECONNECT, notice.seller_id, notice.region, notice.changed_at.isoformat())
-                rows.append(
-                    _outbox_row(
-                        AMAZON_RECONNECT,
-                        _dedupe(*identity, channel, recipient),
-                        notice.seller_id,
-                        "*",
-                        AMAZON_CODEC.encode(notice).decode(),
-                        channel,
-                        recipient,
-                        language,
-                        email if channel == CHANNEL_EMAIL else slack,
-                        now,
-                    )
-                )
-        metrics.AMAZON_STATUSES.labels("reconnect_needed").inc(len(notices))
-        if rows:
-            await connection.execute(
-                dialect_insert(connection, outbox).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            identity = (AMAZON_RECONNECT, notice.seller_id, notice.region, notice.changed_at.isoformat())
+            rows += _rows(
+                subscription,
+                identity,
+                notice.seller_id,
+                "*",
+                AMAZON_CODEC.encode(notice).decode(),
+                compose_reconnect(notice, language),
+                now,
             )
+        metrics.AMAZON_STATUSES.labels("reconnect_needed").inc(len(notices))
+        await _insert(connection, rows)
 
     async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         figures: list[AmazonVtr] = []
@@ -245,30 +235,19 @@ class AmazonStatusProcessor:
                 subscription.marketplaces is not None and figure.marketplace not in subscription.marketplaces
             ):
                 continue
-            language = Language(subscription.language)
             url = self._links.link(figure.seller_id, now) if self._links else None
-            email, slack = compose(figure, language, url)
-            for channel, recipient in subscription.recipients():
-                rows.append(
-                    _outbox_row(
-                        AMAZON_BAD,
-                        _dedupe(AMAZON_BAD, figure.seller_id, figure.marketplace, figure.report_id, channel, recipient),
-                        figure.seller_id,
-                        figure.marketplace,
-                        AMAZON_CODEC.encode(figure).decode(),
-                        channel,
-                        recipient,
-                        language,
-                        email if channel == CHANNEL_EMAIL else slack,
-                        now,
-                    )
-                )
+            rows += _rows(
+                subscription,
+                (AMAZON_BAD, figure.seller_id, figure.marketplace, figure.report_id),
+                figure.seller_id,
+                figure.marketplace,
+                AMAZON_CODEC.encode(figure).decode(),
+                compose(figure, Language(subscription.language), url),
+                now,
+            )
         metrics.AMAZON_STATUSES.labels("turned_bad").inc(len(turned_bad))
         metrics.AMAZON_STATUSES.labels("kept").inc(applied - len(turned_bad))
-        if rows:
-            await connection.execute(
-                dialect_insert(connection, outbox).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            )
+        await _insert(connection, rows)
         if fresh:
             statement = dialect_insert(connection, amazon_statuses)
             statement = statement.on_conflict_do_update(
@@ -284,35 +263,44 @@ class AmazonStatusProcessor:
             )
 
 
-def _outbox_row(
-    kind: str,
-    dedupe_key: str,
+def _rows(
+    subscription: Subscription,
+    identity: tuple[str, ...],
     seller_id: str,
     marketplace: str,
     source: str,
-    channel: str,
-    recipient: str,
-    language: Language,
-    rendered: dict[str, Any],
+    composed: tuple[dict[str, Any], dict[str, Any]],
     now: datetime,
-) -> dict[str, Any]:
-    return {
-        "dedupe_key": dedupe_key,
-        "seller_id": seller_id,
-        "marketplace": marketplace,
-        "category": "*",
-        "kind": kind,
-        "previous_level": "",
-        "level": "",
-        "notice_seq": 0,
-        "channel": channel,
-        "recipient": recipient,
-        "language": language.value,
-        "snapshot": source,
-        "rendered": orjson.dumps(rendered).decode(),
-        "packages_listed": False,
-        "status": db.OUTBOX_PENDING,
-        "attempts": 0,
-        "created_at": now,
-        "next_attempt_at": now,
-    }
+) -> list[dict[str, Any]]:
+    """One outbox row per recipient, the message already composed (kind: ``identity[0]``)."""
+    email, slack = composed
+    return [
+        {
+            "dedupe_key": _dedupe(*identity, channel, recipient),
+            "seller_id": seller_id,
+            "marketplace": marketplace,
+            "category": "*",
+            "kind": identity[0],
+            "previous_level": "",
+            "level": "",
+            "notice_seq": 0,
+            "channel": channel,
+            "recipient": recipient,
+            "language": subscription.language,
+            "snapshot": source,
+            "rendered": orjson.dumps(email if channel == CHANNEL_EMAIL else slack).decode(),
+            "packages_listed": False,
+            "status": db.OUTBOX_PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for channel, recipient in subscription.recipients()
+    ]
+
+
+async def _insert(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await connection.execute(
+            dialect_insert(connection, outbox).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        )

@@ -8,13 +8,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 
@@ -47,6 +51,7 @@ from tests.ingest.fake_amazon import (
 from tests.ingest.samples import unique_number
 
 US, UK, JP = "ATVPDKIKX0DER", "A1F83G8C2ARO7P", "A1VC38T7YXB528"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def amazon_settings(make_settings: SettingsFactory, amazon: FakeAmazon, **overrides: Any) -> IngestSettings:
@@ -353,3 +358,81 @@ def test_only_amazons_exact_spelling_passes(name: str) -> None:
     flagged = check_carrier_name(name)
     assert flagged.slug is None and flagged.flags == ("carrier_name_not_as_amazon_spells",)
     assert "'Yun Express'" in flagged.advice
+
+
+async def _cli(settings: IngestSettings, amazon: FakeAmazon, *args: str) -> tuple[int, str, str]:
+    """``python -m services.ingest amazon ...`` as an operator runs it (its own process)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VTR_")},
+        "VTR_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "VTR_LWA_CLIENT_ID": CLIENT_ID,
+        "VTR_LWA_CLIENT_SECRET": CLIENT_SECRET,
+        "VTR_LWA_TOKEN_URL": f"{amazon.url}/auth/o2/token",
+        "VTR_LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.ingest",
+        "amazon",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_operator_connects_checks_status_and_disconnects(make_settings: SettingsFactory, tmp_path: Path) -> None:
+    seller = f"seller-{unique_number()}"
+    token_file = tmp_path / "refresh-token"
+    async with amazon_server() as amazon:
+        settings = amazon_settings(make_settings, amazon)
+        token_file.write_text("Atzr|not-issued-by-amazon\n")
+        code, _, err = await _cli(
+            settings,
+            amazon,
+            "connect",
+            "--seller",
+            seller,
+            "--selling-partner-id",
+            "SPOP",
+            "--region",
+            "eu",
+            "--refresh-token-file",
+            str(token_file),
+        )
+        assert code == 1 and "invalid_grant" in err and "Atzr" not in err
+        amazon.refresh_tokens.add("Atzr|operator-token")
+        token_file.write_text("Atzr|operator-token\n")
+        code, out, err = await _cli(
+            settings,
+            amazon,
+            "connect",
+            "--seller",
+            seller,
+            "--selling-partner-id",
+            "SPOP",
+            "--region",
+            "eu",
+            "--refresh-token-file",
+            str(token_file),
+        )
+        assert code == 0, err
+        code, out, _ = await _cli(settings, amazon, "status", "--seller", seller)
+        (row,) = orjson.loads(out)
+        assert (row["status"], row["connected_via"], row["region"], row["token_key_id"]) == (
+            "connected",
+            "operator",
+            "eu",
+            "dev-local",
+        )
+        assert "operator-token" not in out
+        code, out, _ = await _cli(settings, amazon, "disconnect", "--seller", seller, "--region", "eu")
+        assert code == 0
+        code, out, _ = await _cli(settings, amazon, "status", "--seller", seller)
+        assert orjson.loads(out)[0]["status"] == "disconnected"
+        book = await read_state(settings)
+        assert book.connections[(seller, "eu")].sealed is None  # the token is dropped, not kept

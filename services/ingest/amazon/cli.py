@@ -25,7 +25,7 @@ import orjson
 
 from services.ingest.amazon.client import AmazonError, AuthorisationRevoked, LoginWithAmazon
 from services.ingest.amazon.marketplaces import REGIONS
-from services.ingest.amazon.sealing import TokenKeys
+from services.ingest.amazon.sealing import SealedToken, TokenKeys
 from services.ingest.amazon.state import Connection, read_state, state_record, summary
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
@@ -48,6 +48,20 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="connections, cursors and last reports (never a token)")
     status.add_argument("--seller")
     return parser
+
+
+def _operator_connection(args: argparse.Namespace, selling_partner_id: str, sealed: SealedToken | None) -> Connection:
+    """A connection record written by an operator; without a sealed token it disconnects."""
+    return Connection(
+        seller_id=args.seller,
+        region=args.region,
+        selling_partner_id=selling_partner_id,
+        changed_at=datetime.now(UTC),
+        token_key_id=sealed.key_id if sealed else None,
+        token_nonce=sealed.nonce if sealed else None,
+        token_ciphertext=sealed.ciphertext if sealed else None,
+        via="operator",
+    )
 
 
 async def _publish(settings: IngestSettings, connection: Connection) -> None:
@@ -81,19 +95,7 @@ async def _connect(settings: IngestSettings, args: argparse.Namespace) -> int:
             return 1
     keys = TokenKeys.parse(settings.amazon_token_key.get_secret_value())
     sealed = keys.seal(token, f"{args.seller}|{args.selling_partner_id}|{args.region}")
-    await _publish(
-        settings,
-        Connection(
-            seller_id=args.seller,
-            region=args.region,
-            selling_partner_id=args.selling_partner_id,
-            changed_at=datetime.now(UTC),
-            token_key_id=sealed.key_id,
-            token_nonce=sealed.nonce,
-            token_ciphertext=sealed.ciphertext,
-            via="operator",
-        ),
-    )
+    await _publish(settings, _operator_connection(args, args.selling_partner_id, sealed))
     print(f"connected {args.seller} ({args.region}); the worker reads its orders and report on its next turn")
     return 0
 
@@ -104,16 +106,7 @@ async def _disconnect(settings: IngestSettings, args: argparse.Namespace) -> int
     if known is None:
         print(f"{args.seller} has no {args.region} connection", file=sys.stderr)
         return 1
-    await _publish(
-        settings,
-        Connection(
-            seller_id=args.seller,
-            region=args.region,
-            selling_partner_id=known.selling_partner_id,
-            changed_at=datetime.now(UTC),
-            via="operator",
-        ),
-    )
+    await _publish(settings, _operator_connection(args, known.selling_partner_id, None))
     print(f"disconnected {args.seller} ({args.region}); its refresh token is dropped")
     return 0
 
