@@ -144,6 +144,16 @@ async def test_the_consent_state_is_signed_single_use_and_bound_to_its_seller(ma
             assert replayed.status_code == 400 and "already used" in replayed.text
             assert "code-2" in amazon.codes
 
+        # Another ingest instance (its own memory) refuses it too: the connection names its state.
+        async with running_ingest(settings) as other:
+            amazon.codes["code-3"] = "Atzr|refresh-third"
+            elsewhere = await other.get(
+                "/v1/amazon/callback",
+                params={"state": state, "selling_partner_id": "SP1", "spapi_oauth_code": "code-3"},
+            )
+            assert elsewhere.status_code == 400 and "already used" in elsewhere.text
+            assert "code-3" in amazon.codes
+        async with running_ingest(settings) as client:
             expired = TokenKeys.parse(settings.amazon_token_key.get_secret_value()).sign_state(seller, "na", now=0)
             old = await client.get(
                 "/v1/amazon/callback",

@@ -5,9 +5,10 @@ Amazon sends the seller back (docs/amazon.md, "Connecting").
 The callback checks the state (signed by vtrwatch, bound to one seller and region, not
 expired, not used before), exchanges ``spapi_oauth_code`` at Login with Amazon for the
 refresh token, seals it (sealing.py) and puts the connection on the state topic, where
-the worker picks it up. The seller sees a page saying what happens next. Amazon's code
-is single-use and valid for five minutes: a replayed callback fails at Amazon even when
-it reaches another ingest instance that has not seen the state's nonce.
+the worker picks it up. The seller sees a page saying what happens next. A state is
+refused a second time by the instance that accepted it (in memory) and by any instance
+once the connection it made is on the state topic; two callbacks racing on two instances
+are left to Amazon, whose code is single-use and valid for five minutes.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
 from services.ingest.amazon.client import AmazonError, AuthorisationRevoked, LoginWithAmazon
 from services.ingest.amazon.marketplaces import Region
 from services.ingest.amazon.sealing import STATE_LIFETIME_SECONDS, SealError, TokenKeys, verify_state
-from services.ingest.amazon.state import Connection, state_record
+from services.ingest.amazon.state import Connection, read_state, state_record
 from services.ingest.publisher import BrokerUnavailable, Publisher
 from services.ingest.routes import json_response
 from services.ingest.settings import IngestSettings
@@ -134,12 +136,23 @@ def amazon_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
             return _page(
                 "This authorisation link is not valid", [str(error), "Start again from the connect link."], 400
             )
+        already_used = _page(
+            "This authorisation link was already used",
+            ["Each link connects once. Start again from the connect link if you want to connect again."],
+            400,
+        )
         if not used.claim(consent.nonce):
-            return _page(
-                "This authorisation link was already used",
-                ["Each link connects once. Start again from the connect link if you want to connect again."],
-                400,
-            )
+            return already_used
+        try:
+            # Another ingest instance may have accepted it: the connections on the state topic
+            # name the state that made them (a seller connecting is rare; reading is cheap).
+            book = await read_state(settings)
+        except (KafkaError, OSError) as error:
+            used.release(consent.nonce)
+            log.warning("state topic unreadable", extra={"problem": type(error).__name__})
+            return _page("vtrwatch could not check the link", ["Try the same link again in a minute."], 503)
+        if consent.nonce in book.used_state_nonces():
+            return already_used
         async with httpx.AsyncClient(timeout=settings.registration_timeout_seconds) as http:
             lwa = LoginWithAmazon(
                 http, settings.lwa_token_url, settings.lwa_client_id, settings.lwa_client_secret.get_secret_value()
