@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import base64
 import copy
+import time
 from datetime import UTC, date, datetime
 
 import orjson
 import pytest
 
+from services.ingest.amazon.client import UsagePlans, jittered
 from services.ingest.amazon.marketplaces import MARKETPLACES
 from services.ingest.amazon.orders import CategoryTable, category_of, promised_date
 from services.ingest.amazon.reports import ReportProblem, parse_performance_report
 from services.ingest.amazon.sealing import SealError, TokenKeys, verify_state
 from services.ingest.settings import IngestSettings
+from services.ingest.vendor_calls import RetryPolicy
 from tests.ingest.fake_amazon import SANDBOX
 
 OLD = "k2026:" + base64.b64encode(b"o" * 32).decode()
@@ -137,3 +140,26 @@ def test_prod_refuses_the_dev_token_key_once_amazon_is_set_up(monkeypatch: pytes
     monkeypatch.setenv("VTR_LWA_CLIENT_SECRET", "prod-lwa")
     monkeypatch.setenv("VTR_AMAZON_TOKEN_KEY", NEW)
     assert IngestSettings().lwa_client_id
+
+
+async def test_usage_plan_follows_amazons_rate_header_and_spends_its_burst() -> None:
+    plans = UsagePlans()
+    bucket = plans.bucket("SP1", "na", "getReport")  # 2/s, burst 15
+    assert (bucket.rate, bucket.burst) == (2.0, 15)
+    assert plans.bucket("SP2", "na", "getReport") is not bucket  # per seller
+    bucket.rerate("20.0")
+    assert bucket.rate == 20.0
+    bucket.rerate("not a number")
+    bucket.rerate(None)
+    assert bucket.rate == 20.0
+    started = time.monotonic()
+    for _ in range(15 + 10):  # the burst at once, then 10 more at 20/s
+        await bucket.acquire()
+    assert 0.4 <= time.monotonic() - started < 2.0
+
+
+def test_back_off_is_jittered_below_the_exponential_delay() -> None:
+    policy = jittered(RetryPolicy(attempts=6, backoff_seconds=2.0, backoff_max_seconds=300.0))
+    delays = [policy.delay(3) for _ in range(200)]
+    assert all(0 <= delay <= 8.0 for delay in delays)
+    assert len({round(delay, 3) for delay in delays}) > 100  # not one fixed wait
