@@ -24,6 +24,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 from sqlalchemy import Column, Date, DateTime, Float, Integer, String, Table, case, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scorer import metrics
@@ -246,7 +247,10 @@ async def consume_amazon_vtr(settings: ServiceSettings, engine: AsyncEngine, sto
                     metrics.RECORDS.labels(AMAZON_VTR, "applied").inc(len(figures))
                 if batches:
                     await consumer.commit()
-        except KafkaError as error:
+        except asyncio.CancelledError:
+            raise
+        except (KafkaError, SQLAlchemyError, OSError) as error:
+            # Offsets are committed after the figures are stored: a restart reads them again.
             log.warning("Amazon VTR consumer restarts", extra={"problem": type(error).__name__})
             await asyncio.sleep(2)
         finally:
