@@ -19,13 +19,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.scorer.schema import packages
+from services.scorer.storage.schema import packages
 from shared.db import create_engine
 from tests.ingest.conftest import AUTH, SettingsFactory, running_ingest
 from tests.ingest.fake_amazon import amazon_server, catalog_item, mfn_order, performance_report
 from tests.ingest.test_amazon import JP, UK, US, amazon_settings, connect, running_worker
 from tests.scorer.conftest import migrate
-from tests.scorer.test_integration import Scorer
+from tests.scorer.processes import Scorer
 from tools.localstack import TansuBroker
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.scorer.amazon_vtr import keep
+from services.scorer.storage.amazon import keep
 from shared.schemas import AmazonVtr, AmazonVtrStatus
 from tests.scorer.conftest import TODAY
 from tests.scorer.console.conftest import SELLER, Console
