@@ -133,7 +133,7 @@ class IngestSettings(ServiceSettings):
     spapi_endpoint_na: str = "https://sellingpartnerapi-na.amazon.com"
     spapi_endpoint_eu: str = "https://sellingpartnerapi-eu.amazon.com"
     spapi_endpoint_fe: str = "https://sellingpartnerapi-fe.amazon.com"
-    #: Seller Central's consent page per region (add ``?version=beta`` handling: see docs/amazon.md).
+    #: Seller Central's consent page per region; a query such as ``?version=beta`` (a draft app) is kept.
     seller_central_consent_url_na: str = "https://sellercentral.amazon.com/apps/authorize/consent"
     seller_central_consent_url_eu: str = "https://sellercentral-europe.amazon.com/apps/authorize/consent"
     seller_central_consent_url_fe: str = "https://sellercentral.amazon.co.jp/apps/authorize/consent"
