@@ -446,3 +446,19 @@ async def test_operator_connects_checks_status_and_disconnects(make_settings: Se
         assert orjson.loads(out)[0]["status"] == "disconnected"
         book = await read_state(settings)
         assert book.connections[(seller, "eu")].sealed is None  # the token is dropped, not kept
+
+
+async def test_a_draft_apps_consent_url_keeps_its_query(make_settings: SettingsFactory) -> None:
+    async with amazon_server() as amazon:
+        settings = amazon_settings(make_settings, amazon).model_copy(
+            update={
+                "seller_central_consent_url_fe": "https://sellercentral.amazon.co.jp/apps/authorize/consent?version=beta"
+            }
+        )
+        async with running_ingest(settings) as client:
+            answer = await client.get("/v1/amazon/authorize", params={"seller_id": "S1", "region": "fe"}, headers=AUTH)
+            refused = await client.get("/v1/amazon/authorize", params={"seller_id": "S1", "region": "xx"}, headers=AUTH)
+    query = parse_qs(urlsplit(answer.headers["location"]).query)
+    assert query["version"] == ["beta"] and query["application_id"] == [APPLICATION_ID] and query["state"]
+    assert answer.json()["consent_url"] == answer.headers["location"]
+    assert refused.status_code == 422
