@@ -111,6 +111,8 @@ class FakeAmazon:
     report: dict[str, Any] = field(default_factory=dict)
     report_endings: list[str] = field(default_factory=list)
     throttle: int = 0
+    #: createReport bodies, in order
+    report_requests: list[dict[str, Any]] = field(default_factory=list)
     #: every request: (operation, query or form, headers)
     calls: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -176,7 +178,7 @@ def _app(amazon: FakeAmazon) -> web.Application:
 
     async def search_orders(request: web.Request) -> tuple[int, Any]:
         query = request.query
-        if query.get("fulfilledBy") != "MERCHANT" or "lastUpdatedAfter" not in query:
+        if query.get("fulfilledBy") != "MERCHANT" or "lastUpdatedAfter" not in query or "createdAfter" in query:
             return 400, SANDBOX["searchOrders_400"][0]
         page = int(query.get("paginationToken", "page-0").removeprefix("page-"))
         pages = amazon.order_pages or [[]]
@@ -193,6 +195,7 @@ def _app(amazon: FakeAmazon) -> web.Application:
 
     async def create_report(request: web.Request) -> tuple[int, Any]:
         body = await request.json()
+        amazon.report_requests.append(body)
         if body.get("reportType") != "GET_V2_SELLER_PERFORMANCE_REPORT" or not body.get("marketplaceIds"):
             return 400, {"errors": [{"code": "InvalidInput", "message": "Invalid input"}]}
         report_id = f"{SANDBOX['createReport'][0]['reportId']}-{next(amazon._ids)}"

@@ -320,6 +320,8 @@ async def test_a_connected_sellers_orders_become_confirmations_once_with_categor
 
         operations = amazon.operations()
         assert operations.count("createReport") == 2  # FATAL, then retried the next cycle
+        # for the marketplaces the seller's orders came from
+        assert [sorted(body["marketplaceIds"]) for body in amazon.report_requests] == [sorted([UK, US, JP])] * 2
         searches = [query for name, query, _ in amazon.calls if name == "searchOrders"]
         assert searches[0]["fulfilledBy"] == "MERCHANT" and "PACKAGES" in searches[0]["includedData"]
         assert any(query.get("paginationToken") == "page-1" for query in searches)

@@ -229,15 +229,14 @@ class SellingPartnerApi:
 
         return await call_with_retries(once, limiter=bucket, policy=self._policy, sleep=self._sleep)
 
-    async def search_orders(
-        self, marketplace_ids: list[str], last_updated_after: str, pagination_token: str | None = None
-    ) -> dict[str, Any]:
+    async def search_orders(self, last_updated_after: str, pagination_token: str | None = None) -> dict[str, Any]:
+        # No marketplaceIds: every marketplace the seller sells in on this region's endpoint
+        # (naming one it does not sell in would be refused).
         params: list[tuple[str, str]] = [
             ("lastUpdatedAfter", last_updated_after),
             ("fulfilledBy", "MERCHANT"),
             ("includedData", "FULFILLMENT,PACKAGES,PROCEEDS"),
             ("maxResultsPerPage", "100"),
-            ("marketplaceIds", ",".join(marketplace_ids)),
         ]
         if pagination_token:
             params.append(("paginationToken", pagination_token))

@@ -69,6 +69,8 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True, tag="progress", tag_fi
     report_at: UtcDateTime | None = None
     #: DONE, CANCELLED, FATAL, or ``failed: ...``; a FATAL or failed report is asked again next cycle.
     report_outcome: str = ""
+    #: Marketplace ids the seller's orders were placed in (the report asks for these).
+    marketplaces: tuple[str, ...] = ()
 
 
 class Revocation(msgspec.Struct, frozen=True, kw_only=True, tag="revoked", tag_field="type"):

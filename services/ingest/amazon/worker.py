@@ -48,7 +48,7 @@ from services.ingest.amazon.client import (
     SellingPartnerApi,
     UsagePlans,
 )
-from services.ingest.amazon.marketplaces import marketplace_ids
+from services.ingest.amazon.marketplaces import MARKETPLACES, marketplace_ids
 from services.ingest.amazon.orders import (
     CategoryAnswer,
     CategoryTable,
@@ -259,9 +259,18 @@ class AmazonWorker:
         after = progress.orders_after or (started - FIRST_LOOKBACK)
         token: str | None = None
         answered_until: datetime | None = None
+        seen = set(progress.marketplaces)
         while True:
-            page = await api.search_orders(marketplace_ids(connection.region), _iso(after), token)
-            await self._publish_orders(api, connection, page.get("orders") or [])
+            page = await api.search_orders(_iso(after), token)
+            orders = page.get("orders") or []
+            seen.update(
+                str(order["salesChannel"]["marketplaceId"])
+                for order in orders
+                if isinstance(order, dict)
+                and isinstance(order.get("salesChannel"), dict)
+                and order["salesChannel"].get("marketplaceId") in MARKETPLACES
+            )
+            await self._publish_orders(api, connection, orders)
             bound = page.get("lastUpdatedBefore")
             if isinstance(bound, str):
                 try:
@@ -273,7 +282,10 @@ class AmazonWorker:
                 break
         until = min(answered_until or started, started - AMAZON_SETTLE)
         return msgspec.structs.replace(
-            progress, orders_after=max(after, until - CURSOR_OVERLAP), orders_polled_at=started
+            progress,
+            orders_after=max(after, until - CURSOR_OVERLAP),
+            orders_polled_at=started,
+            marketplaces=tuple(sorted(seen)),
         )
 
     async def _publish_orders(self, api: SellingPartnerApi, connection: Connection, orders: list[Any]) -> None:
@@ -377,7 +389,9 @@ class AmazonWorker:
 
     async def report_round(self, api: SellingPartnerApi, connection: Connection, progress: Progress) -> Progress:
         started = self._now()
-        report_id = await api.create_report(PERFORMANCE_REPORT, marketplace_ids(connection.region))
+        # The marketplaces the seller's orders came from; before any order, all of the region's.
+        wanted = list(progress.marketplaces) or marketplace_ids(connection.region)
+        report_id = await api.create_report(PERFORMANCE_REPORT, wanted)
         report: dict[str, Any] = {}
         for _ in range(REPORT_CHECKS):
             report = await api.get_report(report_id)
