@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -104,6 +104,8 @@ FIRST_LOOKBACK = timedelta(days=30)
 CURSOR_OVERLAP = timedelta(minutes=10)
 #: Amazon wants the upper bound of an order search at least two minutes in the past.
 AMAZON_SETTLE = timedelta(minutes=2)
+#: Confirmations promised longer ago than this are not kept in memory.
+KEEP_ORDERS = timedelta(days=45)
 #: A catalogue answer is reused this long per ASIN and marketplace.
 CATALOG_TTL_SECONDS = 7 * 86400.0
 #: Wait between two getReport calls, and how many before giving up until the next cycle.
@@ -127,17 +129,19 @@ class Orders:
     """Confirmations and cancellations on ``vtr.shipments.v1``, by (seller, order). Every
     seller's, not only the connected ones': a seller's ERP confirmations may be on the
     topic before its connection is (the topics are read side by side), and a seller may
-    connect after its ERP confirmed. The cost is memory, as for the Yanwen poller."""
+    connect after its ERP confirmed. The cost is memory (orders promised in the last 45 days), as for the Yanwen poller."""
 
     by_order: dict[tuple[str, str], Confirmed] = field(default_factory=dict)
 
-    def apply(self, payload: bytes | None) -> None:
+    def apply(self, payload: bytes | None, oldest: date) -> None:
         try:
             message = SHIPMENT_CODEC.decode(payload or b"")
         except ContractError:
             return
         if message.seller_id is None or message.order_id is None:
             return
+        if isinstance(message, ShipmentConfirmed) and message.promised_delivery_date < oldest:
+            return  # out of every window: Amazon's order is not re-read that far back either
         entry = self.by_order.setdefault((message.seller_id, message.order_id), Confirmed())
         if isinstance(message, ShipmentCancelled):
             entry.cancelled = True
@@ -146,6 +150,13 @@ class Orders:
             entry.amazon = message
         else:
             entry.erp = message
+
+    def prune(self, oldest: date) -> None:
+        """Forget orders whose confirmations were all promised before ``oldest``."""
+        for key, entry in list(self.by_order.items()):
+            dates = [c.promised_delivery_date for c in (entry.erp, entry.amazon) if c is not None]
+            if dates and max(dates) < oldest:
+                del self.by_order[key]
 
 
 def _same(a: ShipmentConfirmed, b: ShipmentConfirmed | None) -> bool:
@@ -424,6 +435,10 @@ class AmazonWorker:
 
     # -- the loop ----------------------------------------------------------------------
 
+    def _oldest(self) -> date:
+        """Orders promised before this are in no window any more (30 days, and a margin)."""
+        return self._now().date() - KEEP_ORDERS
+
     def _count_connections(self) -> None:
         states = [self.book.status(key) for key in self.book.connections]
         for state in (CONNECTED, RECONNECT_NEEDED):
@@ -432,6 +447,7 @@ class AmazonWorker:
     async def run(self, stop: asyncio.Event) -> None:
         consumer = make_consumer(self._settings, AMAZON_STATE, SHIPMENTS, group_id=None)
         await consumer.start()
+        next_prune = time.monotonic() + 3600
         try:
             while not stop.is_set():
                 WORKER_LOOP.tick()
@@ -441,10 +457,13 @@ class AmazonWorker:
                         if partition.topic == AMAZON_STATE:
                             self.book.apply(record.value)
                         else:
-                            self.orders.apply(record.value)
+                            self.orders.apply(record.value, self._oldest())
                 if any(batches.values()):
                     continue  # catch up with both topics before asking Amazon
                 self._count_connections()
+                if time.monotonic() >= next_prune:
+                    self.orders.prune(self._oldest())
+                    next_prune = time.monotonic() + 3600
                 for connection in self.book.active():
                     key = (connection.seller_id, connection.region)
                     # A new or renewed connection (another token) is served at once.
