@@ -129,7 +129,8 @@ class Orders:
     """Confirmations and cancellations on ``vtr.shipments.v1``, by (seller, order). Every
     seller's, not only the connected ones': a seller's ERP confirmations may be on the
     topic before its connection is (the topics are read side by side), and a seller may
-    connect after its ERP confirmed. The cost is memory (orders promised in the last 45 days), as for the Yanwen poller."""
+    connect after its ERP confirmed. The cost is memory (orders promised in the last 45
+    days), as for the Yanwen poller."""
 
     by_order: dict[tuple[str, str], Confirmed] = field(default_factory=dict)
 
