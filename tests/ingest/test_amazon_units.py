@@ -163,3 +163,24 @@ def test_back_off_is_jittered_below_the_exponential_delay() -> None:
     delays = [policy.delay(3) for _ in range(200)]
     assert all(0 <= delay <= 8.0 for delay in delays)
     assert len({round(delay, 3) for delay in delays}) > 100  # not one fixed wait
+
+
+def test_the_worker_keeps_only_recent_confirmations_in_memory() -> None:
+    from services.ingest.amazon.worker import Orders
+    from shared.schemas import SHIPMENT_CODEC, Money, ShipmentConfirmed
+
+    def confirmation(order: str, promised: date) -> bytes:
+        return SHIPMENT_CODEC.encode(
+            ShipmentConfirmed(
+                order_id=order, seller_id="S1", marketplace="US", category="Toys", carrier_name="USPS",
+                carrier="usps", tracking_number=f"T{order}", order_value=Money("5.00", "USD"),
+                confirmed_at=NOW, promised_delivery_date=promised, received_at=NOW,
+            )
+        )  # fmt: skip
+
+    orders = Orders()
+    orders.apply(confirmation("old", date(2026, 10, 1)), oldest=date(2026, 10, 23))
+    orders.apply(confirmation("recent", date(2026, 11, 20)), oldest=date(2026, 10, 23))
+    assert set(orders.by_order) == {("S1", "recent")}
+    orders.prune(date(2026, 11, 21))
+    assert orders.by_order == {}
