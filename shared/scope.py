@@ -8,8 +8,9 @@ so domain code may import it without a database library.
 
 **Marketplace width.** The truth is 2 characters: a marketplace is an ISO 3166-1 alpha-2
 code (``CountryCode`` in :mod:`shared.schemas`, checked on every message that carries
-one), and the scorer's tables were created 2 wide. The notifier's tables were created 8
-wide (its migration 0001) and are declared as the database has them
+one), and the scorer's tables and the notifier's ``amazon_statuses`` were created 2 wide.
+The notifier's first tables were created 8 wide (its migration 0001) and are declared as
+the database has them
 (:data:`NOTIFIER_MARKETPLACE_WIDTH`): they only ever hold the 2-letter codes the scorer
 publishes, and narrowing them would be a migration for no behaviour.
 """

@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Receive, Scope, Send
 
+from services.ingest.amazon.routes import amazon_router
 from services.ingest.api import shipments
 from services.ingest.api.openapi import OPENAPI_COMPONENTS
 from services.ingest.api.webhooks import WebhookFastPath, webhook_routes
@@ -84,6 +85,7 @@ def create_app(settings: IngestSettings) -> IngestApp:
     app.include_router(operations_router({"kafka": kafka_ready, "producer": producer_ready}))
     app.include_router(webhooks.router)
     app.include_router(shipments.router, dependencies=[Depends(bearer_auth(settings.api_key_values))])
+    app.include_router(amazon_router(settings, publisher))
 
     def openapi() -> dict[str, Any]:
         # The raw-body endpoints reference body schemas that FastAPI does not know about.
