@@ -334,6 +334,9 @@ class CarrierHealth:
     silent_hours: float
     #: Usual scans per hour over the baseline period.
     usual_rate: float
+    #: The push source in an outage that explains the silence (services/scorer/sources.py):
+    #: the scans are not arriving, the parcels are not going lost, so it is not silent.
+    source_outage: str = ""
 
     @property
     def expected_scans(self) -> float:
@@ -341,7 +344,9 @@ class CarrierHealth:
 
     def silent(self, settings: ModelSettings) -> bool:
         return (
-            self.silent_hours >= settings.silent_min_hours and self.expected_scans >= settings.silent_min_expected_scans
+            not self.source_outage
+            and self.silent_hours >= settings.silent_min_hours
+            and self.expected_scans >= settings.silent_min_expected_scans
         )
 
     def factor(self, settings: ModelSettings) -> float:
@@ -561,7 +566,9 @@ class ModelState:
             "histograms": [
                 [list(lane), milestone.value, h.as_json()] for (lane, milestone), h in self.histograms.items()
             ],
-            "health": [[h.carrier, h.origin, h.silent_hours, h.usual_rate] for h in self.health.values()],
+            "health": [
+                [h.carrier, h.origin, h.silent_hours, h.usual_rate, h.source_outage] for h in self.health.values()
+            ],
         }
 
     @classmethod
@@ -571,8 +578,8 @@ class ModelState:
             for lane, milestone, h in value.get("histograms", [])
         }
         health = {
-            (carrier, origin): CarrierHealth(carrier, origin, float(hours), float(rate))
-            for carrier, origin, hours, rate in value.get("health", [])
+            (carrier, origin): CarrierHealth(carrier, origin, float(hours), float(rate), *outage)
+            for carrier, origin, hours, rate, *outage in value.get("health", [])
         }
         computed = value.get("computed_at")
         return cls(histograms, health, datetime.fromisoformat(computed) if computed else None)
