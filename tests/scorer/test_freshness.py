@@ -21,8 +21,10 @@ NEW = ("4px", "standard", "CN", "MX")
 BUILD = ModelBuild(datetime(2026, 12, 7, 12), packages=1000, newest_package_id=1000, lane_packages={KNOWN: 1000})
 
 
-def reason(change: InputChange, build: ModelBuild = BUILD, **flags: bool) -> RefreshReason | None:
-    options = {"timer_due": False, "caught_up": True, "just_caught_up": False, **flags}
+def reason(
+    change: InputChange, flags: dict[str, bool] | None = None, build: ModelBuild = BUILD
+) -> RefreshReason | None:
+    options = {"timer_due": False, "caught_up": True, "just_caught_up": False, **(flags or {})}
     return refresh_reason(build, change, RULES, **options)
 
 
@@ -43,11 +45,11 @@ def reason(change: InputChange, build: ModelBuild = BUILD, **flags: bool) -> Ref
 def test_the_model_is_rebuilt_when_its_input_changed_enough(
     change: InputChange, flags: dict[str, bool], expected: RefreshReason | None
 ) -> None:
-    assert reason(change, **flags) is expected
+    assert reason(change, flags) is expected
 
 
 def test_a_model_never_built_is_built_first() -> None:
-    assert reason(InputChange(), ModelBuild()) is RefreshReason.FIRST
+    assert reason(InputChange(), build=ModelBuild()) is RefreshReason.FIRST
 
 
 def test_an_empty_build_is_rebuilt_by_the_first_packages_once_caught_up() -> None:
