@@ -27,18 +27,24 @@ class RefreshReason(StrEnum):
     TIMER = "timer"
     #: The consumer was behind and has caught up, with packages the model has not seen.
     BACKLOG_DRAINED = "backlog_drained"
-    #: New packages since the build reached a share of those it was built from.
+    #: Records applied since the build reached a share of the packages it was built from.
     NEW_PACKAGES = "new_packages"
+    #: Asked for by hand (``run_clock_once(refresh=True)``: tests, ``make evaluate``).
+    FORCED = "forced"
     #: A lane the build had too few packages of has enough now.
     NEW_LANES = "new_lanes"
 
 
 @dataclass(frozen=True)
 class FreshnessRules:
-    #: Rebuild once the packages added since the last build reach this share of its packages.
+    #: Rebuild once the records applied since the last build reach this share of its packages.
     new_share: float = 0.1
     #: A lane is learnt once the build saw this many of its packages (across sellers).
     lane_min_packages: int = 20
+    #: No rebuild by a trigger sooner than this after the last build (a consumer hovering
+    #: at its lag threshold would otherwise rebuild at every catch-up), unless that build
+    #: had nothing to learn from.
+    min_gap_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -58,13 +64,19 @@ class ModelBuild:
 
 @dataclass(frozen=True)
 class InputChange:
-    """The packages added since a build, per lane."""
+    """What arrived since a build: the packages added per lane, and the records applied
+    (confirmations, cancellations and scans: a scan changes what the model learns too)."""
 
     new_by_lane: Mapping[LaneId, int] = field(default_factory=dict)
+    records: int = 0
 
     @property
     def new_packages(self) -> int:
         return sum(self.new_by_lane.values())
+
+    @property
+    def changes(self) -> int:
+        return max(self.records, self.new_packages)
 
 
 def lanes_now_learnable(build: ModelBuild, change: InputChange, rules: FreshnessRules) -> list[LaneId]:
@@ -81,6 +93,7 @@ def refresh_reason(
     change: InputChange,
     rules: FreshnessRules,
     *,
+    now: datetime,
     timer_due: bool,
     caught_up: bool,
     just_caught_up: bool,
@@ -98,11 +111,13 @@ def refresh_reason(
         return RefreshReason.TIMER
     if not caught_up:
         return None
-    if just_caught_up and change.new_packages > 0:
+    if build.packages and (now - build.built_at).total_seconds() < rules.min_gap_seconds:
+        return None
+    if just_caught_up and change.changes > 0:
         return RefreshReason.BACKLOG_DRAINED
     if lanes_now_learnable(build, change, rules):
         return RefreshReason.NEW_LANES
-    if change.new_packages > 0 and change.new_packages >= rules.new_share * build.packages:
+    if change.changes > 0 and change.changes >= rules.new_share * build.packages:
         return RefreshReason.NEW_PACKAGES
     return None
 

@@ -9,7 +9,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.scorer import metrics
 from services.scorer.advice import advice_for
 from services.scorer.forecast import Score, score
+from services.scorer.freshness import InputChange, RefreshReason, coverage, refresh_reason
 from services.scorer.lastmile import NO_LAST_MILE, LastMile, load_last_miles
-from services.scorer.levels import level_of
+from services.scorer.levels import capped_level, level_of, today_level
+from services.scorer.model_inputs import pending_lanes, read_new_lanes
 from services.scorer.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans
 from services.scorer.reads import ScoreReads, encode_answer, tokens_by_seller
 from services.scorer.schema import daily_counts, daily_reasons, offsets, packages, score_levels
@@ -72,6 +74,7 @@ from shared.schemas import (
     CarrierHealthNote,
     ForecastPoint,
     Level,
+    ModelNote,
     Money,
     PackagePage,
     PackageState,
@@ -103,6 +106,8 @@ PREPARE_SLICE = 50
 PREPARED_BATCHES = 4
 #: Seconds between publication rounds while the consumer is not caught up.
 BEHIND_PUBLISH_PERIOD_SECONDS = 5.0
+#: Between clock rounds, how often the clock looks whether the consumer has just caught up.
+WAKE_POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -156,6 +161,8 @@ class CategoryScore:
     level: Level
     #: Silent carriers behind this category's pending packages (across all sellers).
     carrier_health: tuple[CarrierHealthNote, ...] = ()
+    #: The model that priced its pending packages, and whether it had learnt their lanes.
+    model: ModelNote | None = None
 
     def as_json(self) -> dict[str, Any]:
         s = self.score
@@ -187,6 +194,7 @@ class CategoryScore:
             "reasons": dict(sorted(s.reasons.items())),
             "pending_reasons": dict(sorted(s.pending_reasons.items())),
             "carrier_health": [msgspec.to_builtins(note) for note in self.carrier_health],
+            "model": msgspec.to_builtins(self.model) if self.model is not None else None,
         }
 
     def snapshot(self, seller_id: str, as_of: date, caught_up: bool) -> ScoreSnapshot:
@@ -223,6 +231,7 @@ class CategoryScore:
             breach_probability=_rounded(s.breach_probability),
             pending_reasons=dict(sorted(s.pending_reasons.items())),
             carrier_health=self.carrier_health,
+            model=self.model,
         )
 
 
@@ -271,6 +280,11 @@ class ScorerService:
         self.evaluator = Evaluator(load_policy(settings.policy_file))
         self.floor = Fraction(str(settings.vtr_floor))
         self.thresholds = settings.level_thresholds()
+        self.freshness = settings.freshness_rules()
+        #: Records applied since the model was last built (this instance's share of the input).
+        self.records_since_build = 0
+        #: Whether the consumer was caught up at the last clock round (a backlog drains between two).
+        self._caught_up_at_last_round = False
         self.consumer: TransactionalConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -324,7 +338,10 @@ class ScorerService:
         )
         await self.consumer.start()
         self._tasks = [
-            asyncio.create_task(self._every(self.settings.clock_interval_seconds, self.run_clock_once), name="clock"),
+            asyncio.create_task(
+                self._every(self.settings.clock_interval_seconds, self.run_clock_once, self._just_caught_up),
+                name="clock",
+            ),
             asyncio.create_task(self._publisher_loop(), name="publisher"),
             asyncio.create_task(self._every(self.settings.gauges_interval_seconds, self.refresh_gauges), name="gauges"),
         ]
@@ -342,7 +359,11 @@ class ScorerService:
         if self.producer is not None:
             await self.producer.stop()
 
-    async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+    async def _every(
+        self, interval: float, job: Callable[[], Awaitable[object]], wake: Callable[[], bool] | None = None
+    ) -> None:
+        """Run ``job`` every ``interval`` seconds, or sooner once ``wake()`` says so (polled
+        every ``WAKE_POLL_SECONDS``)."""
         while not self._stopping.is_set():
             try:
                 await job()
@@ -350,8 +371,19 @@ class ScorerService:
                 raise
             except Exception:
                 log.exception("periodic job failed; retrying next round", extra={"job": job.__name__})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
+            deadline = time.monotonic() + interval
+            while not self._stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                if wake is not None and wake():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stopping.wait(), remaining if wake is None else min(WAKE_POLL_SECONDS, remaining)
+                    )
+
+    def _just_caught_up(self) -> bool:
+        """The consumer has caught up since the last clock round: the clock runs at once
+        (and rebuilds the model: services/scorer/freshness.py)."""
+        return self.caught_up() and not self._caught_up_at_last_round
 
     async def _publisher_loop(self) -> None:
         while not self._stopping.is_set():
@@ -505,6 +537,7 @@ class ScorerService:
             numbers |= written_numbers
             orders |= written_orders
         self._last_written = (numbers, orders)
+        self.records_since_build += len(records)
         elapsed = time.perf_counter() - started
         metrics.BATCH_SIZE.observe(len(records))
         metrics.DB_TRANSACTION.observe(elapsed)
@@ -534,18 +567,45 @@ class ScorerService:
             metrics.CARRIER_SCAN_RATE.labels(health.carrier, health.origin).set(round(health.usual_rate, 4))
             metrics.CARRIER_SILENT.labels(health.carrier, health.origin).set(int(health.silent(model.settings)))
 
+    async def refresh_reason(self) -> RefreshReason | None:
+        """Whether the model must be rebuilt now: its timer, or its input changed enough
+        since the last build (services/scorer/freshness.py)."""
+        caught_up = self.caught_up()
+        just_caught_up = self._just_caught_up()
+        self._caught_up_at_last_round = caught_up
+        build = self.evaluator.build
+        change = InputChange(records=self.records_since_build)
+        if caught_up and self.records_since_build and build.built_at is not None:
+            async with self.engine.connect() as connection:
+                change = replace(await read_new_lanes(connection, build), records=self.records_since_build)
+        return refresh_reason(
+            build,
+            change,
+            self.freshness,
+            now=self.now(),
+            timer_due=self.model_due(),
+            caught_up=caught_up,
+            just_caught_up=just_caught_up,
+        )
+
     async def run_clock_once(self, refresh: bool | None = None) -> tuple[int, bool]:
-        """Refresh the model when due (``refresh`` forces it either way), recompute pending
-        packages whose review is due, expire pending packages whose promised date passed,
-        rebuild the projections with those fresh probabilities, and mark the window slide
-        once a day."""
+        """Refresh the model when due or when its input changed enough (``refresh`` forces
+        it either way), recompute pending packages whose review is due, expire pending
+        packages whose promised date passed, rebuild the projections with those fresh
+        probabilities, and mark the window slide once a day."""
         today = self.today()
-        refreshing = self.model_due() if refresh is None else refresh
-        if refreshing:
+        reason = await self.refresh_reason() if refresh is None else (RefreshReason.FORCED if refresh else None)
+        refreshing = reason is not None
+        if reason is not None:
             started = time.perf_counter()
+            applied_before = self.records_since_build
             async with self.engine.begin() as connection:
                 await refresh_model(connection, self.evaluator, self.now())
+            # Records applied while it was built may be in it or not: they count for the next one.
+            self.records_since_build -= applied_before
             metrics.MODEL_REFRESH_SECONDS.observe(time.perf_counter() - started)
+            metrics.MODEL_REFRESHES.labels(reason.value).inc()
+            metrics.MODEL_PACKAGES.set(self.evaluator.build.packages)
             self._export_carrier_health()
         reviewed = await self._run_clock_step(review_due, today)
         expired = await self._run_clock_step(expire_pending, today)
@@ -682,7 +742,9 @@ class ScorerService:
 
     # -- reads -----------------------------------------------------------------------
 
-    def _category(self, marketplace: str, category: str, counts: ScopeCounts, as_of: date) -> CategoryScore:
+    def _category(
+        self, marketplace: str, category: str, counts: ScopeCounts, as_of: date, model: ModelNote | None = None
+    ) -> CategoryScore:
         result = score(
             counts.days,
             as_of,
@@ -692,7 +754,12 @@ class ScorerService:
             pending_reasons=counts.pending_reasons,
             correlation=self.settings.forecast_correlation,
         )
-        return CategoryScore(marketplace, category, result, level_of(result, self.thresholds), counts.carrier_health)
+        level = level_of(result, self.thresholds)
+        if model is not None:
+            today = today_level(result, self.thresholds)
+            level = capped_level(level, today, model.lanes_learnt)
+            model = msgspec.structs.replace(model, today_level=today)
+        return CategoryScore(marketplace, category, result, level, counts.carrier_health, model)
 
     async def scores(
         self, connection: AsyncConnection, seller_id: str, as_of: date, scope: tuple[str, str] | None = None
@@ -717,10 +784,31 @@ class ScorerService:
                 scope,
             )
         await self._attach_carrier_health(connection, seller_id, as_of, found)
+        notes = await self._model_notes(connection, seller_id, as_of, found)
         return [
-            self._category(marketplace, category, counts, as_of)
+            self._category(marketplace, category, counts, as_of, notes.get((marketplace, category)))
             for (marketplace, category), counts in sorted(found.items())
         ]
+
+    async def _model_notes(
+        self, connection: AsyncConnection, seller_id: str, as_of: date, found: dict[tuple[str, str], ScopeCounts]
+    ) -> dict[tuple[str, str], ModelNote]:
+        """Per category: the model that priced its pending packages and whether it had
+        learnt every lane they are on (one query per seller)."""
+        if not found:
+            return {}
+        build = self.evaluator.build
+        lanes = await pending_lanes(connection, seller_id, as_of)
+        notes = {}
+        for scope in found:
+            seen = coverage(build, lanes.get(scope, ()), self.freshness)
+            notes[scope] = ModelNote(
+                built_at=aware(build.built_at),
+                packages=build.packages,
+                lanes_learnt=seen.learnt,
+                unlearnt_pending=seen.unlearnt_pending,
+            )
+        return notes
 
     async def _attach_carrier_health(
         self, connection: AsyncConnection, seller_id: str, as_of: date, found: dict[tuple[str, str], ScopeCounts]

@@ -11,6 +11,7 @@ job running in between, as it would during a real backfill).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -185,16 +186,13 @@ async def scratch_database(admin_url: str | None, directory: str) -> AsyncIterat
 async def _apply(
     engine: AsyncEngine, service: ScorerService, items: Iterable[object], today: date, now: datetime
 ) -> None:
-    batch: list[ConsumerRecord[bytes, bytes]] = []
-    for offset, message in enumerate(items, start=1):
-        batch.append(_record(message, offset))  # type: ignore[arg-type]
-        if len(batch) >= BATCH:
-            async with engine.begin() as connection:
-                await apply_records(connection, service.evaluator, batch, today, now)
-            batch = []
-    if batch:
+    """Apply the messages in batches, as the scorer's consumer does (and counts them)."""
+    records = [_record(message, offset) for offset, message in enumerate(items, start=1)]  # type: ignore[arg-type]
+    for start in range(0, len(records), BATCH):
+        batch = records[start : start + BATCH]
         async with engine.begin() as connection:
             await apply_records(connection, service.evaluator, batch, today, now)
+        service.records_since_build += len(batch)
 
 
 def true_leads(scenario: Scenario, today: date, horizon: int = 14) -> dict[tuple[str, str, str], int | None]:
@@ -263,9 +261,12 @@ async def evaluate_scenario(
             # backlog arrives; the clock runs once meanwhile and as soon as it is applied.
             await service.run_clock_once()
             service.behind = True
+            # The feed takes the time it takes on this machine, on the service's clock too.
+            feeding = time.monotonic()
             await _apply(engine, service, first, today, clock())
             await service.run_clock_once()
             await _apply(engine, service, second, today, clock())
+            clock.advance(time.monotonic() - feeding)
             service.behind = False
             elapsed = 0.0
             while elapsed <= LIVE_READ_SECONDS:
