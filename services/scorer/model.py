@@ -33,7 +33,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -956,6 +956,11 @@ class Model:
         reads for it. Times are naive UTC; the last physical scan (time and status) says
         how long a scanned parcel has been silent, and in which stage."""
         settings = self.settings
+        outage = self.health(lane[1], lane[3])
+        if outage is not None and outage.source_outage:
+            # The push source has delivered nothing since its outage began (services/scorer/
+            # sources.py): price the parcel as of then, not as if it had gone quiet itself.
+            now = max(confirmed_at, now - timedelta(hours=outage.silent_hours))
         rarely = full_tracking and self.rarely_scans_delivery(lane)
         if physical_scans == 0 or first_scan_at is None:
             elapsed, until = _hours(now - confirmed_at), _hours(deadline - confirmed_at)
@@ -1007,6 +1012,9 @@ class Model:
         """Probability that a package still waiting after ``elapsed`` hours is not one of the
         lane's recent dead parcels (see :meth:`dead_share`). Before the usual time the
         most recent informative cohort (the one that just passed the usual time) tells."""
+        health = self.health(lane[1], lane[3])
+        if health is not None and health.source_outage:
+            return 1.0  # the recent cohorts wait for scans their push source withholds
         if milestone is Milestone.DELIVERY:
             # Between the first scan and the delivery, the recent cohorts' waiting cannot tell
             # a lane that got slower (a congested hub) from one that loses parcels; their

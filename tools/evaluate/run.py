@@ -137,12 +137,15 @@ def messages(
                     order_id=package.order_id,
                 )
             )
+    # A push source in an outage (``ScenarioConfig.outages``, whole UTC days up to today)
+    # has not delivered the scans that occurred since it began.
+    down = {(outage.source, scenario.today + timedelta(days=outage.day)) for outage in scenario.config.outages}
     events = []
     for number in sorted(numbers):
         parcel = scenario.parcels[number]
         carrier = carrier_slug(parcel.service.carrier_name) or parcel.service.carrier_name
         for scan in parcel.scans:
-            if scan.occurred_at > known_at:
+            if scan.occurred_at > known_at or (parcel.service.source, scan.occurred_at.date()) in down:
                 continue
             code = scan.raw_code or scan.status.value
             events.append(
@@ -183,7 +186,7 @@ async def scratch_database(admin_url: str | None, directory: str) -> AsyncIterat
             await admin.close()
 
 
-async def _apply(
+async def apply_messages(
     engine: AsyncEngine, service: ScorerService, items: Iterable[object], today: date, now: datetime
 ) -> None:
     """Apply the messages in batches, as the scorer's consumer does (and counts them)."""
@@ -263,9 +266,9 @@ async def evaluate_scenario(
             service.behind = True
             # The feed takes the time it takes on this machine, on the service's clock too.
             feeding = time.monotonic()
-            await _apply(engine, service, first, today, clock())
+            await apply_messages(engine, service, first, today, clock())
             await service.run_clock_once()
-            await _apply(engine, service, second, today, clock())
+            await apply_messages(engine, service, second, today, clock())
             clock.advance(time.monotonic() - feeding)
             service.behind = False
             elapsed = 0.0
@@ -276,10 +279,10 @@ async def evaluate_scenario(
                 elapsed += step
             await _read(engine, service, scenario, family, seed, live_label(order), known_at, outcome)
         else:
-            await _apply(engine, service, first, today, clock())
+            await apply_messages(engine, service, first, today, clock())
             if order == "shipments-first":
                 await service.run_clock_once(refresh=True)
-            await _apply(engine, service, second, today, clock())
+            await apply_messages(engine, service, second, today, clock())
         await service.run_clock_once(refresh=True)
         await _read(engine, service, scenario, family, seed, order, known_at, outcome)
     finally:
