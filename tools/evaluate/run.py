@@ -45,6 +45,8 @@ from tools.simulate.scenario import Package, Scenario
 from tools.simulate.truth import FLOOR, package_valid, vtr_by_key
 
 BATCH = 2000
+#: Creating or dropping a scratch database waits this long for the server (a loaded machine).
+ADMIN_TIMEOUT_SECONDS = 60
 ORDERS = ("scans-first", "shipments-first")
 WARNED = {Level.AT_RISK.value, Level.BREACH.value}
 
@@ -171,7 +173,7 @@ async def scratch_database(admin_url: str | None, directory: str) -> AsyncIterat
         yield f"sqlite+aiosqlite:///{directory}/evaluate-{uuid.uuid4().hex[:8]}.db"
         return
     name = f"vtrwatch_evaluate_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(admin_url, timeout=5)
+    admin = await asyncpg.connect(admin_url, timeout=ADMIN_TIMEOUT_SECONDS)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -179,7 +181,7 @@ async def scratch_database(admin_url: str | None, directory: str) -> AsyncIterat
     try:
         yield admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
     finally:
-        admin = await asyncpg.connect(admin_url, timeout=5)
+        admin = await asyncpg.connect(admin_url, timeout=ADMIN_TIMEOUT_SECONDS)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
