@@ -21,7 +21,7 @@ from tools.evaluate.families import FAMILIES
 from tools.evaluate.gate import Verdict, check, quick_families
 from tools.evaluate.report import BUCKETS, by_family, document, figures, markdown, plot_calibration
 from tools.evaluate.run import ORDERS, Case, evaluate_scenario, live_label, noon, scratch_database
-from tools.evaluate.services import evaluate_through_services
+from tools.evaluate.services import SERVICES_LIVE, evaluate_through_services
 from tools.simulate.scenario import Scenario, generate
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -69,9 +69,9 @@ async def main(arguments: argparse.Namespace) -> int:
                     async with scratch_database(admin_url, directory) as url:
                         workdir = Path(directory) / f"{family}-{seed}"
                         workdir.mkdir()
-                        outcome = await evaluate_through_services(family, seed, scenario, url, workdir)
+                        outcome = await evaluate_through_services(family, seed, scenario, url, workdir, arguments.live)
                     cases.extend(outcome.cases)
-                    packages_by_order["services"].extend(outcome.packages)
+                    packages_by_order[SERVICES_LIVE if arguments.live else "services"].extend(outcome.packages)
                     console.log(f"{family} seed {seed} through the services: {len(outcome.cases)} seller-categories")
                     continue
                 runs.extend((family, seed, scenario, order) for order in arguments.orders)
@@ -91,7 +91,7 @@ async def main(arguments: argparse.Namespace) -> int:
     report = document(cases, packages_by_order)
     report["seconds"] = round(time.monotonic() - started, 1)
     report["today"] = today.isoformat()
-    orders = ["services"] if arguments.through_services else arguments.orders
+    orders = [SERVICES_LIVE if arguments.live else "services"] if arguments.through_services else arguments.orders
     if arguments.live and not arguments.through_services:
         orders = [label for order in orders for label in (order, live_label(order))]
     for order in orders:
