@@ -24,10 +24,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from services.scorer.policy import load_policy
-from services.scorer.schema import metadata
+from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.policy import load_policy
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import Evaluator, refresh_model, review_due
+from services.scorer.storage.clock import review_due
+from services.scorer.storage.model_state import refresh_model
+from services.scorer.storage.schema import metadata
 from shared.db import create_engine
 
 POSTGRES_ADMIN = os.environ.get("VTR_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
 
-from services.scorer.schema import metadata
 from services.scorer.settings import ScorerSettings
+from services.scorer.storage.schema import metadata
 from shared.db import create_engine
 from shared.schemas import Level, Reason
 from tools.evaluate.families import FAMILIES
@@ -32,7 +32,7 @@ async def test_a_17track_outage_is_the_source_s_not_its_carriers_and_warns_nobod
         yesterday = today - timedelta(days=1)
         assert not any(e.source == "17track" and e.occurred_at.date() >= yesterday for e in events)
         await apply_messages(engine, service, [*events, *shipments], today, now)
-        await service.run_clock_once(refresh=True)
+        await service.clock.run_once(refresh=True)
 
         health = service.evaluator.model.state.health
         settings_of_model = service.evaluator.model.settings
@@ -47,7 +47,7 @@ async def test_a_17track_outage_is_the_source_s_not_its_carriers_and_warns_nobod
         leads = true_leads(scenario, today)
         async with engine.connect() as connection:
             for seller in scenario.config.sellers:
-                for category in await service.scores(connection, seller.seller_id, today):
+                for category in await service.scoring.scores(connection, seller.seller_id, today):
                     key = (seller.seller_id, category.marketplace, category.category)
                     assert leads[key] is None  # nobody breaches: only the pushes stopped
                     assert category.level.severity < Level.AT_RISK.severity, key

@@ -24,10 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.shipments import risk_flags
-from services.scorer.schema import metadata, packages
-from services.scorer.service import ScorerService
+from services.scorer.domain.packages import NOON
+from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import NOON, apply_records
+from services.scorer.storage.plan import apply_records
+from services.scorer.storage.schema import metadata, packages
 from shared.carriers import carrier_slug
 from shared.db import create_engine
 from shared.schemas import (
@@ -197,7 +198,7 @@ async def apply_messages(
         batch = records[start : start + BATCH]
         async with engine.begin() as connection:
             await apply_records(connection, service.evaluator, batch, today, now)
-        service.records_since_build += len(batch)
+        service.batches.records_applied += len(batch)
 
 
 def true_leads(scenario: Scenario, today: date, horizon: int = 14) -> dict[tuple[str, str, str], int | None]:
@@ -264,18 +265,18 @@ async def evaluate_scenario(
         if live:
             # A fresh deployment: its first clock run builds a model from nothing, then the
             # backlog arrives; the clock runs once meanwhile and as soon as it is applied.
-            await service.run_clock_once()
+            await service.clock.run_once()
             service.behind = True
             # The feed takes the time it takes on this machine, on the service's clock too.
             feeding = time.monotonic()
             await apply_messages(engine, service, first, today, clock())
-            await service.run_clock_once()
+            await service.clock.run_once()
             await apply_messages(engine, service, second, today, clock())
             clock.advance(time.monotonic() - feeding)
             service.behind = False
             elapsed = 0.0
             while elapsed <= LIVE_READ_SECONDS:
-                await service.run_clock_once()
+                await service.clock.run_once()
                 step = min(settings.clock_interval_seconds, LIVE_READ_SECONDS - elapsed) or 1.0
                 clock.advance(step)
                 elapsed += step
@@ -283,9 +284,9 @@ async def evaluate_scenario(
         else:
             await apply_messages(engine, service, first, today, clock())
             if order == "shipments-first":
-                await service.run_clock_once(refresh=True)
+                await service.clock.run_once(refresh=True)
             await apply_messages(engine, service, second, today, clock())
-        await service.run_clock_once(refresh=True)
+        await service.clock.run_once(refresh=True)
         await _read(engine, service, scenario, family, seed, order, known_at, outcome)
     finally:
         await engine.dispose()
@@ -310,7 +311,7 @@ async def _read(
     async with engine.connect() as connection:
         for seller_id in sorted({key[0] for key in leads}):
             by_seller[seller_id] = {
-                (c.marketplace, c.category): c for c in await service.scores(connection, seller_id, today)
+                (c.marketplace, c.category): c for c in await service.scoring.scores(connection, seller_id, today)
             }
         rows = (
             await connection.execute(
