@@ -334,7 +334,7 @@ class CarrierHealth:
     silent_hours: float
     #: Usual scans per hour over the baseline period.
     usual_rate: float
-    #: The push source in an outage that explains the silence (services/scorer/sources.py):
+    #: The push source in an outage that explains the silence (services/scorer/domain/sources.py):
     #: the scans are not arriving, the parcels are not going lost, so it is not silent.
     source_outage: str = ""
 

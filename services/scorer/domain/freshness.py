@@ -5,7 +5,7 @@ first thing a new deployment, a newly onboarded seller or a replay would show. S
 clock job does not only rebuild on its timer (``VTR_MODEL_REFRESH_SECONDS``) but as soon
 as the input changed enough since the last build (:func:`refresh_reason`), and every
 score says which model priced it (``ScoreSnapshot.model``); while a category's lanes are
-not learnt its level is capped (``services/scorer/levels.py``).
+not learnt its level is capped (``services/scorer/domain/levels.py``).
 """
 
 from __future__ import annotations

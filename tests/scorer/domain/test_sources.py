@@ -1,4 +1,4 @@
-"""A push source's outage told from its carriers' (services/scorer/sources.py; pure)."""
+"""A push source's outage told from its carriers' (services/scorer/domain/sources.py; pure)."""
 
 from __future__ import annotations
 
