@@ -35,35 +35,31 @@ def lane_id(carrier: str | None, service: str | None, origin: str, marketplace: 
     return (carrier or "", service_key(service), origin, marketplace)
 
 
+async def _packages_by_lane(connection: AsyncConnection, *conditions: Any) -> dict[LaneId, int]:
+    c = packages.c
+    lanes = (c.carrier, c.service, c.ship_from_country, c.marketplace)
+    rows = await connection.execute(
+        select(*lanes, func.count()).where(c.carrier.is_not(None), *conditions).group_by(*lanes)
+    )
+    found: Counter[LaneId] = Counter()
+    for carrier, service, origin, marketplace, count in rows:
+        found[lane_id(carrier, service, origin, marketplace)] += int(count)
+    return dict(found)
+
+
 async def read_model_build(connection: AsyncConnection, since: datetime, now: datetime) -> ModelBuild:
     """The packages of the learning period per lane, and the newest package id, read just
     before the model is built from the same table (a package added in between counts as
     new next time: one refresh too many at worst, never one too few)."""
     c = packages.c
     newest = (await connection.execute(select(func.coalesce(func.max(c.id), 0)))).scalar_one()
-    rows = await connection.execute(
-        select(c.carrier, c.service, c.ship_from_country, c.marketplace, func.count())
-        .where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
-        .group_by(c.carrier, c.service, c.ship_from_country, c.marketplace)
-    )
-    lanes: Counter[LaneId] = Counter()
-    for carrier, service, origin, marketplace, count in rows:
-        lanes[lane_id(carrier, service, origin, marketplace)] += int(count)
-    return ModelBuild(now, sum(lanes.values()), int(newest), dict(lanes))
+    lanes = await _packages_by_lane(connection, c.confirmed_at >= since, c.state != PackageState.CANCELLED.value)
+    return ModelBuild(now, sum(lanes.values()), int(newest), lanes)
 
 
 async def read_new_lanes(connection: AsyncConnection, build: ModelBuild) -> InputChange:
     """The packages added since ``build``, per lane (a range of the primary key)."""
-    c = packages.c
-    rows = await connection.execute(
-        select(c.carrier, c.service, c.ship_from_country, c.marketplace, func.count())
-        .where(c.id > build.newest_package_id, c.carrier.is_not(None))
-        .group_by(c.carrier, c.service, c.ship_from_country, c.marketplace)
-    )
-    lanes: Counter[LaneId] = Counter()
-    for carrier, service, origin, marketplace, count in rows:
-        lanes[lane_id(carrier, service, origin, marketplace)] += int(count)
-    return InputChange(dict(lanes))
+    return InputChange(await _packages_by_lane(connection, packages.c.id > build.newest_package_id))
 
 
 async def pending_lanes(
