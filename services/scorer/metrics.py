@@ -81,3 +81,13 @@ READ_ANSWERS = Counter(
     "vtr_scorer_read_answers_total", "GET .../vtr answers by source (the read cache or computed).", ["source"]
 )
 READ_CACHE_SELLERS = Gauge("vtr_scorer_read_cache_sellers", "Sellers whose GET .../vtr answer is cached.")
+AMAZON_VTR_MAX_DIFFERENCE = Gauge(
+    "vtr_scorer_amazon_vtr_max_difference_points",
+    "Largest |vtrwatch VTR - Amazon's VTR| over Amazon's reporting range, in percentage points, "
+    "across seller x marketplaces with an Amazon report.",
+)
+AMAZON_VTR_OVER_THRESHOLD = Gauge(
+    "vtr_scorer_amazon_vtr_differences_over_threshold",
+    "Seller x marketplaces whose vtrwatch VTR differs from Amazon's by more than one point.",
+)
+AMAZON_VTR_BAD = Gauge("vtr_scorer_amazon_vtr_bad", "Seller x marketplaces whose Amazon VTR status is BAD.")
