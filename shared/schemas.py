@@ -187,6 +187,28 @@ class CarrierHealthNote(msgspec.Struct, frozen=True, kw_only=True):
     affected_packages: int = 0
 
 
+class ModelNote(msgspec.Struct, frozen=True, kw_only=True):
+    """Which forecast model priced a category's pending packages, and whether it knew them.
+
+    While ``lanes_learnt`` is false the forecast rests on priors for some of the category's
+    lanes: the scorer caps the level at WATCH unless today's VTR alone says worse
+    (``today_level``), and the notifier escalates on such a snapshot only as far as
+    ``today_level`` (docs/forecast.md, "Cold start").
+    """
+
+    #: When the model was built (None: not built yet, every lane on priors).
+    built_at: UtcDateTime | None
+    #: Packages (confirmed in the model's learning period) the model was built from.
+    packages: int
+    #: Whether every lane (carrier x service x origin x marketplace) of the category's
+    #: pending packages had enough packages in that build.
+    lanes_learnt: bool
+    #: Pending packages of the category on lanes the model has not learnt.
+    unlearnt_pending: int = 0
+    #: The level today's VTR alone gives (no forecast): what a cap never hides.
+    today_level: Level = Level.OK
+
+
 class ScoreSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """A seller x marketplace x category score on ``vtr.scores.v1`` (key: seller id).
 
@@ -218,6 +240,8 @@ class ScoreSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     pending_reasons: dict[str, int] = {}
     #: Carriers of this seller-category that are silent across all sellers.
     carrier_health: tuple[CarrierHealthNote, ...] = ()
+    #: The model behind the forecast (None from producers that predate it: read as learnt).
+    model: ModelNote | None = None
 
 
 class AmazonVtrStatus(StrEnum):

@@ -63,6 +63,20 @@ CARRIER_SILENT = Gauge(
     "1 while a carrier from an origin has sent far fewer scans than usual (its parcels' probabilities are lowered).",
     ["carrier", "origin"],
 )
+SOURCE_OUTAGE = Gauge(
+    "vtr_scorer_source_outage",
+    "1 while every carrier behind a push source is silent at once and other carriers scan (a source outage).",
+    ["source"],
+)
+SOURCE_CARRIERS = Gauge(
+    "vtr_scorer_source_carriers",
+    "Carriers (per origin) whose recent scans came mostly through a push source.",
+    ["source"],
+)
+MODEL_REFRESHES = Counter(
+    "vtr_scorer_model_refreshes_total", "Rebuilds of the forecast model by what triggered them.", ["reason"]
+)
+MODEL_PACKAGES = Gauge("vtr_scorer_model_packages", "Packages the current forecast model was built from.")
 READ_ANSWERS = Counter(
     "vtr_scorer_read_answers_total", "GET .../vtr answers by source (the read cache or computed).", ["source"]
 )
