@@ -48,6 +48,7 @@ tools: install
 prometheus: tools
 
 test: install tools
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 ## The fuzz campaign alone (>= 10,000 malformed requests over every endpoint; part of `make test` too).
@@ -59,6 +60,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) -m bench

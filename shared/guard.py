@@ -122,8 +122,10 @@ def check_target(scope: Scope) -> None:
     query: bytes = scope.get("query_string", b"")
     if len(raw_path) + len(query) > MAX_TARGET_BYTES:
         raise InputRejected(f"request target longer than {MAX_TARGET_BYTES} bytes", 414)
-    for part, what in ((raw_path, "path"), (query.replace(b"+", b" "), "query string")):
-        decoded = urllib.parse.unquote_to_bytes(part)
+    for part, what, plus_is_space in ((raw_path, "path", False), (query, "query string", True)):
+        if part.isascii() and b"%" not in part and b"\x00" not in part:
+            continue  # nothing to decode: the usual request costs three byte scans
+        decoded = urllib.parse.unquote_to_bytes(part.replace(b"+", b" ") if plus_is_space else part)
         try:
             text = decoded.decode("utf-8")
         except UnicodeDecodeError:

@@ -9,16 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Receive, Scope, Send
 
 from services.ingest.amazon.routes import amazon_router
+from services.ingest.api import shipments
+from services.ingest.api.openapi import OPENAPI_COMPONENTS
+from services.ingest.api.webhooks import WebhookFastPath, webhook_routes
 from services.ingest.publisher import Publisher
-from services.ingest.routes import OPENAPI_COMPONENTS, WebhookFastPath, shipments_router, webhook_routes
 from services.ingest.settings import IngestSettings
 from shared.guard import EdgeGuard, install_error_handlers, target_is_clean
-from shared.http import operations_router
+from shared.http import bearer_auth, operations_router
 from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
 
@@ -64,6 +66,7 @@ def create_app(settings: IngestSettings) -> IngestApp:
             await publisher.stop()
 
     app = IngestApp(title="vtrwatch ingest", description=DESCRIPTION, version="1", lifespan=lifespan)
+    app.state.settings = settings
     app.state.publisher = publisher
     webhooks = webhook_routes(settings, publisher)
     app.webhook_fast_path = WebhookFastPath(webhooks)
@@ -81,7 +84,7 @@ def create_app(settings: IngestSettings) -> IngestApp:
 
     app.include_router(operations_router({"kafka": kafka_ready, "producer": producer_ready}))
     app.include_router(webhooks.router)
-    app.include_router(shipments_router(settings, publisher))
+    app.include_router(shipments.router, dependencies=[Depends(bearer_auth(settings.api_key_values))])
     app.include_router(amazon_router(settings, publisher))
 
     def openapi() -> dict[str, Any]:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from services.ingest.mapping import MAPPINGS, SourceMapping
 from shared.schemas import CanonicalStatus
+from shared.status_codes import MAPPINGS, SourceMapping
 
 HEADER = """# Carrier pushes accepted by the ingest service
 
-Generated from `services/ingest/status_codes.toml` by
+Generated from `shared/status_codes.toml` by
 `python -m services.ingest.carrier_docs > docs/carriers.md`; a test fails when this file
 and the data disagree. To map a new carrier code, add one line to the TOML file and
 regenerate this page.

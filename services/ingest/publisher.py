@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
@@ -44,7 +44,39 @@ REPAIR_INTERVAL_SECONDS = 1.0
 #: A linger only added its delay to every request's acknowledgement (and, with batches
 #: lingering out of step per partition, split one round trip into several).
 LINGER_MS = 0
-_PARTITIONER = DefaultPartitioner()
+_MURMUR_SEED = 0x9747B28C
+_MURMUR_M = 0x5BD1E995
+_U32 = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as aiokafka's
+    default partitioner computes it, with the 4-byte words read in one unpack instead of
+    byte by byte (a third of the cost per key; equality is tested)."""
+    length = len(data)
+    m = _MURMUR_M
+    h = _MURMUR_SEED ^ length
+    whole = length & ~3
+    for word in struct.unpack_from(f"<{length >> 2}I", data):
+        k = (word * m) & _U32
+        k = ((k ^ (k >> 24)) * m) & _U32
+        h = ((h * m) & _U32) ^ k
+    extra = length & 3
+    if extra:
+        if extra >= 3:
+            h ^= data[whole + 2] << 16
+        if extra >= 2:
+            h ^= data[whole + 1] << 8
+        h = ((h ^ data[whole]) * m) & _U32
+    h = ((h ^ (h >> 13)) * m) & _U32
+    return h ^ (h >> 15)
+
+
+def key_partition(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition aiokafka's default partitioner picks for ``key`` (partitions sorted)."""
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+
 #: Room for the record envelope on top of the largest dead-letter value.
 _REQUEST_OVERHEAD_BYTES = 64 * 1024
 
@@ -235,7 +267,7 @@ class Publisher:
             partitions = self._partitions.get(record.topic)
             if partitions is None:
                 return None
-            chosen[record.topic, record.key] = _PARTITIONER(record.key, partitions, partitions)
+            chosen[record.topic, record.key] = key_partition(record.key, partitions)
         return chosen
 
     async def _partitioner(self, producer: AIOKafkaProducer, records: Sequence[Record]) -> dict[tuple[str, bytes], int]:

@@ -32,7 +32,6 @@ from typing import Any
 import httpx
 import orjson
 
-from services.ingest.mapping import MAPPINGS
 from services.ingest.metrics import REGISTRATION_CALLS, REGISTRATIONS
 from services.ingest.publisher import Publisher, Record
 from services.ingest.settings import IngestSettings
@@ -47,6 +46,7 @@ from services.ingest.vendor_calls import (
 from services.ingest.worker_health import WORKER_LOOP, idle_until
 from shared.kafka import make_consumer
 from shared.schemas import DEADLETTER_CODEC, SHIPMENT_CODEC, ContractError, DeadLetter, ShipmentConfirmed
+from shared.status_codes import MAPPINGS
 from shared.topics import DEADLETTER, SHIPMENTS
 
 log = logging.getLogger(__name__)

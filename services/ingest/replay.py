@@ -23,9 +23,10 @@ from typing import TextIO
 import orjson
 from aiokafka.structs import TopicPartition
 
+from services.ingest.api.webhooks import unforeseen_reason, webhook_sources
 from services.ingest.carriers.common import PushError
+from services.ingest.carriers.source import WebhookSource
 from services.ingest.publisher import Publisher, Record
-from services.ingest.routes import WebhookSource, unforeseen_reason, webhook_sources
 from services.ingest.settings import IngestSettings
 from services.ingest.signatures import SignatureError
 from shared.kafka import ensure_topics, make_consumer

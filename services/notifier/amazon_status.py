@@ -26,8 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier import db, metrics
 from services.notifier.alerts import Clock
-from services.notifier.db import SELLER_ID_LENGTH, as_utc, dialect_insert, outbox
-from services.notifier.messages import Language
+from services.notifier.db import as_utc, dialect_insert, outbox
 from services.notifier.processing import CHANNEL_EMAIL, Subscription, load_subscriptions
 from shared.console_links import ConsoleLinks
 from shared.schemas import (
@@ -38,6 +37,9 @@ from shared.schemas import (
     AmazonVtrStatus,
     ContractError,
 )
+from shared.scope import SELLER_ID_LENGTH
+from shared.scope_columns import marketplace_column, seller_column
+from shared.wording import Language
 
 AMAZON_BAD = "amazon_bad"
 AMAZON_RECONNECT = "amazon_reconnect"
@@ -46,8 +48,8 @@ AMAZON_GROUP = "vtr-notifier-amazon"
 amazon_statuses = Table(
     "amazon_statuses",
     db.metadata,
-    Column("seller_id", String(SELLER_ID_LENGTH), primary_key=True),
-    Column("marketplace", String(2), primary_key=True),
+    seller_column(primary_key=True),
+    marketplace_column(primary_key=True),
     Column("status", String(8), nullable=False),
     Column("fetched_at", DateTime(timezone=True), nullable=False),
 )
@@ -155,6 +157,26 @@ def _dedupe(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[AmazonVtr], list[AmazonConnectionChanged]]:
+    """Amazon's figures and the connections that need the seller, from a batch (records that
+    break the contract counted and skipped, seller ids longer than stored skipped)."""
+    figures: list[AmazonVtr] = []
+    notices: list[AmazonConnectionChanged] = []
+    for record in records:
+        try:
+            message = AMAZON_CODEC.decode(record.value or b"")
+        except ContractError:
+            metrics.AMAZON_STATUSES.labels("invalid").inc()
+            continue
+        if len(message.seller_id) > SELLER_ID_LENGTH:
+            continue
+        if isinstance(message, AmazonVtr):
+            figures.append(message)
+        elif message.state == RECONNECT_NEEDED:
+            notices.append(message)
+    return figures, notices
+
+
 class AmazonStatusProcessor:
     def __init__(self, clock: Clock, console_links: ConsoleLinks | None) -> None:
         self._clock = clock
@@ -186,20 +208,7 @@ class AmazonStatusProcessor:
         await _insert(connection, rows)
 
     async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        figures: list[AmazonVtr] = []
-        notices: list[AmazonConnectionChanged] = []
-        for record in records:
-            try:
-                message = AMAZON_CODEC.decode(record.value or b"")
-            except ContractError:
-                metrics.AMAZON_STATUSES.labels("invalid").inc()
-                continue
-            if len(message.seller_id) > SELLER_ID_LENGTH:
-                continue
-            if isinstance(message, AmazonVtr):
-                figures.append(message)
-            elif message.state == RECONNECT_NEEDED:
-                notices.append(message)
+        figures, notices = _decoded(records)
         await self._reconnect_messages(connection, notices)
         if not figures:
             return

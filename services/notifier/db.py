@@ -35,19 +35,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.consumer.offsets import consumer_offsets_table
+from shared.scope import NOTIFIER_MARKETPLACE_WIDTH
+from shared.scope_columns import scope_columns, seller_column
 
 metadata = MetaData()
 
 Id = BigInteger().with_variant(Integer, "sqlite")
 
-SELLER_ID_LENGTH = 128
-MARKETPLACE_LENGTH = 8
-CATEGORY_LENGTH = 200
-
 subscriptions = Table(
     "subscriptions",
     metadata,
-    Column("seller_id", String(SELLER_ID_LENGTH), primary_key=True),
+    seller_column(primary_key=True),
     #: JSON list of addresses.
     Column("emails", Text, nullable=False),
     Column("slack_webhook_url", Text, nullable=True),
@@ -62,9 +60,7 @@ subscriptions = Table(
 alert_states = Table(
     "alert_states",
     metadata,
-    Column("seller_id", String(SELLER_ID_LENGTH), primary_key=True),
-    Column("marketplace", String(MARKETPLACE_LENGTH), primary_key=True),
-    Column("category", String(CATEGORY_LENGTH), primary_key=True),
+    *scope_columns(NOTIFIER_MARKETPLACE_WIDTH, primary_key=True),
     #: :class:`services.notifier.alerts.AlertState` as JSON.
     Column("machine", Text, nullable=False),
     #: The newest snapshot (SCORE_CODEC JSON).
@@ -85,9 +81,7 @@ outbox = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("dedupe_key", String(64), nullable=False, unique=True),
-    Column("seller_id", String(SELLER_ID_LENGTH), nullable=False),
-    Column("marketplace", String(MARKETPLACE_LENGTH), nullable=False),
-    Column("category", String(CATEGORY_LENGTH), nullable=False),
+    *scope_columns(NOTIFIER_MARKETPLACE_WIDTH, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("previous_level", String(16), nullable=False),
     Column("level", String(16), nullable=False),
@@ -126,7 +120,7 @@ delivery_attempts = Table(
 digests = Table(
     "digests",
     metadata,
-    Column("seller_id", String(SELLER_ID_LENGTH), primary_key=True),
+    seller_column(primary_key=True),
     #: When the next daily digest is due (``reminder_mode = daily_digest`` only).
     Column("next_due_at", DateTime(timezone=True), nullable=False),
     Column("digest_seq", Integer, nullable=False),

@@ -33,7 +33,6 @@ from services.notifier.messages import (
     DigestEntry,
     DigestMessage,
     EmailContent,
-    Language,
     compose_digest_email,
     compose_digest_slack,
     compose_email,
@@ -44,6 +43,7 @@ from services.notifier.scorer_client import PackageSource, PackagesUnavailable
 from shared.console_links import ConsoleLinks
 from shared.db import is_transient
 from shared.schemas import SCORE_CODEC, Level, PackageView
+from shared.wording import Language
 
 log = logging.getLogger(__name__)
 

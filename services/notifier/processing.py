@@ -44,6 +44,7 @@ from services.notifier.db import (
     subscriptions,
 )
 from shared.schemas import SCORE_CODEC, ContractError, Level, ScoreSnapshot
+from shared.scope import CATEGORY_LENGTH, NOTIFIER_MARKETPLACE_WIDTH, SELLER_ID_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,9 @@ class Subscription:
 
 def fits_columns(snapshot: ScoreSnapshot) -> bool:
     return (
-        len(snapshot.seller_id) <= db.SELLER_ID_LENGTH
-        and len(snapshot.marketplace) <= db.MARKETPLACE_LENGTH
-        and len(snapshot.category) <= db.CATEGORY_LENGTH
+        len(snapshot.seller_id) <= SELLER_ID_LENGTH
+        and len(snapshot.marketplace) <= NOTIFIER_MARKETPLACE_WIDTH
+        and len(snapshot.category) <= CATEGORY_LENGTH
     )
 
 

@@ -6,7 +6,7 @@ again, so a package that looked untracked recovers without replaying anything by
 it is idempotent and safe while the scorer runs (each batch is one transaction, and the
 packages are re-evaluated with the same code path as new scans).
 
-The code table is the ingest's ``services/ingest/status_codes.toml`` (pure data, shipped in
+The code table is ``shared/status_codes.toml`` (pure data, shipped in
 the same image), read per source: a scan's ``source`` is the integration that delivered it.
 """
 
@@ -29,6 +29,7 @@ from services.scorer.domain.window import utc_today
 from services.scorer.storage.packages import load_packages, reevaluate
 from services.scorer.storage.schema import scans
 from shared.schemas import CanonicalStatus
+from shared.status_codes import MAPPINGS
 
 #: (source, carrier code) -> canonical status, UNKNOWN when still unmapped.
 StatusOf = Callable[[str, str], CanonicalStatus]
@@ -37,8 +38,7 @@ BATCH = 1000
 
 
 def ingest_code_table() -> StatusOf:
-    """The ingest's current code table (status_codes.toml), per source."""
-    from services.ingest.mapping import MAPPINGS
+    """The current code table (shared/status_codes.toml, as the ingest maps), per source."""
 
     def status_of(source: str, code: str) -> CanonicalStatus:
         mapping = MAPPINGS.get(source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.ingest.carrier_docs import render
-from services.ingest.mapping import MAPPINGS
+from shared.status_codes import MAPPINGS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "carriers.md"
 

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from services.ingest.carriers import aftership, china_post, seventeen_track, yanwen, yunexpress
 from services.ingest.carriers.common import PushError
-from services.ingest.mapping import MAPPING_FILE, MAPPINGS, load_mappings
-from services.ingest.timezones import TimeFormatError, parse_utc_offset, to_utc
+from services.ingest.timezones import to_utc
 from shared.schemas import CanonicalStatus
+from shared.status_codes import MAPPING_FILE, MAPPINGS, load_mappings
+from shared.utc_offset import TimeFormatError, parse_utc_offset
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -14,8 +14,8 @@ import pytest
 
 from services.ingest.carriers import aftership, seventeen_track, yanwen, yunexpress
 from services.ingest.carriers.common import unique
-from services.ingest.mapping import MAPPINGS
 from shared.schemas import CanonicalStatus, tracking_event_id
+from shared.status_codes import MAPPINGS
 from tests.ingest.samples import aftership_document
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

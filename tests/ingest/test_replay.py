@@ -14,9 +14,10 @@ import orjson
 import pytest
 
 from services.ingest import replay as replay_module
+from services.ingest.api.webhooks import webhook_sources
+from services.ingest.carriers.source import WebhookSource
 from services.ingest.publisher import Publisher, Record
 from services.ingest.replay import main, replay
-from services.ingest.routes import WebhookSource, webhook_sources
 from services.ingest.settings import IngestSettings
 from shared.schemas import DEADLETTER_CODEC, DeadLetter, TrackingEvent
 from shared.topics import DEADLETTER

@@ -15,7 +15,6 @@ from services.notifier.messages import (
     AlertMessage,
     DigestEntry,
     DigestMessage,
-    Language,
     compose_digest_email,
     compose_digest_slack,
     compose_email,
@@ -23,6 +22,7 @@ from services.notifier.messages import (
 )
 from shared.console_links import ConsoleLinks
 from shared.schemas import Level
+from shared.wording import Language
 from tests.notifier.conftest import EXAMPLE_PACKAGES, EXAMPLES_DIR, FIXED_TIME, make_snapshot
 
 #: The console links of the examples: a fixed secret and time, so the signature is stable.

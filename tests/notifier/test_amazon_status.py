@@ -9,10 +9,10 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from services.notifier.amazon_status import compose
-from services.notifier.messages import Language
 from shared.kafka import make_producer
 from shared.schemas import AMAZON_CODEC, AmazonConnectionChanged, AmazonVtr, AmazonVtrStatus
 from shared.topics import AMAZON_VTR
+from shared.wording import Language
 from tests.notifier.conftest import HttpStandIns, SmtpServer, eventually
 from tests.notifier.test_end_to_end import AUTH, notifier_settings, run_app
 from tools.localstack import TansuBroker

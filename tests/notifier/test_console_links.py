@@ -17,7 +17,6 @@ from services.notifier.messages import (
     AlertMessage,
     DigestEntry,
     DigestMessage,
-    Language,
     compose_digest_email,
     compose_digest_slack,
     compose_email,
@@ -25,6 +24,7 @@ from services.notifier.messages import (
 )
 from shared.console_links import ConsoleLinks, Verdict, expiry, verify
 from shared.schemas import ForecastPoint, Level
+from shared.wording import Language
 from tests.notifier.conftest import EXAMPLE_PACKAGES, FIXED_TIME, make_snapshot
 from tests.notifier.test_delivery import SELLER, Harness, harness, settings_overrides  # noqa: F401 - fixtures
 

@@ -7,8 +7,9 @@ import json
 from msgspec.structs import replace
 
 from services.notifier.alerts import NoticeKind
-from services.notifier.messages import AlertMessage, Language, compose_slack, template_context
+from services.notifier.messages import AlertMessage, compose_slack, template_context
 from shared.schemas import Level
+from shared.wording import Language
 from tests.notifier.conftest import make_package, make_snapshot
 
 

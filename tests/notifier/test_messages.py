@@ -8,17 +8,9 @@ import msgspec
 import pytest
 
 from services.notifier.alerts import NoticeKind
-from services.notifier.messages import (
-    ACTIONS,
-    REASON_LABELS,
-    AlertMessage,
-    Language,
-    action_for,
-    compose_email,
-    compose_slack,
-    slack_escape,
-)
+from services.notifier.messages import AlertMessage, compose_email, compose_slack, slack_escape
 from shared.schemas import Level, Money, Reason
+from shared.wording import ACTIONS, REASON_LABELS, Language, action_for
 from tests.notifier.conftest import EXAMPLE_PACKAGES, EXAMPLES_DIR, FIXED_TIME, make_package, make_snapshot
 from tests.notifier.examples import render_examples
 

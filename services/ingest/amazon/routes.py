@@ -29,8 +29,8 @@ from services.ingest.amazon.client import AmazonError, AuthorisationRevoked, Log
 from services.ingest.amazon.marketplaces import Region
 from services.ingest.amazon.sealing import STATE_LIFETIME_SECONDS, SealError, TokenKeys, verify_state
 from services.ingest.amazon.state import Connection, read_state, state_record
+from services.ingest.api.edge import json_response
 from services.ingest.publisher import BrokerUnavailable, Publisher
-from services.ingest.routes import json_response
 from services.ingest.settings import IngestSettings
 from services.ingest.vendor_calls import Retryable
 from shared.http import bearer_auth

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from services.ingest import signatures
 from services.ingest.carriers.common import (
     LastMile,
     PushError,
@@ -27,10 +28,15 @@ from services.ingest.carriers.common import (
     text,
     tracking_number,
 )
-from services.ingest.mapping import MAPPINGS
+from services.ingest.carriers.source import JSON, Carrier, WebhookSource, signed_header
 from services.ingest.timezones import ZONES, location_zone
 from shared.carriers import carrier_slug
 from shared.schemas import TrackingEvent
+from shared.status_codes import MAPPINGS
+
+if TYPE_CHECKING:
+    from services.ingest.settings import IngestSettings
+
 
 SOURCE = "aftership"
 MAPPING = MAPPINGS[SOURCE]
@@ -148,3 +154,19 @@ def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
 
 def ack(accepted: int) -> dict[str, object]:
     return {"accepted": accepted}
+
+
+# --- The webhook ---------------------------------------------------------------------------
+
+
+def webhook_source(settings: IngestSettings) -> WebhookSource:
+    secret = settings.aftership_secret.get_secret_value()
+    verify = signed_header(
+        signatures.AFTERSHIP_SIGNATURE_HEADER,
+        lambda raw_body: signatures.aftership_signature(raw_body, secret),
+        "invalid aftership-hmac-sha256 header",
+    )
+    return WebhookSource.clear_text(SOURCE, verify, parse, ack)
+
+
+WEBHOOK = Carrier(SOURCE, "AfterShip tracking_update (aftership-hmac-sha256 header)", {JSON: (Push,)}, webhook_source)

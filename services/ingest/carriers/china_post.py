@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import msgspec
 import orjson
 
+from services.ingest import signatures
 from services.ingest.carriers.common import Code, decode, joined, make_event, moment, text, tracking_number
-from services.ingest.mapping import MAPPINGS
+from services.ingest.carriers.source import (
+    FORM,
+    JSON,
+    Carrier,
+    Unauthenticated,
+    Verified,
+    WebhookSource,
+    header_or_query,
+)
 from shared.schemas import TrackingEvent
+from shared.status_codes import MAPPINGS
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from services.ingest.settings import IngestSettings
+
 
 SOURCE = "china-post"
 CARRIER = "china-post"
@@ -124,3 +140,66 @@ def ack(envelope: EmsEnvelope | None, *, success: bool, message: str = "") -> di
         "codeMessage": message,
         "senderNo": envelope.sender_no if envelope else "",
     }
+
+
+# --- The webhook ---------------------------------------------------------------------------
+
+
+class ChinaPostEmsPush(msgspec.Struct):
+    """EMS open-platform push (method 040002); also accepted form-encoded."""
+
+    logitcsInterface: str
+    method: str | None = None
+    msgType: str | None = None
+    senderNo: str | None = None
+    serialNo: str | None = None
+    timeStamp: str | None = None
+    version: str | None = None
+
+
+def webhook_source(settings: IngestSettings) -> WebhookSource:
+    sm4_key = settings.chinapost_sm4_key_hex()
+    digest_key = settings.chinapost_digest_key.get_secret_value()
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        digest = header_or_query(request, signatures.CHINAPOST_DIGEST_PARAMETER)
+        if digest is not None:
+            expected = signatures.chinapost_data_digest(raw_body, digest_key)
+            if not signatures.signatures_match(digest, expected):
+                raise Unauthenticated("data_digest does not match")
+            return raw_body, None
+        envelope = parse_envelope(raw_body, request.headers.get("content-type", ""))
+        if envelope is None:
+            raise Unauthenticated("neither a data_digest nor an encrypted logitcsInterface")
+        try:
+            return signatures.chinapost_sm4_decrypt(envelope.encrypted, sm4_key), envelope
+        except signatures.SignatureError as error:
+            raise Unauthenticated(str(error), envelope) from None
+
+    def reopen(raw_body: bytes, content_type: str) -> Verified:
+        envelope = parse_envelope(raw_body, content_type)
+        if envelope is None:
+            return raw_body, None
+        return signatures.chinapost_sm4_decrypt(envelope.encrypted, sm4_key), envelope
+
+    def parse(payload: bytes, received_at: datetime, envelope: EmsEnvelope | None) -> list[TrackingEvent]:
+        if envelope is None:
+            return parse_traces_push(payload, received_at)
+        return parse_ems_payload(payload, received_at)
+
+    return WebhookSource(
+        source=SOURCE,
+        verify=verify,
+        parse=parse,
+        ack=lambda envelope, _count: ack(envelope, success=True),
+        failure=lambda envelope, detail: {**ack(envelope, success=False, message=detail), "detail": detail},
+        reopen=reopen,
+    )
+
+
+WEBHOOK = Carrier(
+    SOURCE,
+    "China Post: EMS open-platform push (SM4) or traces push (data_digest)",
+    {JSON: (ChinaPostEmsPush, TracesPush), FORM: (ChinaPostEmsPush,)},
+    webhook_source,
+)

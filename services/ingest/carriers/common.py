@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from services.ingest.mapping import SourceMapping
-from services.ingest.timezones import TimeFormatError, to_utc
+from services.ingest.timezones import to_utc
 from shared.carriers import carrier_slug
 from shared.schemas import CanonicalStatus, TrackingEvent, tracking_event_id
+from shared.status_codes import SourceMapping
 from shared.topics import normalise_tracking_number
+from shared.utc_offset import TimeFormatError
 
 #: Codes arrive as strings from some accounts and as numbers from others.
 Code = str | int

@@ -10,22 +10,29 @@ its milestone ``stage``. ``misc_info.local_provider``/``local_number`` name the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from services.ingest import signatures
 from services.ingest.carriers.common import (
     LastMile,
     PushError,
     decode,
     last_mile,
     make_event,
-    moment,
     text,
     tracking_number,
 )
-from services.ingest.mapping import MAPPINGS
+from services.ingest.carriers.source import JSON, Carrier, WebhookSource, signed_header
+from services.ingest.timezones import to_utc
 from shared.schemas import NOTICE_TRACKING_STOPPED, CanonicalStatus, TrackingEvent
+from shared.status_codes import MAPPINGS
+from shared.utc_offset import TimeFormatError
+
+if TYPE_CHECKING:
+    from services.ingest.settings import IngestSettings
+
 
 SOURCE = "17track"
 MAPPING = MAPPINGS[SOURCE]
@@ -90,12 +97,22 @@ def carrier_of(code: int | str | None, default: str = SOURCE) -> str:
     return MAPPING.carriers.get(key, key)
 
 
-def _occurred_at(event: Event, where: str) -> datetime:
-    if event.time_utc:
-        return moment(event.time_utc, UTC, f"{where}.time_utc")
-    if event.time_iso:
-        return moment(event.time_iso, MAPPING.timezone, f"{where}.time_iso")
-    raise PushError(f"{where}: time_utc or time_iso is required")
+def _occurred_at(event: Event, provider_index: int, index: int) -> datetime:
+    # The field's path is only spelled out for an error: formatting it for every event
+    # cost as much as reading the time.
+    field = "time_utc" if event.time_utc else "time_iso"
+    try:
+        if event.time_utc:
+            return to_utc(event.time_utc, UTC)
+        if event.time_iso:
+            return to_utc(event.time_iso, MAPPING.timezone)
+    except TimeFormatError as error:
+        raise PushError(f"{_event_path(provider_index, index)}.{field}: {error}") from None
+    raise PushError(f"{_event_path(provider_index, index)}: time_utc or time_iso is required")
+
+
+def _event_path(provider_index: int, index: int) -> str:
+    return f"$.data.track_info.tracking.providers[{provider_index}].events[{index}]"
 
 
 def _last_mile(track_info: TrackInfo | None) -> LastMile | None:
@@ -139,14 +156,13 @@ def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
             code = text(event.sub_status) or text(event.stage)
             if code in MAPPING.metadata_only:
                 continue
-            where = f"$.data.track_info.tracking.providers[{provider_index}].events[{index}]"
             events.append(
                 make_event(
                     MAPPING,
                     carrier=carrier,
                     number=number,
                     code=code,
-                    occurred_at=_occurred_at(event, where),
+                    occurred_at=_occurred_at(event, provider_index, index),
                     received_at=received_at,
                     description=text(event.description),
                     location=text(event.location),
@@ -158,3 +174,20 @@ def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
 
 def ack(accepted: int) -> dict[str, object]:
     return {"accepted": accepted}
+
+
+# --- The webhook ---------------------------------------------------------------------------
+
+
+def webhook_source(settings: IngestSettings) -> WebhookSource:
+    api_key = settings.seventeen_track_api_key.get_secret_value()
+    verify = signed_header(
+        signatures.SEVENTEEN_TRACK_SIGNATURE_HEADER,
+        lambda raw_body: signatures.seventeen_track_signature(raw_body, api_key),
+        "invalid sign header",
+        case_insensitive=True,
+    )
+    return WebhookSource.clear_text(SOURCE, verify, parse, ack)
+
+
+WEBHOOK = Carrier(SOURCE, "17TRACK webhook v2 (sign header)", {JSON: (Push,)}, webhook_source)

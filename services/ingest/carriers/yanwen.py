@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from services.ingest import signatures
 from services.ingest.carriers.common import (
     Code,
     PushError,
@@ -17,9 +18,17 @@ from services.ingest.carriers.common import (
     text,
     tracking_number,
 )
-from services.ingest.mapping import MAPPINGS
-from services.ingest.timezones import TimeFormatError, parse_utc_offset, to_utc
+from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource
+from services.ingest.timezones import to_utc
 from shared.schemas import TrackingEvent
+from shared.status_codes import MAPPINGS
+from shared.utc_offset import TimeFormatError, parse_utc_offset
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from services.ingest.settings import IngestSettings
+
 
 SOURCE = "yanwen"
 CARRIER = "yanwen"
@@ -101,3 +110,24 @@ def parse(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
 
 def ack(accepted: int) -> dict[str, object]:
     return {"code": 0, "message": "success", "accepted": accepted}
+
+
+# --- The webhook ---------------------------------------------------------------------------
+
+
+def webhook_source(settings: IngestSettings) -> WebhookSource:
+    token = settings.yanwen_token.get_secret_value()
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        presented = request.headers.get(signatures.YANWEN_TOKEN_HEADER, "")
+        presented = presented[7:] if presented[:7].lower() == "bearer " else presented
+        if not signatures.signatures_match(presented, token):
+            raise Unauthenticated("invalid Authorization token")
+        return raw_body, None
+
+    return WebhookSource.clear_text(
+        SOURCE, verify, parse, ack, failure=lambda _context, detail: {"code": 1, "message": detail, "detail": detail}
+    )
+
+
+WEBHOOK = Carrier(SOURCE, "Yanwen tracking result (Authorization token)", {JSON: (Push,)}, webhook_source)

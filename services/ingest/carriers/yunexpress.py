@@ -9,13 +9,16 @@ regard to case or underscores, so both spellings are read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
 
+from services.ingest import signatures
 from services.ingest.carriers.common import (
     Code,
     PushError,
@@ -28,9 +31,16 @@ from services.ingest.carriers.common import (
     text,
     tracking_number,
 )
-from services.ingest.mapping import MAPPINGS
+from services.ingest.carriers.source import JSON, Carrier, Unauthenticated, Verified, WebhookSource, as_received
 from services.ingest.timezones import location_zone
 from shared.schemas import TrackingEvent
+from shared.status_codes import MAPPINGS
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from services.ingest.settings import IngestSettings
+
 
 SOURCE = "yunexpress"
 CARRIER = "yunexpress"
@@ -210,3 +220,78 @@ def _parcel_events(parcel: Parcel, parcel_path: str, received_at: datetime) -> l
 
 def ack(accepted: int) -> dict[str, object]:
     return {"success": True, "code": 0, "message": "success", "accepted": accepted}
+
+
+# --- The webhook ---------------------------------------------------------------------------
+
+
+def _checks(settings: IngestSettings) -> Callable[[Request, bytes], None]:
+    """The signing scheme the account uses (``VTR_YUNEXPRESS_SIGNING``)."""
+    secret = settings.yunexpress_secret.get_secret_value()
+    token = settings.yunexpress_token.get_secret_value()
+    window = settings.yunexpress_timestamp_window_seconds
+
+    def timestamp_sha256(request: Request, raw_body: bytes) -> None:
+        timestamp = request.headers.get(signatures.YUNEXPRESS_TIMESTAMP_HEADER)
+        if not signatures.yunexpress_timestamp_fresh(timestamp, int(time.time() * 1000), window):
+            raise Unauthenticated(f"{signatures.YUNEXPRESS_TIMESTAMP_HEADER} missing or outside the allowed window")
+        assert timestamp is not None
+        expected = signatures.yunexpress_signature(timestamp.strip(), raw_body, secret)
+        presented = request.headers.get(signatures.YUNEXPRESS_SIGNATURE_HEADER)
+        if not signatures.signatures_match(presented, expected, case_insensitive=True):
+            raise Unauthenticated("invalid signature")
+
+    def token_hmac(request: Request, raw_body: bytes) -> None:
+        if not signatures.signatures_match(request.headers.get(signatures.YUNEXPRESS_TOKEN_HEADER), token):
+            raise Unauthenticated("invalid token header")
+        date = request.headers.get(signatures.YUNEXPRESS_DATE_HEADER, "").strip()
+        if not signatures.yunexpress_timestamp_fresh(date, int(time.time() * 1000), window):
+            raise Unauthenticated("date header missing or outside the allowed window")
+        expected = signatures.yunexpress_hmac_signature(raw_body, date, request.method, request.url.path, secret)
+        if not signatures.signatures_match(request.headers.get(signatures.YUNEXPRESS_SIGN_HEADER), expected):
+            raise Unauthenticated("invalid sign header")
+
+    return token_hmac if settings.yunexpress_signing == "token-hmac" else timestamp_sha256
+
+
+def _opener(settings: IngestSettings) -> Callable[[bytes, str], Verified]:
+    """The payload of a body: decrypted from ``{"encrypt": ...}`` when the account encrypts."""
+    if not settings.yunexpress_encrypted:
+        return as_received
+    aes_key = settings.yunexpress_aes_key_bytes()
+
+    def reopen(raw_body: bytes, _content_type: str = "") -> Verified:
+        try:
+            envelope = orjson.loads(raw_body)
+        except orjson.JSONDecodeError:
+            envelope = None
+        value = envelope.get(signatures.YUNEXPRESS_ENCRYPTED_FIELD) if isinstance(envelope, dict) else None
+        if not isinstance(value, str):
+            raise signatures.SignatureError('expected the encrypted envelope {"encrypt": ...}')
+        return signatures.yunexpress_decrypt(value, aes_key), None
+
+    return reopen
+
+
+def webhook_source(settings: IngestSettings) -> WebhookSource:
+    check = _checks(settings)
+    reopen = _opener(settings)
+
+    def verify(request: Request, raw_body: bytes) -> Verified:
+        check(request, raw_body)
+        try:
+            return reopen(raw_body, "")
+        except signatures.SignatureError as error:
+            raise Unauthenticated(str(error)) from None
+
+    source = WebhookSource.clear_text(
+        SOURCE,
+        verify,
+        parse,
+        ack,
+        lambda _context, detail: {"success": False, "code": 1, "message": detail, "detail": detail},
+    )
+    return dataclasses.replace(source, reopen=reopen)
+
+
+WEBHOOK = Carrier(SOURCE, "YunExpress tisPushData (X-Openapi-Signature)", {JSON: (Push,)}, webhook_source)

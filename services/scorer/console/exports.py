@@ -9,7 +9,6 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
 
-from services.notifier.messages import action_for
 from services.scorer.api.deps import SellerId, ServiceDep
 from services.scorer.console.access import gate
 from services.scorer.console.filters import (
@@ -24,6 +23,7 @@ from services.scorer.console.render import HEADERS, RequestLanguage, console_now
 from services.scorer.storage import console as queries
 from shared.console_links import CONSOLE_PREFIX
 from shared.schemas import PackageView
+from shared.wording import action_for
 
 router = APIRouter(prefix=CONSOLE_PREFIX, tags=["console"], include_in_schema=False)
 

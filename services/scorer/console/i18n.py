@@ -1,7 +1,7 @@
 """The console's words in zh-CN and en, and the choice of language.
 
-Level names, reason labels and the advice per package are the notifier's tables
-(:mod:`services.notifier.messages`), so a seller reads the same words in a message and
+Level names, reason labels and the action per package are the shared tables
+(:mod:`shared.wording`), so a seller reads the same words in a message and
 in the console; the strings below are the console's own.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.notifier.messages import LEVEL_LABELS, REASON_LABELS, Language
+from shared.wording import LEVEL_LABELS, REASON_LABELS, Language
 
 LANGUAGE_COOKIE = "vtr_lang"
 

@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from services.notifier.messages import action_for, carrier_text, reason_label
 from services.scorer.api.deps import SellerId, ServiceDep
 from services.scorer.console import charts
 from services.scorer.console.access import Access, gate
@@ -32,6 +31,7 @@ from services.scorer.storage import console as queries
 from services.scorer.storage.amazon import seller_comparisons
 from shared.console_links import CONSOLE_PREFIX
 from shared.schemas import Level, PackageView, Reason
+from shared.wording import action_for, carrier_text, reason_label
 
 router = APIRouter(prefix=CONSOLE_PREFIX, tags=["console"], include_in_schema=False)
 

@@ -21,6 +21,7 @@ from shared.schemas import (
     ShipmentConfirmed,
     TrackingEvent,
 )
+from shared.scope import CATEGORY_LENGTH, SELLER_ID_LENGTH
 from shared.topics import SHIPMENTS, TRACKING_EVENTS, normalise_tracking_number
 
 
@@ -73,9 +74,9 @@ PreparedRecords = dict[tuple[str, int, int], PreparedRecord]
 FIELD_LIMITS: dict[str, int] = {
     "event_id": 64,
     "tracking_number": 128,
-    "seller_id": 128,
+    "seller_id": SELLER_ID_LENGTH,
     "order_id": 128,
-    "category": 200,
+    "category": CATEGORY_LENGTH,
     "carrier_name": 200,
     "carrier": 64,
     "service": 200,

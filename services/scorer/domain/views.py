@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-from services.scorer.domain.advice import advice_for
 from services.scorer.domain.packages import MICRO, PackageRow
 from services.scorer.domain.policy import Policy, ScanSummary, invalid_reason_for
 from shared.schemas import Money, PackageState, PackageView, Reason, TrackingLevel
+from shared.wording import advice_for
 
 CENT = Decimal("0.01")
 

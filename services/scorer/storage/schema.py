@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 
 from shared.consumer.offsets import consumer_offsets_table
+from shared.scope_columns import category_column, marketplace_column, scope_columns, seller_column
 
 metadata = MetaData()
 #: The predicate of the partial indexes on pending packages (PackageState.PENDING).
@@ -41,10 +42,10 @@ packages = Table(
     "packages",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("seller_id", String(128), nullable=False),
+    seller_column(nullable=False),
     Column("order_id", String(128), nullable=False),
-    Column("marketplace", String(2), nullable=False),
-    Column("category", String(200), nullable=False),
+    marketplace_column(nullable=False),
+    category_column(nullable=False),
     Column("tracking_number", String(128), nullable=False),
     Column("carrier_name", String(200), nullable=False),
     Column("carrier", String(64), nullable=True),
@@ -101,7 +102,7 @@ cancellations = Table(
     metadata,
     Column("cancel_key", String(600), primary_key=True),
     Column("tracking_number", String(128), nullable=False),
-    Column("seller_id", String(128), nullable=True),
+    seller_column(nullable=True),
     Column("order_id", String(128), nullable=True),
     Column("cancelled_at", DateTime, nullable=False),
     Index("ix_cancellations_tracking_number", "tracking_number"),
@@ -111,9 +112,7 @@ cancellations = Table(
 daily_counts = Table(
     "daily_counts",
     metadata,
-    Column("seller_id", String(128), primary_key=True),
-    Column("marketplace", String(2), primary_key=True),
-    Column("category", String(200), primary_key=True),
+    *scope_columns(primary_key=True),
     Column("promised_date", Date, primary_key=True),
     Column("valid", Integer, nullable=False),
     Column("invalid", Integer, nullable=False),
@@ -127,9 +126,7 @@ daily_counts = Table(
 daily_reasons = Table(
     "daily_reasons",
     metadata,
-    Column("seller_id", String(128), primary_key=True),
-    Column("marketplace", String(2), primary_key=True),
-    Column("category", String(200), primary_key=True),
+    *scope_columns(primary_key=True),
     Column("promised_date", Date, primary_key=True),
     Column("state", String(16), primary_key=True),
     Column("reason", String(48), primary_key=True),
@@ -140,9 +137,7 @@ daily_reasons = Table(
 outbox = Table(
     "score_outbox",
     metadata,
-    Column("seller_id", String(128), primary_key=True),
-    Column("marketplace", String(2), primary_key=True),
-    Column("category", String(200), primary_key=True),
+    *scope_columns(primary_key=True),
     #: Bumped on every change, so publishing deletes the row only if nothing changed since.
     Column("version", BigInteger, nullable=False),
 )
@@ -152,9 +147,7 @@ outbox = Table(
 score_versions = Table(
     "score_versions",
     metadata,
-    Column("seller_id", String(128), primary_key=True),
-    Column("marketplace", String(2), primary_key=True),
-    Column("category", String(200), primary_key=True),
+    *scope_columns(primary_key=True),
     Column("version", BigInteger, nullable=False),
 )
 
@@ -163,9 +156,7 @@ score_versions = Table(
 projected_counts = Table(
     "projected_counts",
     metadata,
-    Column("seller_id", String(128), primary_key=True),
-    Column("marketplace", String(2), primary_key=True),
-    Column("category", String(200), primary_key=True),
+    *scope_columns(primary_key=True),
     Column("promised_date", Date, primary_key=True),
     Column("expected_micro", BigInteger, nullable=False),
     Column("expected_valid_micro", BigInteger, nullable=False),
@@ -186,9 +177,7 @@ model_state = Table(
 score_levels = Table(
     "score_levels",
     metadata,
-    Column("seller_id", String(128), primary_key=True),
-    Column("marketplace", String(2), primary_key=True),
-    Column("category", String(200), primary_key=True),
+    *scope_columns(primary_key=True),
     Column("level", String(16), nullable=False),
 )
 

@@ -336,8 +336,9 @@ def test_email_chart_renders_as_bars_in_a_browser_engine(browser: Any, tmp_path:
 
     from services.notifier.alerts import NoticeKind
     from services.notifier.email_chart import TRACK_PX
-    from services.notifier.messages import AlertMessage, Language, compose_email
+    from services.notifier.messages import AlertMessage, compose_email
     from shared.schemas import ForecastPoint, Level
+    from shared.wording import Language
     from tests.notifier.conftest import EXAMPLE_PACKAGES, make_snapshot
 
     snapshot = make_snapshot(Level.AT_RISK)

@@ -1,4 +1,5 @@
-"""The per-source code tables of ``status_codes.toml``, loaded once at import.
+"""The per-source carrier status-code tables of ``status_codes.toml``, loaded once at import:
+the ingest maps each scan with them, the scorer's remap re-reads unknown codes with them.
 
 Loading validates the file: a status that is not a :class:`CanonicalStatus` or a bad
 timezone stops the service at start-up instead of mis-mapping scans.
@@ -13,8 +14,8 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from services.ingest.timezones import parse_utc_offset
 from shared.schemas import CanonicalStatus
+from shared.utc_offset import parse_utc_offset
 
 MAPPING_FILE = Path(__file__).with_name("status_codes.toml")
 
