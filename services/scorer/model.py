@@ -68,6 +68,11 @@ SILENCE_MASKS = frozenset(
 class Milestone(StrEnum):
     FIRST_SCAN = "first_scan"
     DELIVERY = "delivery"
+    #: The first delivery scan again, timed against the parcel's own promise instead of
+    #: its first scan: hours relative to its deadline, shifted by :data:`PROMISE_OFFSET`
+    #: (a parcel enters this clock at its first scan: delayed entry). Where each parcel's
+    #: transit follows its promise, this clock is tight where the absolute one is wide.
+    DELIVERY_BY_PROMISE = "delivery_by_promise"
     #: The next physical scan after one of the stage's scans (see :data:`STAGE_OF_SCAN`):
     #: how long a lane's parcels usually stay silent in transit, at the destination, and
     #: out for delivery. A parcel silent far longer than its stage allows has probably
@@ -90,6 +95,16 @@ STAGE_OF_SCAN: dict[str, Milestone] = {
 GAP_MILESTONES = frozenset(STAGE_OF_SCAN.values())
 #: Milestones a package waits for (the others are silences between scans).
 PACKAGE_MILESTONES = (Milestone.FIRST_SCAN, Milestone.DELIVERY)
+#: The two clocks a delivery can be timed on; each lane uses the one its data favours.
+DELIVERY_CLOCKS = (Milestone.DELIVERY, Milestone.DELIVERY_BY_PROMISE)
+#: Hours before its deadline at which the promise clock starts (0 on it): the clock's grid
+#: covers 20 days before a parcel's deadline to 10 days after it.
+PROMISE_OFFSET = 20 * 24.0
+
+
+def promise_clock(hours_to_deadline: float) -> float:
+    """A moment on the promise clock, from the hours left until the parcel's deadline."""
+    return max(0.0, PROMISE_OFFSET - hours_to_deadline)
 
 
 #: (seller, carrier, service key, origin, marketplace): the finest lane.
@@ -106,11 +121,16 @@ class ModelSettings:
     shrinkage_weight: float = 6.0
     #: Packages confirmed this many days ago or less are learnt from.
     history_days: int = 56
-    #: Prior curves (before any data): mean days to the milestone and share that gets it.
+    #: Prior curves (before any data): mean days to the milestone and share that gets it
+    #: (docs/forecast.md, "Before any data", says where the numbers come from).
     prior_first_scan_days: float = 1.0
-    prior_first_scan_share: float = 0.97
+    prior_first_scan_share: float = 0.98
     prior_delivery_days: float = 8.0
-    prior_delivery_share: float = 0.9
+    prior_delivery_share: float = 0.97
+    #: ... and on the promise clock: the share delivered by the deadline, and the mean days
+    #: before the deadline the deliveries come.
+    prior_promise_share: float = 0.96
+    prior_promise_early_days: float = 3.0
     #: A package whose tracking number looks malformed keeps this share of its probability.
     malformed_factor: float = 0.2
     #: A package whose aggregator stopped tracking it keeps this share of its probability.
@@ -170,10 +190,15 @@ class ModelSettings:
     silence_cohort_to_hours: float = 10 * 24.0
     #: ... the newest weighing most: a parcel's weight halves every this many days of age.
     silence_cohort_half_life_days: float = 5.0
+    #: A level chooses its own delivery clock from this many (recency-weighted) deliveries on.
+    clock_min_deliveries: float = 20.0
 
 
 #: Before any data, the share of silences that end with another scan.
 GAP_PRIOR_SHARE = 0.98
+#: Before a lane has shown which clock its deliveries follow: the promise (a parcel's own
+#: promised date is the best guess of its transit there is before any data).
+DEFAULT_CLOCK = Milestone.DELIVERY_BY_PROMISE
 
 
 # -- survival curves -------------------------------------------------------------------
@@ -193,23 +218,52 @@ class Histogram:
     #: compared with, untouched by the change they may show.
     base_events: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
     base_exposure: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
+    #: Events and exposure of the packages of the second fold only (the first is the
+    #: rest): two halves of the data, to compare the delivery clocks out of sample.
+    fold_events: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
+    fold_exposure: list[float] = field(default_factory=lambda: [0.0] * BUCKETS)
 
-    def add(self, elapsed_hours: float, reached: bool, weight: float, baseline: bool = False) -> None:
+    def add(
+        self,
+        elapsed_hours: float,
+        reached: bool,
+        weight: float,
+        baseline: bool = False,
+        entry_hours: float = 0.0,
+        fold: int = 0,
+    ) -> None:
         """One package: reached the milestone after ``elapsed_hours`` or, if not ``reached``,
-        still waiting after that long (censored). Exposure is time at risk, in hours."""
+        still waiting after that long (censored). Exposure is time at risk, in hours, from
+        ``entry_hours`` on (delayed entry: a package observed only from then on, because it
+        was selected for still waiting then or because its clock starts later, tells
+        nothing about the buckets before)."""
         elapsed = max(0.0, elapsed_hours)
-        last = bucket_of(elapsed)
+        entry = min(elapsed, max(0.0, entry_hours))
         targets = [(self.events, self.exposure)]
         if baseline:
             targets.append((self.base_events, self.base_exposure))
+        if fold:
+            targets.append((self.fold_events, self.fold_exposure))
         for events, exposure in targets:
-            for bucket in range(min(last, BUCKETS)):
-                exposure[bucket] += weight * WIDTHS[bucket]
-            if last >= BUCKETS:
-                continue
-            exposure[last] += weight * (elapsed - BOUNDS[last])
-            if reached:
-                events[last] += weight
+            _add_span(events, exposure, entry, elapsed, reached, weight)
+
+    def held_out_log_likelihood(self, parent: Curve, weight: float) -> float:
+        """Log-likelihood of each fold's packages under the curve learnt from the other fold
+        (shrunk to ``parent`` as :func:`shrink` does): how well this clock predicts
+        packages it was not fitted on. Piecewise exponential: per bucket, events times the
+        log of the rate, less the rate times the hours at risk."""
+        parent_rates = parent.rates()
+        total = 0.0
+        first_events = [a - b for a, b in zip(self.events, self.fold_events, strict=True)]
+        first_exposure = [a - b for a, b in zip(self.exposure, self.fold_exposure, strict=True)]
+        folds = ((first_events, first_exposure), (self.fold_events, self.fold_exposure))
+        for (fit_events, fit_exposure), (test_events, test_exposure) in (folds, folds[::-1]):
+            for b in range(BUCKETS):
+                pseudo = weight * WIDTHS[b]
+                rate = (max(0.0, fit_events[b]) + pseudo * parent_rates[b]) / (max(0.0, fit_exposure[b]) + pseudo)
+                rate = max(rate, 1e-9)
+                total += max(0.0, test_events[b]) * math.log(rate) - rate * max(0.0, test_exposure[b])
+        return total
 
     def add_recent(self, elapsed_hours: float, reached: bool, age_hours: float, recent_hours: float) -> None:
         """The boundaries this package passed within the last ``recent_hours`` (it is
@@ -235,17 +289,42 @@ class Histogram:
         for bucket in range(BUCKETS):
             self.base_events[bucket] += other.base_events[bucket]
             self.base_exposure[bucket] += other.base_exposure[bucket]
+            self.fold_events[bucket] += other.fold_events[bucket]
+            self.fold_exposure[bucket] += other.fold_exposure[bucket]
 
     def baseline(self) -> Histogram:
         return Histogram(self.base_events, self.base_exposure)
 
     def as_json(self) -> list[list[float]]:
-        values = (self.events, self.exposure, self.crossed, self.waiting, self.base_events, self.base_exposure)
+        values = (
+            self.events,
+            self.exposure,
+            self.crossed,
+            self.waiting,
+            self.base_events,
+            self.base_exposure,
+            self.fold_events,
+            self.fold_exposure,
+        )
         return [[round(v, 4) for v in column] for column in values]
 
     @classmethod
     def from_json(cls, value: list[list[float]]) -> Histogram:
         return cls(*(list(map(float, values)) for values in value))
+
+
+def _add_span(
+    events: list[float], exposure: list[float], entry: float, elapsed: float, reached: bool, weight: float
+) -> None:
+    """Hours at risk from ``entry`` to ``elapsed`` into the buckets, and the event at the end."""
+    first, last = bucket_of(entry), bucket_of(elapsed)
+    for bucket in range(first, min(last, BUCKETS)):
+        exposure[bucket] += weight * (BOUNDS[bucket + 1] - max(BOUNDS[bucket], entry))
+    if last >= BUCKETS:
+        return
+    exposure[last] += weight * (elapsed - max(BOUNDS[last], entry))
+    if reached and elapsed > entry:
+        events[last] += weight
 
 
 @dataclass(frozen=True)
@@ -271,9 +350,22 @@ class Curve:
         return self.at_risk[bucket] if self.at_risk and bucket < BUCKETS else 0.0
 
     @classmethod
-    def prior(cls, mean_days: float, share: float) -> Curve:
-        """Exponential waiting time with ``mean_days``, reached by ``share`` of packages."""
-        survival = [1.0 - share * (1.0 - math.exp(-bound / 24.0 / mean_days)) for bound in BOUNDS]
+    def prior(cls, mean_days: float, share: float, shape: int = 1, start_hours: float = 0.0) -> Curve:
+        """Erlang waiting time (``shape`` exponential stages) with ``mean_days``, from
+        ``start_hours`` on, reached by ``share`` of packages: one stage for a next scan that
+        can come any time, several for a transit that takes days before it can end."""
+        survival = [
+            1.0 - share * _erlang_cdf(max(0.0, bound - start_hours) / 24.0, mean_days, shape) for bound in BOUNDS
+        ]
+        return cls(tuple(survival))
+
+    @classmethod
+    def prior_around(cls, centre_hours: float, spread_hours: float, share: float) -> Curve:
+        """Waiting times spread normally around ``centre_hours``, reached by ``share``."""
+        survival = [
+            1.0 - share * 0.5 * (1.0 + math.erf((bound - centre_hours) / (spread_hours * math.sqrt(2.0))))
+            for bound in BOUNDS
+        ]
         return cls(tuple(survival))
 
     def rates(self) -> list[float]:
@@ -309,6 +401,36 @@ class Curve:
         """Share of the packages that ever reach the milestone that did so within ``hours``."""
         eventual = self.eventual
         return 1.0 if eventual <= 1e-9 else (1.0 - self.at(hours)) / eventual
+
+
+def _erlang_cdf(days: float, mean_days: float, shape: int) -> float:
+    rate_x = days * shape / mean_days
+    term, total = 1.0, 1.0
+    for i in range(1, shape):
+        term *= rate_x / i
+        total += term
+    return 1.0 - math.exp(-rate_x) * total
+
+
+def promise_prior(settings: ModelSettings) -> Curve:
+    """The promise clock before any data: ``prior_promise_share`` delivered by the deadline,
+    ``prior_promise_early_days`` before it on average, 99% within the clock's grid."""
+    eventual = 0.99
+    early = settings.prior_promise_early_days * 24.0
+    z = _normal_quantile(settings.prior_promise_share / eventual)
+    return Curve.prior_around(PROMISE_OFFSET - early, early / z, eventual)
+
+
+def _normal_quantile(p: float) -> float:
+    """The standard normal quantile, by bisection (a prior is built once per model)."""
+    low, high = -10.0, 10.0
+    for _ in range(80):
+        middle = (low + high) / 2.0
+        if 0.5 * (1.0 + math.erf(middle / math.sqrt(2.0))) < p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
 
 
 def shrink(histogram: Histogram | None, parent: Curve, weight: float) -> Curve:
@@ -391,6 +513,10 @@ class Observation:
     weight: float
     #: Hours from the reference time (confirmation, or first scan) to now.
     age_hours: float = 0.0
+    #: Hours after the reference time from which the package is observed (delayed entry).
+    entry_hours: float = 0.0
+    #: The half of the data the package belongs to (0 or 1), for out-of-sample comparisons.
+    fold: int = 0
 
 
 def wilson_low(hits: float, count: float, z: float) -> float:
@@ -433,22 +559,73 @@ def observations_of(
     delivery_scan_at: datetime | None,
     now: datetime,
     settings: ModelSettings,
+    deadline: datetime | None = None,
+    selected_waiting: bool = False,
 ) -> list[Observation]:
-    """One package's observations: its first scan, and once scanned its delivery scan.
+    """One package's observations: its first scan, and once scanned its delivery scan, on
+    the clock from its first scan and (given its ``deadline``) on its promise's clock.
     Partial-tracking parcels count for the delivery scan too: what a service does at the
-    destination does not depend on the order's value."""
+    destination does not depend on the order's value.
+
+    ``selected_waiting``: the package is in the data only because it was still waiting
+    (a backfill of the orders still open, beyond the period it covers in full): it enters
+    every clock now, so it adds nothing (a sample of the unfinished says nothing about how
+    often packages finish)."""
     age = _hours(now - confirmed_at)
     weight = recency_weight(age, settings)
+    # Out-of-sample halves: by the second of confirmation, a property of the package alone.
+    fold = int(confirmed_at.timestamp()) % 2
     if first_scan_at is None or first_scan_at > now:
-        return [Observation(lane, Milestone.FIRST_SCAN, age, False, weight, age)]
+        entry = age if selected_waiting else 0.0
+        return [Observation(lane, Milestone.FIRST_SCAN, age, False, weight, age, entry)]
     reached = delivery_scan_at is not None and delivery_scan_at <= now
     end = delivery_scan_at if reached and delivery_scan_at is not None else now
-    return [
+    transit = _hours(end - first_scan_at)
+    found = [
         Observation(lane, Milestone.FIRST_SCAN, _hours(first_scan_at - confirmed_at), True, weight, age),
         Observation(
-            lane, Milestone.DELIVERY, _hours(end - first_scan_at), reached, weight, _hours(now - first_scan_at)
+            lane,
+            Milestone.DELIVERY,
+            transit,
+            reached,
+            weight,
+            _hours(now - first_scan_at),
+            transit if selected_waiting else 0.0,
+            fold,
         ),
     ]
+    if deadline is not None:
+        scanned = promise_clock(_hours(deadline - first_scan_at))
+        ended = promise_clock(_hours(deadline - end))
+        found.append(
+            Observation(
+                lane,
+                Milestone.DELIVERY_BY_PROMISE,
+                ended,
+                reached,
+                weight,
+                _hours(now - first_scan_at),
+                ended if selected_waiting else scanned,
+                fold,
+            )
+        )
+    return found
+
+
+def selected_from(promised_dates: Iterable[tuple[str, Any, bool]]) -> dict[str, Any]:
+    """Per seller, the first promised date from which its data holds every package whatever
+    its outcome: the earliest promised date of a package that reached its delivery scan.
+
+    A backfill selected by promised date (the orders promised in the last weeks, plus the
+    ones still open) holds, before that date, only packages still waiting: they were
+    selected by their outcome, and :func:`observations_of` lets them enter late
+    (``selected_waiting``). Fed live, the date is simply the oldest in the learning period.
+    Each item is (seller, promised date, reached its delivery scan)."""
+    found: dict[str, Any] = {}
+    for seller, promised, delivered in promised_dates:
+        if delivered and (seller not in found or promised < found[seller]):
+            found[seller] = promised
+    return found
 
 
 def silence_observations(
@@ -482,6 +659,17 @@ class InFlight:
     #: The stage its last physical scan left it in, and hours since that scan.
     stage: Milestone | None
     silent_hours: float
+    #: Hours from its first scan to its deadline (None: unknown, timed from the first scan only).
+    until_hours: float | None = None
+
+
+def _alive_share(dead: float, waiting: float) -> float:
+    """Probability that a waiting package is not one of the ``dead`` share, when ``waiting``
+    of the lane's live ones are still waiting at its age."""
+    if dead <= 0.0:
+        return 1.0
+    alive = (1.0 - dead) * waiting
+    return alive / (alive + dead) if alive + dead > 0 else 0.0
 
 
 def _hours(delta: Any) -> float:
@@ -532,15 +720,25 @@ class ModelState:
         if observation.milestone is not Milestone.FIRST_SCAN:
             # Only the first scan has recent cohorts and a baseline (:meth:`Model.dead_share`);
             # the rest need their curves alone: the cheap path.
-            histogram.add(observation.elapsed_hours, observation.reached, observation.weight)
+            histogram.add(
+                observation.elapsed_hours,
+                observation.reached,
+                observation.weight,
+                entry_hours=observation.entry_hours,
+                fold=observation.fold,
+            )
             return
         histogram.add(
             observation.elapsed_hours,
             observation.reached,
             observation.weight,
             baseline=observation.age_hours >= self.baseline_after_hours,
+            entry_hours=observation.entry_hours,
         )
-        histogram.add_recent(observation.elapsed_hours, observation.reached, observation.age_hours, self.recent_hours)
+        if observation.entry_hours <= 0.0:
+            histogram.add_recent(
+                observation.elapsed_hours, observation.reached, observation.age_hours, self.recent_hours
+            )
 
     def lanes_only(self) -> ModelState:
         """The same state with every seller's histograms merged into their lane's: what is
@@ -589,8 +787,9 @@ class Model:
         self._base_curves: dict[tuple[str, ...], Curve] = {}
         self._memo: dict[tuple[Any, ...], float] = {}
         priors = {
-            Milestone.FIRST_SCAN: Curve.prior(settings.prior_first_scan_days, settings.prior_first_scan_share),
-            Milestone.DELIVERY: Curve.prior(settings.prior_delivery_days, settings.prior_delivery_share),
+            Milestone.FIRST_SCAN: Curve.prior(settings.prior_first_scan_days, settings.prior_first_scan_share, 2),
+            Milestone.DELIVERY: Curve.prior(settings.prior_delivery_days, settings.prior_delivery_share, 4),
+            Milestone.DELIVERY_BY_PROMISE: promise_prior(settings),
             Milestone.GAP_TRANSIT: Curve.prior(settings.prior_gap_transit_days, GAP_PRIOR_SHARE),
             Milestone.GAP_DESTINATION: Curve.prior(settings.prior_gap_destination_days, GAP_PRIOR_SHARE),
             Milestone.GAP_LAST_MILE: Curve.prior(settings.prior_gap_last_mile_days, GAP_PRIOR_SHARE),
@@ -624,7 +823,71 @@ class Model:
         self._backlog_memo: dict[tuple[str, str, str, int, int], float] = {}
         self._dead_memo: dict[tuple[LaneKey, int], float] = {}
         self._usual: dict[tuple[LaneKey, Milestone], float] = {}
+        self._clocks = self._delivery_clocks(merged)
         self._going_silent = self._silent_shares(state.in_flight)
+
+    def _delivery_clocks(
+        self, merged: Mapping[tuple[tuple[str, ...], Milestone], Histogram]
+    ) -> dict[tuple[str, ...], Milestone]:
+        """Per level (everyone, carrier, lane): the delivery clock whose curve, learnt from one
+        half of the level's packages, predicts the other half better (and the other way
+        round), once the level has ``clock_min_deliveries`` deliveries; else its parent's.
+        Where each parcel's transit follows its promise, the promise clock wins; where
+        transit does not depend on the promise, the clock from the first scan does."""
+        clocks: dict[tuple[str, ...], Milestone] = {}
+        weight = self.settings.shrinkage_weight
+        for level_key, milestone in sorted(merged, key=lambda key: len(key[0])):
+            if milestone is not Milestone.DELIVERY or level_key[0] == "seller":
+                continue
+            parent_key = _parent(level_key)
+            inherited = clocks.get(parent_key, DEFAULT_CLOCK) if parent_key is not None else DEFAULT_CLOCK
+            by_promise = merged.get((level_key, Milestone.DELIVERY_BY_PROMISE))
+            absolute = merged[(level_key, milestone)]
+            if by_promise is None:
+                # No promises known (older state): the clock from the first scan.
+                clocks[level_key] = Milestone.DELIVERY
+                continue
+            if sum(absolute.events) < self.settings.clock_min_deliveries:
+                clocks[level_key] = inherited
+                continue
+            likelihoods = {
+                clock: histogram.held_out_log_likelihood(self._parent_curve(level_key, clock), weight)
+                for clock, histogram in ((milestone, absolute), (Milestone.DELIVERY_BY_PROMISE, by_promise))
+            }
+            clocks[level_key] = max(likelihoods, key=lambda clock: likelihoods[clock])
+        return clocks
+
+    def _parent_curve(self, level_key: tuple[str, ...], milestone: Milestone) -> Curve:
+        parent_key = _parent(level_key)
+        return self._priors[milestone] if parent_key is None else self._curves[(parent_key, milestone)]
+
+    def delivery_clock(self, lane: LaneKey) -> Milestone:
+        """The clock the lane's deliveries are timed on (see :meth:`_delivery_clocks`)."""
+        for level in reversed(_levels(lane)[:-1]):
+            found = self._clocks.get(level)
+            if found is not None:
+                return found
+        return DEFAULT_CLOCK
+
+    def delivery_position(self, lane: LaneKey, elapsed_hours: float, until_hours: float) -> tuple[float, float, float]:
+        """For a parcel first scanned ``elapsed_hours`` ago whose deadline is ``until_hours``
+        after its first scan, on the lane's delivery clock: the share of such parcels still
+        waiting now (since the first scan), the share that will be delivered by the deadline
+        given it is still waiting, and the share of those delivered by the deadline that
+        were delivered by now."""
+        if self.delivery_clock(lane) is Milestone.DELIVERY:
+            curve = self.curve(lane, Milestone.DELIVERY)
+            return curve.at(elapsed_hours), curve.reach_by(elapsed_hours, until_hours), curve.share_by(elapsed_hours)
+        curve = self.curve(lane, Milestone.DELIVERY_BY_PROMISE)
+        entered, now = promise_clock(until_hours), promise_clock(until_hours - elapsed_hours)
+        start = curve.at(entered)
+        if start <= 1e-12:
+            return 0.0, 0.0, 1.0
+        waiting = curve.at(now) / start
+        by_deadline = 1.0 - curve.at(PROMISE_OFFSET) / start
+        done = (1.0 - waiting) / by_deadline if by_deadline > 1e-9 else 1.0
+        reach = curve.reach_by(now, PROMISE_OFFSET) if until_hours > elapsed_hours else 0.0
+        return waiting, reach, min(1.0, done)
 
     def usual_hours(self, lane: LaneKey, milestone: Milestone) -> float:
         """Hours by which ``usual_share`` of the lane's parcels that ever reach the milestone
@@ -802,21 +1065,35 @@ class Model:
         return max(0.0, min(1.0, (curve.at(silent_hours) - never) / (1.0 - never)))
 
     def lost_given_silence(
-        self, lane: LaneKey, elapsed_hours: float, stage: Milestone | None, silent_hours: float, alive: float = 1.0
+        self,
+        lane: LaneKey,
+        elapsed_hours: float,
+        stage: Milestone | None,
+        silent_hours: float,
+        alive: float = 1.0,
+        until_hours: float | None = None,
     ) -> tuple[float, float]:
-        """For a scanned parcel without a delivery scan ``elapsed_hours`` after its first scan:
-        (probability it will still get one at all, before its silence is considered;
-        the factor its silence multiplies its probability by). Bayes: a parcel on its way
-        shows this silence as often as the lane's gaps allow, a lost one always does."""
-        delivery = self.curve(lane, Milestone.DELIVERY)
-        waiting = delivery.at(elapsed_hours)
-        ever = (waiting - delivery.survival[BUCKETS]) / waiting if waiting > 1e-12 else 0.0
+        """For a scanned parcel without a delivery scan ``elapsed_hours`` after its first scan
+        (its deadline ``until_hours`` after it): (probability it will still get one at all,
+        before its silence is considered; the factor its silence multiplies its probability
+        by). Bayes: a parcel on its way shows this silence as often as the lane's gaps
+        allow, a lost one always. Parcels like it still waiting at its age are counted on
+        the lane's delivery clock: on the promise's, a parcel with a far promise is not
+        late for being older than the lane's usual transit."""
+        never = self.curve(lane, Milestone.DELIVERY).survival[BUCKETS]
+        waiting = self._waiting(lane, elapsed_hours, until_hours)
+        ever = max(0.0, waiting - never) / waiting if waiting > 1e-12 else 0.0
         prior_alive = min(1.0 - self.settings.silence_min_dead, max(0.0, ever * alive))
         if stage is None:
             return prior_alive, 1.0
         shown = self.silence_survival(lane, stage, silent_hours)
         posterior = prior_alive * shown + (1.0 - prior_alive)
         return prior_alive, (shown / posterior if posterior > 0 else 0.0)
+
+    def _waiting(self, lane: LaneKey, elapsed_hours: float, until_hours: float | None) -> float:
+        if until_hours is None:
+            return self.curve(lane, Milestone.DELIVERY).at(elapsed_hours)
+        return self.delivery_position(lane, elapsed_hours, until_hours)[0]
 
     def parcel_silence(self, lane: LaneKey, hours_since_last_scan: float) -> float:
         """How long a parcel has been silent while its carrier was scanning others: the hours
@@ -859,7 +1136,11 @@ class Model:
                 lost = expected = 0.0
             else:
                 prior_alive, factor = self.lost_given_silence(
-                    parcel.lane, parcel.age_hours, parcel.stage, self.parcel_silence(parcel.lane, parcel.silent_hours)
+                    parcel.lane,
+                    parcel.age_hours,
+                    parcel.stage,
+                    self.parcel_silence(parcel.lane, parcel.silent_hours),
+                    until_hours=parcel.until_hours,
                 )
                 expected, lost = 1.0 - prior_alive, 1.0 - prior_alive * factor
             for level in _levels(parcel.lane)[1:]:
@@ -917,7 +1198,6 @@ class Model:
         if found is not None:
             return found
         first = self.curve(lane, Milestone.FIRST_SCAN)
-        delivery = self.curve(lane, Milestone.DELIVERY)
         waiting = first.at(elapsed_hours)
         total = 0.0
         if waiting > 1e-12 and deadline_hours > elapsed_hours:
@@ -926,7 +1206,7 @@ class Model:
             while start < deadline_hours:
                 end = min(deadline_hours, start + step)
                 reached_here = (first.at(start) - first.at(end)) / waiting
-                total += reached_here * delivery.reach_by(0.0, deadline_hours - (start + end) / 2)
+                total += reached_here * self.delivery_position(lane, 0.0, deadline_hours - (start + end) / 2)[1]
                 start = end
         bounded_put(self._memo, memo_key, total)
         return total
@@ -974,16 +1254,16 @@ class Model:
         else:
             # Full tracking, scanned, no delivery scan yet.
             elapsed, until = _hours(now - first_scan_at), _hours(deadline - first_scan_at)
-            delivery = self.curve(lane, Milestone.DELIVERY)
-            alive = self._alive(lane, Milestone.DELIVERY, elapsed, delivery)
-            probability = delivery.reach_by(elapsed, until) * alive
+            waiting, reach, done = self.delivery_position(lane, elapsed, until)
+            alive = self._alive_in_transit(lane, waiting, done)
+            probability = reach * alive
             stage = STAGE_OF_SCAN.get(last_scan_status or "")
             silent = self.parcel_silence(lane, _hours(now - last_scan_at)) if last_scan_at is not None else 0.0
-            _, silence = self.lost_given_silence(lane, elapsed, stage, silent, alive)
+            _, silence = self.lost_given_silence(lane, elapsed, stage, silent, alive, until)
             probability *= silence
             if rarely:
                 reason = Reason.SERVICE_RARELY_SCANS_DELIVERY
-            elif delivery.share_by(elapsed) >= settings.overdue_share or silence < 0.5:
+            elif done >= settings.overdue_share or silence < 0.5:
                 reason = Reason.STALLED_IN_TRANSIT
             else:
                 reason = Reason.AWAITING_DELIVERY_SCAN
@@ -997,26 +1277,25 @@ class Model:
         return round(min(1.0, max(0.0, probability)), 3), reason
 
     def _alive(self, lane: LaneKey, milestone: Milestone, elapsed: float, curve: Curve) -> float:
-        """Probability that a package still waiting after ``elapsed`` hours is not one of the
-        lane's recent dead parcels (see :meth:`dead_share`). Before the usual time the
-        most recent informative cohort (the one that just passed the usual time) tells."""
-        if milestone is Milestone.DELIVERY:
-            # Between the first scan and the delivery, the recent cohorts' waiting cannot tell
-            # a lane that got slower (a congested hub) from one that loses parcels; their
-            # silences can (:meth:`going_silent`).
-            dead = self.going_silent(lane)
-            if elapsed < self.usual_hours(lane, milestone):
-                return 1.0 - dead
-        else:
-            usual = self.usual_hours(lane, milestone)
-            if elapsed < usual:
-                return 1.0 - self.dead_share(lane, usual)
-            dead = self.dead_share(lane, elapsed)
-        if dead <= 0.0:
-            return 1.0
-        waiting = curve.at(elapsed)
-        alive = (1.0 - dead) * waiting
-        return alive / (alive + dead) if alive + dead > 0 else 0.0
+        """Probability that a package still waiting for its first scan after ``elapsed``
+        hours is not one of the lane's recent dead parcels (see :meth:`dead_share`). Before
+        the usual time the most recent informative cohort (the one that just passed the
+        usual time) tells."""
+        usual = self.usual_hours(lane, milestone)
+        if elapsed < usual:
+            return 1.0 - self.dead_share(lane, usual)
+        return _alive_share(self.dead_share(lane, elapsed), curve.at(elapsed))
+
+    def _alive_in_transit(self, lane: LaneKey, waiting: float, done: float) -> float:
+        """The same for a scanned parcel waiting for its delivery scan, ``waiting`` being the
+        share of parcels like it still waiting and ``done`` the share of the timely
+        deliveries that happened by now. Between the first scan and the delivery, the recent
+        cohorts' waiting cannot tell a lane that got slower (a congested hub) from one that
+        loses parcels; their silences can (:meth:`going_silent`)."""
+        dead = self.going_silent(lane)
+        if done < self.settings.usual_share:
+            return 1.0 - dead
+        return _alive_share(dead, waiting)
 
     def changed_lanes(self, previous: Model | None, lanes: Iterable[LaneKey]) -> set[LaneKey]:
         """Lanes whose curves or carrier health moved enough to re-evaluate their packages."""
@@ -1024,8 +1303,10 @@ class Model:
             return set(lanes)
         changed = set()
         for lane in lanes:
-            if self._silent(lane) != previous._silent(lane) or (
-                abs(self.going_silent(lane) - previous.going_silent(lane)) > 0.01
+            if (
+                self._silent(lane) != previous._silent(lane)
+                or abs(self.going_silent(lane) - previous.going_silent(lane)) > 0.01
+                or self.delivery_clock(lane) is not previous.delivery_clock(lane)
             ):
                 changed.add(lane)
                 continue

@@ -58,6 +58,7 @@ from services.scorer.model import (
     ModelState,
     carrier_health,
     observations_of,
+    selected_from,
     silence_observations,
 )
 from services.scorer.policy import (
@@ -1428,6 +1429,7 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
                 c.state,
                 c.reason,
                 c.tracking_number,
+                c.promised_date,
             ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
         )
     ).all()
@@ -1451,8 +1453,10 @@ def model_state_from_rows(
     state = ModelState(computed_at=now, recent_hours=settings.recent_hours)
     scan_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     silence_since = now - timedelta(days=settings.silence_history_days)
-    #: Scanned parcels recent enough to learn silences from: tracking number -> (lane, first scan, delivery scan).
-    scanned: dict[str, tuple[LaneKey, datetime, datetime | None]] = {}
+    #: Scanned parcels recent enough to learn silences from:
+    #: tracking number -> (lane, first scan, delivery scan, deadline).
+    scanned: dict[str, tuple[LaneKey, datetime, datetime | None, datetime]] = {}
+    complete_from = selected_from((row[0], row[12], row[7] is not None) for row in package_rows)
     for (
         seller_id,
         carrier,
@@ -1466,12 +1470,15 @@ def model_state_from_rows(
         package_state,
         reason,
         tracking_number,
+        promised_date,
     ) in package_rows:
         if reason in STRUCTURAL_REASONS or (package_state == PackageState.VALID.value and first_scan_at is None):
             continue  # their scans are not followed (or Buy Shipping counted them valid)
         lane: LaneKey = (seller_id, carrier, service_key(service), origin, marketplace)
+        deadline = counted_deadline(promised_date)
         if first_scan_at is not None and first_scan_at <= now and confirmed_at >= silence_since:
-            scanned.setdefault(tracking_number, (lane, first_scan_at, delivery_scan_at))
+            scanned.setdefault(tracking_number, (lane, first_scan_at, delivery_scan_at, deadline))
+        first_complete = complete_from.get(seller_id)
         for observation in observations_of(
             lane,
             confirmed_at,
@@ -1479,6 +1486,8 @@ def model_state_from_rows(
             delivery_scan_at,
             now,
             settings,
+            deadline,
+            selected_waiting=first_complete is not None and promised_date < first_complete,
         ):
             state.add(observation)
         # Every carrier with a scan gets a health entry (its newest scan, however old); the
@@ -1494,7 +1503,7 @@ def model_state_from_rows(
 
 def _add_silences(
     state: ModelState,
-    scanned: dict[str, tuple[LaneKey, datetime, datetime | None]],
+    scanned: dict[str, tuple[LaneKey, datetime, datetime | None, datetime]],
     scan_rows: Sequence[Any],
     now: datetime,
     settings: ModelSettings,
@@ -1507,7 +1516,7 @@ def _add_silences(
         if tracking_number in scanned:
             # Sorted by time, a delivery scan after any other scan of the same moment.
             by_number[tracking_number].add((occurred_at, status in DELIVERY_SCAN_STATUSES, status))
-    for tracking_number, (lane, first_scan_at, delivery_scan_at) in scanned.items():
+    for tracking_number, (lane, first_scan_at, delivery_scan_at, deadline) in scanned.items():
         ordered = [(status, moment) for moment, _, status in sorted(by_number.get(tracking_number, ()))]
         for observation in silence_observations(("", *lane[1:]), ordered, now, settings):  # type: ignore[arg-type]
             state.add(observation)
@@ -1519,6 +1528,7 @@ def _add_silences(
                 delivery_scan_at is not None and delivery_scan_at <= now,
                 STAGE_OF_SCAN.get(last_status or ""),
                 (now - last_at).total_seconds() / 3600.0,
+                (deadline - first_scan_at).total_seconds() / 3600.0,
             )
         )
 
