@@ -581,8 +581,9 @@ def observations_of(
     reached = delivery_scan_at is not None and delivery_scan_at <= now
     end = delivery_scan_at if reached and delivery_scan_at is not None else now
     transit = _hours(end - first_scan_at)
+    picked_up = _hours(first_scan_at - confirmed_at)
     found = [
-        Observation(lane, Milestone.FIRST_SCAN, _hours(first_scan_at - confirmed_at), True, weight, age),
+        Observation(lane, Milestone.FIRST_SCAN, picked_up, True, weight, age, picked_up if selected_waiting else 0.0),
         Observation(
             lane,
             Milestone.DELIVERY,
