@@ -129,7 +129,7 @@ def test_delayed_entry_counts_the_hours_at_risk_from_the_entry_only(entry: float
 def test_packages_selected_for_still_waiting_add_nothing() -> None:
     rng = random.Random(4)
     packages = history(True, rng)
-    open_old = [
+    open_old: list[Package] = [
         (LANE, NOW - timedelta(days=50), NOW - timedelta(days=49), None, NOW - timedelta(days=38)) for _ in range(40)
     ]
     with_open = state_of(packages + open_old, selected=set(range(len(packages), len(packages) + 40)))
