@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from services.scorer.model import ModelSettings
+from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.window import FORECAST_DAYS
 
 #: Fewer recent packages than this: their health is taken over the whole fortnight.

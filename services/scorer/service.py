@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scorer import metrics
 from services.scorer.advice import advice_for
-from services.scorer.forecast import Score, score
+from services.scorer.domain.forecast import Score, score
 from services.scorer.lastmile import NO_LAST_MILE, LastMile, load_last_miles
 from services.scorer.levels import level_of
 from services.scorer.policy import ScanSummary, invalid_reason_for, load_policy, summarise_scans

@@ -48,19 +48,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scorer import metrics
-from services.scorer.forecast import DayCounts
-from services.scorer.model import (
-    STAGE_OF_SCAN,
-    InFlight,
-    LaneKey,
-    Model,
-    ModelSettings,
-    ModelState,
-    carrier_health,
-    observations_of,
-    selected_from,
-    silence_observations,
-)
+from services.scorer.domain.forecast import DayCounts
+from services.scorer.domain.model.carrier_health import carrier_health
+from services.scorer.domain.model.estimator import Model
+from services.scorer.domain.model.lanes import STAGE_OF_SCAN, LaneKey
+from services.scorer.domain.model.observations import InFlight, observations_of, selected_from, silence_observations
+from services.scorer.domain.model.parameters import ModelSettings
+from services.scorer.domain.model.state import ModelState
 from services.scorer.policy import (
     STRUCTURAL_REASONS,
     TRACKING_STOPPED_STATUS,
@@ -1491,7 +1485,7 @@ def model_state_from_rows(
         ):
             state.add(observation)
         # Every carrier with a scan gets a health entry (its newest scan, however old); the
-        # usual rate only counts the baseline period (services/scorer/model.py).
+        # usual rate only counts the baseline period (services/scorer/domain/model/).
         times = scan_times[(carrier, origin)]
         for moment in {first_scan_at, delivery_scan_at, last_scan_at}:
             if moment is not None:

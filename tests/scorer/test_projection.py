@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from services.scorer.model import ModelSettings
+from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.projection import RecentPackage, project
 
 TODAY = date(2026, 6, 15)

@@ -1,4 +1,4 @@
-"""The promise as a predictor (services/scorer/model.py): deliveries timed on each parcel's
+"""The promise as a predictor (services/scorer/domain/model/): deliveries timed on each parcel's
 promise clock where that explains a lane better, delayed entry in the survival histograms,
 backfilled history selected for still waiting, and priors before any data."""
 
@@ -11,18 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scorer.model import (
-    BOUNDS,
-    BUCKETS,
-    Histogram,
-    LaneKey,
-    Milestone,
-    Model,
-    ModelSettings,
-    ModelState,
-    observations_of,
-    selected_from,
-)
+from services.scorer.domain.model.curves import BOUNDS, BUCKETS, Histogram
+from services.scorer.domain.model.estimator import Model
+from services.scorer.domain.model.lanes import LaneKey, Milestone
+from services.scorer.domain.model.observations import observations_of, selected_from
+from services.scorer.domain.model.parameters import ModelSettings
+from services.scorer.domain.model.state import ModelState
 
 NOW = datetime(2026, 6, 15, 12, 0)
 SETTINGS = ModelSettings()

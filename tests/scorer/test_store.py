@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scorer.forecast import DayCounts
-from services.scorer.model import Milestone, ModelState
+from services.scorer.domain.forecast import DayCounts
+from services.scorer.domain.model.lanes import Milestone
+from services.scorer.domain.model.state import ModelState
 from services.scorer.policy import summarise_scans
 from services.scorer.schema import model_state, outbox, packages, scans
 from services.scorer.store import (
@@ -319,7 +320,7 @@ async def test_a_parcel_silent_far_longer_than_its_lane_allows_is_stalled_throug
         found = {order_id: (probability / 1_000_000, reason) for order_id, probability, reason in rows}
     m = evaluator.model
     lane = ("seller-1", "yanwen", "yanwen line", "CN", "US")
-    from services.scorer.model import Milestone as MM
+    from services.scorer.domain.model.lanes import Milestone as MM
 
     print(
         "DBG going",
