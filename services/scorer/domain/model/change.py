@@ -30,6 +30,28 @@ def wilson_low(hits: float, count: float, z: float) -> float:
 PEERS_SHARED_FROM = 15
 
 
+def credited_excess(excess: float, spread: float, floor: float, settings: ModelSettings) -> float:
+    """The part of a recent cohort's excess (waiting or lost beyond what the history expects,
+    ``spread`` its standard deviation by chance alone) credited to a change of the lane.
+
+    With ``change_prior`` 0: the excess beyond ``recent_z`` standard deviations (and beyond
+    ``floor``), nothing below. Otherwise a Bayesian change point: the lane changed with prior
+    probability ``change_prior``; the evidence for it is the likelihood ratio of the observed
+    excess against chance alone, ``exp(z^2 / 2)`` at ``z`` standard deviations; the excess is
+    credited with the posterior probability of a change. It moves from the first standard
+    deviation on, smoothly, instead of waiting for two: at ``change_prior`` 0.05 a third of
+    the excess counts at z = 2 (none before), five sixths at z = 3 (a third before)."""
+    if excess <= floor:
+        return 0.0
+    if settings.change_prior <= 0.0:
+        return max(0.0, excess - max(settings.recent_z * spread, floor))
+    if spread <= 0.0:
+        return excess
+    z = min(excess / spread, 12.0)
+    evidence = settings.change_prior * math.exp(z * z / 2.0)
+    return excess * evidence / (evidence + 1.0 - settings.change_prior)
+
+
 class FirstScanChange:
     """The recent cohorts of the first scan per level, against the lane's older parcels."""
 
@@ -81,9 +103,9 @@ class FirstScanChange:
                 continue
             # Waiting that the other sellers of the carrier share is a backlog, not a loss.
             expected = max(curve.survival[boundary], peers)
-            # Only the excess beyond chance counts (z standard deviations of a binomial).
-            noise = self.settings.recent_z * math.sqrt(crossed * expected * (1.0 - expected))
-            excess = histogram.waiting[boundary] - crossed * expected - noise
+            # Only the excess beyond chance counts (:func:`credited_excess`).
+            spread = math.sqrt(crossed * expected * (1.0 - expected))
+            excess = credited_excess(histogram.waiting[boundary] - crossed * expected, spread, 0.0, self.settings)
             raw = 0.0 if expected >= 1.0 else max(0.0, min(1.0, excess / (crossed * (1.0 - expected))))
             weight = self.settings.recent_weight
             estimate = (crossed * raw + weight * estimate) / (crossed + weight)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from services.scorer.domain.model.carrier_health import CarrierHealth
-from services.scorer.domain.model.change import FirstScanChange
+from services.scorer.domain.model.change import FirstScanChange, credited_excess
 from services.scorer.domain.model.curves import (
     BOUNDS,
     BUCKETS,
@@ -260,8 +260,8 @@ class Model:
             usual = expected / total
             # Chance alone (z standard deviations of the weighted count), and never less than
             # one parcel: one stalled parcel of two is no trend.
-            noise = max(settings.recent_z * math.sqrt(variance), total / count)
-            raw = max(0.0, min(1.0, (excess - noise) / total / (1.0 - usual))) if usual < 1.0 else 0.0
+            credited = credited_excess(excess, math.sqrt(variance), total / count, settings)
+            raw = max(0.0, min(1.0, credited / total / (1.0 - usual))) if usual < 1.0 else 0.0
             effective = total * total / squares
             shares[level] = (effective * raw + settings.recent_weight * parent) / (effective + settings.recent_weight)
         return shares

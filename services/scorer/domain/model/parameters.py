@@ -59,6 +59,10 @@ class ModelSettings:
     #: and beyond what the median other seller of the carrier shows (a backlog), once at
     #: least this many other sellers' lanes had this many parcels pass that age recently.
     recent_z: float = 2.0
+    #: Prior probability that a lane changed lately: above 0, a recent cohort's excess is
+    #: credited by the posterior probability of a change instead of beyond ``recent_z``
+    #: standard deviations (:func:`services.scorer.domain.model.change.credited_excess`).
+    change_prior: float = 0.0
     peer_min_sellers: int = 3
     peer_min_parcels: float = 5.0
     #: Orders not confirmed yet are projected from this many days of recent volume ...
