@@ -86,7 +86,7 @@ class FirstScanChange:
         specific, so one seller's stopped parcels show within a day and a carrier that
         stopped for everyone shows for every seller. The first scan's only: after it,
         waiting longer than usual is as much a slower lane as a losing one, and the
-        silences between scans tell them apart (:meth:`going_silent`)."""
+        silences between scans tell them apart (:meth:`Model.going_silent`)."""
         boundary = min(BUCKETS, bisect.bisect_left(BOUNDS, max(0.0, hours)))
         found = self._dead_memo.get((lane, boundary))
         if found is not None:

@@ -41,13 +41,13 @@ from shared.schemas import Reason
 
 
 class Model:
-    """Shrunk curves per lane and milestone, ready for :meth:`probability`."""
+    """Shrunk curves per lane and milestone, ready for :meth:`estimate`."""
 
     def __init__(self, state: ModelState, settings: ModelSettings) -> None:
         self.state = state
         self.settings = settings
         self._curves: dict[tuple[tuple[str, ...], Milestone], Curve] = {}
-        #: The first scan's curves from the older packages only (:meth:`dead_share`).
+        #: The first scan's curves from the older packages only (:meth:`FirstScanChange.dead_share`).
         self._base_curves: dict[tuple[str, ...], Curve] = {}
         self._memo: dict[tuple[Any, ...], float] = {}
         priors = {
@@ -221,7 +221,7 @@ class Model:
         counts with its probability of being lost given its own record (not delivered at
         its age, silent this long in its stage: :meth:`lost_given_silence`), against the
         same probability without its silence. The excess beyond ``recent_z`` standard
-        errors is shrunk from general to specific, as :meth:`dead_share` does: a stall
+        errors is shrunk from general to specific, as :meth:`FirstScanChange.dead_share` does: a stall
         shows here about as soon as the stalled parcels are silent longer than their stage
         allows, days before they are overdue against the whole transit time. Parcels lost
         too recently to be silent long yet are not seen: the estimate lags a new stall by
@@ -378,7 +378,7 @@ class Model:
 
     def _alive(self, lane: LaneKey, milestone: Milestone, elapsed: float, curve: Curve) -> float:
         """Probability that a package still waiting for its first scan after ``elapsed``
-        hours is not one of the lane's recent dead parcels (see :meth:`dead_share`). Before
+        hours is not one of the lane's recent dead parcels (see :meth:`FirstScanChange.dead_share`). Before
         the usual time the most recent informative cohort (the one that just passed the
         usual time) tells."""
         usual = self.usual_hours(lane, milestone)
