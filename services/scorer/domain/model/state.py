@@ -33,7 +33,7 @@ class ModelState:
         if histogram is None:
             histogram = self.histograms[key] = Histogram()
         if observation.milestone is not Milestone.FIRST_SCAN:
-            # Only the first scan has recent cohorts and a baseline (:meth:`Model.dead_share`);
+            # Only the first scan has recent cohorts and a baseline (:meth:`FirstScanChange.dead_share`);
             # the rest need their curves alone: the cheap path.
             histogram.add(
                 observation.elapsed_hours,
