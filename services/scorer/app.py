@@ -7,19 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
-from services.scorer.api import vtr_router
+from services.scorer.api import vtr
+from services.scorer.api.fastpath import VtrFastPath, dispatch
+from services.scorer.console import exports, pages
 from services.scorer.console.notifier_client import NotifierReader
-from services.scorer.console.routes import console_router
-from services.scorer.reads import VtrFastPath, dispatch
-from services.scorer.service import ScorerService
+from services.scorer.domain.window import TodayFunction, utc_today
+from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import TodayFunction, utc_today
 from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
-from shared.http import operations_router
+from shared.http import bearer_auth, operations_router
 from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
 
@@ -50,7 +50,7 @@ def tune_garbage_collector() -> None:
 
 class ScorerApp(FastAPI):
     """The scorer's FastAPI app, with the common ``GET /v1/sellers/{id}/vtr`` answered before
-    FastAPI's middleware stack (services/scorer/reads.py, ``VtrFastPath``)."""
+    FastAPI's middleware stack (``api/fastpath.py``)."""
 
     #: None serves every request through FastAPI (tests check both).
     vtr_fast_path: VtrFastPath | None = None
@@ -104,7 +104,8 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
             }
         )
     )
-    app.include_router(vtr_router(service))
-    app.include_router(console_router(service))
+    app.include_router(vtr.router, dependencies=[Depends(bearer_auth(settings.api_key_values))])
+    app.include_router(pages.router)
+    app.include_router(exports.router)
     app.state.console_notifier = NotifierReader(settings.notifier_url, settings.notifier_api_key.get_secret_value())
     return app
