@@ -49,7 +49,7 @@ def credited_excess(excess: float, spread: float, floor: float, settings: ModelS
         return excess
     z = min(excess / spread, 12.0)
     evidence = settings.change_prior * math.exp(z * z / 2.0)
-    return excess * evidence / (evidence + 1.0 - settings.change_prior)
+    return excess * min(1.0, evidence / (evidence + 1.0 - settings.change_prior))
 
 
 class FirstScanChange:
