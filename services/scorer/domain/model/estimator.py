@@ -77,7 +77,7 @@ class Model:
         self._priors = priors
         self._merged = dict(merged)
         self.change = FirstScanChange(merged, self._base_curves, state.histograms, settings, self._silent)
-        self._usual: dict[tuple[LaneKey, Milestone], float] = {}
+        self._usual: dict[tuple[LaneKey, Milestone, float], float] = {}
         self._clocks = self._delivery_clocks(merged)
         self._going_silent = self._silent_shares(state.in_flight)
 
@@ -129,8 +129,10 @@ class Model:
         after its first scan, on the lane's delivery clock: the share of such parcels still
         waiting now (since the first scan), the share that will be delivered by the deadline
         given it is still waiting, and the share of those delivered by the deadline that
-        were delivered by now."""
-        if self.delivery_clock(lane) is Milestone.DELIVERY:
+        were delivered by now. A promise shorter than the lane's fastest transits
+        (``fast_share`` of its deliveries from the first scan) is timed from the first scan:
+        no promise makes a parcel faster than the lane's fastest ones."""
+        if self.delivery_clock(lane) is Milestone.DELIVERY or until_hours < self.fastest_hours(lane):
             curve = self.curve(lane, Milestone.DELIVERY)
             return curve.at(elapsed_hours), curve.reach_by(elapsed_hours, until_hours), curve.share_by(elapsed_hours)
         curve = self.curve(lane, Milestone.DELIVERY_BY_PROMISE)
@@ -144,16 +146,22 @@ class Model:
         reach = curve.reach_by(now, PROMISE_OFFSET) if until_hours > elapsed_hours else 0.0
         return waiting, reach, min(1.0, done)
 
-    def usual_hours(self, lane: LaneKey, milestone: Milestone) -> float:
-        """Hours by which ``usual_share`` of the lane's parcels that ever reach the milestone
-        have reached it: the age at which a recent cohort first shows a change."""
-        key = (lane, milestone)
+    def usual_hours(self, lane: LaneKey, milestone: Milestone, share: float | None = None) -> float:
+        """Hours by which ``share`` (by default ``usual_share``) of the lane's parcels that ever
+        reach the milestone have reached it: the age at which a recent cohort first shows a
+        change."""
+        wanted = self.settings.usual_share if share is None else share
+        key = (lane, milestone, wanted)
         found = self._usual.get(key)
         if found is None:
             curve = self.curve(lane, milestone)
-            found = next((hours for hours in BOUNDS if curve.share_by(hours) >= self.settings.usual_share), BOUNDS[-1])
+            found = next((hours for hours in BOUNDS if curve.share_by(hours) >= wanted), BOUNDS[-1])
             self._usual[key] = found
         return found
+
+    def fastest_hours(self, lane: LaneKey) -> float:
+        """Hours from the first scan by which the lane's fastest ``fast_share`` of deliveries came."""
+        return self.usual_hours(lane, Milestone.DELIVERY, self.settings.fast_share)
 
     def silence_survival(self, lane: LaneKey, stage: Milestone, silent_hours: float) -> float:
         """Share of the lane's parcels that are still on their way but stay silent this long

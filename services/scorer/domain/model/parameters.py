@@ -90,3 +90,6 @@ class ModelSettings:
     silence_cohort_half_life_days: float = 5.0
     #: A level chooses its own delivery clock from this many (recency-weighted) deliveries on.
     clock_min_deliveries: float = 20.0
+    #: A parcel whose promise leaves less time after its first scan than the lane's fastest
+    #: this share of deliveries took is timed from its first scan, not on its promise.
+    fast_share: float = 0.1
