@@ -51,7 +51,7 @@ class Model:
         self._base_curves: dict[tuple[str, ...], Curve] = {}
         self._memo: dict[tuple[Any, ...], float] = {}
         priors = {
-            Milestone.FIRST_SCAN: Curve.prior(settings.prior_first_scan_days, settings.prior_first_scan_share, 2),
+            Milestone.FIRST_SCAN: Curve.prior(settings.prior_first_scan_days, settings.prior_first_scan_share),
             Milestone.DELIVERY: Curve.prior(settings.prior_delivery_days, settings.prior_delivery_share, 4),
             Milestone.DELIVERY_BY_PROMISE: promise_prior(settings),
             Milestone.GAP_TRANSIT: Curve.prior(settings.prior_gap_transit_days, GAP_PRIOR_SHARE),
