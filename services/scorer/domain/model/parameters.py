@@ -18,7 +18,7 @@ class ModelSettings:
     #: Prior curves (before any data): mean days to the milestone and share that gets it
     #: (docs/forecast.md, "Before any data", says where the numbers come from).
     prior_first_scan_days: float = 1.0
-    prior_first_scan_share: float = 0.98
+    prior_first_scan_share: float = 0.97
     prior_delivery_days: float = 8.0
     prior_delivery_share: float = 0.97
     #: ... and on the promise clock: the share delivered by the deadline, and the mean days
