@@ -18,6 +18,9 @@ class CarrierHealth:
     silent_hours: float
     #: Usual scans per hour over the baseline period.
     usual_rate: float
+    #: The push source in an outage that explains the silence (services/scorer/domain/sources.py):
+    #: the scans are not arriving, the parcels are not going lost, so it is not silent.
+    source_outage: str = ""
 
     @property
     def expected_scans(self) -> float:
@@ -25,7 +28,9 @@ class CarrierHealth:
 
     def silent(self, settings: ModelSettings) -> bool:
         return (
-            self.silent_hours >= settings.silent_min_hours and self.expected_scans >= settings.silent_min_expected_scans
+            not self.source_outage
+            and self.silent_hours >= settings.silent_min_hours
+            and self.expected_scans >= settings.silent_min_expected_scans
         )
 
     def factor(self, settings: ModelSettings) -> float:

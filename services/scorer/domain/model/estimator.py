@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.scorer.domain.model.carrier_health import CarrierHealth
@@ -337,6 +337,11 @@ class Model:
         reads for it. Times are naive UTC; the last physical scan (time and status) says
         how long a scanned parcel has been silent, and in which stage."""
         settings = self.settings
+        outage = self.health(lane[1], lane[3])
+        if outage is not None and outage.source_outage:
+            # The push source has delivered nothing since its outage began (services/scorer/
+            # domain/sources.py): price the parcel as of then, not as if it had gone quiet itself.
+            now = max(confirmed_at, now - timedelta(hours=outage.silent_hours))
         rarely = full_tracking and self.rarely_scans_delivery(lane)
         if physical_scans == 0 or first_scan_at is None:
             elapsed, until = hours_of(now - confirmed_at), hours_of(deadline - confirmed_at)
@@ -389,6 +394,8 @@ class Model:
         hours is not one of the lane's recent dead parcels (see :meth:`FirstScanChange.dead_share`). Before
         the usual time the most recent informative cohort (the one that just passed the
         usual time) tells."""
+        if self._source_outage(lane):
+            return 1.0  # the recent cohorts wait for scans their push source withholds
         usual = self.usual_hours(lane, milestone)
         if elapsed < usual:
             return 1.0 - self.change.dead_share(lane, usual)
@@ -400,6 +407,8 @@ class Model:
         deliveries that happened by now. Between the first scan and the delivery, the recent
         cohorts' waiting cannot tell a lane that got slower (a congested hub) from one that
         loses parcels; their silences can (:meth:`going_silent`)."""
+        if self._source_outage(lane):
+            return 1.0  # the recent cohorts wait for scans their push source withholds
         dead = self.going_silent(lane)
         if done < self.settings.usual_share:
             return 1.0 - dead
@@ -424,6 +433,10 @@ class Model:
                     changed.add(lane)
                     break
         return changed
+
+    def _source_outage(self, lane: LaneKey) -> bool:
+        health = self.health(lane[1], lane[3])
+        return health is not None and bool(health.source_outage)
 
     def _silent(self, lane: LaneKey) -> bool:
         health = self.health(lane[1], lane[3])

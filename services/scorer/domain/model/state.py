@@ -74,7 +74,9 @@ class ModelState:
             "histograms": [
                 [list(lane), milestone.value, h.as_json()] for (lane, milestone), h in self.histograms.items()
             ],
-            "health": [[h.carrier, h.origin, h.silent_hours, h.usual_rate] for h in self.health.values()],
+            "health": [
+                [h.carrier, h.origin, h.silent_hours, h.usual_rate, h.source_outage] for h in self.health.values()
+            ],
         }
 
     @classmethod
@@ -84,8 +86,8 @@ class ModelState:
             for lane, milestone, h in value.get("histograms", [])
         }
         health = {
-            (carrier, origin): CarrierHealth(carrier, origin, float(hours), float(rate))
-            for carrier, origin, hours, rate in value.get("health", [])
+            (carrier, origin): CarrierHealth(carrier, origin, float(hours), float(rate), *outage)
+            for carrier, origin, hours, rate, *outage in value.get("health", [])
         }
         computed = value.get("computed_at")
         return cls(histograms, health, datetime.fromisoformat(computed) if computed else None)

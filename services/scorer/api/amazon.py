@@ -1,0 +1,25 @@
+"""``GET /v1/sellers/{seller_id}/amazon``: Amazon's own VTR per marketplace (its seller
+performance report) beside vtrwatch's over the same reporting range, and the difference
+(docs/amazon.md)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from services.scorer.api.deps import SellerId, ServiceDep
+from services.scorer.storage.amazon import seller_comparisons
+
+router = APIRouter(prefix="/v1/sellers", tags=["scores"])
+NO_AMAZON_REPORT = "no Amazon performance report for this seller yet: connect Amazon (docs/amazon.md)"
+
+
+@router.get("/{seller_id}/amazon")
+async def seller_amazon_vtr(service: ServiceDep, seller_id: SellerId) -> dict[str, object]:
+    async with service.engine.connect() as connection:
+        marketplaces = await seller_comparisons(connection, seller_id)
+    if not marketplaces:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            "no Amazon performance report for this seller yet: connect Amazon (docs/amazon.md)",
+        )
+    return {"seller_id": seller_id, "marketplaces": marketplaces}
