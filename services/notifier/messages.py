@@ -66,7 +66,7 @@ APPEAL_PATH = "/performance/account/health"
 
 NOT_AVAILABLE: Mapping[Language, str] = {Language.EN: "n/a", Language.ZH_CN: "无数据"}
 
-#: A silent carrier, in words (carrier health across sellers, services/scorer/model.py).
+#: A silent carrier, in words (carrier health across sellers, services/scorer/domain/model/).
 CARRIER_NOTES: Mapping[Language, str] = {
     Language.EN: (
         "{carrier} has sent no scans from {origin} for {hours} hours, for every seller and not only you "

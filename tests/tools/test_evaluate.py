@@ -48,7 +48,11 @@ def test_calibration_of_a_perfect_and_a_useless_forecast() -> None:
     assert perfect["brier"] == 0.0
     useless = calibration([(0.5, True), (0.5, False)] * 10)
     assert useless["brier"] == pytest.approx(0.25)
-    assert useless["table"] == [{"bin": "0.5-0.6", "n": 20, "mean_probability": 0.5, "observed_valid": 0.5}]
+    assert useless["table"] == [
+        {"bin": "0.5-0.6", "n": 20, "mean_probability": 0.5, "observed_valid": 0.5, "error": 0.0,
+         "standard_error": pytest.approx(0.5 / 20**0.5)}
+    ]  # fmt: skip
+    assert [row["error"] for row in perfect["deciles"]] == [0.0] * 10
 
 
 def test_the_plot_is_written(tmp_path: Path) -> None:

@@ -104,3 +104,43 @@ def test_demo_story_holds_for_the_default_seed() -> None:
             assert breach is None, key
     assert true_breach_day(scenario, (DRIFTING_SELLER, "SG", "Home & Kitchen"), TODAY) is not None
     assert true_breach_day(scenario, (SURFACE_SELLER, "AE", "Beauty"), TODAY) is not None
+
+
+def test_transit_that_follows_the_promise_ends_a_few_days_before_it() -> None:
+    from dataclasses import replace
+
+    from tools.simulate.scenario import PromiseTransit
+
+    model = PromiseTransit(lag_days=(8, 20), early_days=(1.0, 4.0), services=("yunexpress/line",))
+    scenario = generate(replace(small_config(), promise_transit=model), 3, TODAY)
+    following, lags = 0, set()
+    for package in scenario.packages:
+        parcel = scenario.parcels[package.tracking_number]
+        delivered = [scan.occurred_at for scan in parcel.scans if scan.status.value == "DELIVERED"]
+        if package.service_key != "yunexpress/line" or not delivered or parcel.fate != "delivered":
+            continue
+        end_of_promise = datetime.combine(package.promised_date + timedelta(days=1), datetime.min.time(), UTC)
+        early_days = (end_of_promise - min(delivered)).total_seconds() / 86400
+        assert 0.9 <= early_days <= 4.1 or (end_of_promise - package.confirmed_at).days < 4
+        lags.add((package.promised_date - package.confirmed_at.date()).days)
+        following += 1
+    assert following > 50 and min(lags) == 8 and max(lags) == 20
+
+
+def test_a_backfill_holds_the_orders_promised_since_its_start_and_the_open_older_ones() -> None:
+    from dataclasses import replace
+
+    full = generate(replace(small_config(), history_days=60), 5, TODAY)
+    backfill = generate(replace(small_config(), history_days=60, backfill_days=35), 5, TODAY)
+    first = TODAY - timedelta(days=35)
+    start = datetime.combine(TODAY, datetime.min.time(), UTC)
+    kept = {package.order_id for package in backfill.packages}
+    for package in full.packages:
+        scans = full.parcels[package.tracking_number].scans
+        delivered = any(
+            scan.status.value in ("DELIVERED", "ATTEMPTED_DELIVERY") and scan.occurred_at < start for scan in scans
+        )
+        expected = package.promised_date >= first or (not delivered and package.cancelled_at is None)
+        assert (package.order_id in kept) == expected
+    assert any(package.promised_date < first for package in backfill.packages)
+    assert set(backfill.parcels) == {package.tracking_number for package in backfill.packages}

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from tools.simulate.catalog import FailureRates, Source
-from tools.simulate.scenario import Blackout, CarrierStop, Lane, LanePhase, Outage, ScenarioConfig, Seller, ValueMix
+from tools.simulate.scenario import (
+    Blackout,
+    CarrierStop,
+    Lane,
+    LanePhase,
+    Outage,
+    PromiseTransit,
+    ScenarioConfig,
+    Seller,
+    ValueMix,
+)
 
 #: Marketplace, category and the carrier services a lane there ships with.
 LANES: tuple[tuple[str, str, str], ...] = (
@@ -338,6 +348,129 @@ def source_outage(seed: int, hour: float = 12.0) -> ScenarioConfig:
     )
 
 
+#: Seeds from this one on draw the promise families' parameters from :data:`HELD_OUT_WORLD`:
+#: other carriers, marketplaces, promise spreads and failure rates, never tuned on.
+HELD_OUT_FROM_SEED = 100
+
+
+@dataclass(frozen=True)
+class PromiseWorld:
+    """What the promise families draw their lanes and promises from."""
+
+    lanes: tuple[tuple[str, str], ...]
+    #: Shortest promise lag (days) and the spread above it.
+    lag_low: tuple[int, ...]
+    lag_spread: tuple[int, ...]
+    early_low: tuple[float, float]
+    early_high: tuple[float, float]
+    #: Each healthy failure rate (no pickup, lost, no delivery scan) is drawn from this range.
+    healthy_rate: tuple[float, float]
+
+
+TUNED_WORLD = PromiseWorld(
+    lanes=(("SG", "yanwen/line"), ("AE", "yunexpress/line"), ("US", "china-post/epacket"), ("MX", "4px/standard")),
+    lag_low=(7, 8, 9),
+    lag_spread=(9, 11, 13),
+    early_low=(0.5, 1.5),
+    early_high=(3.0, 4.5),
+    healthy_rate=(0.002, 0.01),
+)
+HELD_OUT_WORLD = PromiseWorld(
+    lanes=(
+        ("UK", "sunyou/economy"),
+        ("DE", "dhl-ecommerce/packet"),
+        ("JP", "china-post/registered"),
+        ("AU", "sfc/priority"),
+        ("SA", "yunexpress/line"),
+    ),
+    lag_low=(6, 10, 12),
+    lag_spread=(7, 10, 15),
+    early_low=(0.2, 1.0),
+    early_high=(2.5, 6.0),
+    healthy_rate=(0.001, 0.012),
+)
+
+
+def _promise_sellers(
+    rng: random.Random, prefix: str, world: PromiseWorld, failing: int, healthy: int
+) -> tuple[tuple[Seller, ...], tuple[CarrierStop, ...], PromiseTransit]:
+    """Sellers on lanes whose parcels follow their promise (half the services, drawn: the
+    model is not told which), ``failing`` of them with a failure that began 2-12 days ago
+    (stalls, a delivery stop, a carrier stop or a pickup failure) and ``healthy`` at 0.5-3%
+    random failures, half of them with many full-tracking orders."""
+    low = rng.choice(world.lag_low)
+    services = tuple(service for _, service in world.lanes)
+    following = tuple(rng.sample(services, max(1, len(services) // 2 + rng.randint(0, 1))))
+    promise = PromiseTransit(
+        lag_days=(low, low + rng.choice(world.lag_spread)),
+        early_days=(rng.uniform(*world.early_low), rng.uniform(*world.early_high)),
+        services=following,
+    )
+    sellers: list[Seller] = []
+    stops: list[CarrierStop] = []
+    for i in range(failing + healthy):
+        marketplace, service = world.lanes[i % len(world.lanes)]
+        no_pickup, lost, no_delivery = (rng.uniform(*world.healthy_rate) for _ in range(3))
+        rates = FailureRates(no_pickup, lost, no_delivery, late_pickup=0.02)
+        values = FULL_HEAVY if rng.random() < 0.5 else ValueMix()
+        lane = Lane(marketplace, "Home & Kitchen", rng.uniform(5, 15), ((service, 1.0),), values, failures=rates)
+        seller_id = f"{prefix}{i}"
+        if i >= failing:
+            sellers.append(Seller(seller_id, (lane,), role="control"))
+            continue
+        days_ago, share = rng.randint(2, 12), rng.choice((0.35, 0.5, 0.8))
+        kind = ("stall", "delivery_stop", "carrier_stop", "no_pickup")[i % 4]
+        if kind == "carrier_stop":
+            stops.append(CarrierStop(seller_id, service, -days_ago, share))
+        else:
+            broken = {
+                "stall": replace(rates, lost_in_transit=share),
+                "delivery_stop": replace(rates, no_delivery_scan=share),
+                "no_pickup": replace(rates, no_pickup=share / 2),
+            }[kind]
+            lane = replace(lane, values=FULL_HEAVY, phases=(LanePhase(-days_ago, lane.services, FULL_HEAVY, broken),))
+        sellers.append(Seller(seller_id, (lane,), role="failing"))
+    return tuple(sellers), tuple(stops), promise
+
+
+def _promise_family(name: str, seed: int, failing: int, healthy: int, backfill: bool) -> ScenarioConfig:
+    rng = random.Random(f"{name}:{seed}")
+    world = HELD_OUT_WORLD if seed >= HELD_OUT_FROM_SEED else TUNED_WORLD
+    prefix = name.upper().replace("_", "")[:6]
+    sellers, stops, promise = _promise_sellers(rng, prefix, world, failing, healthy)
+    return ScenarioConfig(
+        sellers=sellers,
+        stops=stops,
+        promise_transit=promise,
+        history_days=60 if backfill else 45,
+        backfill_days=35 if backfill else None,
+    )
+
+
+def promise_transit(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: each parcel's transit follows its own promise (a promise lag of 7-22 days,
+    delivered 0.5-4.5 days before the promised date) on some of the services, first scans
+    3-40 hours after confirmation, 0.5-3% random failures."""
+    return _promise_family("promise_transit", seed, 0, 10, backfill=False)
+
+
+def promise_failing(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Transit that follows the promise, and a failure in 6 of 10 sellers' lanes (stalls, a
+    delivery stop, a carrier stop, pickups that stop) from 2-12 days ago."""
+    return _promise_family("promise_failing", seed, 6, 4, backfill=False)
+
+
+def backfill(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: the history is a seller's backfill, the orders promised in the last five weeks
+    plus the ones still open, on lanes whose transit follows the promise (some) or not."""
+    return _promise_family("backfill", seed, 0, 10, backfill=True)
+
+
+def backfill_failing(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """A backfilled history (as :func:`backfill`) with a failure in 6 of 10 sellers' lanes."""
+    return _promise_family("backfill_failing", seed, 6, 4, backfill=True)
+
+
 #: Each family: (seed, hour of today the evaluation runs at, UTC) -> scenario.
 FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_stop": carrier_stop,
@@ -359,4 +492,8 @@ FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "mixed_portfolio": mixed_portfolio,
     "destination_slowdown": destination_slowdown,
     "source_outage": source_outage,
+    "promise_transit": promise_transit,
+    "promise_failing": promise_failing,
+    "backfill": backfill,
+    "backfill_failing": backfill_failing,
 }

@@ -45,24 +45,42 @@ def figures(cases: Sequence[Case]) -> dict[str, Any]:
     return result
 
 
+def _reliability_row(label: str, items: Sequence[tuple[float, bool]]) -> dict[str, Any]:
+    """One group's mean predicted and observed valid share, the error (observed less
+    predicted) and the binomial standard error of the observed share."""
+    predicted = sum(p for p, _ in items) / len(items)
+    observed = sum(valid for _, valid in items) / len(items)
+    return {
+        "bin": label,
+        "n": len(items),
+        "mean_probability": predicted,
+        "observed_valid": observed,
+        "error": observed - predicted,
+        "standard_error": (predicted * (1.0 - predicted) / len(items)) ** 0.5,
+    }
+
+
+def deciles(pairs: Sequence[tuple[float, bool]], groups: int = 10) -> list[dict[str, Any]]:
+    """Equal-count groups of the packages sorted by predicted probability (deciles)."""
+    ordered = sorted(pairs, key=lambda pair: pair[0])
+    rows = []
+    for index in range(groups):
+        items = ordered[index * len(ordered) // groups : (index + 1) * len(ordered) // groups]
+        if items:
+            rows.append(_reliability_row(f"D{index + 1}", items))
+    return rows
+
+
 def calibration(packages: Iterable[tuple[float, bool]], bins: int = 10) -> dict[str, Any]:
     pairs = list(packages)
     if not pairs:
-        return {"brier": None, "n": 0, "table": []}
+        return {"brier": None, "n": 0, "table": [], "deciles": []}
     brier = sum((p - float(valid)) ** 2 for p, valid in pairs) / len(pairs)
     grouped: dict[int, list[tuple[float, bool]]] = defaultdict(list)
     for p, valid in pairs:
         grouped[min(bins - 1, int(p * bins))].append((p, valid))
-    table = [
-        {
-            "bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}",
-            "n": len(items),
-            "mean_probability": sum(p for p, _ in items) / len(items),
-            "observed_valid": sum(valid for _, valid in items) / len(items),
-        }
-        for b, items in sorted(grouped.items())
-    ]
-    return {"brier": brier, "n": len(pairs), "table": table}
+    table = [_reliability_row(f"{b / bins:.1f}-{(b + 1) / bins:.1f}", items) for b, items in sorted(grouped.items())]
+    return {"brier": brier, "n": len(pairs), "table": table, "deciles": deciles(pairs)}
 
 
 def by_family(cases: Sequence[Case]) -> dict[str, dict[str, Any]]:
@@ -137,14 +155,27 @@ def markdown(report: dict[str, Any]) -> str:
         calibration = entry["calibration"]
         lines += ["", f"Brier score of the pending packages' probabilities: {calibration['brier']:.4f} "
                   f"(n={calibration['n']}).", ""]  # fmt: skip
-    first = next(iter(report["by_order"].values()))["calibration"]["table"]
-    lines += [
-        "Reliability (first order above):",
-        "",
-        "| predicted | packages | mean predicted | observed valid |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {row['bin']} | {row['n']} | {row['mean_probability']:.3f} | {row['observed_valid']:.3f} |" for row in first
-    ]
-    return "\n".join(lines) + "\n"
+    first = next(iter(report["by_order"].values()))["calibration"]
+    for title, rows in (
+        ("Reliability by predicted probability (first order above)", first["table"]),
+        ("Reliability by decile (equal-count tenths of the pending packages, sorted by predicted)", first["deciles"]),
+    ):
+        lines += [
+            f"{title}; error = observed less predicted, within 0.05 is the target:",
+            "",
+            "| group | packages | mean predicted | observed valid | error | ±2 SE | within 0.05 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [_reliability_line(row) for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _reliability_line(row: dict[str, Any]) -> str:
+    error = row.get("error", row["observed_valid"] - row["mean_probability"])
+    spread = 2.0 * row.get("standard_error", 0.0)
+    within = "yes" if abs(error) <= 0.05 else "no"
+    return (
+        f"| {row['bin']} | {row['n']} | {row['mean_probability']:.3f} | {row['observed_valid']:.3f} "
+        f"| {error:+.3f} | {spread:.3f} | {within} |"
+    )

@@ -86,13 +86,19 @@ def replay_plan(scenario: Scenario, known_at: datetime) -> list[Step]:
     steps = []
     day = scenario.start
     while day <= last_day:
-        pushes = []
-        for source in Source:
-            pending = updates.get((day, source), [])
-            size = PARCELS_PER_PUSH[source]
-            for index in range(0, len(pending), size):
-                pushes.append(Push(source, tuple(pending[index : index + size]), variant=rng.randrange(2)))
-        rng.shuffle(pushes)
+        pushes = _pushes_of(day, updates, rng)
         steps.append(Step(day, tuple(shipments.get(day, ())), tuple(pushes), tuple(cancellations.get(day, ()))))
         day += timedelta(days=1)
     return steps
+
+
+def _pushes_of(day: date, updates: dict[tuple[date, Source], list[ParcelUpdate]], rng: random.Random) -> list[Push]:
+    """One day's pushes of every source, in batches of the source's size, shuffled."""
+    pushes = []
+    for source in Source:
+        pending = updates.get((day, source), [])
+        size = PARCELS_PER_PUSH[source]
+        for index in range(0, len(pending), size):
+            pushes.append(Push(source, tuple(pending[index : index + size]), variant=rng.randrange(2)))
+    rng.shuffle(pushes)
+    return pushes

@@ -118,6 +118,24 @@ class Outage:
 
 
 @dataclass(frozen=True)
+class PromiseTransit:
+    """Each parcel's transit follows its own promise, as where the promise reflects the
+    destination (orders to farther regions get later promised dates and take longer): the
+    promise lag is drawn from ``lag_days`` (inclusive), and the parcel is delivered
+    ``early_days`` before its promised date, whatever its service's usual transit."""
+
+    lag_days: tuple[int, int] = (8, 20)
+    early_days: tuple[float, float] = (1.0, 4.0)
+    #: Days from confirmation to the first scan (a wider spread than the services' own).
+    pickup_days: tuple[float, float] = (0.12, 1.7)
+    #: The services whose parcels follow their promise (empty: every service).
+    services: tuple[str, ...] = ()
+
+    def applies_to(self, service_key: str) -> bool:
+        return not self.services or service_key in self.services
+
+
+@dataclass(frozen=True)
 class ScenarioConfig:
     sellers: tuple[Seller, ...]
     history_days: int = 45
@@ -134,6 +152,11 @@ class ScenarioConfig:
     blackouts: tuple[Blackout, ...] = ()
     #: Failure rates that replace a service's own (service key, rates), to stress a check.
     failures: tuple[tuple[str, FailureRates], ...] = ()
+    #: Transit that follows each parcel's promise (None: the service's own, independent of it).
+    promise_transit: PromiseTransit | None = None
+    #: History as a seller's backfill: only the orders promised in the last this many days,
+    #: plus those still open (no delivery scan) today; None: every order since ``history_days``.
+    backfill_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -278,8 +301,11 @@ def make_scans(
     handed_over: datetime,
     stopped: bool,
     odds: FailureRates | None = None,
+    promised: tuple[PromiseTransit, float] | None = None,
 ) -> tuple[tuple[Scan, ...], str]:
-    """Every scan a parcel will ever get, and its fate."""
+    """Every scan a parcel will ever get, and its fate. With ``promised`` (the promise
+    model and the days from hand-over to the parcel's promised date), the pickup and the
+    transit follow the promise instead of the service's own ranges."""
     origin, hub, city = rng.choice(ORIGIN_CITIES), rng.choice(HUBS), DESTINATION_CITIES[destination]
     scans = [Scan(Status.INFO_RECEIVED, _at(handed_over, -rng.uniform(0.02, 0.2)), origin)]
     unknown_codes = UNKNOWN_CODES.get(service.source, ())
@@ -294,6 +320,11 @@ def make_scans(
     late = rng.random() < odds.late_pickup
     pickup = rng.uniform(3.0, 8.0) if late else rng.uniform(0.15, 1.2)
     transit = rng.uniform(*service.transit_days) + (pickup if late else 0.0)
+    if promised is not None:
+        # Drawn only with a promise model, so the other scenarios keep their random streams.
+        model, to_promise = promised
+        pickup = rng.uniform(3.0, 8.0) if late else rng.uniform(*model.pickup_days)
+        transit = max(pickup + 2.0, to_promise - rng.uniform(*model.early_days))
     scans += [
         Scan(Status.ACCEPTED, _at(handed_over, pickup), origin),
         Scan(Status.IN_TRANSIT, _at(handed_over, pickup + rng.uniform(0.3, 1.0)), hub),
@@ -369,7 +400,11 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
                         while tracking_number in used_numbers:
                             tracking_number = make_tracking_number(service.number_format, rng)
                         used_numbers.add(tracking_number)
-                        promised = day + timedelta(days=rng.randint(*service.promise_days))
+                        promise_model = config.promise_transit
+                        if promise_model is not None and not promise_model.applies_to(service_key):
+                            promise_model = None
+                        lags = promise_model.lag_days if promise_model is not None else service.promise_days
+                        promised = day + timedelta(days=rng.randint(*lags))
                         stop = stops.get((seller.seller_id, service_key))
                         stopped = stop is not None and offset >= stop.from_day
                         if stopped and stop is not None and stop.share < 1.0:
@@ -382,6 +417,7 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
                             confirmed_at,
                             stopped,
                             lane.failures_on(offset) or failures.get(service_key),
+                            _promise_of(promise_model, confirmed_at, promised),
                         )
                         silent_from = blackouts.get(service_key)
                         if silent_from is not None and any(scan.occurred_at >= silent_from for scan in scans):
@@ -410,4 +446,37 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
                     packages.append(package)
                     last_parcel = package
     packages.sort(key=lambda p: (p.confirmed_at, p.order_id))
+    if config.backfill_days is not None:
+        packages, parcels = _backfilled(packages, parcels, today, config.backfill_days)
     return Scenario(seed=seed, today=today, config=config, packages=tuple(packages), parcels=parcels)
+
+
+def _promise_of(
+    model: PromiseTransit | None, confirmed_at: datetime, promised: date
+) -> tuple[PromiseTransit, float] | None:
+    """The promise model and the days from ``confirmed_at`` to the end of the promised date."""
+    if model is None:
+        return None
+    end = datetime.combine(promised, time(), UTC) + timedelta(days=1)
+    return model, (end - confirmed_at).total_seconds() / 86400.0
+
+
+def _backfilled(
+    packages: list[Package], parcels: dict[str, Parcel], today: date, days: int
+) -> tuple[list[Package], dict[str, Parcel]]:
+    """What a seller's backfill holds: the orders promised in the last ``days`` days (and
+    later), plus the older ones still open today (no delivery scan before today 00:00 UTC).
+    Selected by promised date, so the oldest confirmations are only the long promises and
+    the open ones: a survival estimate needs delayed entry there."""
+    start = datetime.combine(today, time(), UTC)
+    first = today - timedelta(days=days)
+
+    def open_today(package: Package) -> bool:
+        scans = parcels[package.tracking_number].scans
+        return package.cancelled_at is None and not any(
+            scan.status in (Status.DELIVERED, Status.ATTEMPTED_DELIVERY) and scan.occurred_at < start for scan in scans
+        )
+
+    kept = [package for package in packages if package.promised_date >= first or open_today(package)]
+    numbers = {package.tracking_number for package in kept}
+    return kept, {number: parcel for number, parcel in parcels.items() if number in numbers}

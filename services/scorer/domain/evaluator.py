@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from services.scorer.domain.freshness import ModelBuild
+from services.scorer.domain.model.estimator import Model
+from services.scorer.domain.model.state import ModelState
 from services.scorer.domain.packages import MICRO, NOON, Cancellation, PackageRow, counted_deadline
 from services.scorer.domain.policy import (
     Policy,
@@ -18,10 +20,6 @@ from services.scorer.domain.policy import (
     required_tracking,
     summarise_scans,
     tracking_number_malformed,
-)
-from services.scorer.model import (
-    Model,
-    ModelState,
 )
 from shared.schemas import (
     PackageState,

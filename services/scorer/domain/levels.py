@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.scorer.forecast import Score
+from services.scorer.domain.forecast import Score
 from shared.schemas import Level
 
 

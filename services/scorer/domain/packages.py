@@ -9,12 +9,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 from typing import Any
 
+from services.scorer.domain.model.lanes import LaneKey
 from services.scorer.domain.policy import (
     STRUCTURAL_REASONS,
     ShipmentFacts,
-)
-from services.scorer.model import (
-    LaneKey,
 )
 from shared.schemas import (
     DELIVERY_SCAN_STATUSES,

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from services.scorer.model import ModelSettings
+from services.scorer.domain.model.parameters import ModelSettings
 from shared.schemas import DELIVERY_SCAN_STATUSES, PHYSICAL_SCAN_STATUSES, PackageState, Reason, TrackingLevel
 
 #: The policy data sits beside the service (operators point VTR_POLICY_FILE at it), not in this package.
@@ -350,7 +350,7 @@ def decide(
 
     ``level`` is :func:`required_tracking` when the caller already computed it. A pending
     package gets probability 1 and its rule-based reason here; the model
-    (:meth:`services.scorer.model.Model.estimate`) replaces both with what it learnt.
+    (:meth:`services.scorer.domain.model.estimator.Model.estimate`) replaces both with what it learnt.
     """
     if level is None:
         level = required_tracking(policy, facts)

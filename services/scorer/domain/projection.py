@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.window import FORECAST_DAYS
-from services.scorer.model import ModelSettings
 
 #: Fewer recent packages than this: their health is taken over the whole fortnight.
 MIN_COHORT = 5

@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
+from services.scorer.domain.forecast import DayCounts, Score, score
 from services.scorer.domain.levels import LevelThresholds, capped_level, level_of, today_level
-from services.scorer.forecast import DayCounts, Score, score
 from shared.schemas import CarrierHealthNote, ForecastPoint, Level, ModelNote, ScoreSnapshot
 
 

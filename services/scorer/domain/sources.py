@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from services.scorer.model import CarrierHealth, ModelSettings
+from services.scorer.domain.model.carrier_health import CarrierHealth
+from services.scorer.domain.model.parameters import ModelSettings
 
 #: Integrations that push the scans of several carriers (services/ingest/carriers).
 PUSH_SOURCES: tuple[str, ...] = ("17track", "aftership")

@@ -14,13 +14,13 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer.domain.evaluator import Deltas, Evaluator
+from services.scorer.domain.forecast import DayCounts
 from services.scorer.domain.packages import MICRO, PACKAGE_COLUMNS, package_from_row
 from services.scorer.domain.policy import (
     STRUCTURAL_REASONS,
     invalid_reason_for,
 )
 from services.scorer.domain.scores import ScopeCounts
-from services.scorer.forecast import DayCounts
 from services.scorer.storage.packages import load_cancellations, load_scans
 from services.scorer.storage.schema import (
     daily_counts,

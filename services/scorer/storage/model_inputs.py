@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer import metrics
 from services.scorer.domain.freshness import InputChange, LaneId, ModelBuild
+from services.scorer.domain.model.carrier_health import CarrierHealth
+from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.packages import service_key
 from services.scorer.domain.sources import (
     PUSH_SOURCES,
@@ -23,7 +25,6 @@ from services.scorer.domain.sources import (
     mark_source_outages,
     source_outages,
 )
-from services.scorer.model import CarrierHealth, ModelSettings
 from services.scorer.storage.schema import packages
 from shared.schemas import PackageState
 

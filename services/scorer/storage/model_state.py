@@ -19,22 +19,17 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer.domain.evaluator import Evaluator
-from services.scorer.domain.packages import MICRO, service_key
+from services.scorer.domain.model.carrier_health import carrier_health
+from services.scorer.domain.model.estimator import Model
+from services.scorer.domain.model.lanes import STAGE_OF_SCAN, LaneKey
+from services.scorer.domain.model.observations import InFlight, observations_of, selected_from, silence_observations
+from services.scorer.domain.model.parameters import ModelSettings
+from services.scorer.domain.model.state import ModelState
+from services.scorer.domain.packages import MICRO, counted_deadline, service_key
 from services.scorer.domain.policy import (
     STRUCTURAL_REASONS,
 )
 from services.scorer.domain.projection import LAG_DAYS, RecentPackage, project
-from services.scorer.model import (
-    STAGE_OF_SCAN,
-    InFlight,
-    LaneKey,
-    Model,
-    ModelSettings,
-    ModelState,
-    carrier_health,
-    observations_of,
-    silence_observations,
-)
 from services.scorer.storage.dialect import JSON_ENCODER, chunks, dialect_insert, execute_rows, insert_rows
 from services.scorer.storage.model_inputs import carriers_of_numbers, health_with_source_outages, read_model_build
 from services.scorer.storage.outbox import mark_changed
@@ -75,6 +70,7 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
                 c.state,
                 c.reason,
                 c.tracking_number,
+                c.promised_date,
             ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
         )
     ).all()
@@ -101,8 +97,10 @@ def model_state_from_rows(
     state = ModelState(computed_at=now, recent_hours=settings.recent_hours)
     scan_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     silence_since = now - timedelta(days=settings.silence_history_days)
-    #: Scanned parcels recent enough to learn silences from: tracking number -> (lane, first scan, delivery scan).
-    scanned: dict[str, tuple[LaneKey, datetime, datetime | None]] = {}
+    #: Scanned parcels recent enough to learn silences from:
+    #: tracking number -> (lane, first scan, delivery scan, deadline).
+    scanned: dict[str, tuple[LaneKey, datetime, datetime | None, datetime]] = {}
+    complete_from = selected_from((row[0], row[12], row[7] is not None) for row in package_rows)
     for (
         seller_id,
         carrier,
@@ -116,12 +114,15 @@ def model_state_from_rows(
         package_state,
         reason,
         tracking_number,
+        promised_date,
     ) in package_rows:
         if reason in STRUCTURAL_REASONS or (package_state == PackageState.VALID.value and first_scan_at is None):
             continue  # their scans are not followed (or Buy Shipping counted them valid)
         lane: LaneKey = (seller_id, carrier, service_key(service), origin, marketplace)
+        deadline = counted_deadline(promised_date)
         if first_scan_at is not None and first_scan_at <= now and confirmed_at >= silence_since:
-            scanned.setdefault(tracking_number, (lane, first_scan_at, delivery_scan_at))
+            scanned.setdefault(tracking_number, (lane, first_scan_at, delivery_scan_at, deadline))
+        first_complete = complete_from.get(seller_id)
         for observation in observations_of(
             lane,
             confirmed_at,
@@ -129,10 +130,12 @@ def model_state_from_rows(
             delivery_scan_at,
             now,
             settings,
+            deadline,
+            selected_waiting=first_complete is not None and promised_date < first_complete,
         ):
             state.add(observation)
         # Every carrier with a scan gets a health entry (its newest scan, however old); the
-        # usual rate only counts the baseline period (services/scorer/model.py).
+        # usual rate only counts the baseline period (services/scorer/domain/model/).
         times = scan_times[(carrier, origin)]
         for moment in {first_scan_at, delivery_scan_at, last_scan_at}:
             if moment is not None:
@@ -144,7 +147,7 @@ def model_state_from_rows(
 
 def _add_silences(
     state: ModelState,
-    scanned: dict[str, tuple[LaneKey, datetime, datetime | None]],
+    scanned: dict[str, tuple[LaneKey, datetime, datetime | None, datetime]],
     scan_rows: Sequence[Any],
     now: datetime,
     settings: ModelSettings,
@@ -157,7 +160,7 @@ def _add_silences(
         if tracking_number in scanned:
             # Sorted by time, a delivery scan after any other scan of the same moment.
             by_number[tracking_number].add((occurred_at, status in DELIVERY_SCAN_STATUSES, status))
-    for tracking_number, (lane, first_scan_at, delivery_scan_at) in scanned.items():
+    for tracking_number, (lane, first_scan_at, delivery_scan_at, deadline) in scanned.items():
         ordered = [(status, moment) for moment, _, status in sorted(by_number.get(tracking_number, ()))]
         for observation in silence_observations(("", *lane[1:]), ordered, now, settings):  # type: ignore[arg-type]
             state.add(observation)
@@ -169,6 +172,7 @@ def _add_silences(
                 delivery_scan_at is not None and delivery_scan_at <= now,
                 STAGE_OF_SCAN.get(last_status or ""),
                 (now - last_at).total_seconds() / 3600.0,
+                (deadline - first_scan_at).total_seconds() / 3600.0,
             )
         )
 

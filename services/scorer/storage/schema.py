@@ -163,7 +163,7 @@ projected_counts = Table(
     Column("variance_micro", BigInteger, nullable=False),
 )
 
-#: The forecast model's state (services/scorer/model.py), one JSON document shared by
+#: The forecast model's state (services/scorer/domain/model/), one JSON document shared by
 #: every scorer instance: histograms per lane and milestone, and carrier health.
 model_state = Table(
     "model_state",

@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
+from services.scorer.domain.forecast import DayCounts, Score, score
 from services.scorer.domain.levels import capped_level, level_of, today_level
-from services.scorer.forecast import DayCounts, Score, score
 from shared.schemas import Level
 
 D = date(2026, 12, 7)

@@ -243,7 +243,7 @@ def test_validity_never_decreases_when_scans_are_added(pairs: list[tuple[Canonic
 
 
 def test_a_pending_package_is_left_to_the_model(policy: Policy) -> None:
-    # decide() says pending and why by the rules; services/scorer/model.py prices it.
+    # decide() says pending and why by the rules; services/scorer/domain/model/ prices it.
     shipment = facts("US", "12.00", "USD", "china-post")
     decision = decide(policy, shipment, summarise_scans(scans(S.ACCEPTED)), promised_date=FUTURE, today=TODAY)
     assert (decision.state, decision.reason) == (PackageState.PENDING, Reason.AWAITING_DELIVERY_SCAN)

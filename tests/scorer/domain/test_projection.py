@@ -6,8 +6,8 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.projection import RecentPackage, project
-from services.scorer.model import ModelSettings
 
 TODAY = date(2026, 6, 15)
 NOON = datetime(2026, 6, 15, 12, 0)

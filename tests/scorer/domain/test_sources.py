@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from services.scorer.domain.model.carrier_health import CarrierHealth
+from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.sources import (
     SourceRules,
     carriers_behind,
     mark_source_outages,
     source_outages,
 )
-from services.scorer.model import CarrierHealth, ModelSettings
 
 SETTINGS = ModelSettings()
 RULES = SourceRules()

@@ -1,4 +1,4 @@
-"""The per-package model (services/scorer/model.py): survival curves from censored data,
+"""The per-package model (services/scorer/domain/model/): survival curves from censored data,
 hierarchical shrinkage, reasons, carrier health, and order-free state."""
 
 from __future__ import annotations
@@ -10,23 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.scorer.model import (
-    BUCKETS,
-    PACKAGE_MILESTONES,
-    STAGE_OF_SCAN,
-    CarrierHealth,
-    Curve,
-    Histogram,
-    InFlight,
-    LaneKey,
-    Milestone,
-    Model,
-    ModelSettings,
-    ModelState,
-    carrier_health,
-    observations_of,
-    silence_observations,
-)
+from services.scorer.domain.model.carrier_health import CarrierHealth, carrier_health
+from services.scorer.domain.model.curves import BUCKETS, Curve, Histogram
+from services.scorer.domain.model.estimator import Model
+from services.scorer.domain.model.lanes import PACKAGE_MILESTONES, STAGE_OF_SCAN, LaneKey, Milestone
+from services.scorer.domain.model.observations import InFlight, observations_of, silence_observations
+from services.scorer.domain.model.parameters import ModelSettings
+from services.scorer.domain.model.state import ModelState
 from shared.schemas import Reason
 
 NOW = datetime(2026, 6, 15, 12, 0)
@@ -177,7 +167,7 @@ def test_a_pickup_backlog_every_seller_of_the_carrier_shares_is_a_delay_not_a_lo
     shared = Model(state_of(history + backlog), SETTINGS)
     # The peers' parcels wait as the seller's do: what the history says of a waiting
     # parcel's chances (a few in a hundred never scanned) holds for the delayed ones too.
-    assert shared.peer_backlog(LANE, 60.0) > 0.5
+    assert shared.change.peer_backlog(LANE, 60.0) > 0.5
     waiting_alone, _ = estimate(alone, LANE, hours_ago=60, days_left=12)
     waiting_shared, _ = estimate(shared, LANE, hours_ago=60, days_left=12)
     assert waiting_shared > 0.9
@@ -195,7 +185,7 @@ def test_a_backlog_needs_most_peers_a_big_failing_peer_does_not_hide_a_sellers_s
         (lane, NOW - timedelta(hours=rng.uniform(0, 72)), None, None) for lane in (LANE, peers[0]) for _ in range(60)
     ]
     model = Model(state_of(history + recent + stopped), SETTINGS)
-    assert model.peer_backlog(LANE, 40.0) == 0.0
+    assert model.change.peer_backlog(LANE, 40.0) == 0.0
     failing, reason = estimate(model, LANE, hours_ago=40, days_left=10)
     healthy, _ = estimate(model, peers[1], hours_ago=40, days_left=10)
     assert failing < healthy - 0.25
@@ -207,9 +197,9 @@ def test_a_silent_carrier_is_no_backlog() -> None:
     lanes = [LANE, *peer_lanes(5)]
     history = history_before(lanes, rng, days_ago=4)
     state = state_of(history + [package for lane in lanes for package in backlogged(lane, rng)])
-    assert Model(state, SETTINGS).peer_backlog(LANE, 60.0) > 0.5
+    assert Model(state, SETTINGS).change.peer_backlog(LANE, 60.0) > 0.5
     state.health[("yanwen", "CN")] = CarrierHealth("yanwen", "CN", silent_hours=40.0, usual_rate=10.0)
-    assert Model(state, SETTINGS).peer_backlog(LANE, 60.0) == 0.0
+    assert Model(state, SETTINGS).change.peer_backlog(LANE, 60.0) == 0.0
 
 
 def test_a_service_that_never_scans_delivery_is_learnt_partial_only() -> None:
