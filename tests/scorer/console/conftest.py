@@ -130,6 +130,9 @@ def console_settings(database_url: str) -> ScorerSettings:
         database_url=database_url,
         api_keys=STAFF_KEY,  # type: ignore[arg-type]
         console_secret=SECRET,  # type: ignore[arg-type]
+        # The seed is applied straight to the store, with no model build to learn its lanes
+        # from: count every lane as learnt, so levels are the forecast's, not the cold-start cap.
+        model_lane_min_packages=0,
     )
 
 
