@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from services.ingest.publisher import Publisher
 from services.ingest.routes import OPENAPI_COMPONENTS, WebhookFastPath, shipments_router, webhook_routes
 from services.ingest.settings import IngestSettings
+from shared.credentials.access import Credentials
 from shared.guard import EdgeGuard, install_error_handlers, target_is_clean
 from shared.http import operations_router
 from shared.kafka import broker_reachable
@@ -49,10 +50,12 @@ class IngestApp(FastAPI):
 
 def create_app(settings: IngestSettings) -> IngestApp:
     publisher = Publisher(settings)
+    credentials = Credentials.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
+        await credentials.start()
         # Everything built so far (FastAPI, pydantic, prometheus, aiokafka: ~150k objects)
         # lives as long as the process. Frozen, full collections no longer walk it: they
         # took ~0.1 s each, a few times a minute under load, stalling every request.
@@ -60,10 +63,12 @@ def create_app(settings: IngestSettings) -> IngestApp:
         try:
             yield
         finally:
+            await credentials.stop()
             await publisher.stop()
 
     app = IngestApp(title="vtrwatch ingest", description=DESCRIPTION, version="1", lifespan=lifespan)
     app.state.publisher = publisher
+    app.state.credentials = credentials
     webhooks = webhook_routes(settings, publisher)
     app.webhook_fast_path = WebhookFastPath(webhooks)
     app.add_middleware(HttpMetricsMiddleware)
@@ -78,9 +83,11 @@ def create_app(settings: IngestSettings) -> IngestApp:
         if not publisher.connected:
             raise RuntimeError("producer not connected yet")
 
-    app.include_router(operations_router({"kafka": kafka_ready, "producer": producer_ready}))
+    app.include_router(
+        operations_router({"kafka": kafka_ready, "producer": producer_ready, "credentials": credentials.ready})
+    )
     app.include_router(webhooks.router)
-    app.include_router(shipments_router(settings, publisher))
+    app.include_router(shipments_router(settings, publisher, credentials.gate))
 
     def openapi() -> dict[str, Any]:
         # The raw-body endpoints reference body schemas that FastAPI does not know about.

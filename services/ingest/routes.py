@@ -41,8 +41,10 @@ from services.ingest.shipments import (
     split_records,
 )
 from services.ingest.shipments import validation_errors as pydantic_errors
+from shared.credentials.access import KeyGate
+from shared.credentials.scopes import Principal
+from shared.credentials.scopes import Scope as KeyScope
 from shared.guard import InputRejected, check_json_body
-from shared.http import bearer_auth
 from shared.observability import HTTP_DURATION, HTTP_REQUESTS
 from shared.schemas import (
     DEADLETTER_CODEC,
@@ -622,13 +624,37 @@ def webhook_routes(settings: IngestSettings, publisher: Publisher) -> WebhookRou
     return WebhookRoutes(router, handler, by_path)
 
 
-def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
+def foreign_records(records: list[Any], seller_id: str) -> list[int]:
+    """Indexes of the records that name a seller other than ``seller_id`` (as the
+    confirmation model reads the field: a string, stripped)."""
+    return [
+        index
+        for index, record in enumerate(records)
+        if isinstance(record, dict) and isinstance(named := record.get("seller_id"), str) and named.strip() != seller_id
+    ]
+
+
+def other_seller_refusal(principal: Principal, indexes: list[int]) -> Response:
+    shown = ", ".join(str(index) for index in indexes[:20]) + (", ..." if len(indexes) > 20 else "")
+    detail = (
+        f"this key belongs to seller {principal.seller_id}; record(s) {shown} name another seller."
+        " Nothing in the request was accepted."
+    )
+    return json_response({"detail": detail, "records": indexes[:1000]}, 403)
+
+
+def shipments_router(settings: IngestSettings, publisher: Publisher, gate: KeyGate) -> APIRouter:
     router = APIRouter(
         prefix="/v1/shipments",
         tags=["shipments"],
-        dependencies=[Depends(bearer_auth(settings.api_key_values))],
-        responses={**_ERROR_RESPONSES, 401: {"description": "Missing or invalid bearer token."}},
+        responses={
+            **_ERROR_RESPONSES,
+            401: {"description": "Missing or invalid bearer token."},
+            403: {"description": "The key lacks shipments:write, or a seller key named another seller."},
+            429: {"description": "The key's rate limit; retry after `Retry-After` seconds."},
+        },
     )
+    may_write = Depends(gate.require(KeyScope.SHIPMENTS_WRITE))
     limit = settings.max_shipments_body_bytes
     max_records = settings.max_shipments_per_request
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
@@ -649,7 +675,7 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
         summary="Confirm shipments: one JSON object, a JSON array, or NDJSON (up to 10,000)",
         openapi_extra=_body(_SHIPMENTS_SCHEMA, (JSON, "application/x-ndjson")),
     )
-    async def confirm_shipments(request: Request) -> Response:
+    async def confirm_shipments(request: Request, principal: Principal = may_write) -> Response:
         try:
             raw_body = await read_body(request, limit)
         except BodyTooLarge:
@@ -665,6 +691,11 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
             letter = dead_letter("shipments", str(error), raw_body, request, received_at)
             status = error.status if isinstance(error, InputRejected) else 400
             return await reject("shipments", status, {"detail": str(error)}, letter)
+        if principal.seller_id is not None and (foreign := foreign_records(records, principal.seller_id)):
+            # Refused whole and stored nowhere (not even as a dead letter): the key may not
+            # write in another seller's name, and the body is not its to park.
+            metrics.SHIPMENTS.labels("confirmed", "forbidden").inc(len(records))
+            return other_seller_refusal(principal, foreign)
         accepted, rejected = confirmations(records, unreadable, received_at)
         outgoing = [
             Record(SHIPMENTS, message.tracking_number.encode(), SHIPMENT_CODEC.encode(message)) for message in accepted
@@ -692,7 +723,7 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
         summary="Cancel the orders shipped under a tracking number (excluded from VTR)",
         openapi_extra=_body({"$ref": "#/components/schemas/CancellationIn"}, required=False),
     )
-    async def cancel_shipment(tracking_number: str, request: Request) -> Response:
+    async def cancel_shipment(tracking_number: str, request: Request, principal: Principal = may_write) -> Response:
         number = normalise_tracking_number(tracking_number)
         if not number or len(number) > MAX_TRACKING_NUMBER_LENGTH or any(char.isspace() for char in number):
             return json_response({"detail": [{"field": "tracking_number", "message": "not a tracking number"}]}, 422)
@@ -721,6 +752,13 @@ def shipments_router(settings: IngestSettings, publisher: Publisher) -> APIRoute
             errors = pydantic_errors(error)
             letter = dead_letter("shipments-cancel", orjson.dumps(errors).decode(), raw_body, request, received_at)
             return await reject("shipments-cancel", 422, {"detail": errors}, letter)
+        if principal.seller_id is not None:
+            if cancellation.seller_id is not None and cancellation.seller_id != principal.seller_id:
+                metrics.SHIPMENTS.labels("cancelled", "forbidden").inc()
+                return other_seller_refusal(principal, [0])
+            # A seller key cancels only its own orders, whatever the tracking number: the
+            # scorer applies a cancellation to the orders of the seller it names.
+            cancellation = cancellation.model_copy(update={"seller_id": principal.seller_id})
         message = cancellation.to_message(number, received_at)
         try:
             await publisher.publish([Record(SHIPMENTS, number.encode(), SHIPMENT_CODEC.encode(message))])

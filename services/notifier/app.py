@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.notifier import db, metrics
 from services.notifier.alerts import Clock, Timings
 from services.notifier.api import subscription_router
+from services.notifier.audit import audit_router, credential_recorder
 from services.notifier.delivery import (
     EmailSender,
     FileEmailSender,
@@ -30,6 +31,7 @@ from services.notifier.processing import AlertProcessor
 from services.notifier.scorer_client import ScorerClient
 from services.notifier.settings import NotifierSettings
 from shared.console_links import ConsoleLinks
+from shared.credentials.access import Credentials
 from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
@@ -130,12 +132,14 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         lag_gauge=metrics.CONSUMER_LAG,
     )
     runtime = Runtime(processor=processor, worker=worker, consumer=consumer)
+    credentials = Credentials.from_settings(settings, on_record=credential_recorder(engine))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await report_schema(engine, MIGRATIONS_DIR, "notifier")
         await ensure_topics(settings, [TopicSpec(settings.scores_topic)])
         await consumer.start()
+        await credentials.start()
         runtime.tasks = [
             asyncio.create_task(_tick_forever(processor, engine, settings.tick_seconds), name="notifier-tick"),
             asyncio.create_task(worker.run_forever(settings.outbox_poll_seconds), name="notifier-outbox"),
@@ -148,6 +152,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
             for task in runtime.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await credentials.stop()
             await consumer.stop()
             await scorer.close()
             await slack_sender.close()
@@ -168,10 +173,13 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
                 "schema": lambda: check_schema(engine, MIGRATIONS_DIR, "notifier"),
                 "kafka": lambda: broker_reachable(settings),
                 "consumer": consumer_running,
+                "credentials": credentials.ready,
             }
         )
     )
-    app.include_router(subscription_router(settings, engine, clock))
+    app.include_router(subscription_router(settings, engine, clock, credentials.gate))
+    app.include_router(audit_router(engine, credentials.gate))
+    app.state.credentials = credentials
     app.state.engine = engine
     app.state.runtime = runtime
     return app

@@ -77,7 +77,10 @@ def new_record(
     problem = scope_problem(kind, frozenset(str(scope) for scope in chosen))
     if problem:
         raise CliError(problem)
-    if kind is KeyKind.SELLER and not (seller_id and len(seller_id) <= MAX_SELLER_ID and seller_id.strip() == seller_id):
+    valid_seller = (
+        bool(seller_id) and len(seller_id or "") <= MAX_SELLER_ID and not any(c.isspace() for c in seller_id or "")
+    )
+    if kind is KeyKind.SELLER and not valid_seller:
         raise CliError(f"--seller must be a seller id of 1 to {MAX_SELLER_ID} characters without spaces")
     moment = now or datetime.now(UTC)
     key_id = new_key_id()
@@ -169,7 +172,8 @@ def render_list(
         for record in sorted(records.values(), key=lambda r: r.issued_at)
         if (seller is None or record.seller_id == seller) and (revoked or record.revoked_at is None)
     ]
-    lines = [f"{'key_id':<12}  {'kind':<7}  {'seller / label':<16}  {'issued':<16}  {'expires':<16}  last used / revoked"]
+    header = f"{'key_id':<12}  {'kind':<7}  {'seller / label':<16}  {'issued':<16}  {'expires':<16}"
+    lines = [header + "  last used / revoked"]
     for record in shown:
         owner = record.seller_id or record.label or "-"
         status = f"revoked {_when(record.revoked_at)}" if record.revoked_at else _when(last_used.get(record.key_id))

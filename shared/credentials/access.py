@@ -120,7 +120,9 @@ class KeyGate:
             self._count(principal.key_id, RATE_LIMITED)
             seconds = max(1, math.ceil(wait))
             return Refusal(
-                429, f"rate limit of key {principal.key_id} exceeded; retry after {seconds} s", {"Retry-After": str(seconds)}
+                429,
+                f"rate limit of key {principal.key_id} exceeded; retry after {seconds} s",
+                {"Retry-After": str(seconds)},
             )
         if seller_id is not None and not principal.sees(seller_id):
             self._count(principal.key_id, OTHER_SELLER)
@@ -132,7 +134,11 @@ class KeyGate:
         return principal
 
     def check(
-        self, authorization: bytes | str | None, scope: Scope, seller_id: str | None = None, not_found: str | None = None
+        self,
+        authorization: bytes | str | None,
+        scope: Scope,
+        seller_id: str | None = None,
+        not_found: str | None = None,
     ) -> Principal | Refusal:
         principal = self.authenticate(bearer_token(authorization))
         if isinstance(principal, Refusal):

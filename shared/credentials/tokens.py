@@ -19,7 +19,7 @@ from datetime import datetime
 
 import msgspec
 
-TOKEN_PREFIX = "vtr_sk_"
+TOKEN_PREFIX = "vtr_sk_"  # noqa: S105 - the public prefix, not a secret
 SECRET_BYTES = 32
 KEY_ID_LENGTH = 12
 #: A whole token (also what the tests and docs use to scan dumps for leaks).
