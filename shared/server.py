@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from shared import offsets_cli
 from shared.db import upgrade_database
-from shared.observability import configure_logging
+from shared.observability import configure_logging, wants_text_logs
 from shared.offsets_cli import ConsumerOffsets
 from shared.settings import ServiceSettings
 
@@ -67,7 +67,7 @@ def service_main(
         ]
         log.critical("refusing to start: invalid settings", extra={"problems": problems})
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, wants_text_logs(settings.log_format, settings.env))
     if args.command == "offsets":
         assert consumer_offsets is not None
         offsets_cli.main(settings, consumer_offsets(settings), arguments[1:])
