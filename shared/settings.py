@@ -134,7 +134,11 @@ class ServiceSettings(BaseSettings):
             value = getattr(self, name)
             values = value if isinstance(value, list) else [value]
             plain = [v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in values]
-            if not plain or any(not v or v.startswith(DEV_SECRET_PREFIX) for v in plain):
+            # An empty list is a choice (no unscoped VTR_API_KEYS once keys are issued); an
+            # unset one still holds the development default and is refused.
+            if (not plain and not isinstance(value, list)) or any(
+                not v or v.startswith(DEV_SECRET_PREFIX) for v in plain
+            ):
                 problems.append(f"{ENV_PREFIX}{name.upper()} is missing or a development default")
         if self.database_url.startswith("sqlite"):
             problems.append(f"{ENV_PREFIX}DATABASE_URL points at SQLite; prod needs PostgreSQL")
