@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, st
 
 from services.scorer.reads import UNKNOWN_SELLER
 from services.scorer.service import ScorerService, decode_cursor
-from shared.http import bearer_auth
+from shared.credentials.access import KeyGate
+from shared.credentials.scopes import Scope
 from shared.schemas import PACKAGE_PAGE_CODEC
 
 SellerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.:@-]+$")]
@@ -18,11 +19,15 @@ SellerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.:@-]
 OLDEST_AS_OF = timedelta(days=3650)
 
 
-def vtr_router(service: ScorerService) -> APIRouter:
+def unknown_seller(_seller_id: str) -> str:
+    return UNKNOWN_SELLER
+
+
+def vtr_router(service: ScorerService, gate: KeyGate) -> APIRouter:
     router = APIRouter(
         prefix="/v1/sellers",
         tags=["scores"],
-        dependencies=[Depends(bearer_auth(service.settings.api_key_values))],
+        dependencies=[Depends(gate.require(Scope.SCORES_READ, unknown_seller))],
     )
 
     @router.get("/{seller_id}/vtr")

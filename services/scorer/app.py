@@ -17,6 +17,7 @@ from services.scorer.reads import VtrFastPath, dispatch
 from services.scorer.service import ScorerService
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import TodayFunction, utc_today
+from shared.credentials.access import Credentials
 from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
@@ -66,11 +67,13 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
     """``background=False`` serves the API only (no consumer, clock or publisher)."""
     engine = create_engine(settings.database_url)
     service = ScorerService(settings, engine, today=today)
+    credentials = Credentials.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await report_schema(engine, MIGRATIONS_DIR, "scorer")
         await service.reads.start()
+        await credentials.start()
         try:
             if background:
                 await service.start()
@@ -81,6 +84,7 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
                 if background:
                     await service.stop()
         finally:
+            await credentials.stop()
             await service.reads.stop()
             await engine.dispose()
 
@@ -90,7 +94,8 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
 
     app = ScorerApp(title="vtrwatch scorer", version="1", lifespan=lifespan)
     app.state.service = service
-    app.vtr_fast_path = VtrFastPath(service.reads, settings.api_key_values)
+    app.state.credentials = credentials
+    app.vtr_fast_path = VtrFastPath(service.reads, credentials.gate)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(EdgeGuard)
     install_error_handlers(app, "scorer")
@@ -101,10 +106,11 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
                 "schema": lambda: check_schema(engine, MIGRATIONS_DIR, "scorer"),
                 "kafka": lambda: broker_reachable(settings),
                 "consumer": consumer_running,
+                "credentials": credentials.ready,
             }
         )
     )
-    app.include_router(vtr_router(service))
+    app.include_router(vtr_router(service, credentials.gate))
     app.include_router(console_router(service))
     app.state.console_notifier = NotifierReader(settings.notifier_url, settings.notifier_api_key.get_secret_value())
     return app

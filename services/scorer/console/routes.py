@@ -1,10 +1,11 @@
 """The console's HTTP routes: ``/console/{seller_id}`` (overview), ``.../category`` (one
 marketplace x category), ``.../packages.csv`` and ``.../packages.xlsx`` (exports).
 
-Access: a staff bearer token (``Authorization: Bearer``, one of ``VTR_API_KEYS``) opens
-every seller unless ``VTR_CONSOLE_STAFF_TOKENS`` turns them off (the default in prod, where
-the console has a public host); a signed link (``?t=``, see :mod:`shared.console_links`)
-opens one seller.
+Access: an API key with ``console:read`` (``Authorization: Bearer``, docs/security.md)
+opens every seller for staff and service keys, its own seller for a seller key (another
+seller: the 404 page), unless ``VTR_CONSOLE_STAFF_TOKENS`` turns bearer keys off (the
+default in prod, where the console has a public host); a signed link (``?t=``, see
+:mod:`shared.console_links`) opens one seller.
 A valid link is exchanged for an HttpOnly cookie scoped to that seller's path and the
 browser is redirected to the same page without the token, so the token leaves the address
 bar and the history and is not sent on as a Referer. Anything else gets a page that says
@@ -45,7 +46,8 @@ from services.scorer.console.i18n import (
 from services.scorer.console.notifier_client import NotifierReader
 from services.scorer.service import ScorerService
 from shared.console_links import CONSOLE_PREFIX, TOKEN_PARAMETER, Verdict, expiry, verify
-from shared.http import key_matches
+from shared.credentials.access import KeyGate, Refusal
+from shared.credentials.scopes import Scope as KeyScope
 from shared.schemas import Level, PackageView, Reason
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,19 @@ _ENVIRONMENT = _environment()
 
 
 class Denied(Exception):
-    def __init__(self, message_key: str) -> None:
+    def __init__(self, message_key: str, status: int = 403) -> None:
         self.message_key = message_key
+        self.status = status
+
+
+#: How the key gate's refusals read on a console page: HTTP status -> (message, status).
+KEY_REFUSALS: dict[int, tuple[str, int]] = {
+    401: ("denied_invalid", 403),
+    403: ("denied_key", 403),
+    404: ("no_such_seller", 404),
+    429: ("denied_rate_limited", 429),
+    503: ("denied_rate_limited", 503),
+}
 
 
 @dataclass(frozen=True)
@@ -113,9 +126,11 @@ def authorize(service: ScorerService, request: Request, seller_id: str) -> Acces
             # Refused before any comparison: the public console must not tell right keys from wrong ones.
             log.info("console staff token refused", extra={"reason": "VTR_CONSOLE_STAFF_TOKENS is off"})
             raise Denied("denied_staff_tokens")
-        if key_matches(credentials.strip().encode(), service.settings.api_key_values()):
-            return Access(staff=True)
-        raise Denied("denied_invalid")
+        gate: KeyGate = request.app.state.credentials.gate
+        outcome = gate.check(header, KeyScope.CONSOLE_READ, seller_id, "no such seller")
+        if isinstance(outcome, Refusal):
+            raise Denied(*KEY_REFUSALS.get(outcome.status, ("denied_invalid", 403)))
+        return Access(staff=outcome.seller_id is None)
     secret = service.settings.console_secret.get_secret_value().encode()
     now = datetime.now(UTC)
     token = request.query_params.get(TOKEN_PARAMETER)
@@ -168,7 +183,8 @@ def console_router(service: ScorerService) -> APIRouter:
         return response
 
     def denied(request: Request, error: Denied) -> HTMLResponse:
-        return page(request, "denied.html", {"message": STRINGS[language_of(request)][error.message_key]}, 403)
+        message = STRINGS[language_of(request)][error.message_key]
+        return page(request, "denied.html", {"message": message}, error.status)
 
     def gate(request: Request, seller_id: str) -> Access | Response:
         try:
