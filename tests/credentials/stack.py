@@ -175,4 +175,3 @@ async def wait_until(
         if pending:
             await asyncio.sleep(0.05)
     return time.monotonic() - started
-
