@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from services.notifier.__main__ import MIGRATIONS_DIR as NOTIFIER_MIGRATIONS
+from services.notifier.app import MIGRATIONS_DIR as NOTIFIER_MIGRATIONS
 from services.notifier.app import create_app as create_notifier
 from services.notifier.settings import NotifierSettings
 from services.scorer.app import create_app as create_scorer
@@ -162,7 +162,7 @@ async def probe(instance: Instance, issued: Issued, seller: str) -> int:
 
 
 async def wait_until(
-    instances: list[Instance], issued: Issued, seller: str, *, accepted: bool, timeout: float = 10.0
+    instances: list[Instance], issued: Issued, seller: str, *, accepted: bool, within: float = 10.0
 ) -> float:
     """Seconds until every instance accepts (or refuses with 401) the key over HTTP."""
     started = time.monotonic()
@@ -171,7 +171,7 @@ async def wait_until(
         statuses = [await probe(instance, issued, seller) for instance in pending]
         pending = [i for i, status in zip(pending, statuses, strict=True) if (status != 401) != accepted]
         elapsed = time.monotonic() - started
-        assert elapsed < timeout, f"{[i.service for i in pending]} still {'refuse' if accepted else 'accept'} the key"
+        assert elapsed < within, f"{[i.service for i in pending]} still {'refuse' if accepted else 'accept'} the key"
         if pending:
             await asyncio.sleep(0.05)
     return time.monotonic() - started

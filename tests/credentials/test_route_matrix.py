@@ -37,6 +37,7 @@ from tests.credentials.stack import (
     running,
     seller_key,
     settings_for,
+    wait_until,
 )
 from tests.scorer.conftest import TODAY, record, shipment
 from tools.localstack import TansuBroker
@@ -88,6 +89,10 @@ def put_subscription(seller: str) -> Call:
     return Call("PUT", f"/v1/sellers/{seller}/subscription", SUBSCRIPTION)
 
 
+def console_page(page: str, query: str) -> Callable[[str], Call]:
+    return lambda seller: Call("GET", f"/console/{seller}{page}{query}")
+
+
 ROUTES: dict[tuple[str, str, str], RouteCase] = {
     ("ingest", "POST", "/v1/shipments"): RouteCase(
         Scope.SHIPMENTS_WRITE, lambda s: Call("POST", "/v1/shipments", [confirmation(s)]), 202, other_seller=403
@@ -106,11 +111,7 @@ ROUTES: dict[tuple[str, str, str], RouteCase] = {
     ),
     **{
         ("scorer", "GET", f"/console/{{seller_id}}{page}"): RouteCase(
-            Scope.CONSOLE_READ,
-            lambda s, page=page, query=query: Call("GET", f"/console/{s}{page}{query}"),
-            200,
-            unauthenticated=403,
-            html=True,
+            Scope.CONSOLE_READ, console_page(page, query), 200, unauthenticated=403, html=True
         )
         for page, query in (
             ("", ""),
@@ -149,13 +150,13 @@ def api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, set[s
     lazily: an included router is a wrapper around the original one and its prefix)."""
     for route in routes:
         if isinstance(route, APIRoute):
-            yield prefix + route.path, set(route.methods)
+            yield prefix + route.path, set(route.methods or ())
         elif (original := getattr(route, "original_router", None)) is not None:
             yield from api_routes(original.routes, prefix + route.include_context.prefix)
 
 
 def app_routes() -> set[tuple[str, str, str]]:
-    found = set()
+    found: set[tuple[str, str, str]] = set()
     with_env = {"VTR_KAFKA_BOOTSTRAP": "127.0.0.1:9", "VTR_CREDENTIALS_TOPIC": "t", "VTR_CREDENTIAL_USAGE_TOPIC": "u"}
     for service in SERVICES:
         app = create(service, settings_for(service, with_env, "sqlite+aiosqlite:///:memory:"))
@@ -205,10 +206,8 @@ async def matrix(kafka_broker: TansuBroker, tmp_path_factory: pytest.TempPathFac
                 Scope(scope): await asyncio.to_thread(seller_key, SELLER_A, [s for s in SELLER_SCOPES if s != scope])
                 for scope in SELLER_SCOPES
             }
-            keys = [own, staff, *without.values()]
-            for instance in instances.values():
-                while not all(instance.credentials.gate.registry.authenticate(k.token.encode()) for k in keys):
-                    await asyncio.sleep(0.05)
+            for issued in (own, staff, *without.values()):
+                await wait_until(list(instances.values()), issued, SELLER_A, accepted=True)
             yield Matrix(instances, own, staff, without)
 
 
