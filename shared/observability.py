@@ -62,16 +62,17 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-#: Signs of running in a container, where logs go to a collector that reads JSON.
-_CONTAINER_MARKERS = ("KUBERNETES_SERVICE_HOST",)
+def in_container() -> bool:
+    """Whether this process runs in a container (Kubernetes, Docker), where logs go to a
+    collector that reads JSON."""
+    return "KUBERNETES_SERVICE_HOST" in os.environ or os.path.exists("/.dockerenv")
 
 
 def wants_text_logs(log_format: str = "auto", env: str = "dev") -> bool:
     """``auto``: text for a person at a terminal, JSON in prod, in containers and in pipes."""
     if log_format != "auto":
         return log_format == "text"
-    in_container = any(name in os.environ for name in _CONTAINER_MARKERS) or os.path.exists("/.dockerenv")
-    return env != "prod" and not in_container and sys.stderr.isatty()
+    return env != "prod" and sys.stderr.isatty() and not in_container()
 
 
 def configure_logging(level: str = "INFO", text: bool = False) -> None:
