@@ -65,6 +65,10 @@ def main() -> None:
 
     broker = TansuBroker(args.kafka_port, log_path=ROOT / ".vtr" / "tansu.log").start()
     env = {**os.environ, "VTR_KAFKA_BOOTSTRAP": broker.bootstrap}
+    # `make run` is a person's local stack: readable log lines unless asked otherwise (the
+    # services alone pick JSON in containers and pipes, and always with VTR_ENV=prod).
+    if env.get("VTR_ENV", "dev") != "prod":
+        env.setdefault("VTR_LOG_FORMAT", "text")
     processes: list[subprocess.Popen[bytes]] = []
     # VTR_<SERVICE>_PORT moves a service; waiting and printing use the port it really gets.
     ports = {name: int(os.environ.get(f"VTR_{name.upper()}_PORT", str(port))) for name, port, _ in services}
