@@ -117,6 +117,14 @@ class ServiceSettings(BaseSettings):
     def _split_api_keys(cls, value: Any) -> Any:
         return comma_separated(value)
 
+    @field_validator("rate_limit_overrides")
+    @classmethod
+    def _overrides_parse(cls, value: list[str]) -> list[str]:
+        from shared.credentials.limits import parse_overrides  # the format's one definition
+
+        parse_overrides(value)
+        return value
+
     @model_validator(mode="after")
     def _defaults_and_prod_safety(self) -> ServiceSettings:
         if not self.database_url:

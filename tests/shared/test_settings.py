@@ -67,3 +67,11 @@ def test_prod_refuses_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_carrier_names_map_to_slugs(uploaded: str, slug: str | None) -> None:
     assert carrier_slug(uploaded) == slug
+
+
+def test_rate_limit_overrides_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VTR_RATE_LIMIT_OVERRIDES", "0123456789ab=5/10, env-1=off")
+    assert ExampleSettings().rate_limit_overrides == ["0123456789ab=5/10", "env-1=off"]
+    monkeypatch.setenv("VTR_RATE_LIMIT_OVERRIDES", "0123456789ab=fast")
+    with pytest.raises(ValidationError, match="rate_limit_overrides"):
+        ExampleSettings()
