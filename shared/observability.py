@@ -53,7 +53,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         moment = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         fields = " ".join(
-            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD_RECORD_ATTRIBUTES
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD_RECORD_ATTRIBUTES and key != "color_message"  # uvicorn's ANSI copy of msg
         )
         line = f"{moment} {record.levelname:<7} {record.name.removeprefix('services.')}: {record.getMessage()}"
         line = f"{line}  {fields}" if fields else line
