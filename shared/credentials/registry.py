@@ -1,7 +1,9 @@
 """The keys a service instance accepts, held in memory: the records of the credentials
 topic (kept current by :class:`shared.credentials.follower.CredentialFollower`) plus the
-unscoped staff keys of ``VTR_API_KEYS``. Checking a token is a dictionary lookup by its
-key id, one SHA-256 and one constant-time comparison: nothing leaves the process."""
+unscoped staff keys of ``VTR_API_KEYS``. Checking a token is one SHA-256, a dictionary
+lookup by that digest and a constant-time comparison of the digests: nothing leaves the
+process, and nothing is compared with the token itself (a lookup by digest tells an
+attacker nothing about the token's bytes)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from shared.credentials.scopes import EVERY_SCOPE, KeyKind, Principal
-from shared.credentials.tokens import CredentialRecord, digests_match, key_id_of, token_digest
+from shared.credentials.tokens import TOKEN_PREFIX, CredentialRecord, digests_match, token_digest
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,16 @@ class _Active:
 
 class CredentialRegistry:
     def __init__(self, env_keys: list[bytes] | None = None) -> None:
-        self._active: dict[str, _Active] = {}
+        #: token digest -> the key it opens (issued keys and ``VTR_API_KEYS`` entries)
+        self._by_digest: dict[bytes, _Active] = {}
+        #: key id -> digest of its active key
+        self._digest_of: dict[str, bytes] = {}
         self.records: dict[str, CredentialRecord] = {}
-        self._env = [
-            (Principal(f"{ENV_KEY_PREFIX}{position}", KeyKind.STAFF, None, EVERY_SCOPE), token_digest(key))
-            for position, key in enumerate(env_keys or [], start=1)
-        ]
+        for position, key in enumerate(env_keys or [], start=1):
+            principal = Principal(f"{ENV_KEY_PREFIX}{position}", KeyKind.STAFF, None, EVERY_SCOPE)
+            digest = token_digest(key)
+            self._by_digest[digest] = _Active(principal, digest, None)
+        self._env_key_count = len(env_keys or [])
         #: Set once the topic has been read to the end offsets it had at start-up.
         self.loaded = False
         #: key id -> Unix time of its last successful use here (flushed to the usage topic).
@@ -46,13 +52,13 @@ class CredentialRegistry:
 
     @property
     def env_key_count(self) -> int:
-        return len(self._env)
+        return self._env_key_count
 
     def apply(self, record: CredentialRecord) -> None:
         """The latest record of a key replaces what was known of it."""
         self.records[record.key_id] = record
+        self._deactivate(record.key_id)
         if record.revoked_at is not None:
-            self._active.pop(record.key_id, None)
             return
         principal = Principal(
             record.key_id,
@@ -61,37 +67,39 @@ class CredentialRegistry:
             frozenset(record.scopes),
         )
         expires = record.expires_at.timestamp() if record.expires_at is not None else None
-        self._active[record.key_id] = _Active(principal, bytes.fromhex(record.token_sha256), expires)
+        digest = bytes.fromhex(record.token_sha256)
+        self._by_digest[digest] = _Active(principal, digest, expires)
+        self._digest_of[record.key_id] = digest
 
     def forget(self, key_id: str) -> None:
         """A tombstone: the key's record was deleted from the topic."""
         self.records.pop(key_id, None)
-        self._active.pop(key_id, None)
+        self._deactivate(key_id)
+
+    def _deactivate(self, key_id: str) -> None:
+        digest = self._digest_of.pop(key_id, None)
+        if digest is not None:
+            self._by_digest.pop(digest, None)
 
     def authenticate(self, token: bytes, now: float | None = None) -> Principal | None:
         """The principal ``token`` stands for, or None (unknown, wrong, revoked, expired).
         Raises :class:`CredentialsNotLoaded` for an issued key the topic has not yet given."""
         digest = token_digest(token)
-        key_id = key_id_of(token)
-        if key_id is None:
-            principal = None
-            for candidate, stored in self._env:  # every entry compared: no early exit
-                if digests_match(digest, stored):
-                    principal = candidate
-        else:
-            entry = self._active.get(key_id)
-            if entry is None:
-                if not self.loaded:
-                    raise CredentialsNotLoaded
-                return None
-            moment = time.time() if now is None else now
-            if not digests_match(digest, entry.digest) or (entry.expires is not None and moment >= entry.expires):
-                return None
-            principal = entry.principal
-        if principal is not None:
-            self.used[principal.key_id] = time.time() if now is None else now
+        entry = self._by_digest.get(digest)
+        if entry is None:
+            if not self.loaded and token.startswith(_PREFIX):
+                raise CredentialsNotLoaded
+            return None
+        moment = time.time() if now is None else now
+        if not digests_match(digest, entry.digest) or (entry.expires is not None and moment >= entry.expires):
+            return None
+        principal = entry.principal
+        self.used[principal.key_id] = moment
         return principal
 
     def take_usage(self) -> dict[str, float]:
         used, self.used = self.used, {}
         return used
+
+
+_PREFIX = TOKEN_PREFIX.encode()

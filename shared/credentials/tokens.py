@@ -40,14 +40,6 @@ def token_digest(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
 
 
-def key_id_of(token: bytes) -> str | None:
-    """The key id a well-formed token names (None for anything else)."""
-    if not token.startswith(b"vtr_sk_") or len(token) != len(TOKEN_PREFIX) + KEY_ID_LENGTH + 1 + 43:
-        return None
-    key_id = token[7:19].decode("ascii", "replace")
-    return key_id if _KEY_ID.match(key_id) and token[19:20] == b"_" else None
-
-
 def digests_match(presented: bytes, stored: bytes) -> bool:
     return hmac.compare_digest(presented, stored)
 

@@ -14,7 +14,7 @@ from shared.credentials.access import KeyGate, Refusal
 from shared.credentials.limits import Limit, RateLimiter, parse_overrides
 from shared.credentials.registry import CredentialRegistry, CredentialsNotLoaded
 from shared.credentials.scopes import EVERY_SCOPE, KeyKind, Principal, Scope
-from shared.credentials.tokens import TOKEN_PATTERN, key_id_of, new_key_id, new_token
+from shared.credentials.tokens import TOKEN_PATTERN, new_key_id, new_token
 
 
 def loaded_registry(*records: object, env_keys: list[bytes] | None = None) -> CredentialRegistry:
@@ -32,10 +32,7 @@ def test_a_token_has_the_prefix_its_key_id_and_32_random_bytes() -> None:
     assert TOKEN_PATTERN.fullmatch(token)
     secret = token.removeprefix(f"vtr_sk_{key_id}_")
     assert len(base64.urlsafe_b64decode(secret + "=")) == 32
-    assert key_id_of(token.encode()) == key_id
     assert new_token(key_id) != token
-    for malformed in (b"vtr_sk_", token[:-1].encode(), b"Bearer " + token.encode(), b"dev-api-key"):
-        assert key_id_of(malformed) is None
 
 
 def test_a_record_keeps_only_the_hash_and_the_registry_accepts_the_token() -> None:
