@@ -18,10 +18,10 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from shared import offsets_cli
+from shared.consumer import offsets_command
+from shared.consumer.offsets_command import ConsumerOffsets
 from shared.db import upgrade_database
 from shared.observability import configure_logging, wants_text_logs
-from shared.offsets_cli import ConsumerOffsets
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def service_main(
     consumer_offsets: Callable[[Any], ConsumerOffsets] | None = None,
 ) -> None:
     """``consumer_offsets``: where the service stores its consumer offsets, which enables
-    the ``offsets show|reset`` command (see :mod:`shared.offsets_cli`)."""
+    the ``offsets show|reset`` command (see :mod:`shared.consumer.offsets_command`)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser()
     choices = ["serve", "migrate", *(["offsets"] if consumer_offsets is not None else [])]
@@ -70,7 +70,7 @@ def service_main(
     configure_logging(settings.log_level, wants_text_logs(settings.log_format, settings.env))
     if args.command == "offsets":
         assert consumer_offsets is not None
-        offsets_cli.main(settings, consumer_offsets(settings), arguments[1:])
+        offsets_command.main(settings, consumer_offsets(settings), arguments[1:])
     if args.command == "migrate":
         if migrations_dir is None:
             log.info("this service keeps no database; nothing to migrate")

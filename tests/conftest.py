@@ -91,7 +91,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> 
 
 
 def _parked_records() -> float:
-    from shared.transactional_consumer import PARKED_RECORDS
+    from shared.consumer.failures import PARKED_RECORDS
 
     return sum(sample.value for sample in PARKED_RECORDS.collect()[0].samples if sample.name.endswith("_total"))
 

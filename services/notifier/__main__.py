@@ -1,7 +1,7 @@
 from services.notifier.app import MIGRATIONS_DIR, create_app
 from services.notifier.db import consumer_offsets as consumer_offsets_table
 from services.notifier.settings import NotifierSettings
-from shared.offsets_cli import ConsumerOffsets
+from shared.consumer.offsets_command import ConsumerOffsets
 from shared.server import service_main
 
 

@@ -31,6 +31,7 @@ from services.notifier.processing import AlertProcessor
 from services.notifier.scorer_client import ScorerClient
 from services.notifier.settings import NotifierSettings
 from shared.console_links import ConsoleLinks
+from shared.consumer.consumer import TransactionalConsumer
 from shared.credentials.access import Credentials
 from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
@@ -38,7 +39,6 @@ from shared.http import operations_router
 from shared.kafka import broker_reachable, ensure_topics
 from shared.observability import HttpMetricsMiddleware
 from shared.topics import TopicSpec
-from shared.transactional_consumer import TransactionalConsumer
 
 log = logging.getLogger(__name__)
 

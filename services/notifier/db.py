@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.transactional_consumer import consumer_offsets_table
+from shared.consumer.offsets import consumer_offsets_table
 
 metadata = MetaData()
 

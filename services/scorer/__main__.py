@@ -6,7 +6,7 @@ import sys
 from services.scorer.app import MIGRATIONS_DIR, create_app
 from services.scorer.schema import offsets
 from services.scorer.settings import ScorerSettings
-from shared.offsets_cli import ConsumerOffsets
+from shared.consumer.offsets_command import ConsumerOffsets
 from shared.server import service_main
 from shared.topics import SHIPMENTS, TRACKING_EVENTS
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
     text,
 )
 
-from shared.transactional_consumer import consumer_offsets_table
+from shared.consumer.offsets import consumer_offsets_table
 
 metadata = MetaData()
 #: The predicate of the partial indexes on pending packages (PackageState.PENDING).

@@ -66,6 +66,7 @@ from services.scorer.store import (
     write_plan,
 )
 from services.scorer.window import FORECAST_DAYS, counted_range, window
+from shared.consumer.consumer import TransactionalConsumer
 from shared.kafka import ensure_topics, make_producer
 from shared.schemas import (
     SCORE_CODEC,
@@ -91,7 +92,6 @@ from shared.topics import (
     TRACKING_EVENTS,
     normalise_tracking_number,
 )
-from shared.transactional_consumer import TransactionalConsumer
 
 log = logging.getLogger(__name__)
 

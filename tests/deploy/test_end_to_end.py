@@ -62,8 +62,8 @@ FAILURE_ONLY = {
     "alert VtrNotifierStuck": "promtool: lag and nothing consumed for 10 minutes",
     "alert VtrNotifierOutboxGrowing": "promtool: outbox growing for 15 minutes",
     "alert VtrNotifierOutboxStale": "promtool: a notification older than 15 minutes",
-    "alert VtrConsumerOffsetOutOfRange": "promtool: a partition stopped (tests/shared/test_offsets_out_of_range.py)",
-    "alert VtrConsumerRecordsParked": "promtool: a record parked (tests/shared/test_transactional_consumer.py)",
+    "alert VtrConsumerOffsetOutOfRange": "promtool: a partition stopped (tests/shared/consumer/test_upkeep.py)",
+    "alert VtrConsumerRecordsParked": "promtool: a record parked (tests/shared/consumer/test_failures.py)",
 }
 #: Grafana's built-in variables, as Grafana would expand them for a short time range.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$__interval": "15s"}

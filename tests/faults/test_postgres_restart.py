@@ -20,11 +20,13 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, fun
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer.settings import ScorerSettings
+from shared.consumer.consumer import TransactionalConsumer
+from shared.consumer.failures import PARKED_RECORDS
+from shared.consumer.offsets import consumer_offsets_table
 from shared.db import create_engine, upgrade_database
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import ServiceSettings
 from shared.topics import INPUT_TOPICS, SCORES_TOPIC, TopicSpec
-from shared.transactional_consumer import PARKED_RECORDS, TransactionalConsumer, consumer_offsets_table
 from tests.faults.conftest import terminate_backends
 from tests.faults.pg_cluster import PostgresCluster, postgres_bin_dir
 from tests.scorer.conftest import MIGRATIONS as SCORER_MIGRATIONS

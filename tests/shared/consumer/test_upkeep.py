@@ -11,32 +11,36 @@ import asyncio
 import io
 import logging
 import uuid
-from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, select
 
-from shared import transactional_consumer
+from shared.consumer import upkeep
+from shared.consumer.offsets_command import ConsumerOffsets, run
+from shared.consumer.upkeep import OFFSET_OUT_OF_RANGE
 from shared.kafka import ensure_topics
-from shared.offsets_cli import ConsumerOffsets, run
 from shared.settings import ServiceSettings
 from shared.topics import TopicSpec
-from shared.transactional_consumer import OFFSET_OUT_OF_RANGE
-from tests.shared.test_transactional_consumer import (
+from tests.shared.consumer.helpers import (
     Recorder,
-    _consumer,
-    _count,
-    _engine,
-    _produce,
-    _wait_for_count,
     applied,
+    count_applied,
+    migrated_engine,
     offsets,
+    produce,
+    small_batches,
+    wait_for_count,
 )
 from tools.localstack import TansuBroker
 
 
 async def _gauge(group: str, topic: str, partition: int) -> float:
-    return float(OFFSET_OUT_OF_RANGE.labels(group, topic, str(partition))._value.get())
+    OFFSET_OUT_OF_RANGE.labels(group, topic, str(partition))  # read as 0 if the series is not there
+    labels = {"group": group, "topic": topic, "partition": str(partition)}
+    value = REGISTRY.get_sample_value("vtr_consumer_offset_out_of_range", labels)
+    assert value is not None
+    return value
 
 
 async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_deliberately(
@@ -45,7 +49,7 @@ async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_d
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(transactional_consumer, "RANGE_CHECK_SECONDS", 0.5)
+    monkeypatch.setattr(upkeep, "RANGE_CHECK_SECONDS", 0.5)
     settings = ServiceSettings(
         kafka_bootstrap=fresh_broker.bootstrap,
         kafka_topic_partitions=2,
@@ -57,11 +61,11 @@ async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_d
     topic, group = f"test.lost.{suffix}", f"group-{suffix}"
     target = ConsumerOffsets(group, [topic], offsets)
     await ensure_topics(settings, [TopicSpec(topic)])
-    engine = await _engine(database_url)
-    await _produce(settings, topic, 40)
-    first = _consumer(settings, engine, topic, group, Recorder())
+    engine = await migrated_engine(database_url)
+    await produce(settings, topic, 40)
+    first = small_batches(settings, engine, [topic], group, Recorder())
     await first.start()
-    await _wait_for_count(engine, 40)
+    await wait_for_count(engine, 40)
     await first.stop()
 
     # The broker comes back empty; the producers go on (acknowledged records, new log).
@@ -72,10 +76,10 @@ async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_d
     fresh_broker.stop()
     fresh_broker.start()
     await ensure_topics(settings, [TopicSpec(topic)])
-    await _produce(settings, topic, 10, start=1000)
+    await produce(settings, topic, 10, start=1000)
 
-    caplog.set_level(logging.ERROR, logger="shared.transactional_consumer")
-    second = _consumer(settings, engine, topic, group, Recorder())
+    caplog.set_level(logging.ERROR, logger="shared.consumer.upkeep")
+    second = small_batches(settings, engine, [topic], group, Recorder())
     await second.start()
     try:
         deadline = asyncio.get_running_loop().time() + 30
@@ -88,7 +92,7 @@ async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_d
         runs = [getattr(r, "run", "") for r in caplog.records]
         assert any(f"offsets reset --to earliest|latest|<ISO time> --partition {topic}:0" in run for run in runs)
         await asyncio.sleep(1.0)
-        assert await _count(engine) == 0  # nothing of the new log applied, nothing skipped either
+        assert await count_applied(engine) == 0  # nothing of the new log applied, nothing skipped either
 
         out = io.StringIO()
         assert await run(settings, target, ["show"], out) == 1
@@ -99,9 +103,9 @@ async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_d
         assert await run(settings, target, ["reset", "--to", "earliest"], io.StringIO()) == 0
 
         # The running consumer resumes from the moved offsets: every new record, once.
-        await _wait_for_count(engine, 10)
+        await wait_for_count(engine, 10)
         await asyncio.sleep(1.0)
-        assert await _count(engine) == 10
+        assert await count_applied(engine) == 10
         assert second.out_of_range == {}
         assert [await _gauge(group, topic, p) for p in (0, 1)] == [0.0, 0.0]
         async with engine.connect() as connection:
@@ -114,30 +118,3 @@ async def test_stored_offsets_beyond_a_lost_log_stop_the_partition_until_moved_d
     finally:
         await second.stop()
         await engine.dispose()
-
-
-@pytest.mark.parametrize("service", ["scorer", "notifier"])
-def test_the_offsets_command_is_wired_into_both_entry_points(
-    service: str, kafka_broker: TansuBroker, tmp_path: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from services.notifier import __main__ as notifier_main
-    from services.notifier.settings import NotifierSettings
-    from services.scorer import __main__ as scorer_main
-    from services.scorer.settings import ScorerSettings
-    from shared.db import upgrade_database
-    from shared.server import service_main
-
-    module: Any = scorer_main if service == "scorer" else notifier_main
-    settings_type: Any = ScorerSettings if service == "scorer" else NotifierSettings
-    url = f"sqlite+aiosqlite:///{tmp_path}/{service}.db"
-    upgrade_database(module.MIGRATIONS_DIR, url)
-    settings = settings_type(database_url=url, kafka_bootstrap=kafka_broker.bootstrap)
-    target = module.consumer_offsets(settings)
-    asyncio.run(ensure_topics(settings, [TopicSpec(topic) for topic in target.topics]))
-    with pytest.raises(SystemExit) as done:
-        service_main(
-            lambda: settings, lambda _s: None, module.MIGRATIONS_DIR, ["offsets", "show"], module.consumer_offsets
-        )  # type: ignore[arg-type]
-    assert done.value.code == 0
-    shown = capsys.readouterr().out
-    assert all(f"{topic}:0" in shown for topic in target.topics), shown

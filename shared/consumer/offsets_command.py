@@ -28,13 +28,12 @@ from datetime import datetime
 from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table
 
+from shared.consumer.offsets import NO_OFFSET, OffsetsStore
 from shared.db import create_engine
 from shared.kafka import make_consumer
 from shared.settings import ServiceSettings
-from shared.transactional_consumer import NO_OFFSET
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class ConsumerOffsets:
 
 
 @dataclass(frozen=True)
-class PartitionState:
+class PartitionOffsets:
     tp: TopicPartition
     stored: int | None
     start: int
@@ -100,7 +99,7 @@ async def _log_ends(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
     return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in partitions}
 
 
-async def _states(settings: ServiceSettings, target: ConsumerOffsets, wanted: Sequence[str]) -> list[PartitionState]:
+async def _states(settings: ServiceSettings, target: ConsumerOffsets, wanted: Sequence[str]) -> list[PartitionOffsets]:
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     try:
@@ -117,23 +116,14 @@ async def _states(settings: ServiceSettings, target: ConsumerOffsets, wanted: Se
         await consumer.stop()
     engine = create_engine(settings.database_url)
     try:
-        table = target.table
-        async with engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(table.c.topic, table.c.partition, table.c.next_offset).where(
-                        table.c.group_id == target.group_id
-                    )
-                )
-            ).all()
+        stored = await OffsetsStore(engine, target.table, target.group_id).stored()
     finally:
         await engine.dispose()
-    stored = {TopicPartition(row.topic, int(row.partition)): int(row.next_offset) for row in rows}
-    return [PartitionState(tp, stored.get(tp), starts[tp], ends[tp]) for tp in partitions]
+    return [PartitionOffsets(tp, stored.get(tp), starts[tp], ends[tp]) for tp in partitions]
 
 
 async def _offsets_for(
-    settings: ServiceSettings, states: list[PartitionState], to: str | datetime
+    settings: ServiceSettings, states: list[PartitionOffsets], to: str | datetime
 ) -> dict[TopicPartition, int]:
     if to == "earliest":
         return {state.tp: state.start for state in states}
@@ -152,40 +142,13 @@ async def _offsets_for(
 
 async def _write(settings: ServiceSettings, target: ConsumerOffsets, offsets: dict[TopicPartition, int]) -> None:
     engine = create_engine(settings.database_url)
-    table = target.table
     try:
-        async with engine.begin() as connection:
-            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            await connection.execute(
-                dialect.insert(table).on_conflict_do_nothing(),
-                [
-                    {
-                        "group_id": target.group_id,
-                        "topic": tp.topic,
-                        "partition": tp.partition,
-                        "next_offset": NO_OFFSET,
-                        "owner": "",
-                        "generation": 0,
-                    }
-                    for tp in offsets
-                ],
-            )
-            for tp, offset in offsets.items():
-                # Owner and generation stay: the instance holding the partition keeps it.
-                await connection.execute(
-                    update(table)
-                    .where(
-                        table.c.group_id == target.group_id,
-                        table.c.topic == tp.topic,
-                        table.c.partition == tp.partition,
-                    )
-                    .values(next_offset=offset)
-                )
+        await OffsetsStore(engine, target.table, target.group_id).move(offsets)
     finally:
         await engine.dispose()
 
 
-def _print(states: list[PartitionState], out: TextIO, moved: dict[TopicPartition, int] | None = None) -> None:
+def _print(states: list[PartitionOffsets], out: TextIO, moved: dict[TopicPartition, int] | None = None) -> None:
     header = f"{'partition':<32} {'stored':>10} {'log start':>10} {'log end':>10}  state"
     print(header + ("  -> new" if moved is not None else ""), file=out)
     for state in states:
