@@ -52,7 +52,7 @@ async def test_a_runaway_key_gets_429_with_retry_after_and_other_keys_are_served
                 await asyncio.to_thread(seller_key, "B2CALM"),
             )
             for issued, seller in ((runaway, "A1RUNAWAY"), (calm, "B2CALM")):
-                await wait_until([notifier], issued, seller, accepted=True)  # spends one request each
+                await wait_until([notifier], issued, seller, accepted=True, within=60)  # spends one request each
             path = "/v1/sellers/{}/notifications"
             statuses = [
                 (await notifier.client.get(path.format("A1RUNAWAY"), headers=runaway.auth)).status_code
@@ -83,8 +83,8 @@ async def test_the_audit_trail_records_keys_and_subscription_changes(
             staff = await asyncio.to_thread(issue, "--staff")
             own = await asyncio.to_thread(seller_key, "A1AUDIT")
             other = await asyncio.to_thread(seller_key, "B2AUDIT")
-            await wait_until([notifier], own, "A1AUDIT", accepted=True)
-            await wait_until([notifier], staff, "A1AUDIT", accepted=True)
+            await wait_until([notifier], own, "A1AUDIT", accepted=True, within=60)
+            await wait_until([notifier], staff, "A1AUDIT", accepted=True, within=60)
             client = notifier.client
             assert (
                 await client.put("/v1/sellers/A1AUDIT/subscription", json=SUBSCRIPTION, headers=own.auth)
@@ -96,7 +96,7 @@ async def test_the_audit_trail_records_keys_and_subscription_changes(
             assert (await client.delete("/v1/sellers/A1AUDIT/subscription", headers=staff.auth)).status_code == 204
             await asyncio.to_thread(revoke, other.key_id)
             await wait_until([notifier], other, "B2AUDIT", accepted=False)
-            await wait_until([notifier], staff, "A1AUDIT", accepted=True)
+            await wait_until([notifier], staff, "A1AUDIT", accepted=True, within=60)
             events = (await client.get("/v1/audit?seller=A1AUDIT", headers=staff.auth)).json()
             actions = [(event["action"], event["key_id"]) for event in reversed(events)]
             assert actions == [
@@ -210,7 +210,7 @@ async def test_no_token_in_clear_in_any_database_topic_or_log(
                 await asyncio.to_thread(issue, "--service", "notifier", "--scope", "scores:read"),
             ]
             for issued in keys:
-                await wait_until(instances, issued, "A1DUMP", accepted=True)
+                await wait_until(instances, issued, "A1DUMP", accepted=True, within=60)
             own, staff, _service = keys
             # Every kind of request that stores something, and some refused ones.
             shipments = [confirmation("A1DUMP")]

@@ -34,7 +34,7 @@ async def test_a_revoked_key_is_refused_by_every_instance_within_ten_seconds(
                     settings = settings_for(service, env, url)
                     instances.append(await stack.enter_async_context(running(service, settings)))
             issued = await asyncio.to_thread(seller_key, SELLER)
-            arrived = await wait_until(instances, issued, SELLER, accepted=True)
+            arrived = await wait_until(instances, issued, SELLER, accepted=True, within=60)
             assert 401 not in [await probe(instance, issued, SELLER) for instance in instances]
             await asyncio.to_thread(revoke, issued.key_id)
             seen = await wait_until(instances, issued, SELLER, accepted=False, within=10.0)

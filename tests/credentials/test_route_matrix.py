@@ -207,7 +207,7 @@ async def matrix(kafka_broker: TansuBroker, tmp_path_factory: pytest.TempPathFac
                 for scope in SELLER_SCOPES
             }
             for issued in (own, staff, *without.values()):
-                await wait_until(list(instances.values()), issued, SELLER_A, accepted=True)
+                await wait_until(list(instances.values()), issued, SELLER_A, accepted=True, within=60)
             yield Matrix(instances, own, staff, without)
 
 
