@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 from aiokafka import ConsumerRecord
 
-from services.scorer.policy import load_policy
-from services.scorer.store import Evaluator, apply_records
+from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.policy import load_policy
+from services.scorer.storage.plan import apply_records
 from shared.db import create_engine
 from shared.schemas import (
     SHIPMENT_CODEC,

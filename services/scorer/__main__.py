@@ -4,8 +4,8 @@ gives scans stored as UNKNOWN the status today's code table maps them to (remap.
 import sys
 
 from services.scorer.app import MIGRATIONS_DIR, create_app
-from services.scorer.schema import offsets
 from services.scorer.settings import ScorerSettings
+from services.scorer.storage.schema import offsets
 from shared.consumer.offsets_command import ConsumerOffsets
 from shared.server import service_main
 from shared.topics import SHIPMENTS, TRACKING_EVENTS

@@ -7,17 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
-from services.scorer.api import vtr_router
+from services.scorer.api import vtr
+from services.scorer.api.deps import unknown_seller
+from services.scorer.api.fastpath import VtrFastPath, dispatch
+from services.scorer.console import exports, pages
 from services.scorer.console.notifier_client import NotifierReader
-from services.scorer.console.routes import console_router
-from services.scorer.reads import VtrFastPath, dispatch
-from services.scorer.service import ScorerService
+from services.scorer.domain.window import TodayFunction, utc_today
+from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import TodayFunction, utc_today
 from shared.credentials.access import Credentials
+from shared.credentials.scopes import Scope as KeyScope
 from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
@@ -51,7 +53,7 @@ def tune_garbage_collector() -> None:
 
 class ScorerApp(FastAPI):
     """The scorer's FastAPI app, with the common ``GET /v1/sellers/{id}/vtr`` answered before
-    FastAPI's middleware stack (services/scorer/reads.py, ``VtrFastPath``)."""
+    FastAPI's middleware stack (``api/fastpath.py``)."""
 
     #: None serves every request through FastAPI (tests check both).
     vtr_fast_path: VtrFastPath | None = None
@@ -110,7 +112,10 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
             }
         )
     )
-    app.include_router(vtr_router(service, credentials.gate))
-    app.include_router(console_router(service))
+    app.include_router(
+        vtr.router, dependencies=[Depends(credentials.gate.require(KeyScope.SCORES_READ, unknown_seller))]
+    )
+    app.include_router(pages.router)
+    app.include_router(exports.router)
     app.state.console_notifier = NotifierReader(settings.notifier_url, settings.notifier_api_key.get_secret_value())
     return app

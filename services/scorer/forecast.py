@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from fractions import Fraction
 
-from services.scorer.window import FORECAST_DAYS, Window, window
+from services.scorer.domain.window import FORECAST_DAYS, Window, window
 
 DEFAULT_FLOOR = Fraction(95, 100)
 

@@ -24,8 +24,10 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scorer.schema import scans
-from services.scorer.store import Evaluator, load_packages, reevaluate, utc_today
+from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.window import utc_today
+from services.scorer.storage.packages import load_packages, reevaluate
+from services.scorer.storage.schema import scans
 from shared.schemas import CanonicalStatus
 
 #: (source, carrier code) -> canonical status, UNKNOWN when still unmapped.
@@ -106,7 +108,7 @@ async def remap_unknown_scans(
 
 
 def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
-    from services.scorer.policy import load_policy
+    from services.scorer.domain.policy import load_policy
     from services.scorer.settings import ScorerSettings
     from shared.db import create_engine
 

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from services.scorer.levels import LevelThresholds
-from services.scorer.policy import DEFAULT_POLICY_FILE
+from services.scorer.domain.levels import LevelThresholds
+from services.scorer.domain.policy import DEFAULT_POLICY_FILE
 from shared.settings import ServiceSettings, secret_field
 
 

@@ -21,8 +21,9 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from services.scorer.policy import load_policy
-from services.scorer.store import Evaluator, apply_records
+from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.policy import load_policy
+from services.scorer.storage.plan import apply_records
 from shared.credentials.scopes import Scope
 from shared.db import create_engine
 from tests.credentials.stack import (

@@ -30,8 +30,8 @@ from shared.topics import INPUT_TOPICS, SCORES_TOPIC, TopicSpec
 from tests.faults.conftest import terminate_backends
 from tests.faults.pg_cluster import PostgresCluster, postgres_bin_dir
 from tests.scorer.conftest import MIGRATIONS as SCORER_MIGRATIONS
-from tests.scorer.test_integration import API_KEY, Scorer, dataset, wait_for_numbers
-from tests.scorer.test_integration import produce as produce_messages
+from tests.scorer.processes import API_KEY, Scorer, dataset, wait_for_numbers
+from tests.scorer.processes import produce as produce_messages
 from tools.localstack import TansuBroker
 
 pytestmark = pytest.mark.skipif(postgres_bin_dir() is None, reason="no PostgreSQL binaries to run a server")

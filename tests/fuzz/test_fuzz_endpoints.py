@@ -42,8 +42,9 @@ from services.notifier.__main__ import MIGRATIONS_DIR as NOTIFIER_MIGRATIONS
 from services.notifier.app import create_app as create_notifier
 from services.notifier.settings import NotifierSettings
 from services.scorer.app import create_app as create_scorer
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import Evaluator, apply_records
+from services.scorer.storage.plan import apply_records
 from shared.credentials.__main__ import new_record
 from shared.credentials.__main__ import write as write_credential
 from shared.credentials.scopes import DEFAULT_STAFF_SCOPES, KeyKind
@@ -330,7 +331,7 @@ async def services(kafka_broker: TansuBroker, new_postgres_database: Callable[[]
     await asyncio.to_thread(upgrade_database, NOTIFIER_MIGRATIONS, notifier_url)
     # A known seller, so the scorer's filters and cursors reach PostgreSQL.
     engine = create_engine(scorer_url)
-    from services.scorer.policy import load_policy
+    from services.scorer.domain.policy import load_policy
 
     async with engine.begin() as connection:
         await apply_records(connection, Evaluator(load_policy()), [record(shipment(seller_id="seller-1"))], TODAY)

@@ -12,12 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scorer.policy import Policy, load_policy
-from services.scorer.store import Evaluator
+from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.policy import Policy, ShipmentFacts, load_policy
 from shared.db import create_engine, upgrade_database
 from shared.schemas import (
     DELIVERY_SCAN_STATUSES,
@@ -212,3 +213,51 @@ def window_numbers(expected: Expected, today: date) -> dict[tuple[str, str, str]
             entry[1] += valid
             entry[2] += invalid + pending
     return {key: (v[0], v[1], v[2]) for key, v in numbers.items()}
+
+
+#: A promised date ahead of TODAY, and a scan time before it (policy vectors).
+FUTURE = TODAY + timedelta(days=5)
+T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+
+
+def facts(
+    marketplace: str,
+    amount: str,
+    currency: str,
+    carrier: str | None,
+    service: str | None = None,
+    ship_from: str = "CN",
+    tracking_number: str = "RR123456785CN",
+) -> ShipmentFacts:
+    return ShipmentFacts(marketplace, carrier, service, tracking_number, amount, currency, ship_from)
+
+
+def last_mile_push(number: str) -> bytes:
+    """A 17TRACK push for ``number`` whose last mile is USPS (the parcel was handed over)."""
+    usps = {"key": 21051, "name": "USPS"}
+    events = [
+        {"time_utc": "2026-06-10T15:00:00Z", "description": "Out for delivery", "sub_status": "OutForDelivery_Other"}
+    ]
+    china_post = [{"time_utc": "2026-06-05T02:00:00Z", "description": "Posting", "sub_status": "InTransit_PickedUp"}]
+    return orjson.dumps(
+        {
+            "event": "TRACKING_UPDATED",
+            "data": {
+                "number": number,
+                "carrier": 3011,
+                "track_info": {
+                    "misc_info": {
+                        "local_number": "9400111899223197428490",
+                        "local_provider": "USPS",
+                        "local_key": 21051,
+                    },
+                    "tracking": {
+                        "providers": [
+                            {"provider": usps, "events": events},
+                            {"provider": {"key": 3011}, "events": china_post},
+                        ]
+                    },
+                },
+            },
+        }
+    )

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.scorer.domain.levels import LevelThresholds, level_of
+from services.scorer.domain.window import counted_range, window
 from services.scorer.forecast import DayCounts, failure_tail, headroom, score
-from services.scorer.levels import LevelThresholds, level_of
-from services.scorer.window import counted_range, window
 from shared.schemas import Level
 
 D = date(2026, 6, 15)

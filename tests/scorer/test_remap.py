@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.mapping import MAPPING_FILE, load_mappings
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.remap import ingest_code_table, remap_unknown_scans
-from services.scorer.schema import packages, scans
-from services.scorer.store import Evaluator, apply_records
+from services.scorer.storage.plan import apply_records
+from services.scorer.storage.schema import packages, scans
 from shared.schemas import CanonicalStatus, PackageState, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, TODAY, event, record, shipment
 

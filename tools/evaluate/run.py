@@ -23,10 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.shipments import risk_flags
-from services.scorer.schema import metadata, packages
-from services.scorer.service import ScorerService
+from services.scorer.domain.packages import NOON
+from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import NOON, apply_records
+from services.scorer.storage.plan import apply_records
+from services.scorer.storage.schema import metadata, packages
 from shared.carriers import carrier_slug
 from shared.db import create_engine
 from shared.schemas import (
@@ -223,12 +224,12 @@ async def evaluate_scenario(
         shipments, events = messages(scenario, known_at)
         if order == "shipments-first":
             await _apply(engine, service, shipments, today, now)
-            await service.run_clock_once(refresh=True)
+            await service.clock.run_once(refresh=True)
             await _apply(engine, service, events, today, now)
         else:
             await _apply(engine, service, events, today, now)
             await _apply(engine, service, shipments, today, now)
-        await service.run_clock_once(refresh=True)
+        await service.clock.run_once(refresh=True)
 
         leads = true_leads(scenario, today)
         known_truth = vtr_by_key(scenario, today, known_at)
@@ -236,7 +237,7 @@ async def evaluate_scenario(
         async with engine.connect() as connection:
             for seller_id in sorted({key[0] for key in leads}):
                 by_seller[seller_id] = {
-                    (c.marketplace, c.category): c for c in await service.scores(connection, seller_id, today)
+                    (c.marketplace, c.category): c for c in await service.scoring.scores(connection, seller_id, today)
                 }
             rows = (
                 await connection.execute(

@@ -7,7 +7,7 @@ table next to it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from html import escape
@@ -30,6 +30,41 @@ class Point:
 
 def _fmt(value: float) -> str:
     return f"{value:.1f}"
+
+
+def _grid(y: Callable[[float], float], y_min: float, y_max: float) -> list[str]:
+    """Horizontal grid lines every percentage point (every 5 when the range is wide)."""
+    step = 1 if (y_max - y_min) <= 0.12 else 5
+    lines = []
+    for tick in range(round(y_min * 100), 101):
+        if tick % step == 0:
+            ty = y(tick / 100)
+            lines.append(
+                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{_fmt(ty)}" y2="{_fmt(ty)}" class="grid"/>'
+                f'<text x="{LEFT - 6}" y="{_fmt(ty + 4)}" text-anchor="end" class="axis">{tick}%</text>'
+            )
+    return lines
+
+
+def _polylines(
+    indexed: Sequence[tuple[int, Point]],
+    css: str,
+    x: Callable[[int], float],
+    y: Callable[[float], float],
+) -> list[str]:
+    """The points as polylines, broken where a point has no VTR."""
+    lines: list[str] = []
+    segment: list[str] = []
+    for i, p in indexed:
+        if p.vtr is None:
+            if len(segment) > 1:
+                lines.append(f'<polyline points="{" ".join(segment)}" class="{css}"/>')
+            segment = []
+            continue
+        segment.append(f"{_fmt(x(i))},{_fmt(y(p.vtr))}")
+    if len(segment) > 1:
+        lines.append(f'<polyline points="{" ".join(segment)}" class="{css}"/>')
+    return lines
 
 
 def vtr_chart(
@@ -63,17 +98,7 @@ def vtr_chart(
         f'<title id="vtr-title">{escape(title)}</title>',
         f'<desc id="vtr-desc">{escape(labels["desc"])}</desc>',
     ]
-    # Horizontal grid every percentage point (every 5 when the range is wide).
-    step = 1 if (y_max - y_min) <= 0.12 else 5
-    tick = round(y_min * 100)
-    while tick <= 100:
-        if tick % step == 0:
-            ty = y(tick / 100)
-            parts.append(
-                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{_fmt(ty)}" y2="{_fmt(ty)}" class="grid"/>'
-                f'<text x="{LEFT - 6}" y="{_fmt(ty + 4)}" text-anchor="end" class="axis">{tick}%</text>'
-            )
-        tick += 1
+    parts.extend(_grid(y, y_min, y_max))
     # Band of the forecast (and of today, so it joins the line).
     band = [(i, p) for i, p in enumerate(points) if p.p10 is not None and p.p90 is not None]
     if len(band) >= 2:
@@ -91,16 +116,7 @@ def vtr_chart(
     )
 
     def polyline(indexed: Sequence[tuple[int, Point]], css: str) -> None:
-        segment: list[str] = []
-        for i, p in indexed:
-            if p.vtr is None:
-                if len(segment) > 1:
-                    parts.append(f'<polyline points="{" ".join(segment)}" class="{css}"/>')
-                segment = []
-                continue
-            segment.append(f"{_fmt(x(i))},{_fmt(y(p.vtr))}")
-        if len(segment) > 1:
-            parts.append(f'<polyline points="{" ".join(segment)}" class="{css}"/>')
+        parts.extend(_polylines(indexed, css, x, y))
 
     today_index = len(history)
     polyline(list(enumerate(points))[: today_index + 1], "history")

@@ -251,25 +251,37 @@ STATUS_NAMES: Mapping[Language, Mapping[str, str]] = {
 }
 
 
+def _named(explicit: str | None) -> Language | None:
+    """The language ``explicit`` names (any case), if any."""
+    if explicit:
+        for language in Language:
+            if explicit.lower() == language.value.lower():
+                return language
+    return None
+
+
+def _quality(params: str) -> float:
+    """An Accept-Language item's ``q=`` (1 when absent, 0 when unreadable)."""
+    params = params.strip()
+    if not params.startswith("q="):
+        return 1.0
+    try:
+        return float(params[2:])
+    except ValueError:
+        return 0.0
+
+
 def choose_language(query: str | None, cookie: str | None, accept_language: str | None) -> Language:
     """``?lang=`` wins, then the switch's cookie, then the browser's Accept-Language (by q)."""
     for explicit in (query, cookie):
-        if explicit:
-            for language in Language:
-                if explicit.lower() == language.value.lower():
-                    return language
+        named = _named(explicit)
+        if named is not None:
+            return named
     ranked: list[tuple[float, int, str]] = []
     for position, item in enumerate((accept_language or "").split(",")):
         tag, _, params = item.strip().partition(";")
-        quality = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                quality = float(params[2:])
-            except ValueError:
-                quality = 0.0
         if tag:
-            ranked.append((-quality, position, tag.strip().lower()))
+            ranked.append((-_quality(params), position, tag.strip().lower()))
     for negative_quality, _, tag in sorted(ranked):
         if negative_quality >= 0:
             continue

@@ -1,4 +1,4 @@
-from services.scorer.schema import metadata
+from services.scorer.storage.schema import metadata
 from shared.db import run_alembic_env
 
 run_alembic_env(metadata)

@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.app import create_app
+from services.scorer.domain.evaluator import Evaluator
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import Evaluator, apply_records
+from services.scorer.storage.plan import apply_records
 from shared.console_links import ConsoleLinks
 from shared.schemas import CanonicalStatus, ShipmentCancelled, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, TODAY, event, record, shipment

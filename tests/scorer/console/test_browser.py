@@ -26,8 +26,8 @@ import pytest
 import uvicorn
 
 from services.scorer.app import create_app
-from services.scorer.policy import load_policy
-from services.scorer.store import Evaluator
+from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.policy import load_policy
 from shared.console_links import sign
 from shared.db import create_engine
 from tests.scorer.conftest import TODAY, migrate

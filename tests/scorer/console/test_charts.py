@@ -83,7 +83,7 @@ def test_language_choice(query: str | None, cookie: str | None, header: str | No
 
 
 def test_urgency_orders_by_level_then_breach_probability_then_days_then_headroom() -> None:
-    from services.scorer.console.queries import CategoryOverview
+    from services.scorer.storage.console import CategoryOverview
 
     def row(name: str, level: str, probability: float | None, days: int | None, headroom: int) -> CategoryOverview:
         return CategoryOverview(

@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import zipfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,11 +30,11 @@ async def api(console: Console, path: str, **params: str) -> Any:
 
 
 async def test_history_is_the_api_as_of_each_of_the_last_30_days(console: Console) -> None:
-    from services.scorer.console.queries import history
+    from services.scorer.storage.console import history
 
     service = console.app.state.service
     async with service.engine.connect() as connection:
-        days = await history(service, connection, SELLER, "AE", "Home & Kitchen")
+        days = await history(service.scoring, connection, SELLER, "AE", "Home & Kitchen")
     assert [d.day for d in days] == [TODAY - timedelta(days=30 - k) for k in range(30)]
     for entry in days:
         body = await api(console, f"/v1/sellers/{SELLER}/vtr", as_of=entry.day.isoformat())
@@ -53,12 +54,15 @@ async def test_history_with_a_window_lag_is_still_the_api_as_of_each_day(
 ) -> None:
     """The one pass works out which days' windows hold each package; with a lag the
     windows move back, and the days must still agree with the API's."""
-    from services.scorer.console.queries import history
+    from services.scorer.storage.console import history
 
     service = console.app.state.service
-    monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"window_lag_days": 3}))
+    lagged = service.settings.model_copy(update={"window_lag_days": 3})
+    # The scores and the console's reads both take the window from the service's Scoring.
+    monkeypatch.setattr(service.scoring, "settings", lagged)
+    monkeypatch.setattr(service.scoring, "rules", replace(service.scoring.rules, lag_days=3))
     async with service.engine.connect() as connection:
-        days = await history(service, connection, SELLER, "AE", "Home & Kitchen")
+        days = await history(service.scoring, connection, SELLER, "AE", "Home & Kitchen")
     for entry in days:
         body = await api(console, f"/v1/sellers/{SELLER}/vtr", as_of=entry.day.isoformat())
         expected = next(c for c in body["categories"] if c["marketplace"] == "AE")
@@ -73,8 +77,8 @@ async def test_history_with_a_window_lag_is_still_the_api_as_of_each_day(
 async def test_history_follows_scans_that_come_after_the_promised_date(console: Console, evaluator: Any) -> None:
     """A package re-evaluated only when another scan has occurred: one scanned late turns
     from invalid to valid in the middle of its days in the window, as the API says."""
-    from services.scorer.console.queries import history
-    from services.scorer.store import apply_records
+    from services.scorer.storage.console import history
+    from services.scorer.storage.plan import apply_records
     from shared.schemas import CanonicalStatus
     from tests.scorer.conftest import NOW, event, record, shipment
 
@@ -103,7 +107,7 @@ async def test_history_follows_scans_that_come_after_the_promised_date(console: 
     async with service.engine.begin() as connection:
         await apply_records(connection, evaluator, [record(m) for m in messages], TODAY)
     async with service.engine.connect() as connection:
-        days = await history(service, connection, seller, "AE", "Late scans")
+        days = await history(service.scoring, connection, seller, "AE", "Late scans")
     for entry in days:
         body = await api(console, f"/v1/sellers/{seller}/vtr", as_of=entry.day.isoformat())
         expected = next((c for c in body["categories"] if c["category"] == "Late scans"), None)
@@ -122,18 +126,20 @@ async def test_history_follows_scans_that_come_after_the_promised_date(console: 
 async def test_overview_lanes_and_list_count_the_states_alike(console: Console) -> None:
     """The overview's counts, the lanes and the list's filters come from one definition
     of the states (StateConditions): the same packages in each."""
-    from services.scorer.console.queries import lanes, overview, package_list
+    from services.scorer.storage.console import lanes, overview, package_list
 
     service = console.app.state.service
     async with service.engine.connect() as connection:
         totals = {
             state: (
-                await package_list(service, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=1)
+                await package_list(
+                    service.scoring, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=1
+                )
             ).total
             for state in ("invalid", "at_risk", "pending", "valid", "to_fix", "all")
         }
-        (ae,) = [row for row in await overview(service, connection, SELLER) if row.marketplace == "AE"]
-        found_lanes = await lanes(service, connection, SELLER, "AE", "Home & Kitchen")
+        (ae,) = [row for row in await overview(service.scoring, connection, SELLER) if row.marketplace == "AE"]
+        found_lanes = await lanes(service.scoring, connection, SELLER, "AE", "Home & Kitchen")
     assert (ae.invalid_packages, ae.at_risk_packages) == (totals["invalid"], totals["at_risk"])
     assert sum(lane.invalid for lane in found_lanes) == totals["invalid"]
     assert sum(lane.valid for lane in found_lanes) == totals["valid"]
@@ -145,7 +151,7 @@ async def test_overview_lanes_and_list_count_the_states_alike(console: Console) 
 
 def test_every_state_filter_has_a_label_in_every_language() -> None:
     from services.scorer.console.i18n import STRINGS
-    from services.scorer.console.queries import DEFAULT_STATE_FILTER, PACKAGE_FILTERS
+    from services.scorer.storage.console import DEFAULT_STATE_FILTER, PACKAGE_FILTERS
 
     assert DEFAULT_STATE_FILTER in PACKAGE_FILTERS
     for words in STRINGS.values():
@@ -170,7 +176,7 @@ async def test_overview_lists_every_category_of_the_api_most_urgent_first(consol
 
 
 async def test_package_filters_match_the_shipments_api(console: Console) -> None:
-    from services.scorer.console.queries import package_list
+    from services.scorer.storage.console import package_list
     from shared.schemas import Reason
 
     service = console.app.state.service
@@ -178,23 +184,27 @@ async def test_package_filters_match_the_shipments_api(console: Console) -> None
     for state in ("invalid", "at_risk", "pending", "valid"):
         listed = await api(console, f"/v1/sellers/{SELLER}/shipments", state=state, limit="500", **AE)
         async with service.engine.connect() as connection:
-            page = await package_list(service, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=500)
+            page = await package_list(
+                service.scoring, connection, SELLER, **AE, state=state, reason=None, offset=0, limit=500
+            )
         assert page.total == len(page.views) == len(listed["packages"]), state
         assert {v.order_id for v in page.views} == {p["order_id"] for p in listed["packages"]}
         by_state[state] = {p["order_id"] for p in listed["packages"]}
     # The default filter, to_fix, is the API's invalid and at-risk packages together.
     async with service.engine.connect() as connection:
-        to_fix = await package_list(service, connection, SELLER, **AE, state="to_fix", reason=None, offset=0, limit=500)
+        to_fix = await package_list(
+            service.scoring, connection, SELLER, **AE, state="to_fix", reason=None, offset=0, limit=500
+        )
     assert to_fix.total == len(to_fix.views)
     assert {v.order_id for v in to_fix.views} == by_state["invalid"] | by_state["at_risk"]
     assert by_state["invalid"] and by_state["at_risk"]
     async with service.engine.connect() as connection:
         everything = await package_list(
-            service, connection, SELLER, **AE, state="all", reason=None, offset=0, limit=1000
+            service.scoring, connection, SELLER, **AE, state="all", reason=None, offset=0, limit=1000
         )
         for reason in Reason:
             only = await package_list(
-                service, connection, SELLER, **AE, state="all", reason=reason, offset=0, limit=1000
+                service.scoring, connection, SELLER, **AE, state="all", reason=reason, offset=0, limit=1000
             )
             assert {v.order_id for v in only.views} == {v.order_id for v in everything.views if v.reason is reason}
     assert any(v.reason is Reason.NO_PHYSICAL_SCAN for v in everything.views)
@@ -475,7 +485,7 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
     """Stand-in for the forecast rework (not merged here): ``as_json`` with the additive
     fields of shared/schemas.py filled in. The console draws the band, shows the breach
     probability, pending reasons and carrier health, and sorts by breach probability."""
-    from services.scorer.service import CategoryScore
+    from services.scorer.domain.scores import CategoryScore
 
     original = CategoryScore.as_json
 
@@ -525,9 +535,8 @@ async def test_the_new_forecast_fields_are_shown_when_the_scorer_sends_them(
 
 async def test_the_package_list_names_the_last_mile_like_the_messages(console: Console) -> None:
     from services.ingest.carriers import seventeen_track
-    from services.scorer.store import apply_records
-    from tests.scorer.conftest import NOW, record, shipment
-    from tests.scorer.test_last_mile import _push
+    from services.scorer.storage.plan import apply_records
+    from tests.scorer.conftest import NOW, last_mile_push, record, shipment
 
     handed_over = "LK123456785CN"
     messages = [
@@ -539,7 +548,7 @@ async def test_the_package_list_names_the_last_mile_like_the_messages(console: C
             tracking_number=handed_over,
             promised=TODAY + timedelta(days=3),
         ),
-        *seventeen_track.parse(_push(handed_over), NOW),
+        *seventeen_track.parse(last_mile_push(handed_over), NOW),
     ]
     service = console.app.state.service
     async with service.engine.begin() as connection:
@@ -558,10 +567,10 @@ async def test_scores_of_one_scope_are_that_scope_of_all_scores(console: Console
     service = console.app.state.service
     async with service.engine.connect() as connection:
         for as_of in (TODAY, TODAY - timedelta(days=4)):
-            every = await service.scores(connection, SELLER, as_of)
+            every = await service.scoring.scores(connection, SELLER, as_of)
             assert len(every) == 3
             for category in every:
                 scope = (category.marketplace, category.category)
-                only = await service.scores(connection, SELLER, as_of, scope=scope)
+                only = await service.scoring.scores(connection, SELLER, as_of, scope=scope)
                 assert [c.as_json() for c in only] == [category.as_json()], (as_of, scope)
-            assert await service.scores(connection, SELLER, as_of, scope=("AE", "Nope")) == []
+            assert await service.scoring.scores(connection, SELLER, as_of, scope=("AE", "Nope")) == []
