@@ -99,7 +99,10 @@ def settings_for(service: str, env: dict[str, str], database_url: str | None = N
         return IngestSettings(**common)
     if service == "scorer":
         return ScorerSettings(database_url=database_url, notifier_url="http://127.0.0.1:9", **common)
-    return NotifierSettings(database_url=database_url, **common)
+    # A group of its own: instances of other tests that left the default group on the
+    # session's broker would otherwise hold up this one's join until their sessions expire.
+    group = f"vtr-notifier-test-{uuid.uuid4().hex[:8]}"
+    return NotifierSettings(database_url=database_url, consumer_group=group, **common)
 
 
 def create(service: str, settings: Any) -> FastAPI:

@@ -219,25 +219,27 @@ def _ids(key: tuple[str, str, str]) -> str:
     return " ".join(key)
 
 
-async def _prepared(matrix: Matrix, service: str, case: RouteCase, seller: str) -> None:
+async def _answer(
+    matrix: Matrix, key: tuple[str, str, str], seller: str, issued: Issued | None
+) -> tuple[RouteCase, httpx.Response]:
+    """The route's answer to ``issued`` naming ``seller``, after its preparation (as staff)."""
+    service, case = key[0], ROUTES[key]
     if case.prepare is not None:
-        response = await matrix.send(service, case.prepare(seller), matrix.staff)
-        assert response.status_code < 300, response.text
+        prepared = await matrix.send(service, case.prepare(seller), matrix.staff)
+        assert prepared.status_code < 300, prepared.text
+    return case, await matrix.send(service, case.call(seller), issued)
 
 
 @pytest.mark.parametrize("key", CASES, ids=_ids)
 async def test_a_seller_key_on_its_own_seller_is_allowed(matrix: Matrix, key: tuple[str, str, str]) -> None:
-    service, case = key[0], ROUTES[key]
-    await _prepared(matrix, service, case, SELLER_A)
-    response = await matrix.send(service, case.call(SELLER_A), matrix.own)
+    case, response = await _answer(matrix, key, SELLER_A, matrix.own)
     assert response.status_code == case.allowed, response.text
 
 
 @pytest.mark.parametrize("key", CASES, ids=_ids)
 async def test_a_seller_key_on_another_seller_finds_nothing(matrix: Matrix, key: tuple[str, str, str]) -> None:
-    service, case = key[0], ROUTES[key]
-    await _prepared(matrix, service, case, SELLER_B)
-    response = await matrix.send(service, case.call(SELLER_B), matrix.own)
+    case, response = await _answer(matrix, key, SELLER_B, matrix.own)
+    service = key[0]
     assert response.status_code == case.other_seller, response.text
     if case.other_seller == 403:
         assert "another seller" in response.json()["detail"]
@@ -251,9 +253,7 @@ async def test_a_seller_key_on_another_seller_finds_nothing(matrix: Matrix, key:
 
 @pytest.mark.parametrize("key", CASES, ids=_ids)
 async def test_a_key_without_the_scope_gets_403_naming_it(matrix: Matrix, key: tuple[str, str, str]) -> None:
-    service, case = key[0], ROUTES[key]
-    await _prepared(matrix, service, case, SELLER_A)
-    response = await matrix.send(service, case.call(SELLER_A), matrix.without[case.scope])
+    case, response = await _answer(matrix, key, SELLER_A, matrix.without[ROUTES[key].scope])
     assert response.status_code == 403
     if case.html:
         assert "console:read" in response.text
@@ -263,9 +263,7 @@ async def test_a_key_without_the_scope_gets_403_naming_it(matrix: Matrix, key: t
 
 @pytest.mark.parametrize("key", CASES, ids=_ids)
 async def test_a_staff_key_is_allowed_on_any_seller(matrix: Matrix, key: tuple[str, str, str]) -> None:
-    service, case = key[0], ROUTES[key]
-    await _prepared(matrix, service, case, SELLER_B)
-    response = await matrix.send(service, case.call(SELLER_B), matrix.staff)
+    case, response = await _answer(matrix, key, SELLER_B, matrix.staff)
     assert response.status_code == case.allowed, response.text
 
 
