@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run broker migrate test fuzz lint bench demo evaluate clean prometheus tools
+.PHONY: install run broker migrate test fuzz lint bench demo evaluate evaluate-quick clean prometheus tools
 
 install: $(STAMP)
 
@@ -69,6 +69,11 @@ demo: install
 ## How early and how right the warnings are (docs/forecast.md); EVALUATE_ARGS="--seeds 3" etc.
 evaluate: install
 	$(PY) -m tools.evaluate --plot .vtr/evaluate/calibration.png $(EVALUATE_ARGS)
+
+## The quality gate alone (part of `make test` too): a few families, one seed, both orders,
+## failing past the limits of tools/evaluate/gate.py (docs/forecast.md section 7).
+evaluate-quick: install
+	$(PY) -m tools.evaluate --quick --json .vtr/evaluate/quick.json
 
 clean:
 	rm -rf .vtr

@@ -34,6 +34,40 @@ CARRIER_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: slug -> the carrier's name exactly as Amazon's list of integrated carriers spells it.
+#: Amazon matches a confirmed carrier name against its list case-sensitively (a name that
+#: differs only in case is recorded as "Other", which is not a valid tracking), so a name
+#: read back from Amazon (SP-API orders) is checked against these spellings exactly, while
+#: ERP confirmations keep the forgiving match of :func:`carrier_slug`.
+AMAZON_CARRIER_SPELLINGS: dict[str, str] = {
+    "china-post": "China Post",
+    "yunexpress": "Yun Express",
+    "yanwen": "Yanwen",
+    "4px": "4PX",
+    "sf-express": "SF Express",
+    "sfc": "SFC",
+    "dhl-ecommerce": "DHL eCommerce",
+    "sunyou": "Sunyou",
+    "wanbexpress": "WanbExpress",
+    "ydh": "YDH",
+    "ups": "UPS",
+    "fedex": "FedEx",
+    "dhl": "DHL",
+    "usps": "USPS",
+    "royal-mail": "Royal Mail",
+    "japan-post": "Japan Post",
+    "singpost": "Singapore Post",
+    "aramex": "Aramex",
+    "australia-post": "Australia Post",
+}
+_BY_AMAZON_SPELLING = {name: slug for slug, name in AMAZON_CARRIER_SPELLINGS.items()}
+
+
+def amazon_carrier_slug(name: str) -> str | None:
+    """The slug of a carrier name exactly as Amazon's list spells it, else None."""
+    return _BY_AMAZON_SPELLING.get(name.strip())
+
+
 def _squash(name: str) -> str:
     return re.sub(r"[\s_\-.]+", "", name).casefold()
 

@@ -137,6 +137,12 @@ class ShipmentConfirmed(msgspec.Struct, frozen=True, kw_only=True, tag="confirme
     buy_shipping: bool = False
     #: Problems noticed at ingest that do not reject the shipment (``malformed_tracking_number``).
     risk_flags: tuple[str, ...] = ()
+    #: Who confirmed it: ``erp`` (``POST /v1/shipments``) or ``amazon`` (read from SP-API orders).
+    source: str = "erp"
+
+
+SOURCE_ERP = "erp"
+SOURCE_AMAZON = "amazon"
 
 
 class ShipmentCancelled(msgspec.Struct, frozen=True, kw_only=True, tag="cancelled", tag_field="type"):
@@ -181,6 +187,28 @@ class CarrierHealthNote(msgspec.Struct, frozen=True, kw_only=True):
     affected_packages: int = 0
 
 
+class ModelNote(msgspec.Struct, frozen=True, kw_only=True):
+    """Which forecast model priced a category's pending packages, and whether it knew them.
+
+    While ``lanes_learnt`` is false the forecast rests on priors for some of the category's
+    lanes: the scorer caps the level at WATCH unless today's VTR alone says worse
+    (``today_level``), and the notifier escalates on such a snapshot only as far as
+    ``today_level`` (docs/forecast.md, "Cold start").
+    """
+
+    #: When the model was built (None: not built yet, every lane on priors).
+    built_at: UtcDateTime | None
+    #: Packages (confirmed in the model's learning period) the model was built from.
+    packages: int
+    #: Whether every lane (carrier x service x origin x marketplace) of the category's
+    #: pending packages had enough packages in that build.
+    lanes_learnt: bool
+    #: Pending packages of the category on lanes the model has not learnt.
+    unlearnt_pending: int = 0
+    #: The level today's VTR alone gives (no forecast): what a cap never hides.
+    today_level: Level = Level.OK
+
+
 class ScoreSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """A seller x marketplace x category score on ``vtr.scores.v1`` (key: seller id).
 
@@ -212,6 +240,54 @@ class ScoreSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     pending_reasons: dict[str, int] = {}
     #: Carriers of this seller-category that are silent across all sellers.
     carrier_health: tuple[CarrierHealthNote, ...] = ()
+    #: The model behind the forecast (None from producers that predate it: read as learnt).
+    model: ModelNote | None = None
+
+
+class AmazonVtrStatus(StrEnum):
+    """Amazon's own verdict on a marketplace's valid tracking rate (account health report)."""
+
+    GOOD = "GOOD"
+    BAD = "BAD"
+    NONE = "NONE"
+
+
+class AmazonVtr(msgspec.Struct, frozen=True, kw_only=True, tag="vtr", tag_field="type"):
+    """Amazon's own valid tracking rate of one seller x marketplace, from its seller
+    performance report (``vtr.amazon-vtr.v1``, key: seller id). Idempotent: the newest
+    ``fetched_at`` for a seller, marketplace and reporting range wins."""
+
+    seller_id: NonEmpty
+    marketplace: CountryCode
+    marketplace_id: NonEmpty
+    #: Amazon's rate as a fraction (0.9529), None when the report had none.
+    rate: float | None
+    shipment_count: int | None
+    valid_tracking_count: int | None
+    status: AmazonVtrStatus
+    target_value: float | None
+    reporting_from: date
+    reporting_to: date
+    report_id: NonEmpty
+    fetched_at: UtcDateTime
+    #: What looked wrong in the report and was read around (``counts_inconsistent``, ...).
+    problems: tuple[str, ...] = ()
+
+
+class AmazonConnectionChanged(msgspec.Struct, frozen=True, kw_only=True, tag="connection", tag_field="type"):
+    """A seller's Amazon connection changed state (``vtr.amazon-vtr.v1``, key: seller id):
+    ``reconnect_needed`` when Amazon refused its authorisation (revoked in Seller Central,
+    expired), so the seller is told to connect again."""
+
+    seller_id: NonEmpty
+    region: NonEmpty
+    state: NonEmpty
+    reason: str
+    changed_at: UtcDateTime
+
+
+AmazonMessage = AmazonVtr | AmazonConnectionChanged
+RECONNECT_NEEDED = "reconnect_needed"
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -258,6 +334,7 @@ TRACKING_EVENT_CODEC: Codec[TrackingEvent] = Codec(TrackingEvent, "tracking even
 SHIPMENT_CODEC: Codec[ShipmentMessage] = Codec(ShipmentMessage, "shipment")
 SCORE_CODEC: Codec[ScoreSnapshot] = Codec(ScoreSnapshot, "score snapshot")
 DEADLETTER_CODEC: Codec[DeadLetter] = Codec(DeadLetter, "dead letter")
+AMAZON_CODEC: Codec[AmazonMessage] = Codec(AmazonMessage, "Amazon")
 
 
 class PackageState(StrEnum):

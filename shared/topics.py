@@ -13,6 +13,14 @@ TRACKING_EVENTS = "vtr.tracking-events.v1"
 SHIPMENTS = "vtr.shipments.v1"
 SCORES = "vtr.scores.v1"
 DEADLETTER = "vtr.deadletter.v1"
+#: Amazon's own VTR per seller x marketplace (its performance report), key: seller id. A
+#: topic of its own, not the shipments topic's: the input topics are keyed by tracking
+#: number and co-partitioned for the scorer's package state, and every shipments reader
+#: (scorer, registrar, Yanwen poller) would have to step over account-level figures.
+AMAZON_VTR = "vtr.amazon-vtr.v1"
+#: The Amazon worker's own state (connections with their sealed refresh tokens, order
+#: cursors, report times), compacted: key ``connection:<seller>``, ``cursor:<seller>``, ...
+AMAZON_STATE = "vtr.amazon-state.v1"
 
 #: Dead letters carry a whole rejected request body; leave room for the envelope.
 DEADLETTER_OVERHEAD_BYTES = 64 * 1024
@@ -43,3 +51,5 @@ def deadletter_spec(max_body_bytes: int = LARGEST_BODY_BYTES) -> TopicSpec:
 
 INPUT_TOPICS = (TopicSpec(SHIPMENTS), TopicSpec(TRACKING_EVENTS))
 SCORES_TOPIC = TopicSpec(SCORES)
+AMAZON_VTR_TOPIC = TopicSpec(AMAZON_VTR)
+AMAZON_STATE_TOPIC = TopicSpec(AMAZON_STATE, {"cleanup.policy": "compact"})

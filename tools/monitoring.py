@@ -284,6 +284,18 @@ SERVICE_HEALTH = Dashboard(
                     description="By when scans occurred, across sellers. Alert VtrCarrierScansStopped.",
                 ),
                 Panel(
+                    "Push sources: outage and carriers behind each",
+                    (
+                        q("max by (source) (vtr_scorer_source_outage)", "outage {{source}}"),
+                        q("max by (source) (vtr_scorer_source_carriers)", "carriers behind {{source}}"),
+                    ),
+                    unit="short",
+                    description=(
+                        "Every carrier behind a push source silent at once while others scan: the source, not the "
+                        "carriers (sellers are not warned). Alert VtrPushSourceOutage."
+                    ),
+                ),
+                Panel(
                     "Forecast model: refresh time p99 and packages reviewed",
                     (
                         q(

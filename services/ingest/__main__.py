@@ -2,7 +2,9 @@
 ``python -m services.ingest replay-deadletters [--origin ...] [--since ...] [--dry-run]``
 re-parses parked webhook bodies (replay.py); ``python -m services.ingest registrar``
 registers confirmed numbers with the aggregators (registration.py); ``python -m
-services.ingest poll-yanwen`` polls Yanwen for open parcels (yanwen_polling.py)."""
+services.ingest poll-yanwen`` polls Yanwen for open parcels (yanwen_polling.py); ``python
+-m services.ingest amazon worker|connect|disconnect|status`` reads connected sellers' Amazon
+data and manages their connections (amazon/cli.py)."""
 
 import sys
 
@@ -23,4 +25,8 @@ if __name__ == "__main__":
         from services.ingest.yanwen_polling import main as poll_yanwen
 
         sys.exit(poll_yanwen())
+    if sys.argv[1:2] == ["amazon"]:
+        from services.ingest.amazon.cli import main as amazon
+
+        sys.exit(amazon(sys.argv[2:]))
     service_main(IngestSettings, create_app)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Receive, Scope, Send
 
+from services.ingest.amazon.routes import amazon_router
 from services.ingest.publisher import Publisher
 from services.ingest.routes import OPENAPI_COMPONENTS, WebhookFastPath, shipments_router, webhook_routes
 from services.ingest.settings import IngestSettings
@@ -88,6 +89,7 @@ def create_app(settings: IngestSettings) -> IngestApp:
     )
     app.include_router(webhooks.router)
     app.include_router(shipments_router(settings, publisher, credentials.gate))
+    app.include_router(amazon_router(settings, publisher, credentials.gate))
 
     def openapi() -> dict[str, Any]:
         # The raw-body endpoints reference body schemas that FastAPI does not know about.

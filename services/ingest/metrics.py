@@ -48,3 +48,36 @@ YANWEN_POLLS = Counter(
 YANWEN_OPEN_PARCELS = Gauge(
     "vtr_ingest_yanwen_open_parcels", "Yanwen parcels the poller asked about in its last round."
 )
+AMAZON_CALLS = Counter(
+    "vtr_ingest_amazon_calls",
+    "Calls to SP-API and Login with Amazon, by operation and HTTP status.",
+    ["operation", "outcome"],
+)
+AMAZON_CONNECTIONS = Gauge(
+    "vtr_ingest_amazon_connections", "Sellers' Amazon connections by state (connected, reconnect_needed).", ["state"]
+)
+AMAZON_REVOKED = Counter(
+    "vtr_ingest_amazon_authorisations_revoked",
+    "Times a seller's Amazon authorisation was found revoked (LWA invalid_grant, SP-API 401/403).",
+)
+AMAZON_CONFIRMATIONS = Counter(
+    "vtr_ingest_amazon_confirmations",
+    "Shipment messages read from SP-API orders, by kind (confirmed, cancelled) and outcome.",
+    ["kind", "outcome"],
+)
+AMAZON_CARRIER_NAME_FLAGS = Counter(
+    "vtr_ingest_amazon_carrier_name_flags",
+    "Amazon-recorded packages whose carrier name is not spelled as in Amazon's carrier list, by reason.",
+    ["reason"],
+)
+AMAZON_ERP_DISAGREEMENTS = Counter(
+    "vtr_ingest_amazon_erp_disagreements",
+    "Orders confirmed by both the seller's ERP and Amazon whose field differs, by field.",
+    ["field"],
+)
+AMAZON_UNCATEGORISED = Counter(
+    "vtr_ingest_amazon_uncategorised", "Amazon orders put in the Uncategorised bucket, by reason.", ["reason"]
+)
+AMAZON_REPORTS = Counter(
+    "vtr_ingest_amazon_reports", "Seller performance reports, by how they ended (DONE, FATAL, ...).", ["outcome"]
+)

@@ -31,7 +31,7 @@ from aiokafka.structs import TopicPartition
 from services.ingest.metrics import PRODUCE_LATENCY
 from services.ingest.settings import IngestSettings
 from shared.kafka import ensure_topics, make_producer
-from shared.topics import INPUT_TOPICS, TopicSpec, deadletter_spec
+from shared.topics import AMAZON_STATE_TOPIC, AMAZON_VTR_TOPIC, INPUT_TOPICS, TopicSpec, deadletter_spec
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def _retrieve_exception(delivery: asyncio.Task[Any]) -> None:
 
 
 def topic_specs(settings: IngestSettings) -> tuple[TopicSpec, ...]:
-    return (*INPUT_TOPICS, deadletter_spec(settings.largest_body_bytes()))
+    # The dead-letter topic stays last: the producer's largest request is sized from it.
+    return (*INPUT_TOPICS, AMAZON_VTR_TOPIC, AMAZON_STATE_TOPIC, deadletter_spec(settings.largest_body_bytes()))
 
 
 class Publisher:

@@ -27,6 +27,8 @@ _OPTIONAL_SECRETS = {
     "VTR_YUNEXPRESS_TOKEN": "token-hmac",
     "VTR_YUNEXPRESS_AES_KEY": "encrypted",
     "VTR_AFTERSHIP_API_KEY": "aftership-registration",
+    "VTR_LWA_CLIENT_SECRET": "amazon",
+    "VTR_AMAZON_TOKEN_KEY": "amazon",
 }
 CommaList = Annotated[list[str], NoDecode]
 
@@ -117,6 +119,36 @@ class IngestSettings(ServiceSettings):
     #: Tracking queries per second (Yanwen publishes no figure; keep it low).
     yanwen_poll_rate_per_second: float = Field(default=1.0, gt=0)
 
+    # --- Amazon SP-API (docs/amazon.md; python -m services.ingest amazon worker) ---
+    #: The app's Login with Amazon client id (Solution Provider Portal); empty = Amazon not set up.
+    lwa_client_id: str = ""
+    lwa_client_secret: SecretStr = secret_field(
+        default="dev-lwa-client-secret", description="The app's Login with Amazon client secret."
+    )
+    #: The SP-API application id sent to Seller Central's consent page (``amzn1.sp.solution...``).
+    spapi_application_id: str = ""
+    #: Login with Amazon's token endpoint (code exchange and refresh).
+    lwa_token_url: str = "https://api.amazon.com/auth/o2/token"  # noqa: S105 - a URL
+    #: SP-API endpoint per region; the sandbox is ``https://sandbox.sellingpartnerapi-na.amazon.com`` etc.
+    spapi_endpoint_na: str = "https://sellingpartnerapi-na.amazon.com"
+    spapi_endpoint_eu: str = "https://sellingpartnerapi-eu.amazon.com"
+    spapi_endpoint_fe: str = "https://sellingpartnerapi-fe.amazon.com"
+    #: Seller Central's consent page per region; a query such as ``?version=beta`` (a draft app) is kept.
+    seller_central_consent_url_na: str = "https://sellercentral.amazon.com/apps/authorize/consent"
+    seller_central_consent_url_eu: str = "https://sellercentral-europe.amazon.com/apps/authorize/consent"
+    seller_central_consent_url_fe: str = "https://sellercentral.amazon.co.jp/apps/authorize/consent"
+    amazon_token_key: SecretStr = secret_field(
+        default="dev-local:" + "ZGV2LW9ubHktYW1hem9uLXRva2VuLWtleS0zMmJ5dGU=",
+        description=(
+            "Keys that encrypt the sellers' refresh tokens at rest: comma-separated KEY_ID:BASE64 (32 bytes);"
+            " the first encrypts, all decrypt (rotation)."
+        ),
+    )
+    #: Seconds between two searchOrders rounds per connected seller (usage plan: 0.0056/s, burst 20).
+    amazon_orders_poll_seconds: float = Field(default=900.0, gt=0)
+    #: Seconds between two performance reports per connected seller (one right after connecting).
+    amazon_report_poll_seconds: float = Field(default=86400.0, gt=0)
+
     # --- The workers' metrics and health endpoint (registrar, Yanwen poller) ---
     #: Port of the workers' small HTTP server: /metrics, /healthz, /readyz (on VTR_HTTP_HOST).
     worker_metrics_port: int = Field(default=9102, ge=1, le=65535)
@@ -158,6 +190,14 @@ class IngestSettings(ServiceSettings):
     def _split_lists(cls, value: Any) -> Any:
         return comma_separated(value)
 
+    @field_validator("amazon_token_key")
+    @classmethod
+    def _token_keys_readable(cls, value: SecretStr) -> SecretStr:
+        from services.ingest.amazon.sealing import TokenKeys
+
+        TokenKeys.parse(value.get_secret_value())
+        return value
+
     @model_validator(mode="after")
     def _aes_key_length(self) -> IngestSettings:
         # Only checked when the encrypted envelope is on: the key is unused otherwise.
@@ -176,6 +216,16 @@ class IngestSettings(ServiceSettings):
                 f" + VTR_REGISTRATION_TIMEOUT_SECONDS ({longest_wait:g} s)"
             )
         return self
+
+    def spapi_endpoint(self, region: str) -> str:
+        return {"na": self.spapi_endpoint_na, "eu": self.spapi_endpoint_eu, "fe": self.spapi_endpoint_fe}[region]
+
+    def seller_central_consent_url(self, region: str) -> str:
+        return {
+            "na": self.seller_central_consent_url_na,
+            "eu": self.seller_central_consent_url_eu,
+            "fe": self.seller_central_consent_url_fe,
+        }[region]
 
     def largest_body_bytes(self) -> int:
         """The largest body any endpoint accepts; the dead-letter topic must hold it."""
@@ -200,6 +250,7 @@ class IngestSettings(ServiceSettings):
                 "token-hmac": self.yunexpress_signing == "token-hmac",
                 "encrypted": self.yunexpress_encrypted,
                 "aftership-registration": bool(self.register_aftership_carriers or self.register_aftership_sellers),
+                "amazon": bool(self.lwa_client_id),
             }
             unused = [name for name, alternative in _OPTIONAL_SECRETS.items() if not in_use[alternative]]
             problems = [

@@ -12,10 +12,13 @@ long enough:
 
 Runs start only at snapshots taken while the scorer was caught up, so the dip a scorer
 shows while it replays a backlog (shipments applied before their scans) never starts the
-clock. Snapshots are ordered by ``computed_at``: one that is not newer than the last one
-seen (a replay, a duplicate, an out-of-order delivery) changes nothing, which is what
-makes the machine idempotent. Each message gets the next ``notice_seq``; the outbox keys
-rows by it, so a transition is written once whatever is replayed.
+clock. A snapshot whose forecast rests on lanes the model has not learnt yet (cold start,
+``ScoreSnapshot.model``) counts towards escalation only as far as today's VTR alone goes
+(:func:`escalation_level`): a model that has not seen the data never escalates.
+Snapshots are ordered by ``computed_at``: one that is not newer than the last one seen
+(a replay, a duplicate, an out-of-order delivery) changes nothing, which is what makes
+the machine idempotent. Each message gets the next ``notice_seq``; the outbox keys rows
+by it, so a transition is written once whatever is replayed.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from enum import StrEnum
 
 import msgspec
 
-from shared.schemas import Level
+from shared.schemas import Level, ModelNote
 
 Clock = Callable[[], datetime]
 LEVELS: tuple[Level, ...] = tuple(Level)
@@ -98,17 +101,32 @@ def _continue_runs(runs: Runs, holds: Callable[[Level], bool], start: datetime |
     )
 
 
-def observe(state: AlertState, level: Level, computed_at: datetime, caught_up: bool) -> AlertState | None:
-    """Apply one snapshot; None when it is stale (not newer than the newest seen)."""
+def escalation_level(level: Level, model: ModelNote | None) -> Level:
+    """The level a snapshot may escalate to: its own, or, while its category's lanes are not
+    learnt, no worse than what today's VTR alone says (``model.today_level``)."""
+    if model is None or model.lanes_learnt:
+        return level
+    return min(level, model.today_level, key=lambda candidate: candidate.severity)
+
+
+def observe(
+    state: AlertState, level: Level, computed_at: datetime, caught_up: bool, escalates_to: Level | None = None
+) -> AlertState | None:
+    """Apply one snapshot; None when it is stale (not newer than the newest seen).
+
+    ``escalates_to`` (default ``level``) is the level the snapshot counts as for the runs
+    that lead to an escalation; the runs that lead to a de-escalation use ``level``.
+    """
     if state.observed_at is not None and computed_at <= state.observed_at:
         return None
     start = computed_at if caught_up else None
+    worse = level if escalates_to is None else escalates_to
     return msgspec.structs.replace(
         state,
         observed_level=level,
         observed_at=computed_at,
         caught_up=caught_up,
-        worse_since=_continue_runs(state.worse_since, lambda held: level.severity >= held.severity, start),
+        worse_since=_continue_runs(state.worse_since, lambda held: worse.severity >= held.severity, start),
         better_since=_continue_runs(state.better_since, lambda held: level.severity <= held.severity, start),
     )
 
@@ -180,10 +198,16 @@ def next_check_at(state: AlertState, timings: Timings) -> datetime | None:
 
 
 def apply_snapshot(
-    state: AlertState, level: Level, computed_at: datetime, caught_up: bool, now: datetime, timings: Timings
+    state: AlertState,
+    level: Level,
+    computed_at: datetime,
+    caught_up: bool,
+    now: datetime,
+    timings: Timings,
+    escalates_to: Level | None = None,
 ) -> tuple[AlertState, Notice | None] | None:
     """Observe then evaluate; None when the snapshot is stale."""
-    observed = observe(state, level, computed_at, caught_up)
+    observed = observe(state, level, computed_at, caught_up, escalates_to)
     if observed is None:
         return None
     return evaluate(observed, now, timings)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier import db, metrics
 from services.notifier.alerts import Clock, Timings
+from services.notifier.amazon_status import AMAZON_GROUP, AmazonStatusProcessor
 from services.notifier.api import subscription_router
 from services.notifier.audit import audit_router, credential_recorder
 from services.notifier.delivery import (
@@ -38,7 +39,7 @@ from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
 from shared.kafka import broker_reachable, ensure_topics
 from shared.observability import HttpMetricsMiddleware
-from shared.topics import TopicSpec
+from shared.topics import AMAZON_VTR, AMAZON_VTR_TOPIC, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,11 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
     )
     email_sender, slack_sender = senders_from(settings)
     processor = AlertProcessor(timings_from(settings), clock, settings.digest_check_seconds)
+    console_links = ConsoleLinks(
+        base=settings.console_base,
+        secret=settings.console_secret.get_secret_value().encode(),
+        valid_for=timedelta(days=settings.console_link_days),
+    )
     worker = OutboxWorker(
         engine=engine,
         email_sender=email_sender,
@@ -116,11 +122,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         package_limit=settings.package_list_limit,
         scorer_wait_seconds=settings.scorer_wait_seconds,
         batch_size=settings.outbox_batch_size,
-        console_links=ConsoleLinks(
-            base=settings.console_base,
-            secret=settings.console_secret.get_secret_value().encode(),
-            valid_for=timedelta(days=settings.console_link_days),
-        ),
+        console_links=console_links,
     )
     consumer = TransactionalConsumer(
         settings=settings,
@@ -131,15 +133,24 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         apply_batch=processor.apply_batch,
         lag_gauge=metrics.CONSUMER_LAG,
     )
+    amazon_consumer = TransactionalConsumer(
+        settings=settings,
+        engine=engine,
+        topics=[AMAZON_VTR],
+        group_id=AMAZON_GROUP,
+        offsets=db.consumer_offsets,
+        apply_batch=AmazonStatusProcessor(clock, console_links).apply_batch,
+    )
     runtime = Runtime(processor=processor, worker=worker, consumer=consumer)
     credentials = Credentials.from_settings(settings, on_record=credential_recorder(engine))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await report_schema(engine, MIGRATIONS_DIR, "notifier")
-        await ensure_topics(settings, [TopicSpec(settings.scores_topic)])
+        await ensure_topics(settings, [TopicSpec(settings.scores_topic), AMAZON_VTR_TOPIC])
         await consumer.start()
         await credentials.start()
+        await amazon_consumer.start()
         runtime.tasks = [
             asyncio.create_task(_tick_forever(processor, engine, settings.tick_seconds), name="notifier-tick"),
             asyncio.create_task(worker.run_forever(settings.outbox_poll_seconds), name="notifier-outbox"),
@@ -153,6 +164,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await credentials.stop()
+            await amazon_consumer.stop()
             await consumer.stop()
             await scorer.close()
             await slack_sender.close()

@@ -29,3 +29,8 @@ PARKED = Counter(
     "Notifications parked (marked failed) after repeated unforeseen errors in composing or sending.",
     ["channel"],
 )
+AMAZON_STATUSES = Counter(
+    "vtr_notifier_amazon_statuses_total",
+    "Amazon VTR figures consumed, by outcome (turned_bad: a seller message was decided; kept; invalid).",
+    ["outcome"],
+)

@@ -29,6 +29,7 @@ from services.notifier.alerts import (
     NoticeKind,
     Timings,
     apply_snapshot,
+    escalation_level,
     evaluate,
     next_check_at,
     wanted_by,
@@ -228,7 +229,13 @@ class AlertProcessor:
             # Within a batch, apply in computed_at order: a reordered pair still counts as history.
             for snapshot in sorted(snapshots[key], key=lambda item: item.computed_at):
                 applied = apply_snapshot(
-                    state, snapshot.level, snapshot.computed_at, snapshot.caught_up, now, self._timings
+                    state,
+                    snapshot.level,
+                    snapshot.computed_at,
+                    snapshot.caught_up,
+                    now,
+                    self._timings,
+                    escalation_level(snapshot.level, snapshot.model),
                 )
                 if applied is None:
                     outcomes["stale"] += 1

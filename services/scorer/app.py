@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,12 +11,13 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
-from services.scorer.api import vtr
+from services.scorer.api import amazon, vtr
 from services.scorer.api.deps import unknown_seller
 from services.scorer.api.fastpath import VtrFastPath, dispatch
 from services.scorer.console import exports, pages
 from services.scorer.console.notifier_client import NotifierReader
 from services.scorer.domain.window import TodayFunction, utc_today
+from services.scorer.runtime.amazon import consume_amazon_vtr, refresh_difference_gauges_every
 from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
 from shared.credentials.access import Credentials
@@ -76,14 +78,27 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
         await report_schema(engine, MIGRATIONS_DIR, "scorer")
         await service.reads.start()
         await credentials.start()
+        amazon_stop = asyncio.Event()
+        amazon_tasks: list[asyncio.Task[None]] = []
         try:
             if background:
                 await service.start()
+                amazon_tasks = [
+                    asyncio.create_task(consume_amazon_vtr(settings, engine, amazon_stop), name="amazon-vtr"),
+                    asyncio.create_task(
+                        refresh_difference_gauges_every(engine, settings.gauges_interval_seconds, amazon_stop),
+                        name="amazon-vtr-gauges",
+                    ),
+                ]
             tune_garbage_collector()
             try:
                 yield
             finally:
                 if background:
+                    amazon_stop.set()
+                    for task in amazon_tasks:
+                        task.cancel()
+                    await asyncio.gather(*amazon_tasks, return_exceptions=True)
                     await service.stop()
         finally:
             await credentials.stop()
@@ -112,8 +127,10 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
             }
         )
     )
+    may_read_scores = Depends(credentials.gate.require(KeyScope.SCORES_READ, unknown_seller))
+    app.include_router(vtr.router, dependencies=[may_read_scores])
     app.include_router(
-        vtr.router, dependencies=[Depends(credentials.gate.require(KeyScope.SCORES_READ, unknown_seller))]
+        amazon.router, dependencies=[Depends(credentials.gate.require(KeyScope.SCORES_READ, amazon.no_report))]
     )
     app.include_router(pages.router)
     app.include_router(exports.router)

@@ -63,7 +63,31 @@ CARRIER_SILENT = Gauge(
     "1 while a carrier from an origin has sent far fewer scans than usual (its parcels' probabilities are lowered).",
     ["carrier", "origin"],
 )
+SOURCE_OUTAGE = Gauge(
+    "vtr_scorer_source_outage",
+    "1 while every carrier behind a push source is silent at once and other carriers scan (a source outage).",
+    ["source"],
+)
+SOURCE_CARRIERS = Gauge(
+    "vtr_scorer_source_carriers",
+    "Carriers (per origin) whose recent scans came mostly through a push source.",
+    ["source"],
+)
+MODEL_REFRESHES = Counter(
+    "vtr_scorer_model_refreshes_total", "Rebuilds of the forecast model by what triggered them.", ["reason"]
+)
+MODEL_PACKAGES = Gauge("vtr_scorer_model_packages", "Packages the current forecast model was built from.")
 READ_ANSWERS = Counter(
     "vtr_scorer_read_answers_total", "GET .../vtr answers by source (the read cache or computed).", ["source"]
 )
 READ_CACHE_SELLERS = Gauge("vtr_scorer_read_cache_sellers", "Sellers whose GET .../vtr answer is cached.")
+AMAZON_VTR_MAX_DIFFERENCE = Gauge(
+    "vtr_scorer_amazon_vtr_max_difference_points",
+    "Largest |vtrwatch VTR - Amazon's VTR| over Amazon's reporting range, in percentage points, "
+    "across seller x marketplaces with an Amazon report.",
+)
+AMAZON_VTR_OVER_THRESHOLD = Gauge(
+    "vtr_scorer_amazon_vtr_differences_over_threshold",
+    "Seller x marketplaces whose vtrwatch VTR differs from Amazon's by more than one point.",
+)
+AMAZON_VTR_BAD = Gauge("vtr_scorer_amazon_vtr_bad", "Seller x marketplaces whose Amazon VTR status is BAD.")

@@ -33,7 +33,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -334,6 +334,9 @@ class CarrierHealth:
     silent_hours: float
     #: Usual scans per hour over the baseline period.
     usual_rate: float
+    #: The push source in an outage that explains the silence (services/scorer/domain/sources.py):
+    #: the scans are not arriving, the parcels are not going lost, so it is not silent.
+    source_outage: str = ""
 
     @property
     def expected_scans(self) -> float:
@@ -341,7 +344,9 @@ class CarrierHealth:
 
     def silent(self, settings: ModelSettings) -> bool:
         return (
-            self.silent_hours >= settings.silent_min_hours and self.expected_scans >= settings.silent_min_expected_scans
+            not self.source_outage
+            and self.silent_hours >= settings.silent_min_hours
+            and self.expected_scans >= settings.silent_min_expected_scans
         )
 
     def factor(self, settings: ModelSettings) -> float:
@@ -561,7 +566,9 @@ class ModelState:
             "histograms": [
                 [list(lane), milestone.value, h.as_json()] for (lane, milestone), h in self.histograms.items()
             ],
-            "health": [[h.carrier, h.origin, h.silent_hours, h.usual_rate] for h in self.health.values()],
+            "health": [
+                [h.carrier, h.origin, h.silent_hours, h.usual_rate, h.source_outage] for h in self.health.values()
+            ],
         }
 
     @classmethod
@@ -571,8 +578,8 @@ class ModelState:
             for lane, milestone, h in value.get("histograms", [])
         }
         health = {
-            (carrier, origin): CarrierHealth(carrier, origin, float(hours), float(rate))
-            for carrier, origin, hours, rate in value.get("health", [])
+            (carrier, origin): CarrierHealth(carrier, origin, float(hours), float(rate), *outage)
+            for carrier, origin, hours, rate, *outage in value.get("health", [])
         }
         computed = value.get("computed_at")
         return cls(histograms, health, datetime.fromisoformat(computed) if computed else None)
@@ -949,6 +956,11 @@ class Model:
         reads for it. Times are naive UTC; the last physical scan (time and status) says
         how long a scanned parcel has been silent, and in which stage."""
         settings = self.settings
+        outage = self.health(lane[1], lane[3])
+        if outage is not None and outage.source_outage:
+            # The push source has delivered nothing since its outage began (services/scorer/
+            # sources.py): price the parcel as of then, not as if it had gone quiet itself.
+            now = max(confirmed_at, now - timedelta(hours=outage.silent_hours))
         rarely = full_tracking and self.rarely_scans_delivery(lane)
         if physical_scans == 0 or first_scan_at is None:
             elapsed, until = _hours(now - confirmed_at), _hours(deadline - confirmed_at)
@@ -1000,6 +1012,9 @@ class Model:
         """Probability that a package still waiting after ``elapsed`` hours is not one of the
         lane's recent dead parcels (see :meth:`dead_share`). Before the usual time the
         most recent informative cohort (the one that just passed the usual time) tells."""
+        health = self.health(lane[1], lane[3])
+        if health is not None and health.source_outage:
+            return 1.0  # the recent cohorts wait for scans their push source withholds
         if milestone is Milestone.DELIVERY:
             # Between the first scan and the delivery, the recent cohorts' waiting cannot tell
             # a lane that got slower (a congested hub) from one that loses parcels; their

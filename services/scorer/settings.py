@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
+from services.scorer.domain.freshness import FreshnessRules
 from services.scorer.domain.levels import LevelThresholds
 from services.scorer.domain.policy import DEFAULT_POLICY_FILE
 from shared.settings import ServiceSettings, secret_field
@@ -63,8 +64,15 @@ class ScorerSettings(ServiceSettings):
     watch_breach_probability: float = Field(default=0.1, gt=0, le=0.5)
     #: Share of pending packages' failures assumed to happen together (widens the forecast band).
     forecast_correlation: float = Field(default=0.05, ge=0, le=1)
-    #: Seconds between rebuilds of the forecast model from the stored packages.
+    #: Seconds between rebuilds of the forecast model from the stored packages (it is also
+    #: rebuilt as soon as its input changed enough: docs/forecast.md, "Cold start").
     model_refresh_seconds: float = Field(default=300.0, gt=0)
+    #: Rebuild the model once the records applied since the last build reach this share of
+    #: the packages it was built from.
+    model_refresh_new_share: float = Field(default=0.1, gt=0)
+    #: A lane (carrier x service x origin x marketplace) is learnt once the model was built
+    #: from this many of its packages; until then its categories' levels are capped at WATCH.
+    model_lane_min_packages: int = Field(default=20, ge=0)
 
     console_secret: SecretStr = secret_field(
         default="dev-console-secret",
@@ -87,6 +95,9 @@ class ScorerSettings(ServiceSettings):
         if self.console_staff_tokens is None:
             return self.env != "prod"
         return self.console_staff_tokens
+
+    def freshness_rules(self) -> FreshnessRules:
+        return FreshnessRules(new_share=self.model_refresh_new_share, lane_min_packages=self.model_lane_min_packages)
 
     def level_thresholds(self) -> LevelThresholds:
         return LevelThresholds(

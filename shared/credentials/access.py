@@ -164,13 +164,15 @@ class KeyGate:
         return self.authorise(principal, scope, seller_id, not_found)
 
     def require(self, scope: Scope, not_found: NotFound | None = None) -> Callable[..., Awaitable[Principal]]:
-        """A dependency for a route: with ``not_found``, the route's ``{seller_id}`` path
-        parameter is the seller, and ``not_found(seller_id)`` the detail of its 404."""
+        """A dependency for a route: with ``not_found``, the route's ``seller_id`` (path, or
+        query parameter) is the seller, and ``not_found(seller_id)`` the detail of its 404."""
 
         async def require_key(
             request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
         ) -> Principal:
-            seller_id = request.path_params.get("seller_id") if not_found is not None else None
+            # The seller the route names: its path, or its query (``?seller_id=``).
+            named = request.path_params.get("seller_id") or request.query_params.get("seller_id")
+            seller_id = named if not_found is not None else None
             detail = not_found(seller_id) if not_found is not None and seller_id is not None else None
             outcome = self.check(request.headers.get("authorization"), scope, seller_id, detail)
             if isinstance(outcome, Refusal):

@@ -4,6 +4,7 @@ the pods get match what the services read."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -22,7 +23,7 @@ from services.notifier.settings import NotifierSettings
 from services.scorer.settings import ScorerSettings
 from shared.console_links import CONSOLE_PREFIX
 from shared.settings import ENV_PREFIX, ServiceSettings
-from shared.topics import DEADLETTER, SCORES, SHIPMENTS, TRACKING_EVENTS, deadletter_spec
+from shared.topics import AMAZON_STATE, AMAZON_VTR, DEADLETTER, SCORES, SHIPMENTS, TRACKING_EVENTS, deadletter_spec
 from tests.deploy.conftest import OVERLAYS, ROOT
 
 Object = dict[str, Any]
@@ -46,6 +47,7 @@ SERVICES: dict[str, type[ServiceSettings]] = {
 WORKERS: dict[str, tuple[str, str, str, str | None]] = {
     "ingest-registrar": ("registrar", "vtrwatch-ingest-registrar", DEADLETTER, REGISTRAR_GROUP),
     "ingest-yanwen-poller": ("poll-yanwen", "vtrwatch-ingest-yanwen-poller", TRACKING_EVENTS, None),
+    "ingest-amazon": ("amazon worker", "vtrwatch-ingest-amazon", SHIPMENTS, None),
 }
 #: Every long-running pod and the settings class it reads (the workers read the ingest's).
 PODS: dict[str, type[ServiceSettings]] = {**SERVICES, **dict.fromkeys(WORKERS, IngestSettings)}
@@ -268,7 +270,10 @@ def test_topics_match_the_contract_and_the_scorer_fits_the_partitions(rendered: 
         DEADLETTER,
         DEFAULT_SETTINGS.credentials_topic,
         DEFAULT_SETTINGS.credential_usage_topic,
+        AMAZON_VTR,
+        AMAZON_STATE,
     }
+    assert topic_by_name(objects, AMAZON_STATE)["spec"]["config"]["cleanup.policy"] == "compact"
     tracking = topic_by_name(objects, TRACKING_EVENTS)
     shipments = topic_by_name(objects, SHIPMENTS)
     # Replay rebuilds the scorer's state: at least 35 days of events must still be there.
@@ -403,8 +408,8 @@ def test_ingest_workers_run_one_pod_each_and_never_two_at_once(rendered: Rendere
     }
     spec = pod_spec(workload)
     (container,) = spec["containers"]
-    assert container["command"] == ["python", "-m", "services.ingest", subcommand]
-    assert f'sys.argv[1:2] == ["{subcommand}"]' in (ROOT / "services" / "ingest" / "__main__.py").read_text()
+    assert container["command"] == ["python", "-m", "services.ingest", *subcommand.split()]
+    assert f'sys.argv[1:2] == ["{subcommand.split()[0]}"]' in (ROOT / "services" / "ingest" / "__main__.py").read_text()
     assert container["image"].startswith("registry.example.com/vtrwatch/vtrwatch:")
     assert spec["terminationGracePeriodSeconds"] >= 30
 
@@ -649,7 +654,8 @@ def test_network_policies_let_in_from_outside_only_ingest_and_the_scorer_http_po
         }
         for policy in policies
     }
-    assert egress_ports["ingest"] == {9092}
+    # 443: the Amazon connect callback exchanges the consent code at Login with Amazon.
+    assert egress_ports["ingest"] == {9092, 443}
     # The workers: Kafka and the vendors' HTTPS APIs out; in, only Prometheus to the metrics port.
     assert egress_ports["ingest-workers"] == {9092, 443}
     assert one(rendered["prod"], "NetworkPolicy", "ingest-workers")["spec"]["ingress"] == [
@@ -856,6 +862,13 @@ def test_dockerfile_is_multi_stage_slim_and_unprivileged() -> None:
     assert ignored[0] == "*" and {"!shared/", "!services/", "!requirements.txt"} <= set(ignored)
 
 
+#: Secrets whose settings check their form: a made-up value of that form.
+SECRETS_WITH_A_FORM = {
+    "chinapost-sm4-key": "00112233445566778899aabbccddeeff",
+    "amazon-token-key": "prod-2026:" + base64.b64encode(b"k" * 32).decode(),
+}
+
+
 def pod_environment(objects: list[Object], container: Object) -> dict[str, str]:
     """The environment a container gets, with made-up (non-dev) values for Secret keys."""
     environment = env_from_config_maps(objects, container)
@@ -865,7 +878,7 @@ def pod_environment(objects: list[Object], container: Object) -> dict[str, str]:
             value = re.sub(r"\$\((\w+)\)", lambda match: environment[match.group(1)], entry["value"])
         elif "secretKeyRef" in source:
             key = source["secretKeyRef"]["key"]
-            value = "00112233445566778899aabbccddeeff" if key == "chinapost-sm4-key" else f"prod-{key}"
+            value = SECRETS_WITH_A_FORM.get(key, f"prod-{key}")
         else:
             value = "scorer-0"  # fieldRef metadata.name
         environment[entry["name"]] = value

@@ -31,6 +31,7 @@ REQUIRED_ALERT_TOPICS = {
     "VtrScorerOutboxGrowing": "vtr_scorer_outbox_backlog",
     "VtrNotifierOutboxGrowing": "vtr_notifier_outbox_backlog",
     "VtrNotifierDeliveryFailures": "vtr_notifier_notifications_total",
+    "VtrAmazonVtrDiffers": "vtr_scorer_amazon_vtr_max_difference_points",
 }
 
 

@@ -406,3 +406,26 @@ def test_yunexpress_camel_case_push_without_code_names_the_field() -> None:
     del parcel["orderTrackingDetails"][0]["trackNodeCode"]
     with pytest.raises(ValueError, match=r"track_node_code.*camelCase"):
         yunexpress.parse(orjson.dumps(parcel), NOW)
+
+
+def test_yunexpress_older_push_with_numeric_tracking_status() -> None:
+    """A real older push shape: events with ``trackingStatus`` (the v1 API's numeric table)
+    and no ``trackNodeCode`` were dead-lettered ("no code"); they map through the table."""
+    parcel = _camel_case_parcel("YT2412345678909999")
+    statuses = [4, 3]
+    for detail, status in zip(parcel["orderTrackingDetails"], statuses, strict=True):
+        del detail["trackNodeCode"]
+        detail["trackingStatus"] = status
+    parcel["orderTrackingDetails"].insert(
+        0, {"processDate": "2026-11-17 09:00:00", "processContent": "Order created", "trackingStatus": "1"}
+    )
+    parcel["orderTrackingDetails"].append(
+        {"processDate": "2026-11-25 09:00:00", "processContent": "Status unknown", "trackingStatus": 0}
+    )
+    created, received, delivered = yunexpress.parse(orjson.dumps({"data": parcel}), NOW)
+    assert [(e.carrier_code, e.status) for e in (created, received, delivered)] == [
+        ("trackingStatus:1", CanonicalStatus.INFO_RECEIVED),
+        ("trackingStatus:4", CanonicalStatus.ACCEPTED),
+        ("trackingStatus:3", CanonicalStatus.DELIVERED),
+    ]
+    assert received.occurred_at.isoformat() == "2026-11-18T07:00:00+00:00"

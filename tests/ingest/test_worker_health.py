@@ -20,9 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.ingest.settings import IngestSettings
 from services.ingest.worker_health import Heartbeat, WorkerHealthServer
-from tests.ingest.conftest import AUTH
+from tests.ingest.conftest import AUTH, SettingsFactory, running_ingest
+from tests.ingest.fake_amazon import CLIENT_SECRET, amazon_server
 from tests.ingest.fake_vendors import TOKEN_YANWEN, yanwen_server
 from tests.ingest.samples import unique_number
+from tests.ingest.test_amazon import amazon_settings, connect
 from tests.ingest.test_yanwen_polling import _confirmation
 from tools.localstack import TansuBroker, free_port, wait_for_port
 
@@ -119,7 +121,7 @@ async def worker_process(subcommand: str, environment: dict[str, str]) -> AsyncI
     port = free_port()
     env = {**os.environ, "VTR_LOG_LEVEL": "WARNING", "VTR_WORKER_METRICS_PORT": str(port), **environment}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.ingest", subcommand, cwd=ROOT, env=env
+        sys.executable, "-m", "services.ingest", *subcommand.split(), cwd=ROOT, env=env
     )
     try:
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 30.0)
@@ -178,3 +180,35 @@ async def test_the_yanwen_poller_process_serves_the_metrics_of_its_polls(
                 await asyncio.sleep(0.2)
             assert (sample(metrics, "vtr_ingest_yanwen_open_parcels") or 0) >= 1
             assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_the_amazon_worker_process_serves_the_metrics_of_its_calls(make_settings: SettingsFactory) -> None:
+    """A seller connected through the callback; ``amazon worker`` (its own process) reads its
+    orders from the local Amazon, says so on /metrics, and stops cleanly on SIGTERM."""
+    async with amazon_server() as amazon:
+        settings = amazon_settings(make_settings, amazon)
+        async with running_ingest(settings) as client:
+            await connect(client, amazon, unique_number("SAMZ"))
+        environment = {
+            "VTR_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "VTR_LWA_CLIENT_ID": settings.lwa_client_id,
+            "VTR_LWA_CLIENT_SECRET": CLIENT_SECRET,
+            "VTR_LWA_TOKEN_URL": settings.lwa_token_url,
+            "VTR_SPAPI_ENDPOINT_NA": amazon.url,
+            "VTR_REGISTRATION_BACKOFF_SECONDS": "0.05",
+            "VTR_REGISTRATION_BACKOFF_MAX_SECONDS": "0.2",
+        }
+        async with worker_process("amazon worker", environment) as worker:
+            await until_answer(worker, "/readyz")
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:
+                metrics = (await worker.get("/metrics")).text
+                searched = sample(
+                    metrics, "vtr_ingest_amazon_calls_total", {"operation": "searchOrders", "outcome": "200"}
+                )
+                connected = sample(metrics, "vtr_ingest_amazon_connections", {"state": "connected"})
+                if (searched or 0) >= 1 and (connected or 0) >= 1:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "no counted searchOrders call"
+                await asyncio.sleep(0.2)
+            assert (await worker.get("/healthz")).status_code == 200

@@ -15,12 +15,13 @@ from services.notifier.alerts import (
     NoticeKind,
     Timings,
     apply_snapshot,
+    escalation_level,
     evaluate,
     next_check_at,
     observe,
     wanted_by,
 )
-from shared.schemas import Level
+from shared.schemas import Level, ModelNote
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 TIMINGS = Timings.from_seconds(debounce=60, deescalation_hold=3600, reminder_interval=86400)
@@ -318,3 +319,39 @@ def test_an_escalation_is_backed_by_caught_up_snapshots_spanning_the_debounce(sn
             and all(later.level.severity >= notice.level.severity for later in window if later.computed >= s.computed)
         ]
         assert starts, (notice, window)
+
+
+@pytest.mark.parametrize(
+    ("level", "today_level", "learnt", "expected"),
+    [
+        (AT_RISK, OK, True, AT_RISK),
+        (AT_RISK, OK, False, OK),
+        (WATCH, WATCH, False, WATCH),
+        (AT_RISK, AT_RISK, False, AT_RISK),
+        (BREACH, BREACH, False, BREACH),
+        (WATCH, OK, False, OK),
+    ],
+)
+def test_a_snapshot_on_lanes_not_learnt_escalates_no_further_than_today_vtr(
+    level: Level, today_level: Level, learnt: bool, expected: Level
+) -> None:
+    note = ModelNote(built_at=None, packages=0, lanes_learnt=learnt, today_level=today_level)
+    assert escalation_level(level, note) is expected
+    assert escalation_level(level, None) is level
+
+
+def test_unlearnt_snapshots_break_an_escalation_run_but_keep_the_told_level() -> None:
+    """An AT_RISK run interrupted by a cold-start snapshot starts again; and a seller already
+    told AT_RISK is not told "better" by a cold snapshot that says AT_RISK too."""
+    driver = Driver()
+    driver.snapshot(OK, 0)
+    driver.snapshot(AT_RISK, 10)
+    driver.state = observe(driver.state, AT_RISK, at(40), True, escalates_to=OK) or driver.state
+    driver.tick(75)
+    assert driver.notices == []
+    driver.snapshot(AT_RISK, 80)
+    driver.tick(141)
+    assert driver.kinds() == [(NoticeKind.ESCALATED, OK, AT_RISK)]
+    driver.state = observe(driver.state, AT_RISK, at(200), True, escalates_to=OK) or driver.state
+    driver.tick(10_000)
+    assert driver.kinds() == [(NoticeKind.ESCALATED, OK, AT_RISK)]

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from aiokafka import ConsumerRecord
 from fastapi import FastAPI
@@ -23,7 +24,7 @@ from services.notifier import metrics
 from services.notifier.app import Runtime, create_app
 from services.notifier.db import as_utc, delivery_attempts, outbox, subscriptions
 from services.notifier.settings import NotifierSettings
-from shared.schemas import SCORE_CODEC, Level, ScoreSnapshot
+from shared.schemas import SCORE_CODEC, Level, ModelNote, ScoreSnapshot
 from tests.notifier.conftest import (
     EXAMPLE_PACKAGES,
     SCORER_KEY,
@@ -168,6 +169,38 @@ async def test_escalation_is_debounced_then_delivered_once_to_every_recipient(ha
     listed = await harness.notifications()
     assert {row["status"] for row in listed} == {"sent"} and len(listed) == 3
     assert all(row["packages_listed"] for row in listed)
+
+
+async def test_a_forecast_on_lanes_not_learnt_escalates_only_once_they_are(harness: Harness) -> None:
+    """Cold start: AT_RISK from a model that has not learnt the category's lanes (today's VTR
+    alone says WATCH) sends nothing; the same level once learnt escalates after the debounce."""
+    await harness.subscribe(emails=["ops@example.com"], slack_webhook_url=None)
+    cold = ModelNote(built_at=None, packages=0, lanes_learnt=False, unlearnt_pending=3, today_level=Level.OK)
+    await harness.feed(make_snapshot(Level.OK, computed_at=harness.clock.now))
+    for second in (1, 40, 90, 200):
+        snapshot = msgspec.structs.replace(make_snapshot(Level.AT_RISK, computed_at=harness.at(second)), model=cold)
+        await harness.feed(snapshot)
+    harness.clock.advance(400)
+    assert await harness.tick() == 0
+    assert await harness.rows() == []
+    learnt = ModelNote(built_at=harness.clock.now, packages=5000, lanes_learnt=True, today_level=Level.OK)
+    learnt_snapshot = make_snapshot(Level.AT_RISK, computed_at=harness.at(1))
+    await harness.feed(msgspec.structs.replace(learnt_snapshot, model=learnt))
+    harness.clock.advance(62)
+    assert await harness.tick() == 1
+    [row] = await harness.rows()
+    assert (row.kind, row.previous_level, row.level) == ("escalated", "OK", "AT_RISK")
+
+
+async def test_a_breach_today_escalates_even_before_the_lanes_are_learnt(harness: Harness) -> None:
+    await harness.subscribe(emails=["ops@example.com"], slack_webhook_url=None)
+    cold = ModelNote(built_at=None, packages=0, lanes_learnt=False, unlearnt_pending=3, today_level=Level.BREACH)
+    snapshot = make_snapshot(Level.BREACH, computed_at=harness.clock.now)
+    await harness.feed(msgspec.structs.replace(snapshot, model=cold))
+    harness.clock.advance(61)
+    assert await harness.tick() == 1
+    [row] = await harness.rows()
+    assert row.level == "BREACH"
 
 
 async def test_replayed_duplicated_and_out_of_order_snapshots_write_nothing_twice(harness: Harness) -> None:

@@ -11,6 +11,7 @@ job running in between, as it would during a real backfill).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -45,6 +46,8 @@ from tools.simulate.scenario import Package, Scenario
 from tools.simulate.truth import FLOOR, package_valid, vtr_by_key
 
 BATCH = 2000
+#: Creating or dropping a scratch database waits this long for the server (a loaded machine).
+ADMIN_TIMEOUT_SECONDS = 60
 ORDERS = ("scans-first", "shipments-first")
 WARNED = {Level.AT_RISK.value, Level.BREACH.value}
 
@@ -79,6 +82,8 @@ class Outcome:
     cases: list[Case] = field(default_factory=list)
     #: (probability, became valid in time) of every pending package.
     packages: list[tuple[float, bool]] = field(default_factory=list)
+    #: The same, read live (``evaluate_scenario(live=True)``).
+    live_packages: list[tuple[float, bool]] = field(default_factory=list)
 
 
 def _record(
@@ -135,12 +140,15 @@ def messages(
                     order_id=package.order_id,
                 )
             )
+    # A push source in an outage (``ScenarioConfig.outages``, whole UTC days up to today)
+    # has not delivered the scans that occurred since it began.
+    down = {(outage.source, scenario.today + timedelta(days=outage.day)) for outage in scenario.config.outages}
     events = []
     for number in sorted(numbers):
         parcel = scenario.parcels[number]
         carrier = carrier_slug(parcel.service.carrier_name) or parcel.service.carrier_name
         for scan in parcel.scans:
-            if scan.occurred_at > known_at:
+            if scan.occurred_at > known_at or (parcel.service.source, scan.occurred_at.date()) in down:
                 continue
             code = scan.raw_code or scan.status.value
             events.append(
@@ -166,7 +174,7 @@ async def scratch_database(admin_url: str | None, directory: str) -> AsyncIterat
         yield f"sqlite+aiosqlite:///{directory}/evaluate-{uuid.uuid4().hex[:8]}.db"
         return
     name = f"vtrwatch_evaluate_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(admin_url, timeout=5)
+    admin = await asyncpg.connect(admin_url, timeout=ADMIN_TIMEOUT_SECONDS)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -174,26 +182,23 @@ async def scratch_database(admin_url: str | None, directory: str) -> AsyncIterat
     try:
         yield admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
     finally:
-        admin = await asyncpg.connect(admin_url, timeout=5)
+        admin = await asyncpg.connect(admin_url, timeout=ADMIN_TIMEOUT_SECONDS)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
 
 
-async def _apply(
+async def apply_messages(
     engine: AsyncEngine, service: ScorerService, items: Iterable[object], today: date, now: datetime
 ) -> None:
-    batch: list[ConsumerRecord[bytes, bytes]] = []
-    for offset, message in enumerate(items, start=1):
-        batch.append(_record(message, offset))  # type: ignore[arg-type]
-        if len(batch) >= BATCH:
-            async with engine.begin() as connection:
-                await apply_records(connection, service.evaluator, batch, today, now)
-            batch = []
-    if batch:
+    """Apply the messages in batches, as the scorer's consumer does (and counts them)."""
+    records = [_record(message, offset) for offset, message in enumerate(items, start=1)]  # type: ignore[arg-type]
+    for start in range(0, len(records), BATCH):
+        batch = records[start : start + BATCH]
         async with engine.begin() as connection:
             await apply_records(connection, service.evaluator, batch, today, now)
+        service.batches.records_applied += len(batch)
 
 
 def true_leads(scenario: Scenario, today: date, horizon: int = 14) -> dict[tuple[str, str, str], int | None]:
@@ -208,83 +213,150 @@ def true_leads(scenario: Scenario, today: date, horizon: int = 14) -> dict[tuple
     return leads
 
 
+#: How long after the last record a seller reads in the live mode (the issue's figure).
+LIVE_READ_SECONDS = 80.0
+
+
+def live_label(order: str) -> str:
+    return f"{order}, live {LIVE_READ_SECONDS:.0f} s"
+
+
+class VirtualClock:
+    """The evaluated moment, moved forward by the live mode (naive UTC, as the scorer keeps it)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FeedingScorer(ScorerService):
+    """The scorer fed in-process: ``behind`` stands for its consumer's lag (a backlog being
+    applied), which in the services the transactional consumer reports."""
+
+    behind = False
+
+    def caught_up(self) -> bool:
+        return not self.behind
+
+
 async def evaluate_scenario(
-    family: str, seed: int, scenario: Scenario, order: str, database_url: str, known_at: datetime
+    family: str, seed: int, scenario: Scenario, order: str, database_url: str, known_at: datetime, live: bool = False
 ) -> Outcome:
+    """Feed the scenario in ``order`` and read the scores after a refresh by hand (the
+    default), or, ``live``, as a seller would: the service's own clock (its timer and its
+    triggers) on a virtual clock from a fresh deployment, read ``LIVE_READ_SECONDS`` after
+    the feed (cases labelled :func:`live_label`), then after a refresh by hand as well."""
     today = scenario.today
-    now = known_at.astimezone(UTC).replace(tzinfo=None)
+    clock = VirtualClock(known_at.astimezone(UTC).replace(tzinfo=None))
     engine = create_engine(database_url)
     outcome = Outcome()
     try:
         async with engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
         settings = ScorerSettings(database_url=database_url, api_keys="evaluate")  # type: ignore[arg-type]
-        # The service's own clock job, at the evaluated moment, its model refresh forced.
-        service = ScorerService(settings, engine, today=lambda: today, now=lambda: now)
+        service = FeedingScorer(settings, engine, today=lambda: today, now=clock)
         shipments, events = messages(scenario, known_at)
-        if order == "shipments-first":
-            await _apply(engine, service, shipments, today, now)
-            await service.clock.run_once(refresh=True)
-            await _apply(engine, service, events, today, now)
+        first, second = (shipments, events) if order == "shipments-first" else (events, shipments)
+        if live:
+            # A fresh deployment: its first clock run builds a model from nothing, then the
+            # backlog arrives; the clock runs once meanwhile and as soon as it is applied.
+            await service.clock.run_once()
+            service.behind = True
+            # The feed takes the time it takes on this machine, on the service's clock too.
+            feeding = time.monotonic()
+            await apply_messages(engine, service, first, today, clock())
+            await service.clock.run_once()
+            await apply_messages(engine, service, second, today, clock())
+            clock.advance(time.monotonic() - feeding)
+            service.behind = False
+            elapsed = 0.0
+            while elapsed <= LIVE_READ_SECONDS:
+                await service.clock.run_once()
+                step = min(settings.clock_interval_seconds, LIVE_READ_SECONDS - elapsed) or 1.0
+                clock.advance(step)
+                elapsed += step
+            await _read(engine, service, scenario, family, seed, live_label(order), known_at, outcome)
         else:
-            await _apply(engine, service, events, today, now)
-            await _apply(engine, service, shipments, today, now)
+            await apply_messages(engine, service, first, today, clock())
+            if order == "shipments-first":
+                await service.clock.run_once(refresh=True)
+            await apply_messages(engine, service, second, today, clock())
         await service.clock.run_once(refresh=True)
-
-        leads = true_leads(scenario, today)
-        known_truth = vtr_by_key(scenario, today, known_at)
-        by_seller: dict[str, dict[tuple[str, str], object]] = {}
-        async with engine.connect() as connection:
-            for seller_id in sorted({key[0] for key in leads}):
-                by_seller[seller_id] = {
-                    (c.marketplace, c.category): c for c in await service.scoring.scores(connection, seller_id, today)
-                }
-            rows = (
-                await connection.execute(
-                    select(packages.c.order_id, packages.c.probability_micro).where(
-                        packages.c.state == "pending", packages.c.promised_date >= today
-                    )
-                )
-            ).all()
-        for key, lead in sorted(leads.items(), key=lambda item: item[0]):
-            category_score = by_seller[key[0]].get((key[1], key[2]))
-            truth = known_truth.get(key)
-            if category_score is None:
-                continue
-            s = category_score.score  # type: ignore[attr-defined]
-            matches = (truth is not None and (s.total, s.valid) == (truth.total, truth.valid)) or (
-                truth is None and s.total == 0
-            )
-            outcome.cases.append(
-                Case(
-                    family=family,
-                    seed=seed,
-                    order=order,
-                    seller_id=key[0],
-                    marketplace=key[1],
-                    category=key[2],
-                    role=scenario.role_of(key[0]),
-                    true_lead=lead,
-                    level=category_score.level.value,  # type: ignore[attr-defined]
-                    days_to_breach=s.days_to_breach,
-                    breach_probability=s.breach_probability,
-                    counts_match=bool(matches),
-                    total=s.total,
-                    vtr=s.vtr,
-                )
-            )
-        by_order = {package.order_id: package for package in scenario.packages}
-        for order_id, probability_micro in rows:
-            package = by_order[order_id]
-            outcome.packages.append(
-                (
-                    probability_micro / 1_000_000,
-                    package_valid(scenario, package, package.promised_date + timedelta(days=1)),
-                )
-            )
+        await _read(engine, service, scenario, family, seed, order, known_at, outcome)
     finally:
         await engine.dispose()
     return outcome
+
+
+async def _read(
+    engine: AsyncEngine,
+    service: ScorerService,
+    scenario: Scenario,
+    family: str,
+    seed: int,
+    label: str,
+    known_at: datetime,
+    outcome: Outcome,
+) -> None:
+    """The scores as ``GET .../vtr`` computes them, and the pending packages' probabilities."""
+    today = scenario.today
+    leads = true_leads(scenario, today)
+    known_truth = vtr_by_key(scenario, today, known_at)
+    by_seller: dict[str, dict[tuple[str, str], object]] = {}
+    async with engine.connect() as connection:
+        for seller_id in sorted({key[0] for key in leads}):
+            by_seller[seller_id] = {
+                (c.marketplace, c.category): c for c in await service.scoring.scores(connection, seller_id, today)
+            }
+        rows = (
+            await connection.execute(
+                select(packages.c.order_id, packages.c.probability_micro).where(
+                    packages.c.state == "pending", packages.c.promised_date >= today
+                )
+            )
+        ).all()
+    for key, lead in sorted(leads.items(), key=lambda item: item[0]):
+        category_score = by_seller[key[0]].get((key[1], key[2]))
+        truth = known_truth.get(key)
+        if category_score is None:
+            continue
+        s = category_score.score  # type: ignore[attr-defined]
+        matches = (truth is not None and (s.total, s.valid) == (truth.total, truth.valid)) or (
+            truth is None and s.total == 0
+        )
+        outcome.cases.append(
+            Case(
+                family=family,
+                seed=seed,
+                order=label,
+                seller_id=key[0],
+                marketplace=key[1],
+                category=key[2],
+                role=scenario.role_of(key[0]),
+                true_lead=lead,
+                level=category_score.level.value,  # type: ignore[attr-defined]
+                days_to_breach=s.days_to_breach,
+                breach_probability=s.breach_probability,
+                counts_match=bool(matches),
+                total=s.total,
+                vtr=s.vtr,
+            )
+        )
+    by_order = {package.order_id: package for package in scenario.packages}
+    read = outcome.packages if label in ORDERS else outcome.live_packages
+    for order_id, probability_micro in rows:
+        package = by_order[order_id]
+        read.append(
+            (
+                probability_micro / 1_000_000,
+                package_valid(scenario, package, package.promised_date + timedelta(days=1)),
+            )
+        )
 
 
 def noon(day: date) -> datetime:

@@ -6,7 +6,9 @@ scores read back from ``GET /v1/sellers/{id}/vtr`` and ``GET .../shipments``.
 Slower than the in-process run (every request goes through HTTP, Kafka and the clock job's
 real timers), so it is an option (``--through-services``), not the default. The scorer's
 clock runs every 2 seconds and rebuilds its model every 10, and the figures are read once
-the counts agree with the truth and two model rebuilds have passed.
+the counts agree with the truth and two model rebuilds have passed; with ``--live`` the
+scorer keeps its default timers (and its own triggers) and the figures are read
+``LIVE_READ_SECONDS`` after the last request, as a seller would read them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from tools.evaluate.run import Case, Outcome, true_leads
+from tools.evaluate.run import LIVE_READ_SECONDS, Case, Outcome, true_leads
 from tools.localstack import TansuBroker
-from tools.simulate.driver import Driver, ScorerClient, wait_for_agreement
+from tools.simulate.driver import Driver, Mismatch, ScorerClient, wait_for_agreement
 from tools.simulate.plan import replay_plan
 from tools.simulate.scenario import Scenario
 from tools.simulate.stack import ServiceProcess
@@ -29,6 +31,7 @@ from tools.simulate.webhooks import WebhookSecrets
 API_KEY = "dev-api-key"
 CLOCK_SECONDS = 2.0
 MODEL_REFRESH_SECONDS = 10.0
+SERVICES_LIVE = f"services, live {LIVE_READ_SECONDS:.0f} s"
 
 
 async def _pending(client: httpx.AsyncClient, seller_id: str) -> list[dict[str, object]]:
@@ -48,7 +51,7 @@ async def _pending(client: httpx.AsyncClient, seller_id: str) -> list[dict[str, 
 
 
 async def evaluate_through_services(
-    family: str, seed: int, scenario: Scenario, database_url: str, directory: Path
+    family: str, seed: int, scenario: Scenario, database_url: str, directory: Path, live: bool = False
 ) -> Outcome:
     known_at = datetime.now(UTC).replace(microsecond=0)
     today = scenario.today
@@ -58,21 +61,24 @@ async def evaluate_through_services(
     try:
         env = {"VTR_KAFKA_BOOTSTRAP": broker.bootstrap, "VTR_LOG_LEVEL": "WARNING", "VTR_KAFKA_TOPIC_PARTITIONS": "3"}
         started.append(ServiceProcess("ingest", env, directory / "ingest.log").start())
-        scorer_env = {
-            **env,
-            "VTR_DATABASE_URL": database_url,
+        timers = {
             "VTR_CLOCK_INTERVAL_SECONDS": str(CLOCK_SECONDS),
             "VTR_MODEL_REFRESH_SECONDS": str(MODEL_REFRESH_SECONDS),
         }
+        scorer_env = {**env, "VTR_DATABASE_URL": database_url, **({} if live else timers)}
         scorer = ServiceProcess("scorer", scorer_env, directory / "scorer.log").start()
         started.append(scorer)
         async with Driver(started[0].url, API_KEY, WebhookSecrets.from_ingest_settings(), concurrency=8) as driver:
             await driver.replay(replay_plan(scenario, known_at))
         reader = ScorerClient(scorer.url, API_KEY)
         try:
-            _, mismatches = await wait_for_agreement(scenario, reader, today, known_at, timeout_seconds=300)
-            # Two model rebuilds after the last record, each followed by its reviews.
-            await asyncio.sleep(2 * MODEL_REFRESH_SECONDS + 2 * CLOCK_SECONDS)
+            mismatches: list[Mismatch] = []
+            if live:
+                await asyncio.sleep(LIVE_READ_SECONDS)
+            else:
+                _, mismatches = await wait_for_agreement(scenario, reader, today, known_at, timeout_seconds=300)
+                # Two model rebuilds after the last record, each followed by its reviews.
+                await asyncio.sleep(2 * MODEL_REFRESH_SECONDS + 2 * CLOCK_SECONDS)
             leads = true_leads(scenario, today)
             known_truth = vtr_by_key(scenario, today, known_at)
             by_order = {package.order_id: package for package in scenario.packages}
@@ -90,7 +96,7 @@ async def evaluate_through_services(
                             Case(
                                 family=family,
                                 seed=seed,
-                                order="services",
+                                order=SERVICES_LIVE if live else "services",
                                 seller_id=key[0],
                                 marketplace=key[1],
                                 category=key[2],

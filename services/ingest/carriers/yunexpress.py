@@ -101,6 +101,10 @@ _LEGACY_EVENT_FIELDS = {
     "processcity": "process_city",
 }
 _LEGACY_DETAILS = "ordertrackingdetails"
+#: The older API's numeric status, on events that carry no node code: it becomes the code
+#: ``trackingStatus:<n>``, mapped in status_codes.toml like any other (docs/carriers.md).
+_LEGACY_NUMERIC_STATUS = "trackingstatus"
+LEGACY_STATUS_PREFIX = "trackingStatus:"
 #: Envelopes the older parcels were seen in (the v1 API's `Item`, or data/body as today).
 _LEGACY_ENVELOPES = ("data", "body", "item", "result")
 
@@ -127,6 +131,15 @@ def _legacy_parcels(document: Any) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield f".{name}{path}", parcel
 
 
+def _legacy_event(detail: dict[str, Any]) -> dict[str, Any]:
+    event = {new: value for key, value in detail.items() if (new := _LEGACY_EVENT_FIELDS.get(_squash(key)))}
+    if "track_node_code" not in event:
+        numeric = next((value for key, value in detail.items() if _squash(key) == _LEGACY_NUMERIC_STATUS), None)
+        if isinstance(numeric, int | str) and not isinstance(numeric, bool) and str(numeric).strip().isdigit():
+            event["track_node_code"] = f"{LEGACY_STATUS_PREFIX}{int(str(numeric).strip())}"
+    return event
+
+
 def parse_legacy(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
     """The older camelCase (or PascalCase) push: ``wayBillNumber`` + ``orderTrackingDetails``."""
     try:
@@ -139,12 +152,7 @@ def parse_legacy(raw_body: bytes, received_at: datetime) -> list[TrackingEvent]:
         if not isinstance(details, list):
             raise PushError(f"${path}.orderTrackingDetails: expected an array")
         parcel = {new: fields[old] for old, new in _LEGACY_PARCEL_FIELDS.items() if old in fields}
-        parcel["track_events"] = [
-            {new: value for key, value in detail.items() if (new := _LEGACY_EVENT_FIELDS.get(_squash(key)))}
-            if isinstance(detail, dict)
-            else detail
-            for detail in details
-        ]
+        parcel["track_events"] = [_legacy_event(detail) if isinstance(detail, dict) else detail for detail in details]
         try:
             parcels.append((path, msgspec.convert(parcel, Parcel)))
         except msgspec.ValidationError as error:

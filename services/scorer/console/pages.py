@@ -29,6 +29,7 @@ from services.scorer.console.render import (
 )
 from services.scorer.runtime.service import ScorerService
 from services.scorer.storage import console as queries
+from services.scorer.storage.amazon import seller_comparisons
 from shared.console_links import CONSOLE_PREFIX
 from shared.schemas import Level, PackageView, Reason
 
@@ -56,12 +57,14 @@ async def overview_page(
         return access
     async with service.engine.connect() as connection:
         rows = await queries.overview(service.scoring, connection, seller_id)
+        amazon = await seller_comparisons(connection, seller_id)
     return page(
         request,
         "overview.html",
         {
             **_common(service, seller_id, language, access),
             "rows": rows,
+            "amazon": amazon,
             "category_url": lambda row: (
                 f"{seller_path(seller_id)}/category?"
                 + urlencode({"marketplace": row.marketplace, "category": row.category})

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from services.scorer.domain.freshness import ModelBuild
 from services.scorer.domain.packages import MICRO, NOON, Cancellation, PackageRow, counted_deadline
 from services.scorer.domain.policy import (
     Policy,
@@ -84,6 +85,8 @@ class Evaluator:
     policy: Policy
     #: Replaced by the clock job when the model is refreshed (see :func:`refresh_model`).
     model: Model = field(init=False)
+    #: What that build saw (domain/freshness.py).
+    build: ModelBuild = field(default_factory=ModelBuild, compare=False)
     #: required_tracking per (origin, marketplace, amount, currency): Decimal arithmetic and
     #: FX conversion per package were a large share of a batch's evaluation time.
     _levels: dict[tuple[str, str, str, str], TrackingLevel] = field(default_factory=dict, compare=False, repr=False)

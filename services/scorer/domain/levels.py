@@ -43,3 +43,30 @@ def level_of(score: Score, thresholds: LevelThresholds = LevelThresholds()) -> L
     if score.total < thresholds.min_packages and level.severity > Level.WATCH.severity:
         return Level.WATCH
     return level
+
+
+def today_level(score: Score, thresholds: LevelThresholds = LevelThresholds()) -> Level:
+    """The level today's VTR alone gives, without the forecast: BREACH below the floor,
+    AT_RISK below ``at_risk_below``, WATCH below ``watch_below``."""
+    vtr = score.vtr
+    if vtr is None:
+        return Level.OK
+    if vtr < thresholds.floor:
+        return Level.BREACH
+    level = Level.OK
+    if vtr < thresholds.at_risk_below:
+        level = Level.AT_RISK
+    elif vtr < thresholds.watch_below:
+        level = Level.WATCH
+    if score.total < thresholds.min_packages and level.severity > Level.WATCH.severity:
+        return Level.WATCH
+    return level
+
+
+def capped_level(level: Level, today: Level, lanes_learnt: bool) -> Level:
+    """While a category's lanes are not learnt its forecast rests on priors: the level is
+    at most WATCH, unless today's VTR alone says worse (docs/forecast.md, "Cold start")."""
+    if lanes_learnt:
+        return level
+    forecast_capped = min(level, Level.WATCH, key=lambda candidate: candidate.severity)
+    return max(forecast_capped, today, key=lambda candidate: candidate.severity)

@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 
-from services.scorer.domain.levels import LevelThresholds, level_of
+from services.scorer.domain.levels import LevelThresholds, capped_level, level_of, today_level
 from services.scorer.forecast import DayCounts, Score, score
-from shared.schemas import CarrierHealthNote, ForecastPoint, Level, ScoreSnapshot
+from shared.schemas import CarrierHealthNote, ForecastPoint, Level, ModelNote, ScoreSnapshot
 
 
 @dataclass
@@ -38,6 +38,8 @@ class CategoryScore:
     level: Level
     #: Silent carriers behind this category's pending packages (across all sellers).
     carrier_health: tuple[CarrierHealthNote, ...] = ()
+    #: The model that priced its pending packages, and whether it had learnt their lanes.
+    model: ModelNote | None = None
 
     def as_json(self) -> dict[str, Any]:
         s = self.score
@@ -69,6 +71,7 @@ class CategoryScore:
             "reasons": dict(sorted(s.reasons.items())),
             "pending_reasons": dict(sorted(s.pending_reasons.items())),
             "carrier_health": [msgspec.to_builtins(note) for note in self.carrier_health],
+            "model": msgspec.to_builtins(self.model) if self.model is not None else None,
         }
 
     def snapshot(self, seller_id: str, as_of: date, caught_up: bool) -> ScoreSnapshot:
@@ -105,6 +108,7 @@ class CategoryScore:
             breach_probability=rounded(s.breach_probability),
             pending_reasons=dict(sorted(s.pending_reasons.items())),
             carrier_health=self.carrier_health,
+            model=self.model,
         )
 
 
@@ -117,7 +121,11 @@ class ScoreRules:
     correlation: float
     thresholds: LevelThresholds
 
-    def category_score(self, marketplace: str, category: str, counts: ScopeCounts, as_of: date) -> CategoryScore:
+    def category_score(
+        self, marketplace: str, category: str, counts: ScopeCounts, as_of: date, model: ModelNote | None = None
+    ) -> CategoryScore:
+        """The score and its level; while ``model`` says the category's lanes are not learnt,
+        the level is capped (domain/levels.py ``capped_level``)."""
         result = score(
             counts.days,
             as_of,
@@ -127,7 +135,12 @@ class ScoreRules:
             pending_reasons=counts.pending_reasons,
             correlation=self.correlation,
         )
-        return CategoryScore(marketplace, category, result, level_of(result, self.thresholds), counts.carrier_health)
+        level = level_of(result, self.thresholds)
+        if model is not None:
+            today = today_level(result, self.thresholds)
+            level = capped_level(level, today, model.lanes_learnt)
+            model = msgspec.structs.replace(model, today_level=today)
+        return CategoryScore(marketplace, category, result, level, counts.carrier_health, model)
 
     def empty_score(self, marketplace: str, category: str, as_of: date) -> CategoryScore:
         return self.category_score(marketplace, category, ScopeCounts({}, {}), as_of)

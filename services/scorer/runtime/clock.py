@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scorer import metrics
 from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.freshness import InputChange, RefreshReason, refresh_reason
 from services.scorer.domain.window import FORECAST_DAYS, TodayFunction, window
 from services.scorer.settings import ScorerSettings
 from services.scorer.storage.clock import expire_pending, mark_window_slide, prune_counters, review_due
 from services.scorer.storage.gauges import read_gauges
+from services.scorer.storage.model_inputs import read_new_lanes
 from services.scorer.storage.model_state import refresh_model, refresh_projections
 from services.scorer.storage.packages import ConcurrentUpdate
 
@@ -33,6 +36,8 @@ class ClockJob:
         today: TodayFunction,
         now: Callable[[], datetime],
         on_change: Callable[[], None],
+        caught_up: Callable[[], bool],
+        records_applied: Callable[[], int],
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -41,6 +46,41 @@ class ClockJob:
         self.now = now
         #: Called when a round changed some scores (wakes the publisher).
         self._on_change = on_change
+        #: Whether the consumer is caught up, and how many records it has applied in all.
+        self._caught_up = caught_up
+        self._records_applied = records_applied
+        self.freshness = settings.freshness_rules()
+        #: ``records_applied()`` when the model was last built.
+        self._applied_at_build = 0
+        #: Whether the consumer was caught up at the last round (a backlog drains between two).
+        self._caught_up_at_last_round = False
+
+    def just_caught_up(self) -> bool:
+        """The consumer has caught up since the last round: the clock runs at once (and
+        rebuilds the model: domain/freshness.py)."""
+        return self._caught_up() and not self._caught_up_at_last_round
+
+    async def refresh_reason(self) -> RefreshReason | None:
+        """Whether the model must be rebuilt now: its timer, or its input changed enough
+        since the last build (domain/freshness.py)."""
+        caught_up = self._caught_up()
+        just_caught_up = self.just_caught_up()
+        self._caught_up_at_last_round = caught_up
+        build = self.evaluator.build
+        records = self._records_applied() - self._applied_at_build
+        change = InputChange(records=records)
+        if caught_up and records and build.built_at is not None:
+            async with self.engine.connect() as connection:
+                change = replace(await read_new_lanes(connection, build), records=records)
+        return refresh_reason(
+            build,
+            change,
+            self.freshness,
+            now=self.now(),
+            timer_due=self.model_due(),
+            caught_up=caught_up,
+            just_caught_up=just_caught_up,
+        )
 
     def model_due(self) -> bool:
         """Whether the forecast model is older than ``VTR_MODEL_REFRESH_SECONDS`` (or was never built)."""
@@ -57,17 +97,23 @@ class ClockJob:
             metrics.CARRIER_SILENT.labels(health.carrier, health.origin).set(int(health.silent(model.settings)))
 
     async def run_once(self, refresh: bool | None = None) -> tuple[int, bool]:
-        """Refresh the model when due (``refresh`` forces it either way), recompute pending
-        packages whose review is due, expire pending packages whose promised date passed,
-        rebuild the projections with those fresh probabilities, and mark the window slide
-        once a day."""
+        """Refresh the model when due or when its input changed enough (``refresh`` forces
+        it either way), recompute pending packages whose review is due, expire pending
+        packages whose promised date passed, rebuild the projections with those fresh
+        probabilities, and mark the window slide once a day."""
         today = self.today()
-        refreshing = self.model_due() if refresh is None else refresh
-        if refreshing:
+        reason = await self.refresh_reason() if refresh is None else (RefreshReason.FORCED if refresh else None)
+        refreshing = reason is not None
+        if reason is not None:
             started = time.perf_counter()
+            # Records applied while it is built may be in it or not: they count for the next one.
+            applied = self._records_applied()
             async with self.engine.begin() as connection:
                 await refresh_model(connection, self.evaluator, self.now())
+            self._applied_at_build = applied
             metrics.MODEL_REFRESH_SECONDS.observe(time.perf_counter() - started)
+            metrics.MODEL_REFRESHES.labels(reason.value).inc()
+            metrics.MODEL_PACKAGES.set(self.evaluator.build.packages)
             self._export_carrier_health()
         reviewed = await self._run_step(review_due, today)
         expired = await self._run_step(expire_pending, today)

@@ -97,6 +97,8 @@ class BatchApplier:
         self._ahead: dict[int, AheadPlan] = {}
         #: Tracking numbers and orders the last batch wrote.
         self._last_written: tuple[set[str], set[tuple[str, str]]] = (set(), set())
+        #: Records applied since the start (the clock job's measure of new input).
+        self.records_applied = 0
         for outcome in ("used", "stale", "conflict"):  # every series exists (at 0) from the start
             metrics.BATCHES_PLANNED_AHEAD.labels(outcome)
 
@@ -210,6 +212,7 @@ class BatchApplier:
             numbers |= written_numbers
             orders |= written_orders
         self._last_written = (numbers, orders)
+        self.records_applied += len(records)
         elapsed = time.perf_counter() - started
         metrics.BATCH_SIZE.observe(len(records))
         metrics.DB_TRANSACTION.observe(elapsed)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date
 from fractions import Fraction
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer.domain.evaluator import Evaluator
+from services.scorer.domain.freshness import coverage
 from services.scorer.domain.packages import PackageRow
 from services.scorer.domain.policy import summarise_scans
 from services.scorer.domain.scores import CategoryScore, ScopeCounts, ScoreRules
@@ -19,9 +20,10 @@ from services.scorer.domain.window import TodayFunction, counted_range, window
 from services.scorer.settings import ScorerSettings
 from services.scorer.storage.counts import read_counts, recompute_counts, silent_lane_counts
 from services.scorer.storage.lastmile import load_last_miles
+from services.scorer.storage.model_inputs import pending_lanes
 from services.scorer.storage.packages import load_scans
 from services.scorer.storage.shipments import shipment_rows
-from shared.schemas import CarrierHealthNote, PackagePage, PackageView
+from shared.schemas import CarrierHealthNote, ModelNote, PackagePage, PackageView
 
 
 class Scoring:
@@ -29,6 +31,7 @@ class Scoring:
         self.settings = settings
         self.evaluator = evaluator
         self.today = today
+        self.freshness = settings.freshness_rules()
         self.rules = ScoreRules(
             lag_days=settings.window_lag_days,
             floor=Fraction(str(settings.vtr_floor)),
@@ -59,10 +62,31 @@ class Scoring:
                 scope,
             )
         await self._attach_carrier_health(connection, seller_id, as_of, found)
+        notes = await self._model_notes(connection, seller_id, as_of, found)
         return [
-            self.rules.category_score(marketplace, category, counts, as_of)
+            self.rules.category_score(marketplace, category, counts, as_of, notes.get((marketplace, category)))
             for (marketplace, category), counts in sorted(found.items())
         ]
+
+    async def _model_notes(
+        self, connection: AsyncConnection, seller_id: str, as_of: date, found: dict[tuple[str, str], ScopeCounts]
+    ) -> dict[tuple[str, str], ModelNote]:
+        """Per category: the model that priced its pending packages and whether it had
+        learnt every lane they are on (one query per seller)."""
+        if not found:
+            return {}
+        build = self.evaluator.build
+        lanes = await pending_lanes(connection, seller_id, as_of)
+        notes = {}
+        for scope in found:
+            seen = coverage(build, lanes.get(scope, ()), self.freshness)
+            notes[scope] = ModelNote(
+                built_at=build.built_at.replace(tzinfo=UTC) if build.built_at is not None else None,
+                packages=build.packages,
+                lanes_learnt=seen.learnt,
+                unlearnt_pending=seen.unlearnt_pending,
+            )
+        return notes
 
     async def _attach_carrier_health(
         self, connection: AsyncConnection, seller_id: str, as_of: date, found: dict[tuple[str, str], ScopeCounts]

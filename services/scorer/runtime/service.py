@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -33,6 +34,8 @@ from shared.kafka import ensure_topics, make_producer
 from shared.topics import INPUT_TOPICS, SCORES_TOPIC, SHIPMENTS, TRACKING_EVENTS
 
 log = logging.getLogger(__name__)
+#: Between clock rounds, how often the clock looks whether the consumer has just caught up.
+WAKE_POLL_SECONDS = 1.0
 
 
 class TopicLayoutError(RuntimeError):
@@ -59,9 +62,18 @@ class ScorerService:
         #: The read API's answers, also filled by the publisher.
         self.reads = ScoreReads(self.scoring, engine, settings.read_cache_sellers, settings.read_pool_size)
         self.publisher = Publisher(settings, engine, self.scoring, self.reads, self.caught_up)
-        self.clock = ClockJob(settings, engine, self.evaluator, today, self.now, self.publisher.wake)
         self.batches = BatchApplier(
             engine, self.evaluator, today, self.now, settings.batch_max_records, self._batches_applied
+        )
+        self.clock = ClockJob(
+            settings,
+            engine,
+            self.evaluator,
+            today,
+            self.now,
+            self.publisher.wake,
+            self.caught_up,
+            lambda: self.batches.records_applied,
         )
         self.plans_ahead = settings.plan_ahead and engine.dialect.name == "postgresql"
         create_staging_tables_on_connect(engine)
@@ -101,7 +113,10 @@ class ScorerService:
         )
         await self.consumer.start()
         self._tasks = [
-            asyncio.create_task(self._every(self.settings.clock_interval_seconds, self.clock.run_once), name="clock"),
+            asyncio.create_task(
+                self._every(self.settings.clock_interval_seconds, self.clock.run_once, self.clock.just_caught_up),
+                name="clock",
+            ),
             asyncio.create_task(self.publisher.run(self._stopping), name="publisher"),
             asyncio.create_task(
                 self._every(self.settings.gauges_interval_seconds, self.clock.refresh_gauges), name="gauges"
@@ -121,7 +136,11 @@ class ScorerService:
         if self.publisher.producer is not None:
             await self.publisher.producer.stop()
 
-    async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+    async def _every(
+        self, interval: float, job: Callable[[], Awaitable[object]], wake: Callable[[], bool] | None = None
+    ) -> None:
+        """Run ``job`` every ``interval`` seconds, or sooner once ``wake()`` says so (polled
+        every ``WAKE_POLL_SECONDS``)."""
         while not self._stopping.is_set():
             try:
                 await job()
@@ -129,8 +148,14 @@ class ScorerService:
                 raise
             except Exception:
                 log.exception("periodic job failed; retrying next round", extra={"job": job.__name__})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
+            deadline = time.monotonic() + interval
+            while not self._stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                if wake is not None and wake():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stopping.wait(), remaining if wake is None else min(WAKE_POLL_SECONDS, remaining)
+                    )
 
     def caught_up(self) -> bool:
         """Whether this instance's consumer lag is known and at most the setting.

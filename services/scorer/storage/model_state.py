@@ -36,6 +36,7 @@ from services.scorer.model import (
     silence_observations,
 )
 from services.scorer.storage.dialect import JSON_ENCODER, chunks, dialect_insert, execute_rows, insert_rows
+from services.scorer.storage.model_inputs import carriers_of_numbers, health_with_source_outages, read_model_build
 from services.scorer.storage.outbox import mark_changed
 from services.scorer.storage.schema import (
     model_state,
@@ -80,14 +81,17 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
     silence_since = now - timedelta(days=settings.silence_history_days)
     scan_rows = (
         await connection.execute(
-            select(scans.c.tracking_number, scans.c.status, scans.c.occurred_at).where(
+            select(scans.c.tracking_number, scans.c.status, scans.c.occurred_at, scans.c.source).where(
                 scans.c.tracking_number.in_(select(c.tracking_number).where(c.confirmed_at >= silence_since)),
                 scans.c.status.in_(sorted(PHYSICAL_SCAN_STATUSES)),
                 scans.c.occurred_at <= now,
             )
         )
     ).all()
-    return await asyncio.to_thread(model_state_from_rows, package_rows, scan_rows, now, settings)
+    state = await asyncio.to_thread(model_state_from_rows, package_rows, scan_rows, now, settings)
+    scan_sources = ((row.tracking_number, row.source) for row in scan_rows)
+    state.health = health_with_source_outages(state.health, carriers_of_numbers(package_rows), scan_sources, settings)
+    return state
 
 
 def model_state_from_rows(
@@ -149,7 +153,7 @@ def _add_silences(
     how long a service's parcels usually go without a scan in each stage), and the recent
     cohort of each seller's lane with the silence each parcel is in now."""
     by_number: dict[str, set[tuple[datetime, bool, str]]] = defaultdict(set)
-    for tracking_number, status, occurred_at in scan_rows:
+    for tracking_number, status, occurred_at, *_ in scan_rows:
         if tracking_number in scanned:
             # Sorted by time, a delivery scan after any other scan of the same moment.
             by_number[tracking_number].add((occurred_at, status in DELIVERY_SCAN_STATUSES, status))
@@ -191,6 +195,7 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
     backfill and a scans-first one end with the same probabilities once this has run.
     """
     settings = evaluator.policy.forecast
+    build = await read_model_build(connection, now - timedelta(days=settings.history_days), now)
     state = await build_model_state(connection, settings, now)
     model = await asyncio.to_thread(Model, state, settings)
     c = packages.c
@@ -216,6 +221,7 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
         marked += result.rowcount or 0
     await save_model_state(connection, state)
     evaluator.model = model
+    evaluator.build = build
     return marked
 
 
