@@ -44,8 +44,13 @@ from tests.scorer.conftest import TODAY, record, shipment
 from tools.localstack import TansuBroker
 
 SELLER_A, SELLER_B, NOBODY = "A1MATRIX", "B2MATRIX", "Z9NOSUCH"
-#: Routes that take no API key: carrier webhooks (signed by the carrier) and operations.
-PUBLIC = (re.compile(r"^/v1/webhooks/"), re.compile(r"^/(healthz|readyz|metrics)$"))
+#: Routes that take no API key: carrier webhooks (signed by the carrier), Amazon's redirect
+#: back after consent (its state is signed by vtrwatch), and operations.
+PUBLIC = (
+    re.compile(r"^/v1/webhooks/"),
+    re.compile(r"^/v1/amazon/callback$"),
+    re.compile(r"^/(healthz|readyz|metrics)$"),
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,14 @@ ROUTES: dict[tuple[str, str, str], RouteCase] = {
         lambda s: Call("POST", "/v1/shipments/RR123456785CN/cancel", {"seller_id": s}),
         202,
         other_seller=403,
+    ),
+    # Allowed, the route answers 503: Amazon is not set up in the tests (no application id).
+    ("ingest", "GET", "/v1/amazon/authorize"): RouteCase(
+        Scope.SHIPMENTS_WRITE, lambda s: Call("GET", f"/v1/amazon/authorize?seller_id={s}"), 503
+    ),
+    # Allowed, the route answers 404: no Amazon report for the seller yet (as for one unknown).
+    ("scorer", "GET", "/v1/sellers/{seller_id}/amazon"): RouteCase(
+        Scope.SCORES_READ, lambda s: Call("GET", f"/v1/sellers/{s}/amazon"), 404, same_as_unknown=True
     ),
     ("scorer", "GET", "/v1/sellers/{seller_id}/vtr"): RouteCase(
         Scope.SCORES_READ, lambda s: Call("GET", f"/v1/sellers/{s}/vtr"), 200, same_as_unknown=True
