@@ -1,46 +1,17 @@
-"""FastAPI building blocks every service uses: bearer-token auth, ``/healthz``,
-``/readyz``, ``/metrics``, and error bodies that say what is wrong."""
+"""FastAPI building blocks every service uses: ``/healthz``, ``/readyz``, ``/metrics``.
+API keys are checked by :mod:`shared.credentials.access`."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Request, Response, status
 
 from shared.db import ReadinessProblem
 from shared.observability import metrics_payload
 
 ReadinessCheck = Callable[[], Awaitable[object]]
-
-_bearer_scheme = HTTPBearer(auto_error=False, description="One of the keys in VTR_API_KEYS.")
-
-
-def key_matches(presented: bytes, accepted: list[bytes]) -> bool:
-    """Constant-time comparison against every accepted key (no early exit on a match)."""
-    matched = False
-    for key in accepted:
-        matched |= hmac.compare_digest(presented, key)
-    return matched
-
-
-def bearer_auth(accepted_keys: Callable[[], list[bytes]]) -> Callable[..., Awaitable[None]]:
-    """A dependency that requires ``Authorization: Bearer <one of the API keys>``."""
-
-    async def require_api_key(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
-    ) -> None:
-        if credentials is None or not key_matches(credentials.credentials.encode(), accepted_keys()):
-            raise HTTPException(
-                status_code=status.HTTP_401_UNAUTHORIZED,
-                detail="missing or invalid bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    return require_api_key
 
 
 def operations_router(checks: Mapping[str, ReadinessCheck], timeout_seconds: float = 3.0) -> APIRouter:

@@ -7,6 +7,7 @@ Metric labels never carry seller ids, tracking numbers or addresses: only bounde
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -45,9 +46,40 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str = "INFO") -> None:
+class TextFormatter(logging.Formatter):
+    """One readable line per record for a person at a terminal: time, level, logger,
+    message, then the ``extra=`` fields as ``key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        fields = " ".join(
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD_RECORD_ATTRIBUTES and key != "color_message"  # uvicorn's ANSI copy of msg
+        )
+        line = f"{moment} {record.levelname:<7} {record.name.removeprefix('services.')}: {record.getMessage()}"
+        line = f"{line}  {fields}" if fields else line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def in_container() -> bool:
+    """Whether this process runs in a container (Kubernetes, Docker), where logs go to a
+    collector that reads JSON."""
+    return "KUBERNETES_SERVICE_HOST" in os.environ or os.path.exists("/.dockerenv")
+
+
+def wants_text_logs(log_format: str = "auto", env: str = "dev") -> bool:
+    """``auto``: text for a person at a terminal, JSON in prod, in containers and in pipes."""
+    if log_format != "auto":
+        return log_format == "text"
+    return env != "prod" and sys.stderr.isatty() and not in_container()
+
+
+def configure_logging(level: str = "INFO", text: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from shared.consumer import offsets_command
 from shared.consumer.offsets_command import ConsumerOffsets
 from shared.db import upgrade_database
-from shared.observability import configure_logging
+from shared.observability import configure_logging, wants_text_logs
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def service_main(
         ]
         log.critical("refusing to start: invalid settings", extra={"problems": problems})
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, wants_text_logs(settings.log_format, settings.env))
     if args.command == "offsets":
         assert consumer_offsets is not None
         offsets_command.main(settings, consumer_offsets(settings), arguments[1:])

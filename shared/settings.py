@@ -65,9 +65,26 @@ class ServiceSettings(BaseSettings):
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=lambda: [SecretStr("dev-api-key")],
-        description="Comma-separated bearer tokens accepted on the non-carrier APIs.",
+        description="Comma-separated bearer tokens accepted on the non-carrier APIs as staff keys with every"
+        " scope (unscoped: prefer keys issued with python -m shared.credentials; docs/security.md).",
         json_schema_extra={"secret": True},
     )
+    #: Compacted topic of issued and revoked API keys, followed by every service (only the admin principal writes it).
+    credentials_topic: str = "vtr.credentials.v1"
+    #: Compacted topic where each service instance reports when each key was last used.
+    credential_usage_topic: str = "vtr.credential-usage.v1"
+    #: Seconds between two reports of keys used (the ``last_used_at`` that ``list`` shows).
+    credential_usage_flush_seconds: float = Field(default=30.0, gt=0)
+    #: Requests per second each API key may make to one service instance (token bucket refill rate).
+    rate_limit_per_second: float = Field(default=20.0, gt=0)
+    #: Requests a key may make in a burst before the refill rate applies.
+    rate_limit_burst: int = Field(default=60, ge=1)
+    #: Per-key limits, ``KEY_ID=RATE[/BURST]`` comma-separated; ``KEY_ID=off`` for none.
+    #: Staff and service keys are unlimited unless named here.
+    rate_limit_overrides: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: ``json``, ``text`` (one readable line per record) or ``auto``: text on a terminal
+    #: outside ``VTR_ENV=prod`` and containers, JSON everywhere else.
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     #: Kafka bootstrap servers, comma-separated ``host:port``.
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -95,10 +112,18 @@ class ServiceSettings(BaseSettings):
     #: SQLAlchemy URL of the service's own database: ``postgresql+asyncpg://...`` in prod.
     database_url: str = ""
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "rate_limit_overrides", mode="before")
     @classmethod
     def _split_api_keys(cls, value: Any) -> Any:
         return comma_separated(value)
+
+    @field_validator("rate_limit_overrides")
+    @classmethod
+    def _overrides_parse(cls, value: list[str]) -> list[str]:
+        from shared.credentials.limits import parse_overrides  # the format's one definition
+
+        parse_overrides(value)
+        return value
 
     @model_validator(mode="after")
     def _defaults_and_prod_safety(self) -> ServiceSettings:
@@ -117,7 +142,11 @@ class ServiceSettings(BaseSettings):
             value = getattr(self, name)
             values = value if isinstance(value, list) else [value]
             plain = [v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in values]
-            if not plain or any(not v or v.startswith(DEV_SECRET_PREFIX) for v in plain):
+            # An empty list is a choice (no unscoped VTR_API_KEYS once keys are issued); an
+            # unset one still holds the development default and is refused.
+            if (not plain and not isinstance(value, list)) or any(
+                not v or v.startswith(DEV_SECRET_PREFIX) for v in plain
+            ):
                 problems.append(f"{ENV_PREFIX}{name.upper()} is missing or a development default")
         if self.database_url.startswith("sqlite"):
             problems.append(f"{ENV_PREFIX}DATABASE_URL points at SQLite; prod needs PostgreSQL")

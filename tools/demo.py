@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -158,38 +159,58 @@ class View:
         return self._breaches[self.as_of]
 
     def render(self) -> Group:
+        """One block per seller, so the table reads at 80 columns (seller ids and
+        categories in full, headers over two lines)."""
         truth = vtr_by_key(self.scenario, self.as_of, self.known_at)
         breaches = self.true_breaches()
-        table = Table(title=f"vtrwatch as the scorer saw it on {self.as_of} (today is {self.scenario.today})")
-        for column, justify in (
-            ("seller", "left"), ("role", "left"), ("mkt", "left"), ("category", "left"), ("valid/total", "right"),
-            ("VTR", "right"), ("truth", "right"), ("forecast min", "right"), ("breach in", "right"), ("level", "left"),
-            ("truly < 95% in", "right"),
-        ):  # fmt: skip
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
-        for key in self.scenario.seller_categories():
-            row = self.rows.get(key)
-            if row is None and key not in truth:
-                continue
-            tally = truth.get(key, Tally())
-            seller, marketplace, category = key
-            forecast = [point["vtr"] for point in (row or {}).get("forecast", []) if point["vtr"] is not None]
-            level = (row or {}).get("level", "")
-            days = (row or {}).get("days_to_breach")
-            table.add_row(
-                seller,
-                self.scenario.role_of(seller),
-                marketplace,
-                category,
-                f"{row['valid']}/{row['total']}" if row else "-",
-                _percent(row.get("vtr") if row else None),
-                _percent(tally.vtr),
-                _percent(min(forecast) if forecast else None),
-                "-" if days is None else f"{days} d",
-                Text(level, style=LEVEL_STYLE.get(level, "")),
-                f"{(breaches[key] - self.as_of).days} d" if key in breaches else "-",
+        blocks: list[Any] = [Text(f"vtrwatch as the scorer saw it on {self.as_of} (today is {self.scenario.today})")]
+        for seller in self.scenario.config.sellers:
+            table = Table(
+                title=f"{seller.seller_id} ({self.scenario.role_of(seller.seller_id)})",
+                title_justify="left",
+                box=box.SIMPLE_HEAD,
+                # One space between columns (the box's separator), none inside: 80 columns suffice.
+                padding=(0, 0),
+                pad_edge=False,
+                show_edge=False,
             )
-        return Group(table, Text(self.status, style="dim"), *(Text(note) for note in self.notes[-8:]))
+            for column, justify in DEMO_COLUMNS:
+                table.add_column(column, justify=justify)  # type: ignore[arg-type]
+            for key in self.scenario.seller_categories():
+                row = self.rows.get(key)
+                if key[0] != seller.seller_id or (row is None and key not in truth):
+                    continue
+                tally = truth.get(key, Tally())
+                _, marketplace, category = key
+                forecast = [point["vtr"] for point in (row or {}).get("forecast", []) if point["vtr"] is not None]
+                level = (row or {}).get("level", "")
+                days = (row or {}).get("days_to_breach")
+                table.add_row(
+                    f"{marketplace} {category}",
+                    f"{row['valid']}/{row['total']}" if row else "-",
+                    _percent(row.get("vtr") if row else None),
+                    _percent(tally.vtr),
+                    _percent(min(forecast) if forecast else None),
+                    "-" if days is None else f"{days} d",
+                    Text(level, style=LEVEL_STYLE.get(level, "")),
+                    f"{(breaches[key] - self.as_of).days} d" if key in breaches else "-",
+                )
+            if table.row_count:
+                blocks.append(table)
+        return Group(*blocks, Text(self.status, style="dim"), *(Text(note) for note in self.notes[-8:]))
+
+
+#: The columns of each seller's block: (header, justification); two-line headers keep it narrow.
+DEMO_COLUMNS = (
+    ("marketplace\ncategory", "left"),
+    ("valid/\ntotal", "right"),
+    ("VTR", "right"),
+    ("true\nVTR", "right"),
+    ("min\nforecast", "right"),
+    ("breach\nin", "right"),
+    ("level", "left"),
+    ("truly\n< 95% in", "right"),
+)
 
 
 def _percent(value: float | None) -> str:

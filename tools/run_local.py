@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from shared.settings import DEV_SECRET_PREFIX, ServiceSettings
 from tools.localstack import TansuBroker, wait_for_port
 
 #: (service, default port, keeps a database)
@@ -35,6 +36,22 @@ def migrate(services: list[tuple[str, int, bool]]) -> None:
             subprocess.run([sys.executable, "-m", f"services.{name}", "migrate"], check=True, cwd=ROOT)
 
 
+def key_lines(bootstrap: str, kafka_port: int, scorer_port: int = 8001) -> list[str]:
+    """What to put in ``Authorization: Bearer ...``: the development staff key, and the
+    command that issues a seller's own key (docs/security.md)."""
+    staff = ServiceSettings().api_keys[0].get_secret_value() if ServiceSettings().api_keys else ""
+    shown = staff if staff.startswith(DEV_SECRET_PREFIX) else "(the first of VTR_API_KEYS)"
+    prefix = "" if kafka_port == 9092 else f"VTR_KAFKA_BOOTSTRAP={bootstrap} "
+    return [
+        f"  {'API key':<9} {shown}   (development staff key: every seller, every scope)",
+        "            e.g. curl -H 'Authorization: Bearer " + (shown if shown == staff else "<key>") + "' "
+        f"http://127.0.0.1:{scorer_port}/v1/sellers/<seller-id>/vtr",
+        "            a seller's own key (printed once):",
+        f"            {prefix}.venv/bin/python -m shared.credentials issue --seller <seller-id> \\",
+        "              --scope scores:read --scope shipments:write --scope notifications:read",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--migrate-only", action="store_true")
@@ -48,6 +65,10 @@ def main() -> None:
 
     broker = TansuBroker(args.kafka_port, log_path=ROOT / ".vtr" / "tansu.log").start()
     env = {**os.environ, "VTR_KAFKA_BOOTSTRAP": broker.bootstrap}
+    # `make run` is a person's local stack: readable log lines unless asked otherwise (the
+    # services alone pick JSON in containers and pipes, and always with VTR_ENV=prod).
+    if env.get("VTR_ENV", "dev") != "prod":
+        env.setdefault("VTR_LOG_FORMAT", "text")
     processes: list[subprocess.Popen[bytes]] = []
     # VTR_<SERVICE>_PORT moves a service; waiting and printing use the port it really gets.
     ports = {name: int(os.environ.get(f"VTR_{name.upper()}_PORT", str(port))) for name, port, _ in services}
@@ -69,6 +90,8 @@ def main() -> None:
         console = f"http://127.0.0.1:{ports.get('scorer', 8001)}/console/<seller-id>"
         print(f"  {'console':<9} {console}   (sellers follow the signed link in their messages;")
         print("            a signed link for any seller: .venv/bin/python -m tools.console_link <seller-id>)")
+        for line in key_lines(broker.bootstrap, args.kafka_port, ports.get("scorer", 8001)):
+            print(line)
         print("Ctrl-C stops everything.\n", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(process.poll() is None for process in processes):

@@ -19,8 +19,10 @@ from services.ingest.api.openapi import OPENAPI_COMPONENTS
 from services.ingest.api.webhooks import WebhookFastPath, webhook_routes
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
+from shared.credentials.access import Credentials
+from shared.credentials.scopes import Scope as KeyScope
 from shared.guard import EdgeGuard, install_error_handlers, target_is_clean
-from shared.http import bearer_auth, operations_router
+from shared.http import operations_router
 from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
 
@@ -52,10 +54,12 @@ class IngestApp(FastAPI):
 
 def create_app(settings: IngestSettings) -> IngestApp:
     publisher = Publisher(settings)
+    credentials = Credentials.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
+        await credentials.start()
         # Everything built so far (FastAPI, pydantic, prometheus, aiokafka: ~150k objects)
         # lives as long as the process. Frozen, full collections no longer walk it: they
         # took ~0.1 s each, a few times a minute under load, stalling every request.
@@ -63,11 +67,13 @@ def create_app(settings: IngestSettings) -> IngestApp:
         try:
             yield
         finally:
+            await credentials.stop()
             await publisher.stop()
 
     app = IngestApp(title="vtrwatch ingest", description=DESCRIPTION, version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.publisher = publisher
+    app.state.credentials = credentials
     webhooks = webhook_routes(settings, publisher)
     app.webhook_fast_path = WebhookFastPath(webhooks)
     app.add_middleware(HttpMetricsMiddleware)
@@ -82,10 +88,12 @@ def create_app(settings: IngestSettings) -> IngestApp:
         if not publisher.connected:
             raise RuntimeError("producer not connected yet")
 
-    app.include_router(operations_router({"kafka": kafka_ready, "producer": producer_ready}))
+    app.include_router(
+        operations_router({"kafka": kafka_ready, "producer": producer_ready, "credentials": credentials.ready})
+    )
     app.include_router(webhooks.router)
-    app.include_router(shipments.router, dependencies=[Depends(bearer_auth(settings.api_key_values))])
-    app.include_router(amazon_router(settings, publisher))
+    app.include_router(shipments.router, dependencies=[Depends(credentials.gate.require(KeyScope.SHIPMENTS_WRITE))])
+    app.include_router(amazon_router(settings, publisher, credentials.gate))
 
     def openapi() -> dict[str, Any]:
         # The raw-body endpoints reference body schemas that FastAPI does not know about.

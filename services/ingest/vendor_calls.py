@@ -25,7 +25,7 @@ import httpx
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
 from services.ingest.worker_health import WORKER_LOOP, WorkerHealthServer
-from shared.observability import configure_logging
+from shared.observability import configure_logging, wants_text_logs
 
 T = TypeVar("T")
 
@@ -119,7 +119,7 @@ def run_until_signal(worker: Callable[[IngestSettings, asyncio.Event], Awaitable
     serve its metrics and health on ``VTR_HTTP_HOST:VTR_WORKER_METRICS_PORT`` meanwhile;
     SIGTERM or SIGINT sets ``stop`` so the worker finishes its round and closes cleanly."""
     settings = IngestSettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, wants_text_logs(settings.log_format, settings.env))
     health = WorkerHealthServer(
         settings.http_host, settings.worker_metrics_port, WORKER_LOOP, settings.worker_stall_seconds
     )

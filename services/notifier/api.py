@@ -1,4 +1,4 @@
-"""Subscriptions and notification history, for a seller's engineers (bearer token)."""
+"""Subscriptions and notification history, for a seller's engineers (API keys: docs/security.md)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from sqlalchemy import delete, desc, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier.alerts import Clock
+from services.notifier.audit import SUBSCRIPTION_DELETED, SUBSCRIPTION_UPDATED, record_event
 from services.notifier.db import as_utc, dialect_insert, outbox, subscriptions
 from services.notifier.processing import CHANNEL_SLACK
 from services.notifier.settings import NotifierSettings
-from shared.http import bearer_auth
+from shared.credentials.access import KeyGate
+from shared.credentials.scopes import Principal, Scope
 
 SellerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description="The seller's id.")]
 
@@ -127,12 +129,36 @@ def slack_url_problem(url: str, allowed_prefixes: list[str]) -> str | None:
     return None
 
 
-def subscription_router(settings: NotifierSettings, engine: AsyncEngine, clock: Clock) -> APIRouter:
+def no_subscription(seller_id: str) -> str:
+    return f"no subscription for seller {seller_id}"
+
+
+def _audited(values: Any) -> dict[str, Any] | None:
+    """A subscription as the audit trail keeps it: the Slack URL masked (a secret)."""
+    if values is None:
+        return None
+    return {
+        "emails": orjson.loads(values.emails),
+        "slack_webhook_url": mask_webhook_url(values.slack_webhook_url) if values.slack_webhook_url else None,
+        "language": values.language,
+        "min_level": values.min_level,
+        "marketplaces": orjson.loads(values.marketplaces) if values.marketplaces else None,
+    }
+
+
+def subscription_router(settings: NotifierSettings, engine: AsyncEngine, clock: Clock, gate: KeyGate) -> APIRouter:
     router = APIRouter(
         prefix="/v1/sellers/{seller_id}",
         tags=["subscriptions"],
-        dependencies=[Depends(bearer_auth(settings.api_key_values))],
+        responses={
+            401: {"description": "Missing or invalid bearer token."},
+            403: {"description": "The key lacks the scope the route needs."},
+            404: {"description": "No such subscription, or a seller the key does not belong to."},
+            429: {"description": "The key's rate limit; retry after `Retry-After` seconds."},
+        },
     )
+    may_write = Depends(gate.require(Scope.SUBSCRIPTIONS_WRITE, no_subscription))
+    may_read = Depends(gate.require(Scope.NOTIFICATIONS_READ, no_subscription))
 
     async def fetch(seller_id: str) -> Any:
         async with engine.connect() as connection:
@@ -141,7 +167,9 @@ def subscription_router(settings: NotifierSettings, engine: AsyncEngine, clock: 
             ).first()
 
     @router.put("/subscription", response_model=SubscriptionOut)
-    async def put_subscription(seller_id: SellerId, body: SubscriptionIn) -> SubscriptionOut:
+    async def put_subscription(
+        seller_id: SellerId, body: SubscriptionIn, principal: Principal = may_write
+    ) -> SubscriptionOut:
         if body.slack_webhook_url is not None:
             problem = slack_url_problem(body.slack_webhook_url, settings.slack_allowed_prefixes)
             if problem:
@@ -158,26 +186,50 @@ def subscription_router(settings: NotifierSettings, engine: AsyncEngine, clock: 
             "updated_at": now,
         }
         async with engine.begin() as connection:
+            before = (
+                await connection.execute(select(subscriptions).where(subscriptions.c.seller_id == seller_id))
+            ).first()
             statement = dialect_insert(connection, subscriptions).values(seller_id=seller_id, created_at=now, **values)
             # The row as written, read in the same statement: a DELETE of the same seller that
             # commits right after must not leave this reply with nothing to show (it was a 500).
             upsert = statement.on_conflict_do_update(index_elements=["seller_id"], set_=values)
             row = (await connection.execute(upsert.returning(*subscriptions.c))).one()
+            await record_event(
+                connection,
+                at=now,
+                seller_id=seller_id,
+                key_id=principal.key_id,
+                action=SUBSCRIPTION_UPDATED,
+                changes={"before": _audited(before), "after": _audited(row)},
+            )
         return _subscription_out(row)
 
     @router.get("/subscription", response_model=SubscriptionOut)
-    async def get_subscription(seller_id: SellerId) -> SubscriptionOut:
+    async def get_subscription(seller_id: SellerId, _: Principal = may_read) -> SubscriptionOut:
         row = await fetch(seller_id)
         if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no subscription for seller {seller_id}")
+            raise HTTPException(status.HTTP_404_NOT_FOUND, no_subscription(seller_id))
         return _subscription_out(row)
 
     @router.delete("/subscription", status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_subscription(seller_id: SellerId) -> Response:
+    async def delete_subscription(seller_id: SellerId, principal: Principal = may_write) -> Response:
         async with engine.begin() as connection:
-            result = await connection.execute(delete(subscriptions).where(subscriptions.c.seller_id == seller_id))
-        if result.rowcount == 0:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no subscription for seller {seller_id}")
+            before = (
+                await connection.execute(
+                    delete(subscriptions).where(subscriptions.c.seller_id == seller_id).returning(*subscriptions.c)
+                )
+            ).first()
+            if before is not None:
+                await record_event(
+                    connection,
+                    at=clock(),
+                    seller_id=seller_id,
+                    key_id=principal.key_id,
+                    action=SUBSCRIPTION_DELETED,
+                    changes={"before": _audited(before), "after": None},
+                )
+        if before is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, no_subscription(seller_id))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.get("/notifications", response_model=list[NotificationOut])
@@ -187,6 +239,7 @@ def subscription_router(settings: NotifierSettings, engine: AsyncEngine, clock: 
         notification_status: Annotated[
             Literal["pending", "sent", "failed"] | None, Query(alias="status", description="Only this status.")
         ] = None,
+        _: Principal = may_read,
     ) -> list[NotificationOut]:
         query = select(outbox).where(outbox.c.seller_id == seller_id)
         if notification_status is not None:

@@ -17,6 +17,7 @@ from services.notifier import db, metrics
 from services.notifier.alerts import Clock, Timings
 from services.notifier.amazon_status import AMAZON_GROUP, AmazonStatusProcessor
 from services.notifier.api import subscription_router
+from services.notifier.audit import audit_router, credential_recorder
 from services.notifier.delivery import (
     EmailSender,
     FileEmailSender,
@@ -32,6 +33,7 @@ from services.notifier.scorer_client import ScorerClient
 from services.notifier.settings import NotifierSettings
 from shared.console_links import ConsoleLinks
 from shared.consumer.consumer import TransactionalConsumer
+from shared.credentials.access import Credentials
 from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
 from shared.http import operations_router
@@ -140,12 +142,14 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         apply_batch=AmazonStatusProcessor(clock, console_links).apply_batch,
     )
     runtime = Runtime(processor=processor, worker=worker, consumer=consumer)
+    credentials = Credentials.from_settings(settings, on_record=credential_recorder(engine))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await report_schema(engine, MIGRATIONS_DIR, "notifier")
         await ensure_topics(settings, [TopicSpec(settings.scores_topic), AMAZON_VTR_TOPIC])
         await consumer.start()
+        await credentials.start()
         await amazon_consumer.start()
         runtime.tasks = [
             asyncio.create_task(_tick_forever(processor, engine, settings.tick_seconds), name="notifier-tick"),
@@ -159,6 +163,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
             for task in runtime.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await credentials.stop()
             await amazon_consumer.stop()
             await consumer.stop()
             await scorer.close()
@@ -180,10 +185,13 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
                 "schema": lambda: check_schema(engine, MIGRATIONS_DIR, "notifier"),
                 "kafka": lambda: broker_reachable(settings),
                 "consumer": consumer_running,
+                "credentials": credentials.ready,
             }
         )
     )
-    app.include_router(subscription_router(settings, engine, clock))
+    app.include_router(subscription_router(settings, engine, clock, credentials.gate))
+    app.include_router(audit_router(engine, credentials.gate))
+    app.state.credentials = credentials
     app.state.engine = engine
     app.state.runtime = runtime
     return app

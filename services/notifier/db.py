@@ -8,6 +8,9 @@
   twice;
 - ``delivery_attempts``: every try to hand a message to SMTP or Slack;
 - ``digests``: when each seller's next daily digest is due (digest mode only);
+- ``audit_events``: who changed what and when (keys issued and revoked, subscription
+  changes), for ``GET /v1/audit``; ``event_id`` is unique so a record read twice is
+  written once;
 - ``state_lock``: one row every writer of ``alert_states`` updates first, which
   serialises the consumer and the tick on both databases (see :func:`lock_alert_states`).
 """
@@ -35,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.consumer.offsets import consumer_offsets_table
-from shared.scope import NOTIFIER_MARKETPLACE_WIDTH
+from shared.scope import NOTIFIER_MARKETPLACE_WIDTH, SELLER_ID_LENGTH
 from shared.scope_columns import scope_columns, seller_column
 
 metadata = MetaData()
@@ -124,6 +127,24 @@ digests = Table(
     #: When the next daily digest is due (``reminder_mode = daily_digest`` only).
     Column("next_due_at", DateTime(timezone=True), nullable=False),
     Column("digest_seq", Integer, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    #: Deterministic for events derived from the credentials topic (``key.issued:<key id>``).
+    Column("event_id", String(96), nullable=False, unique=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    #: The seller concerned; NULL for staff and service keys.
+    Column("seller_id", String(SELLER_ID_LENGTH), nullable=True),
+    #: The key that made the change (subscriptions) or that the change is about (keys).
+    Column("key_id", String(64), nullable=False),
+    #: ``key.issued``, ``key.revoked``, ``subscription.updated``, ``subscription.deleted``, ...
+    Column("action", String(48), nullable=False),
+    #: What changed, as JSON (secrets masked; never a token).
+    Column("changes", Text, nullable=False),
+    Index("ix_audit_events_seller", "seller_id", "id"),
 )
 
 state_lock = Table(

@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from services.scorer.api import amazon, vtr
+from services.scorer.api.deps import unknown_seller
 from services.scorer.api.fastpath import VtrFastPath, dispatch
 from services.scorer.console import exports, pages
 from services.scorer.console.notifier_client import NotifierReader
@@ -19,9 +20,11 @@ from services.scorer.domain.window import TodayFunction, utc_today
 from services.scorer.runtime.amazon import consume_amazon_vtr, refresh_difference_gauges_every
 from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
+from shared.credentials.access import Credentials
+from shared.credentials.scopes import Scope as KeyScope
 from shared.db import check_schema, create_engine, ping, report_schema
 from shared.guard import EdgeGuard, install_error_handlers
-from shared.http import bearer_auth, operations_router
+from shared.http import operations_router
 from shared.kafka import broker_reachable
 from shared.observability import HttpMetricsMiddleware
 
@@ -68,11 +71,13 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
     """``background=False`` serves the API only (no consumer, clock or publisher)."""
     engine = create_engine(settings.database_url)
     service = ScorerService(settings, engine, today=today)
+    credentials = Credentials.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await report_schema(engine, MIGRATIONS_DIR, "scorer")
         await service.reads.start()
+        await credentials.start()
         amazon_stop = asyncio.Event()
         amazon_tasks: list[asyncio.Task[None]] = []
         try:
@@ -96,6 +101,7 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
                     await asyncio.gather(*amazon_tasks, return_exceptions=True)
                     await service.stop()
         finally:
+            await credentials.stop()
             await service.reads.stop()
             await engine.dispose()
 
@@ -105,7 +111,8 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
 
     app = ScorerApp(title="vtrwatch scorer", version="1", lifespan=lifespan)
     app.state.service = service
-    app.vtr_fast_path = VtrFastPath(service.reads, settings.api_key_values)
+    app.state.credentials = credentials
+    app.vtr_fast_path = VtrFastPath(service.reads, credentials.gate)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(EdgeGuard)
     install_error_handlers(app, "scorer")
@@ -116,11 +123,15 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
                 "schema": lambda: check_schema(engine, MIGRATIONS_DIR, "scorer"),
                 "kafka": lambda: broker_reachable(settings),
                 "consumer": consumer_running,
+                "credentials": credentials.ready,
             }
         )
     )
-    app.include_router(vtr.router, dependencies=[Depends(bearer_auth(settings.api_key_values))])
-    app.include_router(amazon.router, dependencies=[Depends(bearer_auth(settings.api_key_values))])
+    may_read_scores = Depends(credentials.gate.require(KeyScope.SCORES_READ, unknown_seller))
+    app.include_router(vtr.router, dependencies=[may_read_scores])
+    app.include_router(
+        amazon.router, dependencies=[Depends(credentials.gate.require(KeyScope.SCORES_READ, amazon.no_report))]
+    )
     app.include_router(pages.router)
     app.include_router(exports.router)
     app.state.console_notifier = NotifierReader(settings.notifier_url, settings.notifier_api_key.get_secret_value())

@@ -52,6 +52,9 @@ WORKERS: dict[str, tuple[str, str, str, str | None]] = {
 #: Every long-running pod and the settings class it reads (the workers read the ingest's).
 PODS: dict[str, type[ServiceSettings]] = {**SERVICES, **dict.fromkeys(WORKERS, IngestSettings)}
 DAY_MS = 24 * 3600 * 1000
+DEFAULT_SETTINGS = ServiceSettings()
+#: The operator CLI's Kafka principal: the only one that writes API keys.
+ADMIN_USER = "vtrwatch-admin"
 
 #: Fields each operator's CRD marks required (or that the operator cannot work without),
 #: as dotted paths; a trailing [] means a non-empty list.
@@ -265,6 +268,8 @@ def test_topics_match_the_contract_and_the_scorer_fits_the_partitions(rendered: 
         SHIPMENTS,
         SCORES,
         DEADLETTER,
+        DEFAULT_SETTINGS.credentials_topic,
+        DEFAULT_SETTINGS.credential_usage_topic,
         AMAZON_VTR,
         AMAZON_STATE,
     }
@@ -709,13 +714,58 @@ def test_keda_schema_catches_a_misspelt_field(rendered: Rendered) -> None:
 
 
 def acl_allows(user: Object, resource_type: str, name: str, operation: str) -> bool:
+    """As Kafka decides: a matching deny rule wins over any allow rule."""
+    allowed = False
     for acl in user["spec"]["authorization"]["acls"]:
         resource = acl["resource"]
         if resource["type"] != resource_type or operation not in acl["operations"]:
             continue
         if name.startswith(resource["name"]) if resource.get("patternType") == "prefix" else name == resource["name"]:
-            return True
-    return False
+            if acl.get("type", "allow") == "deny":
+                return False
+            allowed = True
+    return allowed
+
+
+def test_acl_allows_applies_deny_before_allow() -> None:
+    user = {
+        "spec": {
+            "authorization": {
+                "acls": [
+                    {"resource": {"type": "topic", "name": "vtr.", "patternType": "prefix"}, "operations": ["Write"]},
+                    {
+                        "resource": {"type": "topic", "name": "vtr.x", "patternType": "literal"},
+                        "type": "deny",
+                        "operations": ["Write"],
+                    },
+                ]
+            }
+        }
+    }
+    assert acl_allows(user, "topic", "vtr.y", "Write")
+    assert not acl_allows(user, "topic", "vtr.x", "Write")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_admin_principal_writes_api_keys_and_every_service_follows_them(
+    rendered: Rendered, overlay: str
+) -> None:
+    objects = rendered[overlay]
+    credentials = DEFAULT_SETTINGS.credentials_topic
+    usage = DEFAULT_SETTINGS.credential_usage_topic
+    users = {user["metadata"]["name"]: user for user in of_kind(objects, "KafkaUser")}
+    writers = sorted(name for name, user in users.items() if acl_allows(user, "topic", credentials, "Write"))
+    assert writers == [ADMIN_USER]
+    admin = users[ADMIN_USER]
+    assert acl_allows(admin, "topic", credentials, "Read") and acl_allows(admin, "topic", usage, "Read")
+    for service in SERVICES:
+        user = users[f"vtrwatch-{service}"]
+        assert acl_allows(user, "topic", credentials, "Read"), f"{service} cannot follow the API keys"
+        assert acl_allows(user, "topic", credentials, "Describe")
+        assert acl_allows(user, "topic", usage, "Write"), f"{service} cannot report key usage"
+    for topic in (credentials, usage):
+        config = topic_by_name(objects, topic)["spec"]["config"]
+        assert config["cleanup.policy"] == "compact" and int(config["retention.ms"]) == -1
 
 
 def test_scorer_and_notifier_scale_on_their_group_lag_up_to_the_partition_count(rendered: Rendered) -> None:

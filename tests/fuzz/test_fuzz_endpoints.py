@@ -45,7 +45,11 @@ from services.scorer.app import create_app as create_scorer
 from services.scorer.domain.evaluator import Evaluator
 from services.scorer.settings import ScorerSettings
 from services.scorer.storage.plan import apply_records
+from shared.credentials.__main__ import new_record
+from shared.credentials.__main__ import write as write_credential
+from shared.credentials.scopes import DEFAULT_STAFF_SCOPES, KeyKind
 from shared.db import create_engine, upgrade_database
+from shared.settings import ServiceSettings
 from tests.ingest.conftest import running_ingest
 from tests.ingest.samples import SAMPLE_PUSHES, yunexpress, yunexpress_headers
 from tests.scorer.conftest import MIGRATIONS as SCORER_MIGRATIONS
@@ -56,6 +60,16 @@ pytestmark = [pytest.mark.postgres]
 
 KEY = "fuzz-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+#: Issued keys (filled by the ``services`` fixture): seller keys of a known seller and of
+#: another, a key without scopes that matter, and a well-formed token no one issued.
+ISSUED_AUTHS: list[dict[str, str]] = []
+
+
+def auth(rng: random.Random) -> dict[str, str]:
+    """Mostly the staff key (so requests reach the parsers), else an issued or forged key."""
+    return AUTH if rng.random() < 0.7 or not ISSUED_AUTHS else rng.choice(ISSUED_AUTHS)
+
+
 #: Requests per hypothesis example, sent concurrently.
 GROUP = 25
 
@@ -296,7 +310,19 @@ class Services:
 
 @pytest.fixture(scope="module")
 async def services(kafka_broker: TansuBroker, new_postgres_database: Callable[[], str]) -> AsyncIterator[Services]:
-    ingest_settings = IngestSettings(kafka_bootstrap=kafka_broker.bootstrap, api_keys=KEY)  # type: ignore[arg-type]
+    credentials_topic = f"vtr.credentials.fuzz-{uuid.uuid4().hex[:8]}"
+    records = [
+        new_record(KeyKind.SELLER, sorted(DEFAULT_STAFF_SCOPES), seller_id=seller)
+        for seller in ("seller-1", "A1SELLER")
+    ] + [new_record(KeyKind.SELLER, ["audit:read"], seller_id="seller-1")]
+    credential_settings = ServiceSettings(kafka_bootstrap=kafka_broker.bootstrap, credentials_topic=credentials_topic)
+    for record_, _token in records:
+        await write_credential(credential_settings, record_)
+    ISSUED_AUTHS[:] = [{"Authorization": f"Bearer {token}"} for _record, token in records]
+    ISSUED_AUTHS.append({"Authorization": "Bearer vtr_sk_0123456789ab_" + "x" * 43})
+    ingest_settings = IngestSettings(
+        kafka_bootstrap=kafka_broker.bootstrap, api_keys=KEY, credentials_topic=credentials_topic
+    )  # type: ignore[arg-type]
     scorer_url, notifier_url = (
         await asyncio.to_thread(new_postgres_database),
         await asyncio.to_thread(new_postgres_database),
@@ -318,6 +344,11 @@ async def services(kafka_broker: TansuBroker, new_postgres_database: Callable[[]
     notifier = create_notifier(
         NotifierSettings(database_url=notifier_url, api_keys=KEY, kafka_bootstrap=kafka_broker.bootstrap)  # type: ignore[arg-type]
     )
+    for app in (scorer, notifier):  # served without their lifespans: no follower, keys put in directly
+        registry = app.state.credentials.gate.registry
+        for record_, _token in records:
+            registry.apply(record_)
+        registry.loaded = True
     number = "RR" + f"{SEEDED.getrandbits(36):09X}"
     builders = {
         **SAMPLE_PUSHES,
@@ -392,7 +423,7 @@ async def test_shipment_api(data: st.DataObject, services: Services) -> None:
     calls = []
     for _ in range(GROUP):
         body = mutate(rng.choice(pool), rng)
-        headers = {**AUTH, "content-type": rng.choice(CONTENT_TYPES)}
+        headers = {**auth(rng), "content-type": rng.choice(CONTENT_TYPES)}
         if rng.random() < 0.5:
             calls.append(Call("POST", "/v1/shipments", body, headers))
         else:
@@ -414,7 +445,7 @@ async def test_scorer_read_api(data: st.DataObject, services: Services) -> None:
     for _ in range(GROUP):
         which = rng.choice(["vtr", "shipments"])
         query = rng.choice(vtr_queries if which == "vtr" else list_queries)
-        headers = AUTH if rng.random() < 0.9 else {"Authorization": rng.choice(["", "Bearer", "Bearer x"])}
+        headers = auth(rng) if rng.random() < 0.9 else {"Authorization": rng.choice(["", "Bearer", "Bearer x"])}
         calls.append(Call("GET", f"/v1/sellers/{quoted(rng.choice(sellers))}/{which}?{query}", headers=headers))
     await send_all(services.scorer, "scorer", calls)
 
@@ -429,8 +460,11 @@ async def test_notifier_api(data: st.DataObject, services: Services) -> None:
     calls = []
     for _ in range(GROUP):
         seller = quoted(rng.choice(sellers))
-        method = rng.choice(["PUT", "PUT", "PUT", "GET", "DELETE", "GET-notifications"])
-        headers = {**AUTH, "content-type": rng.choice(CONTENT_TYPES)}
+        method = rng.choice(["PUT", "PUT", "PUT", "GET", "DELETE", "GET-notifications", "GET-audit"])
+        headers = {**auth(rng), "content-type": rng.choice(CONTENT_TYPES)}
+        if method == "GET-audit":
+            calls.append(Call("GET", f"/v1/audit?seller={seller}&{rng.choice(list_queries)}", headers=headers))
+            continue
         if method == "GET-notifications":
             calls.append(Call("GET", f"/v1/sellers/{seller}/notifications?{rng.choice(list_queries)}", headers=headers))
         elif method == "PUT":

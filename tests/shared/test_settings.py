@@ -35,6 +35,16 @@ def test_prod_refuses_dev_secrets_and_names_the_variable(monkeypatch: pytest.Mon
     assert ExampleSettings().api_keys == [SecretStr("a-real-key")]
 
 
+def test_prod_accepts_no_unscoped_api_keys_once_keys_are_issued(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VTR_ENV", "prod")
+    monkeypatch.setenv("VTR_DATABASE_URL", "postgresql+asyncpg://db/vtr")
+    monkeypatch.setenv("VTR_API_KEYS", "")
+    assert ExampleSettings().api_keys == []
+    monkeypatch.setenv("VTR_API_KEYS", "a-real-key,dev-api-key")
+    with pytest.raises(ValidationError, match="VTR_API_KEYS"):
+        ExampleSettings()
+
+
 def test_prod_refuses_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VTR_ENV", "prod")
     monkeypatch.setenv("VTR_API_KEYS", "a-real-key")
@@ -57,3 +67,11 @@ def test_prod_refuses_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_carrier_names_map_to_slugs(uploaded: str, slug: str | None) -> None:
     assert carrier_slug(uploaded) == slug
+
+
+def test_rate_limit_overrides_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VTR_RATE_LIMIT_OVERRIDES", "0123456789ab=5/10, env-1=off")
+    assert ExampleSettings().rate_limit_overrides == ["0123456789ab=5/10", "env-1=off"]
+    monkeypatch.setenv("VTR_RATE_LIMIT_OVERRIDES", "0123456789ab=fast")
+    with pytest.raises(ValidationError, match="rate_limit_overrides"):
+        ExampleSettings()

@@ -33,7 +33,8 @@ from services.ingest.api.edge import json_response
 from services.ingest.publisher import BrokerUnavailable, Publisher
 from services.ingest.settings import IngestSettings
 from services.ingest.vendor_calls import Retryable
-from shared.http import bearer_auth
+from shared.credentials.access import KeyGate
+from shared.credentials.scopes import Scope as KeyScope
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,14 @@ SellerId = Annotated[str, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z
 Param = Annotated[str, Query(min_length=1, max_length=2000)]
 
 
-def seller_access(settings: IngestSettings) -> Any:
-    """Who may start a seller's connection: today one of ``VTR_API_KEYS``. The one place
-    to change when per-seller keys exist (the route names the seller it connects)."""
-    return bearer_auth(settings.api_key_values)
+def not_connectable(seller_id: str) -> str:
+    return f"no seller {seller_id} to connect"
+
+
+def seller_access(gate: KeyGate) -> Any:
+    """Who may start a seller's connection: a key with ``shipments:write`` (the connection
+    writes the seller's orders in), a seller key for its own seller only (docs/security.md)."""
+    return gate.require(KeyScope.SHIPMENTS_WRITE, not_connectable)
 
 
 class UsedStates:
@@ -93,7 +98,7 @@ def _next_steps(settings: IngestSettings) -> list[str]:
     ]
 
 
-def amazon_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
+def amazon_router(settings: IngestSettings, publisher: Publisher, gate: KeyGate) -> APIRouter:
     router = APIRouter(prefix="/v1/amazon", tags=["amazon"])
     keys = TokenKeys.parse(settings.amazon_token_key.get_secret_value())
     used = UsedStates()
@@ -102,7 +107,7 @@ def amazon_router(settings: IngestSettings, publisher: Publisher) -> APIRouter:
         "/authorize",
         status_code=302,
         summary="Send a seller to Seller Central to authorise vtrwatch (302 to the consent page)",
-        dependencies=[Depends(seller_access(settings))],
+        dependencies=[Depends(seller_access(gate))],
         responses={401: {"description": "Missing or invalid bearer token."}, 503: {"description": "Not set up."}},
     )
     async def authorize(seller_id: SellerId, region: Region = "na") -> Response:

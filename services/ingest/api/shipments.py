@@ -34,6 +34,7 @@ from services.ingest.shipments import (
     split_records,
 )
 from services.ingest.shipments import validation_errors as pydantic_errors
+from shared.credentials.scopes import Principal
 from shared.guard import InputRejected, check_json_body
 from shared.schemas import SHIPMENT_CODEC
 from shared.topics import SHIPMENTS, normalise_tracking_number
@@ -53,14 +54,46 @@ def app_publisher(request: Request) -> Publisher:
     return publisher
 
 
+def request_principal(request: Request) -> Principal:
+    """The key that opened the request: the ``shipments:write`` gate that ``app.py`` puts
+    on this router has checked it and left it on the request."""
+    principal: Principal = request.state.principal
+    return principal
+
+
 SettingsDep = Annotated[IngestSettings, Depends(app_settings)]
 PublisherDep = Annotated[Publisher, Depends(app_publisher)]
+PrincipalDep = Annotated[Principal, Depends(request_principal)]
 
 router = APIRouter(
     prefix="/v1/shipments",
     tags=["shipments"],
-    responses={**ERROR_RESPONSES, 401: {"description": "Missing or invalid bearer token."}},
+    responses={
+        **ERROR_RESPONSES,
+        401: {"description": "Missing or invalid bearer token."},
+        403: {"description": "The key lacks shipments:write, or a seller key named another seller."},
+        429: {"description": "The key's rate limit; retry after `Retry-After` seconds."},
+    },
 )
+
+
+def foreign_records(records: list[Any], seller_id: str) -> list[int]:
+    """Indexes of the records that name a seller other than ``seller_id`` (as the
+    confirmation model reads the field: a string, stripped)."""
+    return [
+        index
+        for index, record in enumerate(records)
+        if isinstance(record, dict) and isinstance(named := record.get("seller_id"), str) and named.strip() != seller_id
+    ]
+
+
+def other_seller_refusal(principal: Principal, indexes: list[int]) -> Response:
+    shown = ", ".join(str(index) for index in indexes[:20]) + (", ..." if len(indexes) > 20 else "")
+    detail = (
+        f"this key belongs to seller {principal.seller_id}; record(s) {shown} name another seller."
+        " Nothing in the request was accepted."
+    )
+    return json_response({"detail": detail, "records": indexes[:1000]}, 403)
 
 
 def _unavailable(settings: IngestSettings) -> Response:
@@ -86,7 +119,9 @@ async def _reject(
     summary="Confirm shipments: one JSON object, a JSON array, or NDJSON (up to 10,000)",
     openapi_extra=request_body(SHIPMENTS_SCHEMA, (JSON, "application/x-ndjson")),
 )
-async def confirm_shipments(request: Request, settings: SettingsDep, publisher: PublisherDep) -> Response:
+async def confirm_shipments(
+    request: Request, settings: SettingsDep, publisher: PublisherDep, principal: PrincipalDep
+) -> Response:
     limit = settings.max_shipments_body_bytes
     try:
         raw_body = await read_body(request, limit)
@@ -103,6 +138,11 @@ async def confirm_shipments(request: Request, settings: SettingsDep, publisher: 
         letter = dead_letter("shipments", str(error), raw_body, request, received_at)
         status = error.status if isinstance(error, InputRejected) else 400
         return await _reject(publisher, settings, "shipments", status, {"detail": str(error)}, letter)
+    if principal.seller_id is not None and (foreign := foreign_records(records, principal.seller_id)):
+        # Refused whole and stored nowhere (not even as a dead letter): the key may not
+        # write in another seller's name, and the body is not its to park.
+        metrics.SHIPMENTS.labels("confirmed", "forbidden").inc(len(records))
+        return other_seller_refusal(principal, foreign)
     accepted, rejected = confirmations(records, unreadable, received_at)
     outgoing = [
         Record(SHIPMENTS, message.tracking_number.encode(), SHIPMENT_CODEC.encode(message)) for message in accepted
@@ -142,7 +182,7 @@ def _cancellation(raw_body: bytes) -> CancellationIn:
     openapi_extra=request_body(CANCELLATION_SCHEMA, required=False),
 )
 async def cancel_shipment(
-    tracking_number: str, request: Request, settings: SettingsDep, publisher: PublisherDep
+    tracking_number: str, request: Request, settings: SettingsDep, publisher: PublisherDep, principal: PrincipalDep
 ) -> Response:
     number = normalise_tracking_number(tracking_number)
     if _not_a_tracking_number(number):
@@ -163,6 +203,13 @@ async def cancel_shipment(
         reason = detail if isinstance(detail, str) else orjson.dumps(detail).decode()
         letter = dead_letter("shipments-cancel", reason, raw_body, request, received_at)
         return await _reject(publisher, settings, "shipments-cancel", status, {"detail": detail}, letter)
+    if principal.seller_id is not None:
+        if cancellation.seller_id is not None and cancellation.seller_id != principal.seller_id:
+            metrics.SHIPMENTS.labels("cancelled", "forbidden").inc()
+            return other_seller_refusal(principal, [0])
+        # A seller key cancels only its own orders, whatever the tracking number: the
+        # scorer applies a cancellation to the orders of the seller it names.
+        cancellation = cancellation.model_copy(update={"seller_id": principal.seller_id})
     message = cancellation.to_message(number, received_at)
     try:
         await publisher.publish([Record(SHIPMENTS, number.encode(), SHIPMENT_CODEC.encode(message))])

@@ -12,8 +12,9 @@ from starlette.types import Receive, Scope, Send
 
 from services.scorer.api.deps import UNKNOWN_SELLER
 from services.scorer.runtime.reads import ScoreReads
+from shared.credentials.access import KeyGate, Refusal
+from shared.credentials.scopes import Scope as KeyScope
 from shared.guard import target_is_clean
-from shared.http import key_matches
 from shared.observability import HTTP_DURATION, HTTP_REQUESTS
 
 #: The route template, as FastAPI and the metrics middleware name it.
@@ -28,15 +29,15 @@ class VtrFastPath:
 
     FastAPI's layers (error middleware, route matching, dependency solving for the path
     parameter and the bearer token, the metrics middleware) cost more than a cached answer
-    itself. This serves the common request directly, with the same checks (a valid bearer
-    token, the seller id pattern) and the same ``vtr_http_*`` series; anything else (no or
-    a wrong token, another id, ``?as_of=``) goes through FastAPI, whose route calls the
-    same :meth:`ScoreReads.answer`.
+    itself. This serves the common request directly, with the same checks (the routes' key
+    gate: a valid key with ``scores:read`` for this seller, within its rate limit; the
+    seller id pattern) and the same ``vtr_http_*`` series; anything else (another id,
+    ``?as_of=``) goes through FastAPI, whose route calls the same :meth:`ScoreReads.answer`.
     """
 
-    def __init__(self, reads: ScoreReads, accepted_keys: Any) -> None:
+    def __init__(self, reads: ScoreReads, gate: KeyGate) -> None:
         self._reads = reads
-        self._accepted_keys = accepted_keys
+        self._gate = gate
         self._requests: dict[int, Any] = {}
         self._duration = HTTP_DURATION.labels(VTR_ROUTE, "GET")
 
@@ -47,39 +48,34 @@ class VtrFastPath:
         if not target_is_clean(scope):  # the decoding guard every other route gets from EdgeGuard
             return None
         match = _VTR_PATH.fullmatch(scope["path"])
-        if match is None or not self._authorised(scope):
-            return None
-        return match.group(1)
+        return None if match is None else match.group(1)
 
-    def _authorised(self, scope: Scope) -> bool:
+    @staticmethod
+    def _authorization(scope: Scope) -> bytes | None:
         for name, value in scope["headers"]:
             if name == b"authorization":
-                scheme, _, credentials = value.partition(b" ")
-                return scheme.lower() == b"bearer" and key_matches(credentials.strip(), self._accepted_keys())
-        return False
+                return bytes(value)
+        return None
 
-    async def serve(self, seller_id: str, send: Send) -> bool:
+    async def serve(self, seller_id: str, scope: Scope, send: Send) -> bool:
         """Answer, or return False without sending anything when the answer cannot be had
         here (a database that is down or not migrated): FastAPI's route then answers with
         the service's error handling (503 and why), like every other route."""
         started = time.perf_counter()
+        outcome = self._gate.check(self._authorization(scope), KeyScope.SCORES_READ, seller_id, UNKNOWN_SELLER)
+        headers: list[tuple[bytes, bytes]] = []
+        if isinstance(outcome, Refusal):
+            status, body = outcome.status, _JSON.encode({"detail": outcome.detail})
+            headers = [(name.lower().encode(), value.encode()) for name, value in (outcome.headers or {}).items()]
+        else:
+            try:
+                answer = await self._reads.answer(seller_id, self._reads.today())
+            except Exception:
+                return False
+            status, body = (404, _JSON.encode({"detail": UNKNOWN_SELLER})) if answer is None else (200, answer)
         try:
-            body = await self._reads.answer(seller_id, self._reads.today())
-        except Exception:
-            return False
-        status = 500
-        try:
-            if body is None:
-                status, body = 404, _JSON.encode({"detail": UNKNOWN_SELLER})
-            else:
-                status = 200
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")],
-                }
-            )
+            headers += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         finally:
             counter = self._requests.get(status)
@@ -97,4 +93,4 @@ async def dispatch(fast_path: VtrFastPath, scope: Scope, receive: Receive, send:
     seller_id = fast_path.matches(scope)
     if seller_id is None:
         return False
-    return await fast_path.serve(seller_id, send)
+    return await fast_path.serve(seller_id, scope, send)

@@ -1,7 +1,8 @@
-"""Who may read a seller's console: a staff bearer token (one of ``VTR_API_KEYS``, unless
-``VTR_CONSOLE_STAFF_TOKENS`` turns them off, the default in prod where the console has a
-public host) opens every seller; a signed link (``?t=``, see :mod:`shared.console_links`)
-opens one seller.
+"""Who may read a seller's console: an API key with ``console:read`` (``Authorization:
+Bearer``, docs/security.md) opens every seller for staff and service keys and its own
+seller for a seller key (another seller: the 404 page), unless ``VTR_CONSOLE_STAFF_TOKENS``
+turns bearer keys off (the default in prod, where the console has a public host); a signed
+link (``?t=``, see :mod:`shared.console_links`) opens one seller.
 
 A valid link is exchanged for an HttpOnly cookie scoped to that seller's path and the
 browser is redirected to the same page without the token, so the token leaves the address
@@ -22,7 +23,8 @@ from fastapi.responses import RedirectResponse
 from services.scorer.console.render import HEADERS, message_page, seller_path
 from services.scorer.runtime.service import ScorerService
 from shared.console_links import TOKEN_PARAMETER, Verdict, expiry, verify
-from shared.http import key_matches
+from shared.credentials.access import KeyGate, Refusal
+from shared.credentials.scopes import Scope as KeyScope
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,19 @@ SESSION_COOKIE = "vtr_console"
 
 
 class Denied(Exception):
-    def __init__(self, message_key: str) -> None:
+    def __init__(self, message_key: str, status: int = 403) -> None:
         self.message_key = message_key
+        self.status = status
+
+
+#: How the key gate's refusals read on a console page: HTTP status -> (message, status).
+KEY_REFUSALS: dict[int, tuple[str, int]] = {
+    401: ("denied_invalid", 403),
+    403: ("denied_key", 403),
+    404: ("no_such_seller", 404),
+    429: ("denied_rate_limited", 429),
+    503: ("denied_rate_limited", 503),
+}
 
 
 @dataclass(frozen=True)
@@ -52,9 +65,11 @@ def authorize(service: ScorerService, request: Request, seller_id: str) -> Acces
             # Refused before any comparison: the public console must not tell right keys from wrong ones.
             log.info("console staff token refused", extra={"reason": "VTR_CONSOLE_STAFF_TOKENS is off"})
             raise Denied("denied_staff_tokens")
-        if key_matches(credentials.strip().encode(), service.settings.api_key_values()):
-            return Access(staff=True)
-        raise Denied("denied_invalid")
+        gate: KeyGate = request.app.state.credentials.gate
+        outcome = gate.check(header, KeyScope.CONSOLE_READ, seller_id, "no such seller")
+        if isinstance(outcome, Refusal):
+            raise Denied(*KEY_REFUSALS.get(outcome.status, ("denied_invalid", 403)))
+        return Access(staff=outcome.seller_id is None)
     secret = service.settings.console_secret.get_secret_value().encode()
     now = datetime.now(UTC)
     token = request.query_params.get(TOKEN_PARAMETER)
@@ -84,7 +99,7 @@ def gate(service: ScorerService, request: Request, seller_id: str) -> Access | R
     try:
         access = authorize(service, request, seller_id)
     except Denied as error:
-        return message_page(request, error.message_key, 403)
+        return message_page(request, error.message_key, error.status)
     if access.redirect_to is not None and access.token is not None:
         response = RedirectResponse(access.redirect_to, status_code=303, headers=HEADERS)
         expires = expiry(access.token) or 0
