@@ -146,6 +146,16 @@ def _audited(values: Any) -> dict[str, Any] | None:
     }
 
 
+def _check_destinations(body: SubscriptionIn, settings: NotifierSettings) -> None:
+    """A subscription names somewhere to send to, and a Slack URL only on the allowlist."""
+    if body.slack_webhook_url is not None:
+        problem = slack_url_problem(body.slack_webhook_url, settings.slack_allowed_prefixes)
+        if problem:
+            raise _unprocessable("slack_webhook_url", problem)
+    if not body.emails and not body.slack_webhook_url:
+        raise _unprocessable("emails", "give at least one e-mail address or a slack_webhook_url")
+
+
 def subscription_router(settings: NotifierSettings, engine: AsyncEngine, clock: Clock, gate: KeyGate) -> APIRouter:
     router = APIRouter(
         prefix="/v1/sellers/{seller_id}",
@@ -170,12 +180,7 @@ def subscription_router(settings: NotifierSettings, engine: AsyncEngine, clock: 
     async def put_subscription(
         seller_id: SellerId, body: SubscriptionIn, principal: Principal = may_write
     ) -> SubscriptionOut:
-        if body.slack_webhook_url is not None:
-            problem = slack_url_problem(body.slack_webhook_url, settings.slack_allowed_prefixes)
-            if problem:
-                raise _unprocessable("slack_webhook_url", problem)
-        if not body.emails and not body.slack_webhook_url:
-            raise _unprocessable("emails", "give at least one e-mail address or a slack_webhook_url")
+        _check_destinations(body, settings)
         now = clock()
         values = {
             "emails": orjson.dumps(body.emails).decode(),

@@ -126,7 +126,7 @@ def _rate_headers(operation: str) -> dict[str, str]:
     return {"x-amzn-RateLimit-Limit": str(USAGE_PLANS[operation][0]), "x-amzn-RequestId": "test-request"}
 
 
-def _app(amazon: FakeAmazon) -> web.Application:
+def _app(amazon: FakeAmazon) -> web.Application:  # noqa: C901 - one handler per Amazon operation, side by side as Amazon documents them
     def refuse_grant(description: str) -> web.Response:
         return web.json_response({"error": "invalid_grant", "error_description": description}, status=400)
 

@@ -50,7 +50,7 @@ def _table(title: str, rows: dict[str, dict[str, object]]) -> Table:
     return table
 
 
-async def main(arguments: argparse.Namespace) -> int:
+async def main(arguments: argparse.Namespace) -> int:  # noqa: C901 - the command line's modes (quick, live, through services) read top to bottom
     console = Console()
     today = datetime.now(UTC).date()
     at_noon = arguments.at == "noon" and not arguments.through_services
