@@ -43,7 +43,9 @@ from shared.wording import Language
 
 AMAZON_BAD = "amazon_bad"
 AMAZON_RECONNECT = "amazon_reconnect"
-AMAZON_GROUP = "vtr-notifier-amazon"
+#: Appended to the notifier's consumer group for its Amazon-status consumer
+#: (``vtr-notifier-amazon`` by default): instances that share one group share the other.
+AMAZON_GROUP_SUFFIX = "-amazon"
 
 amazon_statuses = Table(
     "amazon_statuses",

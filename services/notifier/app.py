@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier import db, metrics
 from services.notifier.alerts import Clock, Timings
-from services.notifier.amazon_status import AMAZON_GROUP, AmazonStatusProcessor
+from services.notifier.amazon_status import AMAZON_GROUP_SUFFIX, AmazonStatusProcessor
 from services.notifier.api import subscription_router
 from services.notifier.audit import audit_router, credential_recorder
 from services.notifier.delivery import (
@@ -137,7 +137,7 @@ def create_app(settings: NotifierSettings, clock: Clock = utc_now) -> FastAPI:
         settings=settings,
         engine=engine,
         topics=[AMAZON_VTR],
-        group_id=AMAZON_GROUP,
+        group_id=settings.consumer_group + AMAZON_GROUP_SUFFIX,
         offsets=db.consumer_offsets,
         apply_batch=AmazonStatusProcessor(clock, console_links).apply_batch,
     )
