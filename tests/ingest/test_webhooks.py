@@ -278,7 +278,7 @@ async def test_metrics_follow_the_catalogue(ingest: httpx.AsyncClient, ingest_se
 async def test_readiness_checks_the_broker(ingest: httpx.AsyncClient) -> None:
     response = await ingest.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"kafka": "ok", "producer": "ok"}
+    assert response.json()["checks"] == {"kafka": "ok", "producer": "ok", "credentials": "ok"}
 
 
 async def test_events_land_where_the_default_partitioner_puts_their_key(
