@@ -17,7 +17,7 @@ from services.scorer.api.fastpath import VtrFastPath, dispatch
 from services.scorer.console import exports, pages
 from services.scorer.console.notifier_client import NotifierReader
 from services.scorer.domain.window import TodayFunction, utc_today
-from services.scorer.runtime.amazon import consume_amazon_vtr, refresh_difference_gauges_every
+from services.scorer.runtime.amazon import AMAZON_GROUP_SUFFIX, consume_amazon_vtr, refresh_difference_gauges_every
 from services.scorer.runtime.service import ScorerService
 from services.scorer.settings import ScorerSettings
 from shared.credentials.access import Credentials
@@ -84,7 +84,12 @@ def create_app(settings: ScorerSettings, today: TodayFunction = utc_today, backg
             if background:
                 await service.start()
                 amazon_tasks = [
-                    asyncio.create_task(consume_amazon_vtr(settings, engine, amazon_stop), name="amazon-vtr"),
+                    asyncio.create_task(
+                        consume_amazon_vtr(
+                            settings, engine, amazon_stop, settings.consumer_group_id + AMAZON_GROUP_SUFFIX
+                        ),
+                        name="amazon-vtr",
+                    ),
                     asyncio.create_task(
                         refresh_difference_gauges_every(engine, settings.gauges_interval_seconds, amazon_stop),
                         name="amazon-vtr-gauges",

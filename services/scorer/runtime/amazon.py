@@ -22,7 +22,9 @@ from shared.topics import AMAZON_VTR
 
 log = logging.getLogger(__name__)
 
-AMAZON_GROUP = "vtr-scorer-amazon"
+#: Appended to the scorer's consumer group for its Amazon-VTR consumer
+#: (``vtr-scorer-amazon`` by default), as the notifier does for its own.
+AMAZON_GROUP_SUFFIX = "-amazon"
 
 
 async def refresh_difference_gauges_every(engine: AsyncEngine, interval: float, stop: asyncio.Event) -> None:
@@ -35,10 +37,12 @@ async def refresh_difference_gauges_every(engine: AsyncEngine, interval: float, 
             await asyncio.wait_for(stop.wait(), interval)
 
 
-async def consume_amazon_vtr(settings: ServiceSettings, engine: AsyncEngine, stop: asyncio.Event) -> None:
+async def consume_amazon_vtr(
+    settings: ServiceSettings, engine: AsyncEngine, stop: asyncio.Event, group_id: str
+) -> None:
     """Keep every figure of ``vtr.amazon-vtr.v1``; commit offsets after they are stored."""
     while not stop.is_set():
-        consumer = make_consumer(settings, AMAZON_VTR, group_id=AMAZON_GROUP)
+        consumer = make_consumer(settings, AMAZON_VTR, group_id=group_id)
         try:
             await consumer.start()
             while not stop.is_set():
