@@ -108,15 +108,15 @@ def model_input_of(lanes: Sequence[LaneGroup], scan_groups: Sequence[ScanGroup],
     )
     learns = column("learns", bool)
     numbers: list[str | None] = [number for group in lanes for number in group.numbers]
-    seller = np.concatenate(seller_index) if lanes else np.zeros(0, dtype=np.int64)
+    seller_of = np.concatenate(seller_index) if lanes else np.zeros(0, dtype=np.int64)
     # Per seller, the first deadline from which its data holds every package whatever its
     # outcome (observations.selected_from): the earliest of a package with a delivery scan.
     complete = np.full(len(sellers), np.iinfo(np.int64).max, dtype=np.int64)
     delivered = delivery != MISSING
-    np.minimum.at(complete, seller[delivered], deadline[delivered])
+    np.minimum.at(complete, seller_of[delivered], deadline[delivered])
     has_complete = np.zeros(len(sellers), dtype=bool)
-    has_complete[seller[delivered]] = True
-    selected_waiting = has_complete[seller] & (deadline < complete[seller])
+    has_complete[seller_of[delivered]] = True
+    selected_waiting = has_complete[seller_of] & (deadline < complete[seller_of])
     # Tracking number -> the first learner with it (silences), and the last package with it
     # (the carrier its scans count for, per push source).
     learner_of: dict[str, int] = {}
@@ -135,20 +135,20 @@ def model_input_of(lanes: Sequence[LaneGroup], scan_groups: Sequence[ScanGroup],
     carrier_names = list(carriers)
     source_counts: dict[CarrierOrigin, Counter[str]] = defaultdict(Counter)
     scan_package, scan_moment, scan_status, statuses = [], [], [], []
-    for group in scan_groups:
-        carriers_seen = Counter(carrier_of[number] for number in group.numbers if number in carrier_of)
+    for scan_group in scan_groups:
+        carriers_seen = Counter(carrier_of[number] for number in scan_group.numbers if number in carrier_of)
         for index, count in carriers_seen.items():
-            source_counts[carrier_names[index]][group.source] += count
-        owners = [learner_of.get(number, -1) for number in group.numbers]
+            source_counts[carrier_names[index]][scan_group.source] += count
+        owners = [learner_of.get(number, -1) for number in scan_group.numbers]
         owner = np.asarray(owners, dtype=np.int64)
         keep = owner >= 0
         if not keep.any():
             continue
-        if group.status not in statuses:
-            statuses.append(group.status)
+        if scan_group.status not in statuses:
+            statuses.append(scan_group.status)
         scan_package.append(owner[keep])
-        scan_moment.append(np.asarray(group.moments, dtype=np.int64)[keep])
-        scan_status.append(np.full(int(keep.sum()), statuses.index(group.status), dtype=np.int64))
+        scan_moment.append(np.asarray(scan_group.moments, dtype=np.int64)[keep])
+        scan_status.append(np.full(int(keep.sum()), statuses.index(scan_group.status), dtype=np.int64))
     empty = np.zeros(0, dtype=np.int64)
     package_columns = PackageColumns(
         lane=(np.concatenate(lane_index) if lanes else empty)[learns],
