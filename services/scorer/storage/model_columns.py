@@ -36,6 +36,7 @@ class LaneGroup:
     """The packages of one (seller, carrier, service, origin, marketplace) as read."""
 
     lane: tuple[str, str, str | None, str, str]
+    ids: list[int]
     confirmed: list[int]
     first: list[int]
     delivery: list[int]
@@ -43,16 +44,30 @@ class LaneGroup:
     deadline: list[int]
     #: Not structural and not valid without a first scan: the model learns from it.
     learns: list[bool]
-    #: Tracking numbers of the packages recent enough to teach silences (None for the others).
-    numbers: list[str | None]
 
 
 @dataclass
 class ScanGroup:
+    """Physical scans of one status from one source: for each, the package its tracking
+    number counts for (carrier health per source) and the one that learns its silences
+    (0: none)."""
+
     status: str
     source: str
-    numbers: list[str]
+    counted: list[int]
+    learner: list[int]
     moments: list[int]
+
+
+@dataclass
+class ModelRead:
+    """What :func:`read_model_groups` read."""
+
+    lanes: list[LaneGroup]
+    scans: list[ScanGroup]
+    #: Ids of the silence learners that share a tracking number (one parcel, several orders):
+    #: the parcel's silences are learnt once, by the lowest id.
+    shared: list[list[int]]
 
 
 @dataclass
@@ -65,8 +80,6 @@ class ModelInput:
     silence_learners: np.ndarray
     #: Recent physical scans per carrier x origin and push source (domain/sources.py).
     source_counts: dict[CarrierOrigin, Counter[str]]
-    #: Packages of the learning period read (structural ones included).
-    read: int
 
 
 def micros(moment: datetime | None) -> int:
@@ -75,7 +88,7 @@ def micros(moment: datetime | None) -> int:
 
 async def read_model_groups(
     connection: AsyncConnection, since: datetime, silence_since: datetime, now: datetime
-) -> tuple[list[LaneGroup], list[ScanGroup]]:
+) -> ModelRead:
     """The packages confirmed since ``since`` (not cancelled, with a carrier) and the
     physical scans up to ``now`` of the tracking numbers confirmed since ``silence_since``;
     :func:`model_input_of` makes the columns of them."""
@@ -84,9 +97,14 @@ async def read_model_groups(
     return await _read_generic(connection, since, silence_since, now)
 
 
-def model_input_of(lanes: Sequence[LaneGroup], scan_groups: Sequence[ScanGroup], now: datetime) -> ModelInput:
+def _concatenated(parts: Sequence[Any], dtype: Any = np.int64) -> np.ndarray:
+    return np.concatenate([np.asarray(part, dtype=dtype) for part in parts]) if parts else np.zeros(0, dtype=dtype)
+
+
+def model_input_of(read: ModelRead, silence_since: datetime, now: datetime) -> ModelInput:
     """The columns of what was read (pure arithmetic, run in a worker thread)."""
     now_us = micros(now)
+    lanes = read.lanes
     lane_keys: list[LaneKey] = []
     carriers: dict[tuple[str, str], int] = {}
     sellers: dict[str, int] = {}
@@ -98,17 +116,12 @@ def model_input_of(lanes: Sequence[LaneGroup], scan_groups: Sequence[ScanGroup],
         lane_keys.append((seller, carrier, service_key(service), origin, marketplace))
         carrier_index.append(np.full(size, carriers.setdefault((carrier, origin), len(carriers)), dtype=np.int64))
         seller_index.append(np.full(size, sellers.setdefault(seller, len(sellers)), dtype=np.int64))
-
-    def column(name: str, dtype: Any = np.int64) -> np.ndarray:
-        values = [np.asarray(getattr(group, name), dtype=dtype) for group in lanes]
-        return np.concatenate(values) if values else np.zeros(0, dtype=dtype)
-
-    confirmed, first, delivery, last, deadline = (
-        column(name) for name in ("confirmed", "first", "delivery", "last", "deadline")
+    ids, confirmed, first, delivery, last, deadline = (
+        _concatenated([getattr(group, name) for group in lanes])
+        for name in ("ids", "confirmed", "first", "delivery", "last", "deadline")
     )
-    learns = column("learns", bool)
-    numbers: list[str | None] = [number for group in lanes for number in group.numbers]
-    seller_of = np.concatenate(seller_index) if lanes else np.zeros(0, dtype=np.int64)
+    learns = _concatenated([group.learns for group in lanes], bool)
+    lane_of, carrier_of, seller_of = (_concatenated(parts) for parts in (lane_index, carrier_index, seller_index))
     # Per seller, the first deadline from which its data holds every package whatever its
     # outcome (observations.selected_from): the earliest of a package with a delivery scan.
     complete = np.full(len(sellers), np.iinfo(np.int64).max, dtype=np.int64)
@@ -117,60 +130,57 @@ def model_input_of(lanes: Sequence[LaneGroup], scan_groups: Sequence[ScanGroup],
     has_complete = np.zeros(len(sellers), dtype=bool)
     has_complete[seller_of[delivered]] = True
     selected_waiting = has_complete[seller_of] & (deadline < complete[seller_of])
-    # Tracking number -> the first learner with it (silences), and the last package with it
-    # (the carrier its scans count for, per push source).
-    learner_of: dict[str, int] = {}
-    carrier_of: dict[str, int] = {}
-    learner_rows = np.flatnonzero(learns).tolist()
+    # Learners are numbered among the learning packages only.
     position = np.cumsum(learns) - 1
+    by_id = np.argsort(ids, kind="stable")
+
+    def rows_of(wanted: np.ndarray) -> np.ndarray:
+        """Row of each package id (ids that were read)."""
+        return by_id[np.searchsorted(ids[by_id], wanted)]
+
     scanned = (first != MISSING) & (first <= now_us)
-    carrier_all = np.concatenate(carrier_index) if lanes else np.zeros(0, dtype=np.int64)
-    for row, number in enumerate(numbers):
-        if number is not None:
-            carrier_of[number] = int(carrier_all[row])
-    for row in reversed(learner_rows):
-        number = numbers[row]
-        if number is not None and scanned[row]:
-            learner_of[number] = int(position[row])
+    silence_rows = learns & scanned & (confirmed >= micros(silence_since))
+    duplicates = [sorted(group)[1:] for group in read.shared]
+    others = _concatenated(duplicates) if duplicates else np.zeros(0, dtype=np.int64)
+    if len(others):
+        silence_rows[rows_of(others)] = False
     carrier_names = list(carriers)
     source_counts: dict[CarrierOrigin, Counter[str]] = defaultdict(Counter)
     scan_package, scan_moment, scan_status, statuses = [], [], [], []
-    for scan_group in scan_groups:
-        carriers_seen = Counter(carrier_of[number] for number in scan_group.numbers if number in carrier_of)
-        for index, count in carriers_seen.items():
-            source_counts[carrier_names[index]][scan_group.source] += count
-        owners = [learner_of.get(number, -1) for number in scan_group.numbers]
-        owner = np.asarray(owners, dtype=np.int64)
-        keep = owner >= 0
+    for scan_group in read.scans:
+        counted = np.asarray(scan_group.counted, dtype=np.int64)
+        counted = counted[counted > 0]
+        per_carrier = np.bincount(carrier_of[rows_of(counted)], minlength=len(carrier_names))
+        for index in np.flatnonzero(per_carrier).tolist():
+            source_counts[carrier_names[index]][scan_group.source] += int(per_carrier[index])
+        learner = np.asarray(scan_group.learner, dtype=np.int64)
+        keep = learner > 0
         if not keep.any():
             continue
         if scan_group.status not in statuses:
             statuses.append(scan_group.status)
-        scan_package.append(owner[keep])
+        scan_package.append(position[rows_of(learner[keep])])
         scan_moment.append(np.asarray(scan_group.moments, dtype=np.int64)[keep])
         scan_status.append(np.full(int(keep.sum()), statuses.index(scan_group.status), dtype=np.int64))
-    empty = np.zeros(0, dtype=np.int64)
     package_columns = PackageColumns(
-        lane=(np.concatenate(lane_index) if lanes else empty)[learns],
+        lane=lane_of[learns],
         confirmed=confirmed[learns],
         first=first[learns],
         delivery=delivery[learns],
         last=last[learns],
         deadline=deadline[learns],
         selected_waiting=selected_waiting[learns],
-        carrier=carrier_all[learns],
+        carrier=carrier_of[learns],
         lanes=lane_keys,
         carriers=carrier_names,
     )
-    silence_learners = np.zeros(int(learns.sum()), dtype=bool)
-    silence_learners[list(learner_of.values())] = True
     scan_columns = ScanColumns(
-        package=np.concatenate(scan_package) if scan_package else empty,
-        moment=np.concatenate(scan_moment) if scan_moment else empty,
-        status=np.concatenate(scan_status) if scan_status else empty,
+        package=_concatenated(scan_package),
+        moment=_concatenated(scan_moment),
+        status=_concatenated(scan_status),
         statuses=statuses,
     )
-    return ModelInput(package_columns, scan_columns, silence_learners, dict(source_counts), len(confirmed))
+    return ModelInput(package_columns, scan_columns, silence_rows[learns], dict(source_counts))
 
 
 _STRUCTURAL = sorted(reason.value for reason in STRUCTURAL_REASONS)
@@ -182,41 +192,66 @@ def _micros_sql(column: str) -> str:
 
 
 #: Built from constants of this module only (no input): hence the ``noqa: S608``.
+
+
+def _learns(structural: str) -> str:
+    """SQL: the package is learnt from (``structural``: the placeholder of the structural reasons)."""
+    valid = PackageState.VALID.value
+    return f"NOT (COALESCE(reason, '') = ANY({structural}::text[]) OR (state = '{valid}' AND first_scan_at IS NULL))"
+
+
+_KEPT = f"carrier IS NOT NULL AND state <> '{PackageState.CANCELLED.value}'"
 _POSTGRESQL_PACKAGES = f"""
-SELECT seller_id, carrier, service, ship_from_country, marketplace,
+SELECT seller_id, carrier, service, ship_from_country, marketplace, array_agg(id),
        array_agg({_micros_sql("confirmed_at")}), array_agg({_micros_sql("first_scan_at")}),
        array_agg({_micros_sql("delivery_scan_at")}), array_agg({_micros_sql("last_scan_at")}),
-       array_agg({_micros_sql("promised_date + 2")}),
-       array_agg(NOT (COALESCE(reason, '') = ANY($3::text[]) OR (state = 'valid' AND first_scan_at IS NULL))),
-       array_agg(CASE WHEN confirmed_at >= $2 THEN tracking_number END)
+       array_agg({_micros_sql("promised_date + 2")}), array_agg({_learns("$2")})
 FROM packages
-WHERE confirmed_at >= $1 AND carrier IS NOT NULL AND state <> '{PackageState.CANCELLED.value}'
+WHERE confirmed_at >= $1 AND {_KEPT}
 GROUP BY seller_id, carrier, service, ship_from_country, marketplace
 """  # noqa: S608
+#: A silence learner: learns, confirmed since $2, first scanned by $4.
+_LEARNER = f"{_KEPT} AND {_learns('$3')} AND confirmed_at >= $2 AND first_scan_at <= $4"
+_POSTGRESQL_SHARED = f"""
+SELECT array_agg(id) FROM packages
+WHERE confirmed_at >= $1 AND {_LEARNER}
+GROUP BY tracking_number HAVING count(*) > 1
+"""  # noqa: S608
+#: The scans of the tracking numbers confirmed since $2, each with the package (lowest id)
+#: its carrier counts for and the one that learns its silences.
 _POSTGRESQL_SCANS = f"""
-SELECT status, source, array_agg(tracking_number), array_agg({_micros_sql("occurred_at")})
-FROM scans
-WHERE tracking_number IN (SELECT tracking_number FROM packages WHERE confirmed_at >= $1)
-  AND status = ANY($2::text[]) AND occurred_at <= $3
-GROUP BY status, source
+WITH numbers AS (
+    SELECT tracking_number, min(id) FILTER (WHERE {_KEPT}) AS counted,
+           min(id) FILTER (WHERE {_LEARNER}) AS learner
+    FROM packages WHERE confirmed_at >= $1
+    GROUP BY tracking_number HAVING max(confirmed_at) >= $2
+)
+SELECT s.status, s.source, array_agg(COALESCE(n.counted, 0)), array_agg(COALESCE(n.learner, 0)),
+       array_agg({_micros_sql("s.occurred_at")})
+FROM scans s JOIN numbers n ON n.tracking_number = s.tracking_number
+WHERE s.status = ANY($5::text[]) AND s.occurred_at <= $4
+GROUP BY s.status, s.source
 """  # noqa: S608
 
 
 async def _read_postgresql(
     connection: AsyncConnection, since: datetime, silence_since: datetime, now: datetime
-) -> tuple[list[LaneGroup], list[ScanGroup]]:
+) -> ModelRead:
     driver = await driver_connection(connection)
     lanes = [
         LaneGroup(tuple(row[:5]), *row[5:])  # type: ignore[arg-type]
-        for row in await driver.fetch(_POSTGRESQL_PACKAGES, since, silence_since, _STRUCTURAL)
+        for row in await driver.fetch(_POSTGRESQL_PACKAGES, since, _STRUCTURAL)
     ]
-    scan_groups = [ScanGroup(*row) for row in await driver.fetch(_POSTGRESQL_SCANS, silence_since, _PHYSICAL, now)]
-    return lanes, scan_groups
+    arguments = (since, silence_since, _STRUCTURAL, now)
+    shared = [list(row[0]) for row in await driver.fetch(_POSTGRESQL_SHARED, *arguments)]
+    scan_groups = [ScanGroup(*row) for row in await driver.fetch(_POSTGRESQL_SCANS, *arguments, _PHYSICAL)]
+    return ModelRead(lanes, scan_groups, shared)
 
 
 async def _read_generic(
     connection: AsyncConnection, since: datetime, silence_since: datetime, now: datetime
-) -> tuple[list[LaneGroup], list[ScanGroup]]:
+) -> ModelRead:
+    """The same as plain rows (SQLite): the groups and the lowest ids built here."""
     c = packages.c
     learns = not_(
         or_(
@@ -226,37 +261,35 @@ async def _read_generic(
     )
     rows = await connection.execute(
         select(
-            c.seller_id, c.carrier, c.service, c.ship_from_country, c.marketplace, c.confirmed_at, c.first_scan_at,
-            c.delivery_scan_at, c.last_scan_at, c.promised_date, case((learns, literal(True)), else_=literal(False)),
-            case((c.confirmed_at >= silence_since, c.tracking_number), else_=None),
-        ).where(c.confirmed_at >= since, c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
+            c.id, c.seller_id, c.carrier, c.service, c.ship_from_country, c.marketplace, c.confirmed_at,
+            c.first_scan_at, c.delivery_scan_at, c.last_scan_at, c.promised_date,
+            case((learns, literal(True)), else_=literal(False)), c.tracking_number, c.state,
+        ).where(c.confirmed_at >= since)
     )  # fmt: skip
     groups: dict[tuple[Any, ...], LaneGroup] = {}
-    for (
-        seller,
-        carrier,
-        service,
-        origin,
-        marketplace,
-        confirmed,
-        first,
-        delivery,
-        last,
-        promised,
-        learn,
-        number,
-    ) in rows:
+    counted: dict[str, int] = {}
+    learners: dict[str, list[int]] = defaultdict(list)
+    recent: set[str] = set()
+    for (id_, seller, carrier, service, origin, marketplace, confirmed, first, delivery, last, promised, learn,
+         number, state) in rows:  # fmt: skip
+        if confirmed >= silence_since:
+            recent.add(number)
+        if carrier is None or state == PackageState.CANCELLED.value:
+            continue
+        counted[number] = min(counted.get(number, id_), id_)
+        if learn and confirmed >= silence_since and first is not None and first <= now:
+            learners[number].append(id_)
         key = (seller, carrier, service, origin, marketplace)
         group = groups.get(key)
         if group is None:
             group = groups[key] = LaneGroup(key, [], [], [], [], [], [], [])  # type: ignore[arg-type]
+        group.ids.append(id_)
         group.confirmed.append(micros(confirmed))
         group.first.append(micros(first))
         group.delivery.append(micros(delivery))
         group.last.append(micros(last))
         group.deadline.append(micros(counted_deadline(promised)))
         group.learns.append(bool(learn))
-        group.numbers.append(number)
     scan_rows = await connection.execute(
         select(scans.c.status, scans.c.source, scans.c.tracking_number, scans.c.occurred_at).where(
             scans.c.tracking_number.in_(select(c.tracking_number).where(c.confirmed_at >= silence_since)),
@@ -266,9 +299,13 @@ async def _read_generic(
     )
     scan_groups: dict[tuple[str, str], ScanGroup] = {}
     for status, source, number, occurred in scan_rows:
+        if number not in recent:
+            continue
         found = scan_groups.get((status, source))
         if found is None:
-            found = scan_groups[(status, source)] = ScanGroup(status, source, [], [])
-        found.numbers.append(number)
+            found = scan_groups[(status, source)] = ScanGroup(status, source, [], [], [])
+        found.counted.append(counted.get(number, 0))
+        found.learner.append(min(learners[number]) if number in learners else 0)
         found.moments.append(micros(occurred))
-    return list(groups.values()), list(scan_groups.values())
+    shared = [ids for ids in learners.values() if len(ids) > 1]
+    return ModelRead(list(groups.values()), list(scan_groups.values()), shared)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import (
@@ -26,9 +25,8 @@ from services.scorer.domain.packages import MICRO, service_key
 from services.scorer.domain.projection import LAG_DAYS, RecentPackage, project
 from services.scorer.storage.dialect import JSON_ENCODER, chunks, dialect_insert, execute_rows, insert_rows
 from services.scorer.storage.model_columns import (
-    LaneGroup,
     ModelInput,
-    ScanGroup,
+    ModelRead,
     micros,
     model_input_of,
     read_model_groups,
@@ -51,23 +49,21 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
     arithmetic runs in a worker thread, so the event loop keeps consuming meanwhile."""
     since = now - timedelta(days=settings.history_days)
     silence_since = now - timedelta(days=settings.silence_history_days)
-    lanes, scan_groups = await read_model_groups(connection, since, silence_since, now)
-    read, state = await asyncio.to_thread(model_state_of_groups, lanes, scan_groups, now, settings)
-    state.health = health_with_source_outages(state.health, read.source_counts, settings)
+    read = await read_model_groups(connection, since, silence_since, now)
+    columns, state = await asyncio.to_thread(model_state_of_groups, read, now, settings)
+    state.health = health_with_source_outages(state.health, columns.source_counts, settings)
     return state
 
 
-def model_state_of_groups(
-    lanes: Sequence[LaneGroup], scan_groups: Sequence[ScanGroup], now: datetime, settings: ModelSettings
-) -> tuple[ModelInput, ModelState]:
+def model_state_of_groups(read: ModelRead, now: datetime, settings: ModelSettings) -> tuple[ModelInput, ModelState]:
     """:func:`build_model_state`'s arithmetic on what it read: every package's observations
     and silences at once (services/scorer/domain/model/batch.py) and the carrier health."""
-    read = model_input_of(lanes, scan_groups, now)
+    columns = model_input_of(read, now - timedelta(days=settings.silence_history_days), now)
     now_us = micros(now)
-    state = state_of_columns(read.packages, read.scans, read.silence_learners, now_us, settings)
+    state = state_of_columns(columns.packages, columns.scans, columns.silence_learners, now_us, settings)
     state.computed_at = now
-    state.health = carrier_health_of(read.packages, now_us, settings)
-    return read, state
+    state.health = carrier_health_of(columns.packages, now_us, settings)
+    return columns, state
 
 
 async def save_model_state(connection: AsyncConnection, state: ModelState) -> None:

@@ -26,7 +26,7 @@ from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.state import ModelState
 from services.scorer.domain.packages import counted_deadline, service_key
 from services.scorer.domain.policy import STRUCTURAL_REASONS
-from services.scorer.storage.model_columns import LaneGroup, ScanGroup, micros
+from services.scorer.storage.model_columns import LaneGroup, ModelRead, ScanGroup, micros
 from services.scorer.storage.model_state import model_state_of_groups
 from shared.schemas import DELIVERY_SCAN_STATUSES, PackageState, Reason
 
@@ -86,10 +86,8 @@ def reference_state(stored: list[Package], now: datetime) -> ModelState:
     state = ModelState(computed_at=now, recent_hours=SETTINGS.recent_hours)
     silence_since = now - timedelta(days=SETTINGS.silence_history_days)
     items = [p for p in stored if p.confirmed >= now - timedelta(days=SETTINGS.history_days)]
-    # The rows in the order the storage reads them, lane after lane (a tracking number shared by
-    # packages teaches its silences once, with the first of them: the order is the database's).
-    lanes = list(dict.fromkeys(p.lane for p in items))
-    items.sort(key=lambda p: lanes.index(p.lane))
+    # A tracking number shared by packages teaches its silences once, with the first of them
+    # (the lowest id: ``items`` are in id order).
     complete_from = selected_from((p.lane[0], p.promised, p.delivery is not None) for p in items)
     scan_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     scanned: dict[str, tuple[LaneKey, datetime, datetime | None, datetime]] = {}
@@ -109,6 +107,18 @@ def reference_state(stored: list[Package], now: datetime) -> ModelState:
             if moment is not None:
                 scan_times[(carrier, origin)].append(moment)
     state.health = carrier_health(scan_times, now, SETTINGS)
+    add_reference_silences(state, stored, items, scanned, now)
+    return state
+
+
+def add_reference_silences(
+    state: ModelState,
+    stored: list[Package],
+    items: list[Package],
+    scanned: dict[str, tuple[LaneKey, datetime, datetime | None, datetime]],
+    now: datetime,
+) -> None:
+    silence_since = now - timedelta(days=SETTINGS.silence_history_days)
     by_number: dict[str, set[tuple[datetime, bool, str]]] = defaultdict(set)
     recent_numbers = {p.number for p in items if p.confirmed >= silence_since}
     for p in stored:
@@ -126,42 +136,44 @@ def reference_state(stored: list[Package], now: datetime) -> ModelState:
                           (deadline - first).total_seconds() / 3600.0)  # fmt: skip
         if in_silence_cohort(parcel.age_hours, SETTINGS):
             state.in_flight.append(parcel)
-    return state
 
 
 def column_state(items: list[Package], now: datetime) -> ModelState:
-    """The same packages as the storage reads them (grouped by lane and by status and source)."""
+    """The same packages as the storage reads them (grouped by lane, scans by status and
+    source with the lowest ids of their tracking number); a package's id is its index."""
     since = now - timedelta(days=SETTINGS.history_days)
     silence_since = now - timedelta(days=SETTINGS.silence_history_days)
     groups: dict[tuple[str, ...], LaneGroup] = {}
-    scans: dict[tuple[str, str], ScanGroup] = {}
-    recent_numbers = set()
-    for p in items:
+    counted: dict[str, int] = {}
+    learners: dict[str, list[int]] = defaultdict(list)
+    for id_, p in enumerate(items, start=1):
         if p.confirmed < since:
             continue
         group = groups.setdefault(p.lane, LaneGroup(p.lane, [], [], [], [], [], [], []))
-        group.confirmed.append(micros(p.confirmed))
-        group.first.append(micros(p.first))
-        group.delivery.append(micros(p.delivery))
-        group.last.append(micros(p.last))
-        group.deadline.append(micros(counted_deadline(p.promised)))  # type: ignore[arg-type]
         learns = not (p.reason in STRUCTURAL_REASONS or (p.state == PackageState.VALID.value and p.first is None))
-        group.learns.append(learns)
-        group.numbers.append(p.number if p.confirmed >= silence_since else None)
-        if p.confirmed >= silence_since:
-            recent_numbers.add(p.number)
-    seen = set()
+        for column, value in zip(
+            ("ids", "confirmed", "first", "delivery", "last", "deadline", "learns"),
+            (id_, micros(p.confirmed), micros(p.first), micros(p.delivery), micros(p.last),
+             micros(counted_deadline(p.promised)), learns),  # type: ignore[arg-type]
+            strict=True,
+        ):  # fmt: skip
+            getattr(group, column).append(value)
+        counted.setdefault(p.number, id_)
+        if learns and p.confirmed >= silence_since and p.first is not None and p.first <= now:
+            learners[p.number].append(id_)
+    recent = {p.number for p in items if since <= p.confirmed and p.confirmed >= silence_since}
+    scans: dict[tuple[str, str], ScanGroup] = {}
     for p in items:
-        if p.number in recent_numbers and p.number not in seen:
-            seen.add(p.number)
-            for q in items:
-                if q.number == p.number:
-                    for status, moment, source in q.scans:
-                        if moment <= now:
-                            found = scans.setdefault((status, source), ScanGroup(status, source, [], []))
-                            found.numbers.append(q.number)
-                            found.moments.append(micros(moment))
-    return model_state_of_groups(list(groups.values()), list(scans.values()), now, SETTINGS)[1]
+        if p.number in recent:
+            for status, moment, source in p.scans:
+                if moment <= now:
+                    found = scans.setdefault((status, source), ScanGroup(status, source, [], [], []))
+                    found.counted.append(counted.get(p.number, 0))
+                    found.learner.append(learners[p.number][0] if learners.get(p.number) else 0)
+                    found.moments.append(micros(moment))
+    shared = [ids for ids in learners.values() if len(ids) > 1]
+    read = ModelRead(list(groups.values()), list(scans.values()), shared)
+    return model_state_of_groups(read, now, SETTINGS)[1]
 
 
 def assert_close(a: float, b: float) -> None:

@@ -6,8 +6,8 @@ observations as :func:`~services.scorer.domain.model.observations.observations_o
 Times are integer microseconds since the epoch (naive UTC), so that the hours between two
 moments are the same floats :func:`~services.scorer.domain.model.observations.hours_of`
 gives; the sums per bucket are added in another order than one package after the other,
-so they equal the per-package ones within float rounding (tests/scorer/domain/model/
-test_batch.py checks both against each other on random histories)."""
+so they equal the per-package ones within float rounding (tests/scorer/storage/test_model_columns.py
+checks both against each other on random histories)."""
 
 from __future__ import annotations
 
@@ -33,8 +33,7 @@ Flags = npt.NDArray[np.bool_]
 MISSING = np.iinfo(np.int64).min
 _BOUNDS = np.array(BOUNDS, dtype=np.float64)
 _PROMISE_OFFSET = promise_clock(0.0)
-#: Observations expanded into (observation, bucket) cells at a time: bounds the memory.
-_CHUNK_CELLS = 4_000_000
+_WIDTHS = np.diff(_BOUNDS)
 _GAPS = tuple(dict.fromkeys(STAGE_OF_SCAN.values()))
 
 
@@ -183,30 +182,36 @@ def _spans(
     lane: Ints, entry: Floats, elapsed: Floats, reached: Flags, weight: Floats, rows: int
 ) -> tuple[Floats, Floats]:
     """``curves._add_span`` for each observation (entry and elapsed already clamped):
-    events and exposure per (lane, bucket), flattened."""
+    events and exposure per (lane, bucket), flattened. The hours at risk in a bucket are
+    the hours it holds up to ``elapsed`` less those up to ``entry``, and the hours a bucket
+    holds up to a moment are its width if the moment is past it, the part of it before the
+    moment if inside: two sums per bucket over all observations, whatever their spans."""
     size = rows * BUCKETS
-    events = np.zeros(size, dtype=np.float64)
-    exposure = np.zeros(size, dtype=np.float64)
-    first = np.searchsorted(_BOUNDS, entry, side="right") - 1
     last = np.searchsorted(_BOUNDS, elapsed, side="right") - 1
-    count = np.maximum(0, np.minimum(last, BUCKETS - 1) - first + 1)
-    ends = np.cumsum(count)
-    start = 0
-    while start < len(lane):
-        stop = int(np.searchsorted(ends, ends[start] - count[start] + _CHUNK_CELLS, side="right"))
-        stop = max(stop, start + 1)
-        part = slice(start, stop)
-        owner = np.repeat(np.arange(start, stop), count[part])
-        offsets = np.repeat(ends[part] - count[part], count[part])
-        bucket = first[owner] + (np.arange(len(owner)) + (ends[start] - count[start]) - offsets)
-        inside = bucket < last[owner]
-        low = np.maximum(_BOUNDS[bucket], entry[owner])
-        high = np.where(inside, _BOUNDS[np.minimum(bucket + 1, BUCKETS)], elapsed[owner])
-        exposure += np.bincount(lane[owner] * BUCKETS + bucket, weights=weight[owner] * (high - low), minlength=size)
-        start = stop
+    exposure = _held(lane, elapsed, last, weight, rows)
+    entered = entry > 0.0
+    if entered.any():
+        first = np.searchsorted(_BOUNDS, entry[entered], side="right") - 1
+        exposure -= _held(lane[entered], entry[entered], first, weight[entered], rows)
     hits = reached & (elapsed > entry) & (last < BUCKETS)
-    events += np.bincount(lane[hits] * BUCKETS + last[hits], weights=weight[hits], minlength=size)
+    events: Floats = np.bincount(lane[hits] * BUCKETS + last[hits], weights=weight[hits], minlength=size)
     return events, exposure
+
+
+def _held(lane: Ints, moment: Floats, bucket: Ints, weight: Floats, rows: int) -> Floats:
+    """Per (lane, bucket), the weighted hours of the bucket before each ``moment``."""
+    passed = np.bincount(lane * (BUCKETS + 1) + bucket, weights=weight, minlength=rows * (BUCKETS + 1))
+    passed = passed.reshape(rows, BUCKETS + 1)
+    # Weight of the observations whose moment is past each bucket (in a later one).
+    later = np.cumsum(passed[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    inside = bucket < BUCKETS
+    partial = np.bincount(
+        lane[inside] * BUCKETS + bucket[inside],
+        weights=weight[inside] * (moment[inside] - _BOUNDS[bucket[inside]]),
+        minlength=rows * BUCKETS,
+    ).reshape(rows, BUCKETS)
+    held: Floats = (later * _WIDTHS + partial).reshape(-1)
+    return held
 
 
 def _add_package_observations(
