@@ -1,16 +1,18 @@
-"""What the forecast model learns from, read as columns (services/scorer/domain/model/batch.py):
-the packages of the learning period grouped by lane, and the physical scans of the recent
-ones grouped by status and source.
+"""What the forecast model learns from, as flat columns (services/scorer/domain/model/batch.py):
+the packages of the learning period, and the physical scans of the recent ones.
 
-On PostgreSQL each group comes back as one row of arrays (``array_agg``), times as integer
-microseconds, so that a million packages cost a few arrays, not a million Python rows; on
-SQLite (``make run``, tests) the same groups are built from plain rows, more slowly."""
+On PostgreSQL the rows come back as arrays (``array_agg`` per lane, times as integer
+microseconds), so that a million packages cost a few arrays, not a million Python rows,
+and a scorer keeps them between refreshes (:class:`ModelCache`): a refresh reads only the
+rows written since the last one (their ``xmin`` is not older than the oldest transaction
+that last read could not see) and the scans of the tracking numbers they touch. SQLite
+(``make run``, tests) reads every row each time."""
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,45 +31,71 @@ from shared.schemas import PHYSICAL_SCAN_STATUSES, PackageState
 
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
+RawLane = tuple[str, str | None, str | None, str, str]
+PACKAGE_FIELDS = ("id", "number", "lane", "confirmed", "first", "delivery", "last", "deadline", "learns", "kept")
+SCAN_FIELDS = ("number", "status", "source", "moment")
+
+
+def micros(moment: datetime | None) -> int:
+    return int(MISSING) if moment is None else (moment - _EPOCH) // _MICROSECOND
+
+
+def _empty(dtype: Any = np.int64) -> np.ndarray:
+    return np.zeros(0, dtype=dtype)
 
 
 @dataclass
-class LaneGroup:
-    """The packages of one (seller, carrier, service, origin, marketplace) as read."""
+class StoredRows:
+    """Every package confirmed in the learning period (cancelled and carrier-less ones too:
+    their tracking numbers still bring scans) and the physical scans of the recent ones'
+    tracking numbers. ``number`` identifies a tracking number (a 64-bit hash of it on
+    PostgreSQL); ``lane``, ``status`` and ``source`` index the lists below."""
 
-    lane: tuple[str, str, str | None, str, str]
-    ids: list[int]
-    confirmed: list[int]
-    first: list[int]
-    delivery: list[int]
-    last: list[int]
-    deadline: list[int]
-    #: Not structural and not valid without a first scan: the model learns from it.
-    learns: list[bool]
+    lanes: list[RawLane] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    scans: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in PACKAGE_FIELDS:
+            self.columns.setdefault(name, _empty(bool if name in ("learns", "kept") else np.int64))
+        for name in SCAN_FIELDS:
+            self.scans.setdefault(name, _empty())
 
-@dataclass
-class ScanGroup:
-    """Physical scans of one status from one source: for each, the package its tracking
-    number counts for (carrier health per source) and the one that learns its silences
-    (0: none)."""
+    def index(self, values: list[Any], value: Any) -> int:
+        try:
+            return values.index(value)
+        except ValueError:
+            values.append(value)
+            return len(values) - 1
 
-    status: str
-    source: str
-    counted: list[int]
-    learner: list[int]
-    moments: list[int]
+    def add_packages(self, lane: RawLane, values: dict[str, list[Any]]) -> None:
+        """Append the packages of one lane (rows already here are replaced first by the caller)."""
+        size = len(values["id"])
+        values = dict(values, lane=[self.index(self.lanes, lane)] * size)  # type: ignore[arg-type]
+        for name in PACKAGE_FIELDS:
+            dtype = bool if name in ("learns", "kept") else np.int64
+            self.columns[name] = np.concatenate((self.columns[name], np.asarray(values[name], dtype=dtype)))
 
+    def add_scans(self, status: str, source: str, numbers: list[int], moments: list[int]) -> None:
+        size = len(numbers)
+        added = {
+            "number": np.asarray(numbers, dtype=np.int64),
+            "status": np.full(size, self.index(self.statuses, status), dtype=np.int64),
+            "source": np.full(size, self.index(self.sources, source), dtype=np.int64),
+            "moment": np.asarray(moments, dtype=np.int64),
+        }
+        for name in SCAN_FIELDS:
+            self.scans[name] = np.concatenate((self.scans[name], added[name]))
 
-@dataclass
-class ModelRead:
-    """What :func:`read_model_groups` read."""
+    def keep_packages(self, kept: np.ndarray) -> None:
+        for name in PACKAGE_FIELDS:
+            self.columns[name] = self.columns[name][kept]
 
-    lanes: list[LaneGroup]
-    scans: list[ScanGroup]
-    #: Ids of the silence learners that share a tracking number (one parcel, several orders):
-    #: the parcel's silences are learnt once, by the lowest id.
-    shared: list[list[int]]
+    def keep_scans(self, kept: np.ndarray) -> None:
+        for name in SCAN_FIELDS:
+            self.scans[name] = self.scans[name][kept]
 
 
 @dataclass
@@ -82,92 +110,84 @@ class ModelInput:
     source_counts: dict[CarrierOrigin, Counter[str]]
 
 
-def micros(moment: datetime | None) -> int:
-    return int(MISSING) if moment is None else (moment - _EPOCH) // _MICROSECOND
+def _lowest_per_number(number: np.ndarray, ids: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Among the ``chosen`` rows, the one of lowest id per tracking number: (numbers sorted, rows)."""
+    rows = np.flatnonzero(chosen)
+    order = rows[np.lexsort((ids[rows], number[rows]))]
+    if len(order) == 0:
+        return _empty(), _empty()
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = number[order][1:] != number[order][:-1]
+    return number[order][first], order[first]
 
 
-async def read_model_groups(
-    connection: AsyncConnection, since: datetime, silence_since: datetime, now: datetime
-) -> ModelRead:
-    """The packages confirmed since ``since`` (not cancelled, with a carrier) and the
-    physical scans up to ``now`` of the tracking numbers confirmed since ``silence_since``;
-    :func:`model_input_of` makes the columns of them."""
-    if uses_copy(connection):
-        return await _read_postgresql(connection, since, silence_since, now)
-    return await _read_generic(connection, since, silence_since, now)
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``values`` of each of ``wanted`` in the sorted ``keys`` (-1 where absent)."""
+    if len(keys) == 0:
+        return np.full(len(wanted), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, values[at], -1)
 
 
-def _concatenated(parts: Sequence[Any], dtype: Any = np.int64) -> np.ndarray:
-    return np.concatenate([np.asarray(part, dtype=dtype) for part in parts]) if parts else np.zeros(0, dtype=dtype)
+def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, now: datetime) -> ModelInput:
+    """The columns of the learning period as of ``now`` (pure arithmetic, run in a worker thread).
 
-
-def model_input_of(read: ModelRead, silence_since: datetime, now: datetime) -> ModelInput:
-    """The columns of what was read (pure arithmetic, run in a worker thread)."""
-    now_us = micros(now)
-    lanes = read.lanes
+    A tracking number shared by packages (one parcel, several orders) teaches its silences
+    once, with its learning package of lowest id, and its scans count, per push source, for
+    the carrier of its package of lowest id."""
+    now_us, since_us, silence_us = micros(now), micros(since), micros(silence_since)
+    c = rows.columns
+    ids, number = c["id"], c["number"]
+    window = c["confirmed"] >= since_us
+    kept = window & c["kept"]
+    learns = kept & c["learns"]
     lane_keys: list[LaneKey] = []
     carriers: dict[tuple[str, str], int] = {}
     sellers: dict[str, int] = {}
-    lane_index, carrier_index, seller_index = [], [], []
-    for group in lanes:
-        seller, carrier, service, origin, marketplace = group.lane
-        size = len(group.confirmed)
-        lane_index.append(np.full(size, len(lane_keys), dtype=np.int64))
-        lane_keys.append((seller, carrier, service_key(service), origin, marketplace))
-        carrier_index.append(np.full(size, carriers.setdefault((carrier, origin), len(carriers)), dtype=np.int64))
-        seller_index.append(np.full(size, sellers.setdefault(seller, len(sellers)), dtype=np.int64))
-    ids, confirmed, first, delivery, last, deadline = (
-        _concatenated([getattr(group, name) for group in lanes])
-        for name in ("ids", "confirmed", "first", "delivery", "last", "deadline")
-    )
-    learns = _concatenated([group.learns for group in lanes], bool)
-    lane_of, carrier_of, seller_of = (_concatenated(parts) for parts in (lane_index, carrier_index, seller_index))
+    lane_carrier, lane_seller = [], []
+    for seller, carrier, service, origin, marketplace in rows.lanes:
+        lane_keys.append((seller, carrier or "", service_key(service), origin, marketplace))
+        lane_carrier.append(carriers.setdefault((carrier or "", origin), len(carriers)))
+        lane_seller.append(sellers.setdefault(seller, len(sellers)))
+    carrier_of = np.asarray(lane_carrier, dtype=np.int64)[c["lane"]] if lane_keys else _empty()
+    seller_of = np.asarray(lane_seller, dtype=np.int64)[c["lane"]] if lane_keys else _empty()
+    first, delivery, deadline = c["first"], c["delivery"], c["deadline"]
     # Per seller, the first deadline from which its data holds every package whatever its
     # outcome (observations.selected_from): the earliest of a package with a delivery scan.
     complete = np.full(len(sellers), np.iinfo(np.int64).max, dtype=np.int64)
-    delivered = delivery != MISSING
+    delivered = kept & (delivery != MISSING)
     np.minimum.at(complete, seller_of[delivered], deadline[delivered])
     has_complete = np.zeros(len(sellers), dtype=bool)
     has_complete[seller_of[delivered]] = True
     selected_waiting = has_complete[seller_of] & (deadline < complete[seller_of])
-    # Learners are numbered among the learning packages only.
-    position = np.cumsum(learns) - 1
-    by_id = np.argsort(ids, kind="stable")
-
-    def rows_of(wanted: np.ndarray) -> np.ndarray:
-        """Row of each package id (ids that were read)."""
-        return by_id[np.searchsorted(ids[by_id], wanted)]
-
     scanned = (first != MISSING) & (first <= now_us)
-    silence_rows = learns & scanned & (confirmed >= micros(silence_since))
-    duplicates = [sorted(group)[1:] for group in read.shared]
-    others = _concatenated(duplicates) if duplicates else np.zeros(0, dtype=np.int64)
-    if len(others):
-        silence_rows[rows_of(others)] = False
+    learner_numbers, learner_rows = _lowest_per_number(number, ids, learns & scanned & (c["confirmed"] >= silence_us))
+    counted_numbers, counted_rows = _lowest_per_number(number, ids, kept)
+    recent_numbers = np.unique(number[window & (c["confirmed"] >= silence_us)])
+    s = rows.scans
+    relevant = np.isin(s["number"], recent_numbers) & (s["moment"] <= now_us)
+    scan_number, scan_status, scan_source, scan_moment = (
+        s[name][relevant] for name in ("number", "status", "source", "moment")
+    )
     carrier_names = list(carriers)
     source_counts: dict[CarrierOrigin, Counter[str]] = defaultdict(Counter)
-    scan_package, scan_moment, scan_status, statuses = [], [], [], []
-    for scan_group in read.scans:
-        counted = np.asarray(scan_group.counted, dtype=np.int64)
-        counted = counted[counted > 0]
-        per_carrier = np.bincount(carrier_of[rows_of(counted)], minlength=len(carrier_names))
-        for index in np.flatnonzero(per_carrier).tolist():
-            source_counts[carrier_names[index]][scan_group.source] += int(per_carrier[index])
-        learner = np.asarray(scan_group.learner, dtype=np.int64)
-        keep = learner > 0
-        if not keep.any():
-            continue
-        if scan_group.status not in statuses:
-            statuses.append(scan_group.status)
-        scan_package.append(position[rows_of(learner[keep])])
-        scan_moment.append(np.asarray(scan_group.moments, dtype=np.int64)[keep])
-        scan_status.append(np.full(int(keep.sum()), statuses.index(scan_group.status), dtype=np.int64))
+    counted = _lookup(counted_numbers, counted_rows, scan_number)
+    has_carrier = counted >= 0
+    pairs = Counter(zip(carrier_of[counted[has_carrier]].tolist(), scan_source[has_carrier].tolist(), strict=True))
+    for (carrier_index, source_index), count in pairs.items():
+        source_counts[carrier_names[carrier_index]][rows.sources[source_index]] += count
+    # Learners are numbered among the learning packages only.
+    position = np.cumsum(learns) - 1
+    learner = _lookup(learner_numbers, learner_rows, scan_number)
+    with_learner = learner >= 0
+    silence_rows = np.zeros(len(ids), dtype=bool)
+    silence_rows[learner_rows] = True
     package_columns = PackageColumns(
-        lane=lane_of[learns],
-        confirmed=confirmed[learns],
+        lane=c["lane"][learns],
+        confirmed=c["confirmed"][learns],
         first=first[learns],
         delivery=delivery[learns],
-        last=last[learns],
+        last=c["last"][learns],
         deadline=deadline[learns],
         selected_waiting=selected_waiting[learns],
         carrier=carrier_of[learns],
@@ -175,10 +195,10 @@ def model_input_of(read: ModelRead, silence_since: datetime, now: datetime) -> M
         carriers=carrier_names,
     )
     scan_columns = ScanColumns(
-        package=_concatenated(scan_package),
-        moment=_concatenated(scan_moment),
-        status=_concatenated(scan_status),
-        statuses=statuses,
+        package=position[learner[with_learner]],
+        moment=scan_moment[with_learner],
+        status=scan_status[with_learner],
+        statuses=list(rows.statuses),
     )
     return ModelInput(package_columns, scan_columns, silence_rows[learns], dict(source_counts))
 
@@ -191,67 +211,115 @@ def _micros_sql(column: str) -> str:
     return f"COALESCE((EXTRACT(EPOCH FROM {column}) * 1000000)::int8, {int(MISSING)})"
 
 
-#: Built from constants of this module only (no input): hence the ``noqa: S608``.
-
-
-def _learns(structural: str) -> str:
-    """SQL: the package is learnt from (``structural``: the placeholder of the structural reasons)."""
-    valid = PackageState.VALID.value
-    return f"NOT (COALESCE(reason, '') = ANY({structural}::text[]) OR (state = '{valid}' AND first_scan_at IS NULL))"
-
-
-_KEPT = f"carrier IS NOT NULL AND state <> '{PackageState.CANCELLED.value}'"
-_POSTGRESQL_PACKAGES = f"""
+_VALID, _CANCELLED = PackageState.VALID.value, PackageState.CANCELLED.value
+#: The packages of the learning period per lane ($1: since, $2: the structural reasons; {changed}:
+#: nothing, or the condition on the rows written since the last read).
+_PACKAGES = f"""
 SELECT seller_id, carrier, service, ship_from_country, marketplace, array_agg(id),
-       array_agg({_micros_sql("confirmed_at")}), array_agg({_micros_sql("first_scan_at")}),
-       array_agg({_micros_sql("delivery_scan_at")}), array_agg({_micros_sql("last_scan_at")}),
-       array_agg({_micros_sql("promised_date + 2")}), array_agg({_learns("$2")})
+       array_agg(hashtextextended(tracking_number, 0)), array_agg({_micros_sql("confirmed_at")}),
+       array_agg({_micros_sql("first_scan_at")}), array_agg({_micros_sql("delivery_scan_at")}),
+       array_agg({_micros_sql("last_scan_at")}), array_agg({_micros_sql("promised_date + 2")}),
+       array_agg(NOT (COALESCE(reason, '') = ANY($2::text[]) OR (state = '{_VALID}' AND first_scan_at IS NULL))),
+       array_agg(carrier IS NOT NULL AND state <> '{_CANCELLED}'){{numbers}}
 FROM packages
-WHERE confirmed_at >= $1 AND {_KEPT}
+WHERE confirmed_at >= $1{{changed}}
 GROUP BY seller_id, carrier, service, ship_from_country, marketplace
 """  # noqa: S608
-#: A silence learner: learns, confirmed since $2, first scanned by $4.
-_LEARNER = f"{_KEPT} AND {_learns('$3')} AND confirmed_at >= $2 AND first_scan_at <= $4"
-_POSTGRESQL_SHARED = f"""
-SELECT array_agg(id) FROM packages
-WHERE confirmed_at >= $1 AND {_LEARNER}
-GROUP BY tracking_number HAVING count(*) > 1
-"""  # noqa: S608
-#: The scans of the tracking numbers confirmed since $2, each with the package (lowest id)
-#: its carrier counts for and the one that learns its silences.
-_POSTGRESQL_SCANS = f"""
-WITH numbers AS (
-    SELECT tracking_number, min(id) FILTER (WHERE {_KEPT}) AS counted,
-           min(id) FILTER (WHERE {_LEARNER}) AS learner
-    FROM packages WHERE confirmed_at >= $1
-    GROUP BY tracking_number HAVING max(confirmed_at) >= $2
+_ALL_PACKAGES = _PACKAGES.format(numbers="", changed="")
+#: $3: the oldest transaction the last read could not see (a row it saw is older).
+_WRITTEN_SINCE = "age(xmin) <= age($3::text::xid)"
+_CHANGED_PACKAGES = _PACKAGES.format(numbers=", array_agg(tracking_number)", changed=f" AND {_WRITTEN_SINCE}")
+_SCANS = """
+SELECT status, source, array_agg(hashtextextended(tracking_number, 0)), array_agg({moment})
+FROM scans WHERE {numbers} AND status = ANY($2::text[])
+GROUP BY status, source
+"""
+_RECENT_SCANS = _SCANS.format(
+    moment=_micros_sql("occurred_at"),
+    numbers="tracking_number IN (SELECT tracking_number FROM packages WHERE confirmed_at >= $1)",
 )
-SELECT s.status, s.source, array_agg(COALESCE(n.counted, 0)), array_agg(COALESCE(n.learner, 0)),
-       array_agg({_micros_sql("s.occurred_at")})
-FROM scans s JOIN numbers n ON n.tracking_number = s.tracking_number
-WHERE s.status = ANY($5::text[]) AND s.occurred_at <= $4
-GROUP BY s.status, s.source
-"""  # noqa: S608
+_SCANS_OF_NUMBERS = _SCANS.format(moment=_micros_sql("occurred_at"), numbers="tracking_number = ANY($1::text[])")
+_CHANGED_SCAN_NUMBERS = (
+    "SELECT DISTINCT tracking_number FROM scans WHERE age(xmin) <= age($1::text::xid) AND status = ANY($2::text[])"
+)
+_SNAPSHOT_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
+_WINDOW_COUNT = "SELECT count(*) FROM packages WHERE confirmed_at >= $1"
 
 
-async def _read_postgresql(
-    connection: AsyncConnection, since: datetime, silence_since: datetime, now: datetime
-) -> ModelRead:
+@dataclass
+class ModelCache:
+    """The rows of the last read and what it could not see yet, kept by a scorer between refreshes."""
+
+    rows: StoredRows
+    since: datetime
+    #: The oldest transaction in progress when the last read began (32-bit xid, as text).
+    marker: str
+    #: Whether the last read was of the changes only (not everything).
+    incremental: bool = False
+
+
+#: Per database engine (a scorer has one; the evaluation one per scenario).
+_CACHES: weakref.WeakKeyDictionary[Any, ModelCache] = weakref.WeakKeyDictionary()
+
+
+def _add_lane_rows(rows: StoredRows, record: Any) -> None:
+    names = ("id", "number", "confirmed", "first", "delivery", "last", "deadline", "learns", "kept")
+    rows.add_packages(tuple(record[:5]), dict(zip(names, record[5:14], strict=True)))  # type: ignore[arg-type]
+
+
+async def read_stored_rows(connection: AsyncConnection, since: datetime, silence_since: datetime) -> StoredRows:
+    """The rows :func:`model_input_of` needs: on PostgreSQL what changed since this scorer's
+    last read, merged into what it kept; elsewhere everything."""
+    if not uses_copy(connection):
+        return await _read_generic(connection, since, silence_since)
     driver = await driver_connection(connection)
-    lanes = [
-        LaneGroup(tuple(row[:5]), *row[5:])  # type: ignore[arg-type]
-        for row in await driver.fetch(_POSTGRESQL_PACKAGES, since, _STRUCTURAL)
-    ]
-    arguments = (since, silence_since, _STRUCTURAL, now)
-    shared = [list(row[0]) for row in await driver.fetch(_POSTGRESQL_SHARED, *arguments)]
-    scan_groups = [ScanGroup(*row) for row in await driver.fetch(_POSTGRESQL_SCANS, *arguments, _PHYSICAL)]
-    return ModelRead(lanes, scan_groups, shared)
+    marker = str(int(await driver.fetchval(_SNAPSHOT_XMIN)) % 2**32)
+    key = connection.engine.sync_engine
+    cache = _CACHES.get(key)
+    incremental = cache is not None and since >= cache.since
+    if cache is None or not incremental:
+        rows = StoredRows()
+        for record in await driver.fetch(_ALL_PACKAGES, since, _STRUCTURAL):
+            _add_lane_rows(rows, record)
+        for status, source, numbers, moments in await driver.fetch(_RECENT_SCANS, silence_since, _PHYSICAL):
+            rows.add_scans(status, source, numbers, moments)
+    else:
+        rows = await _read_changes(driver, cache, since)
+        expected = await driver.fetchval(_WINDOW_COUNT, since)
+        if int(expected) != len(rows.columns["id"]):  # a package left the period by a write: read it all
+            _CACHES.pop(key, None)
+            return await read_stored_rows(connection, since, silence_since)
+    _CACHES[key] = ModelCache(rows, since, marker, incremental)
+    return rows
 
 
-async def _read_generic(
-    connection: AsyncConnection, since: datetime, silence_since: datetime, now: datetime
-) -> ModelRead:
-    """The same as plain rows (SQLite): the groups and the lowest ids built here."""
+async def _read_changes(driver: Any, cache: ModelCache, since: datetime) -> StoredRows:
+    """The cached rows, less those that left the period, with the rows written since the
+    last read, and every scan of the tracking numbers that got a scan or a package since."""
+    rows = cache.rows
+    rows.keep_packages(rows.columns["confirmed"] >= micros(since))
+    changed = await driver.fetch(_CHANGED_PACKAGES, since, _STRUCTURAL, cache.marker)
+    changed_ids = np.asarray([id_ for record in changed for id_ in record[5]], dtype=np.int64)
+    if len(changed_ids):
+        rows.keep_packages(~np.isin(rows.columns["id"], changed_ids))
+    numbers = {number for record in changed for number in record[14]}
+    for record in changed:
+        _add_lane_rows(rows, record)
+    numbers.update(row[0] for row in await driver.fetch(_CHANGED_SCAN_NUMBERS, cache.marker, _PHYSICAL))
+    if numbers:
+        refetched = await driver.fetch(_SCANS_OF_NUMBERS, sorted(numbers), _PHYSICAL)
+        hashes = await driver.fetchval("SELECT array_agg(hashtextextended(n, 0)) FROM unnest($1::text[]) n",
+                                       sorted(numbers))  # fmt: skip
+        rows.keep_scans(~np.isin(rows.scans["number"], np.asarray(hashes, dtype=np.int64)))
+        for status, source, scan_numbers, moments in refetched:
+            rows.add_scans(status, source, scan_numbers, moments)
+    # Scans of tracking numbers no package of the period has any more.
+    rows.keep_scans(np.isin(rows.scans["number"], rows.columns["number"]))
+    return rows
+
+
+async def _read_generic(connection: AsyncConnection, since: datetime, silence_since: datetime) -> StoredRows:
+    """Every row of the period as plain rows (SQLite); tracking numbers numbered here."""
     c = packages.c
     learns = not_(
         or_(
@@ -259,53 +327,38 @@ async def _read_generic(
             and_(c.state == PackageState.VALID.value, c.first_scan_at.is_(None)),
         )
     )
-    rows = await connection.execute(
+    kept = and_(c.carrier.is_not(None), c.state != PackageState.CANCELLED.value)
+    result = await connection.execute(
         select(
-            c.id, c.seller_id, c.carrier, c.service, c.ship_from_country, c.marketplace, c.confirmed_at,
-            c.first_scan_at, c.delivery_scan_at, c.last_scan_at, c.promised_date,
-            case((learns, literal(True)), else_=literal(False)), c.tracking_number, c.state,
+            c.seller_id, c.carrier, c.service, c.ship_from_country, c.marketplace, c.id, c.tracking_number,
+            c.confirmed_at, c.first_scan_at, c.delivery_scan_at, c.last_scan_at, c.promised_date,
+            case((learns, literal(True)), else_=literal(False)), case((kept, literal(True)), else_=literal(False)),
         ).where(c.confirmed_at >= since)
     )  # fmt: skip
-    groups: dict[tuple[Any, ...], LaneGroup] = {}
-    counted: dict[str, int] = {}
-    learners: dict[str, list[int]] = defaultdict(list)
-    recent: set[str] = set()
-    for (id_, seller, carrier, service, origin, marketplace, confirmed, first, delivery, last, promised, learn,
-         number, state) in rows:  # fmt: skip
-        if confirmed >= silence_since:
-            recent.add(number)
-        if carrier is None or state == PackageState.CANCELLED.value:
-            continue
-        counted[number] = min(counted.get(number, id_), id_)
-        if learn and confirmed >= silence_since and first is not None and first <= now:
-            learners[number].append(id_)
-        key = (seller, carrier, service, origin, marketplace)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = LaneGroup(key, [], [], [], [], [], [], [])  # type: ignore[arg-type]
-        group.ids.append(id_)
-        group.confirmed.append(micros(confirmed))
-        group.first.append(micros(first))
-        group.delivery.append(micros(delivery))
-        group.last.append(micros(last))
-        group.deadline.append(micros(counted_deadline(promised)))
-        group.learns.append(bool(learn))
+    numbers: dict[str, int] = {}
+    groups: dict[RawLane, dict[str, list[Any]]] = {}
+    names = ("id", "number", "confirmed", "first", "delivery", "last", "deadline", "learns", "kept")
+    for seller, carrier, service, origin, marketplace, id_, number, confirmed, first, delivery, last, promised, \
+            learn, keep in result:  # fmt: skip
+        values = groups.setdefault((seller, carrier, service, origin, marketplace), {name: [] for name in names})
+        row = (id_, numbers.setdefault(number, len(numbers) + 1), micros(confirmed), micros(first), micros(delivery),
+               micros(last), micros(counted_deadline(promised)), bool(learn), bool(keep))  # fmt: skip
+        for name, value in zip(names, row, strict=True):
+            values[name].append(value)
+    rows = StoredRows()
+    for lane, values in groups.items():
+        rows.add_packages(lane, values)
     scan_rows = await connection.execute(
         select(scans.c.status, scans.c.source, scans.c.tracking_number, scans.c.occurred_at).where(
             scans.c.tracking_number.in_(select(c.tracking_number).where(c.confirmed_at >= silence_since)),
             scans.c.status.in_(_PHYSICAL),
-            scans.c.occurred_at <= now,
         )
     )
-    scan_groups: dict[tuple[str, str], ScanGroup] = {}
+    by_group: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
     for status, source, number, occurred in scan_rows:
-        if number not in recent:
-            continue
-        found = scan_groups.get((status, source))
-        if found is None:
-            found = scan_groups[(status, source)] = ScanGroup(status, source, [], [], [])
-        found.counted.append(counted.get(number, 0))
-        found.learner.append(min(learners[number]) if number in learners else 0)
-        found.moments.append(micros(occurred))
-    shared = [ids for ids in learners.values() if len(ids) > 1]
-    return ModelRead(list(groups.values()), list(scan_groups.values()), shared)
+        found = by_group.setdefault((status, source), ([], []))
+        found[0].append(numbers.get(number, 0))
+        found[1].append(micros(occurred))
+    for (status, source), (scan_numbers, moments) in by_group.items():
+        rows.add_scans(status, source, scan_numbers, moments)
+    return rows

@@ -26,10 +26,10 @@ from services.scorer.domain.projection import LAG_DAYS, RecentPackage, project
 from services.scorer.storage.dialect import JSON_ENCODER, chunks, dialect_insert, execute_rows, insert_rows
 from services.scorer.storage.model_columns import (
     ModelInput,
-    ModelRead,
+    StoredRows,
     micros,
     model_input_of,
-    read_model_groups,
+    read_stored_rows,
 )
 from services.scorer.storage.model_inputs import health_with_source_outages, read_model_build
 from services.scorer.storage.outbox import mark_changed
@@ -49,16 +49,17 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
     arithmetic runs in a worker thread, so the event loop keeps consuming meanwhile."""
     since = now - timedelta(days=settings.history_days)
     silence_since = now - timedelta(days=settings.silence_history_days)
-    read = await read_model_groups(connection, since, silence_since, now)
-    columns, state = await asyncio.to_thread(model_state_of_groups, read, now, settings)
+    rows = await read_stored_rows(connection, since, silence_since)
+    columns, state = await asyncio.to_thread(model_state_of_rows, rows, now, settings)
     state.health = health_with_source_outages(state.health, columns.source_counts, settings)
     return state
 
 
-def model_state_of_groups(read: ModelRead, now: datetime, settings: ModelSettings) -> tuple[ModelInput, ModelState]:
+def model_state_of_rows(rows: StoredRows, now: datetime, settings: ModelSettings) -> tuple[ModelInput, ModelState]:
     """:func:`build_model_state`'s arithmetic on what it read: every package's observations
     and silences at once (services/scorer/domain/model/batch.py) and the carrier health."""
-    columns = model_input_of(read, now - timedelta(days=settings.silence_history_days), now)
+    since = now - timedelta(days=settings.history_days)
+    columns = model_input_of(rows, since, now - timedelta(days=settings.silence_history_days), now)
     now_us = micros(now)
     state = state_of_columns(columns.packages, columns.scans, columns.silence_learners, now_us, settings)
     state.computed_at = now

@@ -26,8 +26,8 @@ from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.state import ModelState
 from services.scorer.domain.packages import counted_deadline, service_key
 from services.scorer.domain.policy import STRUCTURAL_REASONS
-from services.scorer.storage.model_columns import LaneGroup, ModelRead, ScanGroup, micros
-from services.scorer.storage.model_state import model_state_of_groups
+from services.scorer.storage.model_columns import StoredRows, micros
+from services.scorer.storage.model_state import model_state_of_rows
 from shared.schemas import DELIVERY_SCAN_STATUSES, PackageState, Reason
 
 NOW = datetime(2026, 6, 15, 12, 0, 0, 250_000)
@@ -139,41 +139,24 @@ def add_reference_silences(
 
 
 def column_state(items: list[Package], now: datetime) -> ModelState:
-    """The same packages as the storage reads them (grouped by lane, scans by status and
-    source with the lowest ids of their tracking number); a package's id is its index."""
+    """The same packages as the storage keeps them (flat columns; a package's id is its
+    index, a tracking number's its first package's)."""
     since = now - timedelta(days=SETTINGS.history_days)
-    silence_since = now - timedelta(days=SETTINGS.silence_history_days)
-    groups: dict[tuple[str, ...], LaneGroup] = {}
-    counted: dict[str, int] = {}
-    learners: dict[str, list[int]] = defaultdict(list)
+    rows = StoredRows()
+    numbers: dict[str, int] = {}
     for id_, p in enumerate(items, start=1):
+        number = numbers.setdefault(p.number, id_)
         if p.confirmed < since:
             continue
-        group = groups.setdefault(p.lane, LaneGroup(p.lane, [], [], [], [], [], [], []))
         learns = not (p.reason in STRUCTURAL_REASONS or (p.state == PackageState.VALID.value and p.first is None))
-        for column, value in zip(
-            ("ids", "confirmed", "first", "delivery", "last", "deadline", "learns"),
-            (id_, micros(p.confirmed), micros(p.first), micros(p.delivery), micros(p.last),
-             micros(counted_deadline(p.promised)), learns),  # type: ignore[arg-type]
-            strict=True,
-        ):  # fmt: skip
-            getattr(group, column).append(value)
-        counted.setdefault(p.number, id_)
-        if learns and p.confirmed >= silence_since and p.first is not None and p.first <= now:
-            learners[p.number].append(id_)
-    recent = {p.number for p in items if since <= p.confirmed and p.confirmed >= silence_since}
-    scans: dict[tuple[str, str], ScanGroup] = {}
+        values = (id_, number, micros(p.confirmed), micros(p.first), micros(p.delivery), micros(p.last),
+                  micros(counted_deadline(p.promised)), learns, True)  # type: ignore[arg-type]  # fmt: skip
+        names = ("id", "number", "confirmed", "first", "delivery", "last", "deadline", "learns", "kept")
+        rows.add_packages(p.lane, {name: [value] for name, value in zip(names, values, strict=True)})
     for p in items:
-        if p.number in recent:
-            for status, moment, source in p.scans:
-                if moment <= now:
-                    found = scans.setdefault((status, source), ScanGroup(status, source, [], [], []))
-                    found.counted.append(counted.get(p.number, 0))
-                    found.learner.append(learners[p.number][0] if learners.get(p.number) else 0)
-                    found.moments.append(micros(moment))
-    shared = [ids for ids in learners.values() if len(ids) > 1]
-    read = ModelRead(list(groups.values()), list(scans.values()), shared)
-    return model_state_of_groups(read, now, SETTINGS)[1]
+        for status, moment, source in p.scans:
+            rows.add_scans(status, source, [numbers[p.number]], [micros(moment)])
+    return model_state_of_rows(rows, now, SETTINGS)[1]
 
 
 def assert_close(a: float, b: float) -> None:

@@ -194,7 +194,7 @@ def _spans(
         first = np.searchsorted(_BOUNDS, entry[entered], side="right") - 1
         exposure -= _held(lane[entered], entry[entered], first, weight[entered], rows)
     hits = reached & (elapsed > entry) & (last < BUCKETS)
-    events: Floats = np.bincount(lane[hits] * BUCKETS + last[hits], weights=weight[hits], minlength=size)
+    events = np.bincount(lane[hits] * BUCKETS + last[hits], weights=weight[hits], minlength=size).astype(np.float64)
     return events, exposure
 
 
