@@ -90,9 +90,11 @@ def state_of_columns(
     scanned = (packages.first != MISSING) & (packages.first <= now_us)
     _add_package_observations(accumulator, packages, scanned, now_us, settings, state)
     gap_lane_of, gap_lanes = _gap_lanes(packages.lanes)
-    _add_silences(accumulator, packages, scans, silence_learners & scanned, gap_lane_of, now_us, settings)
+    learners = silence_learners & scanned
+    ordered = _ordered(scans, learners, now_us)
+    _add_silences(accumulator, packages, scans.statuses, ordered, gap_lane_of, now_us, settings)
     state.histograms = accumulator.histograms(packages.lanes, gap_lanes)
-    state.in_flight = _in_flight(packages, scans, silence_learners & scanned, now_us, settings)
+    state.in_flight = _in_flight(packages, scans.statuses, ordered, learners, now_us, settings)
     return state
 
 
@@ -263,7 +265,7 @@ def _gap_lanes(lanes: Sequence[LaneKey]) -> tuple[Ints, list[LaneKey]]:
     return of, list(index)
 
 
-def _ordered(packages: PackageColumns, scans: ScanColumns, learners: Flags, now_us: int) -> tuple[Ints, Ints, Ints]:
+def _ordered(scans: ScanColumns, learners: Flags, now_us: int) -> tuple[Ints, Ints, Ints]:
     """The learners' distinct scans, each parcel's in time order (a delivery scan after any
     other of the same moment, then by status): (package, moment, status)."""
     statuses = list(scans.statuses)
@@ -283,16 +285,17 @@ def _ordered(packages: PackageColumns, scans: ScanColumns, learners: Flags, now_
 def _add_silences(
     accumulator: _Accumulator,
     packages: PackageColumns,
-    scans: ScanColumns,
-    learners: Flags,
+    statuses: Sequence[str],
+    ordered: tuple[Ints, Ints, Ints],
     gap_lane_of: Ints,
     now_us: int,
     settings: ModelSettings,
 ) -> None:
-    """``silence_observations`` for every learner: from each scan of a stage to the next,
-    the last one still running, none after a scan of no stage."""
-    package, moment, status = _ordered(packages, scans, learners, now_us)
-    stage_of = np.array([_stage_index(name) for name in scans.statuses], dtype=np.int64)
+    """``silence_observations`` for every learner (``ordered``: their scans, see
+    :func:`_ordered`): from each scan of a stage to the next, the last one still running,
+    none after a scan of no stage."""
+    package, moment, status = ordered
+    stage_of = np.array([_stage_index(name) for name in statuses], dtype=np.int64)
     stage = stage_of[status] if len(status) else np.zeros(0, dtype=np.int64)
     starts = np.ones(len(package), dtype=bool)
     starts[1:] = package[1:] != package[:-1]
@@ -324,13 +327,20 @@ def _stage_index(status: str) -> int:
 
 
 def _in_flight(
-    packages: PackageColumns, scans: ScanColumns, learners: Flags, now_us: int, settings: ModelSettings
+    packages: PackageColumns,
+    statuses: Sequence[str],
+    ordered: tuple[Ints, Ints, Ints],
+    learners: Flags,
+    now_us: int,
+    settings: ModelSettings,
 ) -> list[InFlight]:
     """The recent cohort: each learner's age, whether delivered, its last scan's stage and
     how long since, for the parcels of the silence cohort's ages."""
-    age = hours(now_us - packages.first)
+    age = hours(now_us - np.where(packages.first == MISSING, now_us, packages.first))
     chosen = learners & in_silence_cohort(age, settings)
-    package, moment, status = _ordered(packages, scans, chosen, now_us)
+    package, moment, status = ordered
+    mine = chosen[package]
+    package, moment, status = package[mine], moment[mine], status[mine]
     last_moment = packages.first.copy()
     last_status = np.full(len(packages.confirmed), -1, dtype=np.int64)
     if len(package):
@@ -341,7 +351,7 @@ def _in_flight(
     silent = hours(now_us - last_moment)
     until = hours(packages.deadline - packages.first)
     delivered = (packages.delivery != MISSING) & (packages.delivery <= now_us)
-    stages = [STAGE_OF_SCAN.get(name) for name in scans.statuses]
+    stages = [STAGE_OF_SCAN.get(name) for name in statuses]
     return [
         InFlight(
             packages.lanes[packages.lane[index]],
