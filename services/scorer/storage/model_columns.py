@@ -121,6 +121,16 @@ def _lowest_per_number(number: np.ndarray, ids: np.ndarray, chosen: np.ndarray) 
     return number[order][first], order[first]
 
 
+def member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``of`` (by sorting: ``np.isin`` hashes 64-bit keys slowly)."""
+    if len(of) == 0:
+        return np.zeros(len(values), dtype=bool)
+    keys = np.sort(of)
+    at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    found: np.ndarray = keys[at] == values
+    return found
+
+
 def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """``values`` of each of ``wanted`` in the sorted ``keys`` (-1 where absent)."""
     if len(keys) == 0:
@@ -163,9 +173,9 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
     scanned = (first != MISSING) & (first <= now_us)
     learner_numbers, learner_rows = _lowest_per_number(number, ids, learns & scanned & (c["confirmed"] >= silence_us))
     counted_numbers, counted_rows = _lowest_per_number(number, ids, kept)
-    recent_numbers = np.unique(number[window & (c["confirmed"] >= silence_us)])
+    recent_numbers = number[window & (c["confirmed"] >= silence_us)]
     s = rows.scans
-    relevant = np.isin(s["number"], recent_numbers) & (s["moment"] <= now_us)
+    relevant = member(s["number"], recent_numbers) & (s["moment"] <= now_us)
     scan_number, scan_status, scan_source, scan_moment = (
         s[name][relevant] for name in ("number", "status", "source", "moment")
     )
@@ -301,7 +311,7 @@ async def _read_changes(driver: Any, cache: ModelCache, since: datetime) -> Stor
     changed = await driver.fetch(_CHANGED_PACKAGES, since, _STRUCTURAL, cache.marker)
     changed_ids = np.asarray([id_ for record in changed for id_ in record[5]], dtype=np.int64)
     if len(changed_ids):
-        rows.keep_packages(~np.isin(rows.columns["id"], changed_ids))
+        rows.keep_packages(~member(rows.columns["id"], changed_ids))
     numbers = {number for record in changed for number in record[14]}
     for record in changed:
         _add_lane_rows(rows, record)
@@ -310,11 +320,11 @@ async def _read_changes(driver: Any, cache: ModelCache, since: datetime) -> Stor
         refetched = await driver.fetch(_SCANS_OF_NUMBERS, sorted(numbers), _PHYSICAL)
         hashes = await driver.fetchval("SELECT array_agg(hashtextextended(n, 0)) FROM unnest($1::text[]) n",
                                        sorted(numbers))  # fmt: skip
-        rows.keep_scans(~np.isin(rows.scans["number"], np.asarray(hashes, dtype=np.int64)))
+        rows.keep_scans(~member(rows.scans["number"], np.asarray(hashes, dtype=np.int64)))
         for status, source, scan_numbers, moments in refetched:
             rows.add_scans(status, source, scan_numbers, moments)
     # Scans of tracking numbers no package of the period has any more.
-    rows.keep_scans(np.isin(rows.scans["number"], rows.columns["number"]))
+    rows.keep_scans(member(rows.scans["number"], rows.columns["number"]))
     return rows
 
 
