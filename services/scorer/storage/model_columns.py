@@ -110,10 +110,16 @@ class ModelInput:
     source_counts: dict[CarrierOrigin, Counter[str]]
 
 
-def _lowest_per_number(number: np.ndarray, ids: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Among the ``chosen`` rows, the one of lowest id per tracking number: (numbers sorted, rows)."""
-    rows = np.flatnonzero(chosen)
-    order = rows[np.lexsort((ids[rows], number[rows]))]
+def _by_number(number: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows ordered by tracking number, then id."""
+    order: np.ndarray = np.lexsort((ids, number))
+    return order
+
+
+def _lowest_per_number(number: np.ndarray, order: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Among the ``chosen`` rows (``order``: :func:`_by_number`), the one of lowest id per
+    tracking number: (numbers sorted, rows)."""
+    order = order[chosen[order]]
     if len(order) == 0:
         return _empty(), _empty()
     first = np.ones(len(order), dtype=bool)
@@ -121,13 +127,21 @@ def _lowest_per_number(number: np.ndarray, ids: np.ndarray, chosen: np.ndarray) 
     return number[order][first], order[first]
 
 
+def _found_at(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Where each of ``values`` is or would be in the sorted ``keys`` (clipped to the last):
+    searched in sorted order, which is several times faster on large arrays than at random."""
+    order = np.argsort(values, kind="stable")
+    at = np.empty(len(values), dtype=np.int64)
+    at[order] = np.searchsorted(keys, values[order])
+    return np.minimum(at, len(keys) - 1)
+
+
 def member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
     """Whether each of ``values`` is in ``of`` (by sorting: ``np.isin`` hashes 64-bit keys slowly)."""
     if len(of) == 0:
         return np.zeros(len(values), dtype=bool)
     keys = np.sort(of)
-    at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
-    found: np.ndarray = keys[at] == values
+    found: np.ndarray = keys[_found_at(keys, values)] == values
     return found
 
 
@@ -135,7 +149,7 @@ def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndar
     """``values`` of each of ``wanted`` in the sorted ``keys`` (-1 where absent)."""
     if len(keys) == 0:
         return np.full(len(wanted), -1, dtype=np.int64)
-    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    at = _found_at(keys, wanted)
     return np.where(keys[at] == wanted, values[at], -1)
 
 
@@ -171,8 +185,9 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
     has_complete[seller_of[delivered]] = True
     selected_waiting = has_complete[seller_of] & (deadline < complete[seller_of])
     scanned = (first != MISSING) & (first <= now_us)
-    learner_numbers, learner_rows = _lowest_per_number(number, ids, learns & scanned & (c["confirmed"] >= silence_us))
-    counted_numbers, counted_rows = _lowest_per_number(number, ids, kept)
+    order = _by_number(number, ids)
+    learner_numbers, learner_rows = _lowest_per_number(number, order, learns & scanned & (c["confirmed"] >= silence_us))
+    counted_numbers, counted_rows = _lowest_per_number(number, order, kept)
     recent_numbers = number[window & (c["confirmed"] >= silence_us)]
     s = rows.scans
     relevant = member(s["number"], recent_numbers) & (s["moment"] <= now_us)

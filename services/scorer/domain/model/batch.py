@@ -273,7 +273,9 @@ def _ordered(scans: ScanColumns, learners: Flags, now_us: int) -> tuple[Ints, In
     delivery_like = np.array([status in DELIVERY_SCAN_STATUSES for status in statuses], dtype=bool)
     keep = learners[scans.package] & (scans.moment <= now_us)
     package, moment, status = scans.package[keep], scans.moment[keep], scans.status[keep]
-    order = np.lexsort((rank[status], delivery_like[status], moment, package))
+    # Ties of a moment: a delivery scan last, then by status (one key for both).
+    tie = delivery_like[status] * len(statuses) + rank[status]
+    order = np.lexsort((tie, moment, package))
     package, moment, status = package[order], moment[order], status[order]
     if len(package):
         distinct = np.ones(len(package), dtype=bool)
