@@ -110,26 +110,24 @@ class ModelInput:
     source_counts: dict[CarrierOrigin, Counter[str]]
 
 
-def _by_number(number: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Rows ordered by tracking number, then id."""
-    order: np.ndarray = np.lexsort((ids, number))
-    return order
-
-
-def _lowest_per_number(number: np.ndarray, order: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Among the ``chosen`` rows (``order``: :func:`_by_number`), the one of lowest id per
+def _lowest_per_number(number: np.ndarray, ids: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Among the ``chosen`` rows (rows in tracking-number order), the one of lowest id per
     tracking number: (numbers sorted, rows)."""
-    order = order[chosen[order]]
-    if len(order) == 0:
+    rows = np.flatnonzero(chosen)
+    if len(rows) == 0:
         return _empty(), _empty()
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = number[order][1:] != number[order][:-1]
-    return number[order][first], order[first]
+    starts = np.ones(len(rows), dtype=bool)
+    starts[1:] = number[rows][1:] != number[rows][:-1]
+    lowest = np.minimum.reduceat(ids[rows], np.flatnonzero(starts))
+    picked = ids[rows] == lowest[np.cumsum(starts) - 1]
+    return number[rows][picked], rows[picked]
 
 
 def _found_at(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Where each of ``values`` is or would be in the sorted ``keys`` (clipped to the last):
     searched in sorted order, which is several times faster on large arrays than at random."""
+    if len(values) < 2 or bool(np.all(values[1:] >= values[:-1])):
+        return np.minimum(np.searchsorted(keys, values), len(keys) - 1)
     order = np.argsort(values, kind="stable")
     at = np.empty(len(values), dtype=np.int64)
     at[order] = np.searchsorted(keys, values[order])
@@ -160,6 +158,10 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
     once, with its learning package of lowest id, and its scans count, per push source, for
     the carrier of its package of lowest id."""
     now_us, since_us, silence_us = micros(now), micros(since), micros(silence_since)
+    # Packages and scans in tracking-number order, kept so: the next refresh's stable sorts
+    # then only merge in what it added (and the lookups below search in order).
+    rows.keep_packages(np.argsort(rows.columns["number"], kind="stable"))
+    rows.keep_scans(np.argsort(rows.scans["number"], kind="stable"))
     c = rows.columns
     ids, number = c["id"], c["number"]
     window = c["confirmed"] >= since_us
@@ -185,9 +187,8 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
     has_complete[seller_of[delivered]] = True
     selected_waiting = has_complete[seller_of] & (deadline < complete[seller_of])
     scanned = (first != MISSING) & (first <= now_us)
-    order = _by_number(number, ids)
-    learner_numbers, learner_rows = _lowest_per_number(number, order, learns & scanned & (c["confirmed"] >= silence_us))
-    counted_numbers, counted_rows = _lowest_per_number(number, order, kept)
+    learner_numbers, learner_rows = _lowest_per_number(number, ids, learns & scanned & (c["confirmed"] >= silence_us))
+    counted_numbers, counted_rows = _lowest_per_number(number, ids, kept)
     recent_numbers = number[window & (c["confirmed"] >= silence_us)]
     s = rows.scans
     relevant = member(s["number"], recent_numbers) & (s["moment"] <= now_us)
@@ -198,9 +199,12 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
     source_counts: dict[CarrierOrigin, Counter[str]] = defaultdict(Counter)
     counted = _lookup(counted_numbers, counted_rows, scan_number)
     has_carrier = counted >= 0
-    pairs = Counter(zip(carrier_of[counted[has_carrier]].tolist(), scan_source[has_carrier].tolist(), strict=True))
-    for (carrier_index, source_index), count in pairs.items():
-        source_counts[carrier_names[carrier_index]][rows.sources[source_index]] += count
+    sources = len(rows.sources)
+    pairs = np.bincount(
+        carrier_of[counted[has_carrier]] * sources + scan_source[has_carrier], minlength=len(carrier_names) * sources
+    )
+    for pair in np.flatnonzero(pairs).tolist():
+        source_counts[carrier_names[pair // sources]][rows.sources[pair % sources]] += int(pairs[pair])
     # Learners are numbered among the learning packages only.
     position = np.cumsum(learns) - 1
     learner = _lookup(learner_numbers, learner_rows, scan_number)

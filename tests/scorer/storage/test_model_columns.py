@@ -6,7 +6,7 @@ specification), on random histories, within float rounding."""
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -139,6 +139,10 @@ def add_reference_silences(
 
 
 def column_state(items: list[Package], now: datetime) -> ModelState:
+    return model_state_of_rows(stored_rows(items, now), now, SETTINGS)[1]
+
+
+def stored_rows(items: list[Package], now: datetime) -> StoredRows:
     """The same packages as the storage keeps them (flat columns; a package's id is its
     index, a tracking number's its first package's)."""
     since = now - timedelta(days=SETTINGS.history_days)
@@ -156,7 +160,7 @@ def column_state(items: list[Package], now: datetime) -> ModelState:
     for p in items:
         for status, moment, source in p.scans:
             rows.add_scans(status, source, [numbers[p.number]], [micros(moment)])
-    return model_state_of_rows(rows, now, SETTINGS)[1]
+    return rows
 
 
 def assert_close(a: float, b: float) -> None:
@@ -196,3 +200,25 @@ def test_the_columns_give_the_state_the_packages_give(items: list[Package], late
 def test_an_empty_history_gives_an_empty_state() -> None:
     state = column_state([], NOW)
     assert state.histograms == {} and state.health == {} and state.in_flight == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories())
+def test_recent_scans_count_per_source_for_the_carrier_of_their_tracking_number(items: list[Package]) -> None:
+    """Each physical scan of a tracking number confirmed in the silences' period counts once,
+    for the carrier x origin of the number's package of lowest id (domain/sources.py)."""
+    since = NOW - timedelta(days=SETTINGS.history_days)
+    silence_since = NOW - timedelta(days=SETTINGS.silence_history_days)
+    window = [(id_, p) for id_, p in enumerate(items, start=1) if p.confirmed >= since]
+    recent = {p.number for _, p in window if p.confirmed >= silence_since}
+    carrier_of: dict[str, tuple[str, str]] = {}
+    for _, p in window:
+        carrier_of.setdefault(p.number, (p.lane[1], p.lane[3]))
+    expected: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for p in items:
+        if p.number in recent:
+            for _, moment, source in p.scans:
+                if moment <= NOW:
+                    expected[carrier_of[p.number]][source] += 1
+    found = model_state_of_rows(stored_rows(items, NOW), NOW, SETTINGS)[0].source_counts
+    assert found == {key: counts for key, counts in expected.items() if counts}
