@@ -57,6 +57,7 @@ async def main(arguments: argparse.Namespace) -> int:  # noqa: C901 - the comman
     known_at = noon(today) if at_noon else datetime.now(UTC).replace(microsecond=0)
     cases: list[Case] = []
     packages_by_order: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    details_by_order: dict[str, list[tuple[float, bool, str]]] = defaultdict(list)
     started = time.monotonic()
     admin_url = None if arguments.sqlite else os.environ.get("VTR_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
     runs: list[tuple[str, int, Scenario, str]] = []
@@ -81,6 +82,7 @@ async def main(arguments: argparse.Namespace) -> int:  # noqa: C901 - the comman
                 outcome = await evaluate_scenario(family, seed, scenario, order, url, known_at, arguments.live)
             cases.extend(outcome.cases)
             packages_by_order[order].extend(outcome.packages)
+            details_by_order[order].extend(outcome.details)
             if arguments.live:
                 packages_by_order[live_label(order)].extend(outcome.live_packages)
             console.log(f"{family} seed {seed} {order}: {len(outcome.cases)} seller-categories")
@@ -88,7 +90,7 @@ async def main(arguments: argparse.Namespace) -> int:  # noqa: C901 - the comman
         limit = asyncio.Semaphore(arguments.parallel)
         await asyncio.gather(*(run(*item) for item in runs))
     cases.sort(key=lambda case: (case.order, case.family, case.seed, case.seller_id, case.marketplace, case.category))
-    report = document(cases, packages_by_order)
+    report = document(cases, packages_by_order, details_by_order)
     report["seconds"] = round(time.monotonic() - started, 1)
     report["today"] = today.isoformat()
     orders = [SERVICES_LIVE if arguments.live else "services"] if arguments.through_services else arguments.orders
