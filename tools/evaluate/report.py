@@ -209,18 +209,18 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for group, entry in split.items():
             row, middle = entry["all"], entry["middle"]
-            cells = (
+            line = (
                 f"| {group} | {row['n']} | {row['mean_probability']:.3f} | {row['observed_valid']:.3f} "
                 f"| {row['error']:+.3f} |"
             )
             if middle is None:
-                cells += " 0 | - | - | - |"
+                line += " 0 | - | - | - |"
             else:
-                cells += (
+                line += (
                     f" {middle['n']} | {middle['mean_probability']:.3f} | {middle['observed_valid']:.3f} "
                     f"| {middle['error']:+.3f} |"
                 )
-            lines.append(cells)
+            lines.append(line)
         lines.append("")
     return "\n".join(lines)
 

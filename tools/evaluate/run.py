@@ -371,12 +371,9 @@ async def _read(
         valid = package_valid(scenario, package, package.promised_date + timedelta(days=1))
         read.append((probability, valid))
         if label in ORDERS:
-            truth = (
-                "healthy"
-                if leads.get((package.seller_id, package.marketplace, package.category)) is None
-                else "breaching"
-            )
-            outcome.details.append((probability, valid, f"{truth}/{stage_of(first_scan_at, reason)}"))
+            key = (package.seller_id, package.marketplace, package.category)
+            health = "healthy" if leads.get(key) is None else "breaching"
+            outcome.details.append((probability, valid, f"{health}/{stage_of(first_scan_at, reason)}"))
 
 
 def noon(day: date) -> datetime:
