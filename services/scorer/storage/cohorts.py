@@ -59,4 +59,4 @@ async def learn_lane_correlations(
     last = today - timedelta(days=MATURED_AFTER_DAYS)
     first = last - timedelta(days=settings.correlation_history_days - 1)
     cohorts = await read_matured_cohorts(connection, first, last)
-    return learn_correlations(cohorts, settings.correlation_pseudo_cohorts)
+    return learn_correlations(cohorts, settings.correlation_pseudo_cohorts, settings.correlation_prior_is_floor)

@@ -91,8 +91,12 @@ async def test_a_lane_whose_failures_jump_from_day_to_day_is_learnt_at_refresh(s
     async with scorer_engine.begin() as connection:
         await connection.execute(insert(packages), rows)
         learnt = await learn_lane_correlations(connection, ModelSettings(), TODAY)
+        unfloored = await learn_lane_correlations(connection, ModelSettings(correlation_prior_is_floor=False), TODAY)
     jumpy_value = learnt.of_lane("seller-1", LANE, 0.05)
     steady_value = learnt.of_lane("steady", ("china-post", "registered", "CN", "US"), 0.05)
     assert learnt.seller_lanes[("seller-1", LANE)].cohorts == 27
     assert jumpy_value > 0.5
     assert steady_value < jumpy_value / 2
+    # The steady lane takes the prior (the floor), or less when the floor is off.
+    assert steady_value == 0.05
+    assert unfloored.of_lane("steady", ("china-post", "registered", "CN", "US"), 0.05) < 0.05

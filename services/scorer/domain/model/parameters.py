@@ -99,3 +99,5 @@ class ModelSettings:
     #: ... and each level is shrunk towards its parent (the top one towards
     #: ``VTR_FORECAST_CORRELATION``) with this many pseudo-cohorts (days).
     correlation_pseudo_cohorts: float = 14.0
+    #: ... and never below ``VTR_FORECAST_CORRELATION`` (the learnt value only widens the band).
+    correlation_prior_is_floor: bool = True

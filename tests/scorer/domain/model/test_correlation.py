@@ -6,6 +6,7 @@ shrunk from the prior to the seller's lane."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -209,4 +210,18 @@ def test_cohorts_are_taken_in_date_order_whatever_order_they_come_in() -> None:
     in_order = learn_correlations(days)
     reversed_order = learn_correlations(list(reversed(days)))
     assert in_order.seller_lanes[("s", LANE)] == reversed_order.seller_lanes[("s", LANE)]
-    assert in_order.of_lane("s", LANE, 0.05) < 0.05
+    # A step is no day-to-day correlation: below the prior, which is the floor by default ...
+    assert in_order.of_lane("s", LANE, 0.05) == 0.05
+    # ... and without the floor, the learnt value.
+    assert replace(in_order, prior_is_floor=False).of_lane("s", LANE, 0.05) < 0.05
+
+
+def test_the_prior_is_the_least_a_lane_takes_unless_told_otherwise() -> None:
+    steady = [Cohort("s", LANE, DAY + timedelta(days=day), 100, 3) for day in range(28)]
+    jumpy = [Cohort("j", OTHER, DAY + timedelta(days=day), 30, 12 if day % 2 else 1) for day in range(28)]
+    learnt = learn_correlations(steady + jumpy)
+    assert learnt.of_lane("s", LANE, 0.05) == 0.05
+    assert learnt.of_lane("j", OTHER, 0.05) > 0.3
+    unfloored = replace(learnt, prior_is_floor=False)
+    assert unfloored.of_lane("s", LANE, 0.05) < 0.05
+    assert unfloored.of_lane("j", OTHER, 0.05) == learnt.of_lane("j", OTHER, 0.05)
