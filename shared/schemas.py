@@ -143,6 +143,14 @@ class ShipmentConfirmed(msgspec.Struct, frozen=True, kw_only=True, tag="confirme
 
 SOURCE_ERP = "erp"
 SOURCE_AMAZON = "amazon"
+#: Risk flags of an Amazon confirmation whose ASIN the catalogue did not name a category
+#: for (it is in the "Uncategorised" category): the catalogue has nothing for the ASIN in
+#: that marketplace (or the order has no ASIN, or the catalogue did not answer), or its
+#: display group and browse root are not in vtrwatch's category table. A category from
+#: the seller's ERP replaces it (docs/amazon.md, "Categories").
+CATEGORY_NOT_IN_CATALOGUE = "category_not_in_catalogue"
+CATEGORY_NOT_MAPPED = "category_not_mapped"
+UNCATEGORISED_FLAGS = frozenset({CATEGORY_NOT_IN_CATALOGUE, CATEGORY_NOT_MAPPED})
 
 
 class ShipmentCancelled(msgspec.Struct, frozen=True, kw_only=True, tag="cancelled", tag_field="type"):
