@@ -413,6 +413,13 @@ class PackageView(msgspec.Struct, frozen=True, kw_only=True):
     #: (e.g. ``usps`` for a China Post ePacket in the US): the carrier to ask first.
     last_mile_carrier: str = ""
     last_mile_tracking_number: str = ""
+    #: Who confirmed the order: ``erp``, ``amazon``, or ``amazon+erp`` (Amazon's record of
+    #: the package with the category from the seller's ERP; docs/amazon.md).
+    source: str = SOURCE_ERP
+    #: Problems noticed at ingest that do not reject the package: ``malformed_tracking_number``,
+    #: ``carrier_name_not_as_amazon_spells``, and why an Amazon order is "Uncategorised"
+    #: (``category_not_in_catalogue``, ``category_not_mapped``).
+    risk_flags: tuple[str, ...] = ()
 
 
 class PackagePage(msgspec.Struct, frozen=True, kw_only=True):

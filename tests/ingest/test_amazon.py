@@ -313,6 +313,9 @@ async def test_a_connected_sellers_orders_become_confirmations_once_with_categor
         assert us.order_value.amount == "12.00" and us.order_value.currency == "USD"
         # 15:30Z on the 18th is the 19th in Tokyo; an ASIN the table does not map is Uncategorised.
         assert (jp.marketplace, jp.promised_delivery_date, jp.category) == ("JP", date(2026, 12, 19), "Uncategorised")
+        # ... and says why on the package, for the seller to see (not only in the log).
+        assert "category_not_mapped" in jp.risk_flags
+        assert not {"category_not_mapped", "category_not_in_catalogue"} & {*uk.risk_flags, *us.risk_flags}
         assert (
             _counter("vtr_ingest_amazon_carrier_name_flags_total", {"reason": "carrier_name_not_as_amazon_spells"})
             >= flagged_before + 1

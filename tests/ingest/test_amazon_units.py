@@ -84,12 +84,15 @@ def test_the_sandbox_catalogue_item_maps_through_the_table() -> None:
     assert category_of(item, "ATVPDKIKX0DER", table).category == "Electronics"
     nowhere = category_of(item, "A1VC38T7YXB528", table)
     assert nowhere.category == "Uncategorised" and "no summary" in nowhere.reason
+    assert nowhere.flag == "category_not_in_catalogue"  # the package says why (docs/amazon.md)
     unknown = copy.deepcopy(item)
     unknown["summaries"][0]["websiteDisplayGroup"] = "gift_card_display_on_website"
     unknown["classifications"] = []
     unknown["summaries"][0]["browseClassification"] = {"displayName": "Gift Cards", "classificationId": "1"}
     answer = category_of(unknown, "ATVPDKIKX0DER", table)
     assert answer.category == "Uncategorised" and "gift_card_display_on_website" in answer.reason
+    assert answer.flag == "category_not_mapped"
+    assert category_of(item, "ATVPDKIKX0DER", table).flag == ""
 
 
 def test_the_schemas_own_example_is_read_with_its_inconsistency_said() -> None:

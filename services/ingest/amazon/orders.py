@@ -20,7 +20,14 @@ from typing import Any
 from services.ingest.amazon.marketplaces import MARKETPLACES, Marketplace
 from services.ingest.shipments import risk_flags
 from shared.carriers import AMAZON_CARRIER_SPELLINGS, amazon_carrier_slug, carrier_slug
-from shared.schemas import SOURCE_AMAZON, Money, ShipmentCancelled, ShipmentConfirmed
+from shared.schemas import (
+    CATEGORY_NOT_IN_CATALOGUE,
+    CATEGORY_NOT_MAPPED,
+    SOURCE_AMAZON,
+    Money,
+    ShipmentCancelled,
+    ShipmentConfirmed,
+)
 from shared.topics import normalise_tracking_number
 
 #: Risk flag of a package whose carrier name Amazon's list spells otherwise (Amazon treats it as "Other").
@@ -142,9 +149,12 @@ def check_carrier_name(name: str) -> CarrierCheck:
 
 
 def confirmation_of(
-    order: dict[str, Any], seller_id: str, category: str, received_at: datetime
+    order: dict[str, Any], seller_id: str, category: str, received_at: datetime, category_flag: str = ""
 ) -> tuple[ShipmentConfirmed, CarrierCheck] | None:
-    """The order's confirmation, or None while it has no shipped package with tracking."""
+    """The order's confirmation, or None while it has no shipped package with tracking.
+
+    ``category_flag``: why the category is the "Uncategorised" bucket (:attr:`CategoryAnswer.flag`),
+    carried as a risk flag so that the seller sees it on the package."""
     package = shipped_package(order)
     if package is None:
         return None
@@ -169,7 +179,7 @@ def confirmation_of(
         promised_delivery_date=promised_date(order, marketplace),
         received_at=received_at,
         service=str(service)[:200] if service else None,
-        risk_flags=(*check.flags, *risk_flags(check.slug, number)),
+        risk_flags=(*check.flags, *risk_flags(check.slug, number), *((category_flag,) if category_flag else ())),
         source=SOURCE_AMAZON,
     )
     return message, check
@@ -212,8 +222,13 @@ class CategoryTable:
 @dataclass(frozen=True)
 class CategoryAnswer:
     category: str
-    #: Empty when mapped; else why the ASIN is in the Uncategorised bucket.
+    #: Empty when mapped; else why the ASIN is in the Uncategorised bucket (for the log).
     reason: str = ""
+    #: Empty when mapped; else the package's risk flag that tells the seller why:
+    #: ``category_not_mapped`` (the catalogue names a group the table does not map: a row
+    #: to add) or ``category_not_in_catalogue`` (nothing to map: no ASIN, no catalogue
+    #: entry for the marketplace, or the catalogue did not answer).
+    flag: str = ""
 
 
 def _root_name(classification: dict[str, Any]) -> str:
@@ -246,8 +261,13 @@ def category_of(item: dict[str, Any], marketplace_id: str, table: CategoryTable)
         if root.casefold() in table.browse_roots:
             return CategoryAnswer(table.browse_roots[root.casefold()])
     if summary is None and not roots:
-        return CategoryAnswer(table.uncategorised, "catalogue has no summary or classification for this marketplace")
+        return CategoryAnswer(
+            table.uncategorised,
+            "catalogue has no summary or classification for this marketplace",
+            CATEGORY_NOT_IN_CATALOGUE,
+        )
     return CategoryAnswer(
         table.uncategorised,
         f"display group {group!r} and browse root {roots[0] if roots else None!r} are not in the category table",
+        CATEGORY_NOT_MAPPED,
     )

@@ -86,6 +86,7 @@ from services.ingest.worker_health import WORKER_LOOP
 from shared.kafka import make_consumer
 from shared.schemas import (
     AMAZON_CODEC,
+    CATEGORY_NOT_IN_CATALOGUE,
     RECONNECT_NEEDED,
     SHIPMENT_CODEC,
     SOURCE_AMAZON,
@@ -338,8 +339,8 @@ class AmazonWorker:
             self.orders.by_order.setdefault((seller, cancellation.order_id or ""), known).cancelled = True
             AMAZON_CONFIRMATIONS.labels("cancelled", "published").inc()
             return Record(SHIPMENTS, cancellation.tracking_number.encode(), SHIPMENT_CODEC.encode(cancellation))
-        category = known.erp.category if known.erp is not None else await self._category(api, order)
-        built = confirmation_of(order, seller, category, received_at)
+        category = CategoryAnswer(known.erp.category) if known.erp is not None else await self._category(api, order)
+        built = confirmation_of(order, seller, category.category, received_at, category.flag)
         if built is None:
             return None
         message, check = built
@@ -374,19 +375,21 @@ class AmazonWorker:
                 extra={"seller_id": erp.seller_id, "order_id": erp.order_id, "fields": ",".join(differing)},
             )
 
-    async def _category(self, api: SellingPartnerApi, order: dict[str, Any]) -> str:
+    async def _category(self, api: SellingPartnerApi, order: dict[str, Any]) -> CategoryAnswer:
         marketplace = marketplace_of(order)
         asins = asins_of(order)
         if not asins:
             AMAZON_UNCATEGORISED.labels("no_asin").inc()
-            return self._categories.uncategorised
+            return CategoryAnswer(self._categories.uncategorised, "order has no ASIN", CATEGORY_NOT_IN_CATALOGUE)
         key = (asins[0], marketplace.marketplace_id)
         cached = self._catalog.get(key)
         if cached is None or time.monotonic() - cached[0] > CATALOG_TTL_SECONDS:
             try:
                 item = await api.get_catalog_item(*key)
             except AmazonError as error:
-                answer = CategoryAnswer(self._categories.uncategorised, f"catalogue did not answer: {error}")
+                answer = CategoryAnswer(
+                    self._categories.uncategorised, f"catalogue did not answer: {error}", CATEGORY_NOT_IN_CATALOGUE
+                )
             else:
                 answer = category_of(item, marketplace.marketplace_id, self._categories)
             cached = (time.monotonic(), answer)
@@ -397,7 +400,7 @@ class AmazonWorker:
                     "ASIN uncategorised",
                     extra={"asin": key[0], "marketplace": marketplace.code, "problem": answer.reason},
                 )
-        return cached[1].category
+        return cached[1]
 
     async def report_round(self, api: SellingPartnerApi, connection: Connection, progress: Progress) -> Progress:
         started = self._now()

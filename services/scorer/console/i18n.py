@@ -87,6 +87,17 @@ STRINGS: Mapping[Language, Mapping[str, str]] = {
         "scans": "Scans",
         "probability_valid": "Chance valid",
         "what_to_do": "What to do",
+        "confirmed_by": "Confirmed by",
+        "source_erp": "your ERP",
+        "source_amazon": "Amazon",
+        "source_amazon+erp": "Amazon (category from your ERP)",
+        "category_not_in_catalogue": "Uncategorised: Amazon's catalogue names no category for this product in this "
+        "marketplace. Confirm the order from your ERP with its category to move it.",
+        "category_not_mapped": "Uncategorised: Amazon's category for this product is not in vtrwatch's table yet. "
+        "Confirm the order from your ERP with its category, or ask vtrwatch to map it.",
+        "connect_amazon": "Connect Amazon",
+        "connect_amazon_help": "Let vtrwatch read your merchant-fulfilled orders and Amazon's own VTR "
+        "(read only; you confirm in Seller Central).",
         "page_of": "Page {page} of {pages} ({total} packages)",
         "previous": "Previous",
         "next": "Next",
@@ -204,6 +215,15 @@ STRINGS: Mapping[Language, Mapping[str, str]] = {
         "scans": "扫描数",
         "probability_valid": "有效概率",
         "what_to_do": "处理建议",
+        "confirmed_by": "确认来源",
+        "source_erp": "您的 ERP",
+        "source_amazon": "亚马逊",
+        "source_amazon+erp": "亚马逊（品类来自您的 ERP）",
+        "category_not_in_catalogue": "未分类：亚马逊商品目录在该站点没有此商品的品类。请从您的 ERP 带品类确认该订单。",
+        "category_not_mapped": "未分类：此商品的亚马逊品类尚未在 vtrwatch 的对照表中。请从您的 ERP 带品类确认该订单，"
+        "或请 vtrwatch 添加对照。",
+        "connect_amazon": "连接亚马逊",
+        "connect_amazon_help": "让 vtrwatch 读取您的自发货订单和亚马逊自己的有效追踪率（只读；在卖家平台确认授权）。",
         "page_of": "第 {page} / {pages} 页（共 {total} 个包裹）",
         "previous": "上一页",
         "next": "下一页",

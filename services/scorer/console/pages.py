@@ -30,7 +30,7 @@ from services.scorer.runtime.service import ScorerService
 from services.scorer.storage import console as queries
 from services.scorer.storage.amazon import seller_comparisons
 from shared.console_links import CONSOLE_PREFIX
-from shared.schemas import Level, PackageView, Reason
+from shared.schemas import UNCATEGORISED_FLAGS, Level, PackageView, Reason
 from shared.wording import action_for, carrier_text, reason_label
 
 router = APIRouter(prefix=CONSOLE_PREFIX, tags=["console"], include_in_schema=False)
@@ -219,4 +219,7 @@ def _package_row(view: PackageView, language: Language, now: datetime) -> dict[s
         "scans": view.physical_scans,
         "probability": view.probability_valid,
         "action": action_for(view, language, now) if view.reason else "",
+        "source": view.source,
+        "source_label": STRINGS[language].get(f"source_{view.source}", view.source),
+        "category_notes": [STRINGS[language][flag] for flag in view.risk_flags if flag in UNCATEGORISED_FLAGS],
     }
