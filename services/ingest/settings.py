@@ -29,6 +29,7 @@ _OPTIONAL_SECRETS = {
     "VTR_AFTERSHIP_API_KEY": "aftership-registration",
     "VTR_LWA_CLIENT_SECRET": "amazon",
     "VTR_AMAZON_TOKEN_KEY": "amazon",
+    "VTR_CONSOLE_SECRET": "amazon",
 }
 CommaList = Annotated[list[str], NoDecode]
 
@@ -142,6 +143,13 @@ class IngestSettings(ServiceSettings):
         description=(
             "Keys that encrypt the sellers' refresh tokens at rest: comma-separated KEY_ID:BASE64 (32 bytes);"
             " the first encrypts, all decrypt (rotation)."
+        ),
+    )
+    console_secret: SecretStr = secret_field(
+        default="dev-console-secret",
+        description=(
+            "Key of the HMAC that signs console links (the scorer's and notifier's VTR_CONSOLE_SECRET, same value):"
+            " a seller's signed link opens GET /v1/amazon/authorize for that seller."
         ),
     )
     #: Seconds between two searchOrders rounds per connected seller (usage plan: 0.0056/s, burst 20).

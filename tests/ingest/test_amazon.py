@@ -10,6 +10,7 @@ import base64
 import contextlib
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
@@ -27,6 +28,7 @@ from services.ingest.amazon.state import RECONNECT_NEEDED, read_state, summary
 from services.ingest.amazon.worker import AmazonWorker
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
+from shared.console_links import sign
 from shared.schemas import (
     AMAZON_CODEC,
     SHIPMENT_CODEC,
@@ -171,6 +173,44 @@ async def test_the_consent_state_is_signed_single_use_and_bound_to_its_seller(ma
         connection = book.connections[(seller, "na")]
         keys = TokenKeys.parse(settings.amazon_token_key.get_secret_value())
         assert keys.open(connection.sealed, connection.context) == "Atzr|refresh-first"  # type: ignore[arg-type]
+
+
+async def test_a_seller_connects_from_its_signed_console_link_without_a_key(make_settings: SettingsFactory) -> None:
+    """``GET /v1/amazon/authorize`` takes the seller's signed console link (as the console's
+    overview links it) as well as a key: a link of another seller, an altered or expired
+    one, or one signed with another secret is refused."""
+    secret = "test-console-secret"
+    async with amazon_server() as amazon:
+        settings = amazon_settings(make_settings, amazon, console_secret=secret)
+        seller = f"seller-{unique_number()}"
+        now = int(time.time())
+        valid = sign(secret.encode(), seller, now + 3600)
+        async with running_ingest(settings) as client:
+            linked = await client.get("/v1/amazon/authorize", params={"seller_id": seller, "region": "na", "t": valid})
+            assert linked.status_code == 302, linked.text
+            state = parse_qs(urlsplit(linked.headers["location"]).query)["state"][0]
+            # The state it signed is bound to that seller: the callback connects that seller.
+            amazon.codes["code-link"] = "Atzr|refresh-from-link"
+            back = await client.get(
+                "/v1/amazon/callback",
+                params={"state": state, "selling_partner_id": "SPLINK", "spapi_oauth_code": "code-link"},
+            )
+            assert back.status_code == 200 and "Amazon is connected" in back.text
+
+            other = f"seller-{unique_number()}"
+            refused = {
+                "another seller's link": {"seller_id": other, "t": valid},
+                "expired": {"seller_id": seller, "t": sign(secret.encode(), seller, now - 60)},
+                "expiry moved": {"seller_id": seller, "t": f"{now + 7200}.{valid.partition('.')[2]}"},
+                "another secret": {"seller_id": seller, "t": sign(b"not-the-secret", seller, now + 3600)},
+                "garbage": {"seller_id": seller, "t": "x"},
+            }
+            for case, params in refused.items():
+                answer = await client.get("/v1/amazon/authorize", params=params)
+                assert answer.status_code == 401, (case, answer.text)
+                assert "location" not in answer.headers, case
+        book = await read_state(settings)
+        assert book.status((seller, "na")) == "connected" and (other, "na") not in book.connections
 
 
 def _counter(name: str, labels: dict[str, str] | None = None) -> float:

@@ -3,15 +3,21 @@ as ``GET /v1/sellers/{id}/amazon`` (issue 22)."""
 
 from __future__ import annotations
 
+import html as html_module
+import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import msgspec
 
+from services.scorer.app import create_app
 from services.scorer.storage.amazon import keep
 from services.scorer.storage.plan import apply_records
+from shared.console_links import Verdict, verify
 from shared.schemas import CATEGORY_NOT_MAPPED, SOURCE_AMAZON, AmazonVtr, AmazonVtrStatus
 from tests.scorer.conftest import NOW, TODAY, record, shipment
-from tests.scorer.console.conftest import SELLER, Console
+from tests.scorer.console.conftest import SECRET, SELLER, Console, console_settings
 from tests.scorer.console.test_console import STAFF, api
 
 
@@ -96,3 +102,31 @@ async def test_packages_say_who_confirmed_them_and_why_an_order_is_uncategorised
         rows = {line.split('"')[1]: line for line in html.splitlines() if line.startswith("<tr data-order=")}
         assert f'data-source="amazon">{source}<br>' in rows["amz-1"] and note in rows["amz-1"]
         assert 'data-source="amazon+erp"' in rows["amz-2"] and "category-note" not in rows["amz-2"]
+
+
+async def test_the_overview_offers_connect_amazon_with_a_signed_link_when_the_ingest_is_known(
+    console: Console, database_url: str
+) -> None:
+    page = await console.client.get(f"/console/{SELLER}", headers=STAFF)
+    assert 'id="connect-amazon"' not in page.text  # VTR_INGEST_PUBLIC_URL not set: no button
+
+    settings = console_settings(database_url).model_copy(update={"ingest_public_url": "https://ingest.example/"})
+    app = create_app(settings, today=lambda: TODAY, background=False)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scorer") as client:
+            html = (await client.get(f"/console/{SELLER}", params={"lang": "zh-CN"}, headers=STAFF)).text
+    finally:
+        await app.state.service.engine.dispose()
+    assert 'id="connect-amazon"' in html and "连接亚马逊" in html
+    links = re.findall(r'<a class="button" href="([^"]+)" rel="noopener" data-region="(\w+)">', html)
+    assert [region for _, region in links] == ["na", "eu", "fe"]
+    for url, region in links:
+        parts = urlsplit(html_module.unescape(url))
+        assert (parts.scheme, parts.netloc, parts.path) == ("https", "ingest.example", "/v1/amazon/authorize")
+        query = parse_qs(parts.query)
+        assert query["seller_id"] == [SELLER] and query["region"] == [region]
+        # A link the ingest accepts for this seller only (tests/ingest/test_amazon.py checks the route).
+        now = datetime.now(UTC)
+        assert verify(SECRET.encode(), SELLER, query["t"][0], now) is Verdict.VALID
+        assert verify(SECRET.encode(), "B2OTHER", query["t"][0], now) is Verdict.INVALID
+        assert verify(SECRET.encode(), SELLER, query["t"][0], now + timedelta(hours=2)) is Verdict.EXPIRED
