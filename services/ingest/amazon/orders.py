@@ -3,9 +3,10 @@ messages, catalogue items into categories, and the carrier-name check. Pure: no 
 
 An order fulfilled by the merchant with a package that has a tracking number becomes one
 :class:`ShipmentConfirmed` (the scorer keeps one package per seller and order, as for ERP
-confirmations; an order shipped in several packages is confirmed with its first shipped
-package, see docs/amazon.md). A cancelled order becomes a :class:`ShipmentCancelled` for
-the numbers it was confirmed under.
+confirmations: domain.md, "A package is one confirmed order"; an order shipped in several
+packages is confirmed with the first package handed to a carrier, see
+:func:`shipped_package` and docs/amazon.md). A cancelled order becomes a
+:class:`ShipmentCancelled` for the numbers it was confirmed under.
 """
 
 from __future__ import annotations
@@ -103,15 +104,32 @@ def asins_of(order: dict[str, Any]) -> list[str]:
 
 
 def shipped_package(order: dict[str, Any]) -> dict[str, Any] | None:
-    """The first package handed to a carrier with a tracking number (earliest ship time)."""
+    """The order's package: the first one handed to a carrier with a tracking number.
+
+    Only packages whose ``packageStatus.status`` says they left (``SHIPPED``, ``IN_TRANSIT``,
+    ``DELIVERED``, ``UNDELIVERABLE``) with a carrier and a tracking number count: a package
+    still ``PENDING`` (no label yet, or no number), or ``CANCELLED`` (its label cancelled, the
+    order re-shipped under another), is not the order's shipment. Among those, the earliest
+    ship time (then the package reference, for a stable choice): a package added later, a
+    second parcel of a split order or a replacement sent after a return, does not move the
+    order to it; the first parcel is what the order's confirmation named. The choice changes
+    only when that package stops counting (cancelled) or an earlier one gets its number, and
+    then the worker publishes the new confirmation, as it does when Amazon's record of the
+    chosen package changes (a corrected tracking number or carrier): Amazon's newest read of
+    the order wins at the scorer."""
     shipped = [
         package
         for package in order.get("packages") or []
-        if package.get("trackingNumber")
+        if isinstance(package, dict)
+        and package.get("trackingNumber")
         and package.get("carrier")
         and (package.get("packageStatus") or {}).get("status") in _SHIPPED_PACKAGE_STATUSES
     ]
-    return min(shipped, key=lambda p: str(p.get("shipTime") or p.get("createdTime") or ""), default=None)
+    return min(
+        shipped,
+        key=lambda p: (str(p.get("shipTime") or p.get("createdTime") or ""), str(p.get("packageReferenceId") or "")),
+        default=None,
+    )
 
 
 def is_cancelled(order: dict[str, Any]) -> bool:

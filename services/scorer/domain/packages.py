@@ -226,7 +226,10 @@ _Key = tuple[datetime, datetime]
 
 
 def _amazon_key(row: PackageRow) -> _Key | None:
-    return None if row.source == SOURCE_ERP else (row.confirmed_at, row.received_at)
+    """Amazon's confirmations are reads of Amazon's current record of the order: the newest
+    read wins (receipt time first), even when it names a package shipped earlier than the
+    one before (the order's first package got its number late) or the same package."""
+    return None if row.source == SOURCE_ERP else (row.received_at, row.confirmed_at)
 
 
 def _erp_key(row: PackageRow) -> _Key | None:
@@ -252,7 +255,8 @@ def combine(stored: PackageRow | None, fresh: PackageRow) -> PackageRow | None:
     it was; ``fresh`` (a batch's own row) is returned as it is when it alone is the package.
 
     A row holds the newest Amazon confirmation and the newest ERP confirmation seen (either
-    may be missing): per source the newer one (confirmation time, then receipt time) wins,
+    may be missing): per source the newer one wins (an ERP's by confirmation time, then
+    receipt time, as before Amazon; Amazon's by the time the worker read it, then ship time),
     and the package is Amazon's record with the ERP's :data:`ERP_FIELDS` when both exist.
     That makes the result a function of the *set* of confirmations: any arrival order, any
     redelivery, gives the same package. The evaluation fields are left to the evaluator.

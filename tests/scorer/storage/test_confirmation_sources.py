@@ -227,3 +227,21 @@ def test_combining_is_independent_of_order_grouping_and_repetition(seed: int) ->
         assert stored is not None
         results.add(tuple(stored.content()))
     assert len(results) == 1
+
+
+async def test_amazons_newest_read_of_the_order_wins_even_for_an_earlier_shipped_package(
+    scorer_engine: AsyncEngine, evaluator: Evaluator
+) -> None:
+    """The worker first saw the order's second parcel (the first had no number yet), then
+    the first got its number: the newer read names a package shipped earlier, and wins; a
+    redelivered copy of the older read does not bring it back."""
+    second_parcel = amazon(confirmed_at=NOW - timedelta(days=9), tracking_number="YT2300000000002")
+    first_parcel = msgspec.structs.replace(
+        amazon(confirmed_at=NOW - timedelta(days=10), tracking_number="YT2300000000001"),
+        received_at=second_parcel.received_at + timedelta(minutes=15),
+    )
+    for messages in ([second_parcel], [first_parcel], [second_parcel]):
+        await apply(scorer_engine, evaluator, messages)
+    (package,) = (await stored_packages(scorer_engine)).values()
+    assert package["tracking_number"] == "YT2300000000001"
+    assert package["confirmed_at"] == first_parcel.confirmed_at.replace(tzinfo=None)
