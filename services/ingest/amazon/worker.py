@@ -21,9 +21,11 @@ Counting once: the scorer keeps one package per seller and order id, whoever con
 it, so an order confirmed by the ERP and read from Amazon is one package. Who wins a
 disagreement: Amazon's record for what Amazon scores (carrier name, tracking number, ship
 time, promised date, marketplace: the worker's confirmation carries them), the seller's
-ERP for the category (the worker copies the ERP's category onto its confirmation). Each
-field that differs is counted (``vtr_ingest_amazon_erp_disagreements_total{field}``) and
-logged with the seller and order. An unchanged order read again is not published again.
+ERP for the category; the scorer applies that rule whatever order the two confirmations
+arrive in (``combine`` in services/scorer/domain/packages.py). The worker copies an ERP
+category it already knows onto its confirmation, which saves a catalogue call. Each field
+that differs is counted (``vtr_ingest_amazon_erp_disagreements_total{field}``) and logged
+with the seller and order. An unchanged order read again is not published again.
 """
 
 from __future__ import annotations
