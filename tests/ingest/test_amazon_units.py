@@ -277,3 +277,12 @@ def test_a_corrected_tracking_number_of_the_orders_package_is_a_new_confirmation
     # test_confirmation_sources.py).
     assert (first[0].tracking_number, corrected[0].tracking_number) == ("YT1", "YT9")
     assert first[0].confirmed_at == corrected[0].confirmed_at
+
+
+def test_the_ship_from_country_is_amazons_record_of_the_package_else_cn() -> None:
+    shipped = _package("P1", "SHIPPED", "2026-12-01T09:00:00Z", "YT1")
+    from_gb = confirmation_of(_order_with({**shipped, "shipFromAddress": {"countryCode": "GB"}}), "S1", "T", NOW)
+    unsaid = confirmation_of(_order_with(shipped), "S1", "T", NOW)
+    odd = confirmation_of(_order_with({**shipped, "shipFromAddress": {"countryCode": "Great Britain"}}), "S1", "T", NOW)
+    assert from_gb is not None and unsaid is not None and odd is not None
+    assert (from_gb[0].ship_from_country, unsaid[0].ship_from_country, odd[0].ship_from_country) == ("GB", "CN", "CN")

@@ -132,6 +132,17 @@ def shipped_package(order: dict[str, Any]) -> dict[str, Any] | None:
     )
 
 
+def ship_from_country(package: dict[str, Any]) -> str:
+    """Where the package left from, as Amazon recorded it (``shipFromAddress.countryCode``,
+    the seller's warehouse, not personal data): the partial/full tracking rule applies to
+    packages shipped from China. Without it, CN (the confirmation's default, vtrwatch's
+    sellers ship from China)."""
+    code = (package.get("shipFromAddress") or {}).get("countryCode")
+    if isinstance(code, str) and len(code) == 2 and code.isalpha():
+        return code.upper()
+    return "CN"
+
+
 def is_cancelled(order: dict[str, Any]) -> bool:
     return (order.get("fulfillment") or {}).get("fulfillmentStatus") == "CANCELLED"
 
@@ -197,6 +208,7 @@ def confirmation_of(
         promised_delivery_date=promised_date(order, marketplace),
         received_at=received_at,
         service=str(service)[:200] if service else None,
+        ship_from_country=ship_from_country(package),
         risk_flags=(*check.flags, *risk_flags(check.slug, number), *((category_flag,) if category_flag else ())),
         source=SOURCE_AMAZON,
     )

@@ -216,11 +216,11 @@ def settled(package: PackageRow, new_scans: Sequence[TrackingEvent] = ()) -> boo
 #: A package confirmed by both: Amazon's record, with the seller's ERP's :data:`ERP_FIELDS`.
 SOURCE_BOTH = "amazon+erp"
 #: What the seller's ERP decides when Amazon also confirmed the order: the seller's own
-#: category, and what Amazon's order does not record (where it ships from, Buy Shipping).
-#: Everything else (tracking number, carrier name and slug, service, ship time, promised
-#: date, marketplace, order value, the risk flags of that number and name) is Amazon's:
+#: category, and Buy Shipping, which Amazon's order does not record. Everything else
+#: (tracking number, carrier name and slug, service, ship time, promised date, marketplace,
+#: order value, ship-from country, the risk flags of that number and name) is Amazon's:
 #: it is what Amazon scores (docs/amazon.md, "Which source wins").
-ERP_FIELDS = ("category", "ship_from_country", "buy_shipping")
+ERP_FIELDS = ("category", "buy_shipping")
 
 _Key = tuple[datetime, datetime]
 

@@ -39,12 +39,13 @@ AMAZON_PROMISED = TODAY - timedelta(days=3)
 
 
 def erp(**fields: Any) -> ShipmentConfirmed:
-    """The ERP's confirmation: its own category and ship-from country, a number and a
-    promised date that Amazon's record contradicts; posted after Amazon's shipTime."""
+    """The ERP's confirmation: its own category and Buy Shipping, a number, a promised date
+    and a ship-from country that Amazon's record contradicts; posted after Amazon's shipTime."""
     defaults = {
         "confirmed_at": NOW - timedelta(days=9),
         "category": "My toys",
-        "ship_from": "HK",
+        "ship_from": "CN",
+        "buy_shipping": True,
         "tracking_number": "LP00112233445566",
         "carrier_name": "yun express",
         "carrier": "yunexpress",
@@ -58,6 +59,7 @@ def amazon(**fields: Any) -> ShipmentConfirmed:
         "confirmed_at": NOW - timedelta(days=10),
         "tracking_number": "YT2300000000001",
         "category": "Uncategorised",
+        "ship_from": "HK",
         "carrier_name": "Yun Express",
         "carrier": "yunexpress",
         "promised": AMAZON_PROMISED,
@@ -117,13 +119,14 @@ async def test_either_arrival_order_stores_amazons_record_with_the_erps_category
     assert package["promised_date"] == AMAZON_PROMISED
     assert package["order_amount"] == "12.00"
     assert package["confirmed_at"] == expected_amazon.confirmed_at.replace(tzinfo=None)
-    # The ERP's: the seller's category and what Amazon's order does not record.
-    assert package["category"] == "My toys" and package["ship_from_country"] == "HK"
+    assert package["ship_from_country"] == "HK"
+    # The ERP's: the seller's category, and Buy Shipping (Amazon's order does not record it).
+    assert package["category"] == "My toys" and package["buy_shipping"] is True
     assert package["erp_confirmed_at"] == expected_erp.confirmed_at.replace(tzinfo=None)
     assert package["risk_flags"] == ""  # "not in the catalogue" no longer applies: the category is the seller's
     # Counted once, under Amazon's number and promised date, in the ERP's category; valid with
-    # its one scan because the ERP's ship-from country (HK) asks partial tracking of a 12 USD
-    # order (from CN it would need full tracking: invalid).
+    # its one scan because Amazon's ship-from country (HK) asks partial tracking of a 12 USD
+    # order (from the ERP's CN it would need full tracking: invalid).
     assert simple(await counts(scorer_engine)) == {("US", "My toys", AMAZON_PROMISED): (1, 0, 0)}
 
 
