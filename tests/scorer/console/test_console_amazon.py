@@ -15,7 +15,7 @@ from services.scorer.app import create_app
 from services.scorer.storage.amazon import keep
 from services.scorer.storage.plan import apply_records
 from shared.console_links import Verdict, verify
-from shared.schemas import CATEGORY_NOT_MAPPED, SOURCE_AMAZON, AmazonVtr, AmazonVtrStatus
+from shared.schemas import CATEGORY_NOT_MAPPED, SOURCE_AMAZON, AmazonVtr, AmazonVtrStatus, ShipmentConfirmed
 from tests.scorer.conftest import NOW, TODAY, record, shipment
 from tests.scorer.console.conftest import SECRET, SELLER, Console, console_settings
 from tests.scorer.console.test_console import STAFF, api
@@ -56,7 +56,7 @@ async def test_packages_say_who_confirmed_them_and_why_an_order_is_uncategorised
     """The shipments API and the console's package rows show the source, and an Amazon
     order in the "Uncategorised" bucket says why, in the seller's language."""
 
-    def amazon(order_id: str, tracking_number: str) -> object:
+    def amazon(order_id: str, tracking_number: str) -> ShipmentConfirmed:
         message = shipment(
             order_id,
             seller_id=SELLER,
@@ -79,7 +79,7 @@ async def test_packages_say_who_confirmed_them_and_why_an_order_is_uncategorised
     messages = [amazon("amz-1", "YT0000000000000001"), amazon("amz-2", "YT0000000000000002"), by_erp_too]
     service = console.app.state.service
     async with service.engine.begin() as connection:
-        await apply_records(connection, service.evaluator, [record(m) for m in messages], TODAY)  # type: ignore[arg-type]
+        await apply_records(connection, service.evaluator, [record(m) for m in messages], TODAY)
 
     page = await api(console, f"/v1/sellers/{SELLER}/shipments", marketplace="US", category="Uncategorised")
     listed = {p["order_id"]: p for p in page["packages"]}
