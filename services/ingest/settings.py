@@ -156,6 +156,10 @@ class IngestSettings(ServiceSettings):
     amazon_orders_poll_seconds: float = Field(default=900.0, gt=0)
     #: Seconds between two performance reports per connected seller (one right after connecting).
     amazon_report_poll_seconds: float = Field(default=86400.0, gt=0)
+    #: Connected sellers (and regions) the Amazon worker serves at once; each still waits for
+    #: its own usage plans, which Amazon sets per seller and app, so one seller's wait (a
+    #: searchOrders call every 3 minutes once its burst is spent) does not hold up the others.
+    amazon_concurrent_sellers: int = Field(default=8, ge=1, le=256)
 
     # --- The workers' metrics and health endpoint (registrar, Yanwen poller) ---
     #: Port of the workers' small HTTP server: /metrics, /healthz, /readyz (on VTR_HTTP_HOST).

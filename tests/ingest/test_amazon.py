@@ -213,6 +213,30 @@ async def test_a_seller_connects_from_its_signed_console_link_without_a_key(make
         assert book.status((seller, "na")) == "connected" and (other, "na") not in book.connections
 
 
+@pytest.mark.parametrize("concurrent", [2, 1])
+async def test_the_worker_serves_sellers_side_by_side_up_to_its_bound(
+    make_settings: SettingsFactory, concurrent: int
+) -> None:
+    """Two connected sellers: with room for two rounds, both sellers' searches are at Amazon
+    at once (the fake holds each first search until a second one is in flight, so served one
+    after the other they never would be); with ``VTR_AMAZON_CONCURRENT_SELLERS=1``, one at a time."""
+    async with amazon_server() as amazon:
+        # Long enough that two rounds started together always meet; the bound of 1 waits it out.
+        amazon.hold_searches_seconds = 30.0 if concurrent == 2 else 1.0
+        settings = amazon_settings(make_settings, amazon, amazon_concurrent_sellers=concurrent)
+        sellers = [f"seller-{unique_number()}" for _ in range(2)]
+        async with running_ingest(settings) as client:
+            for seller in sellers:
+                await connect(client, amazon, seller)
+        async with running_worker(settings):
+            for _ in range(600):
+                if amazon.operations().count("searchOrders") >= 2 and amazon.searches_in_flight == 0:
+                    break
+                await asyncio.sleep(0.1)
+        assert amazon.operations().count("searchOrders") >= 2
+        assert amazon.most_searches_in_flight == concurrent
+
+
 def _counter(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
