@@ -143,6 +143,14 @@ class ShipmentConfirmed(msgspec.Struct, frozen=True, kw_only=True, tag="confirme
 
 SOURCE_ERP = "erp"
 SOURCE_AMAZON = "amazon"
+#: Risk flags of an Amazon confirmation whose ASIN the catalogue did not name a category
+#: for (it is in the "Uncategorised" category): the catalogue has nothing for the ASIN in
+#: that marketplace (or the order has no ASIN, or the catalogue did not answer), or its
+#: display group and browse root are not in vtrwatch's category table. A category from
+#: the seller's ERP replaces it (docs/amazon.md, "Categories").
+CATEGORY_NOT_IN_CATALOGUE = "category_not_in_catalogue"
+CATEGORY_NOT_MAPPED = "category_not_mapped"
+UNCATEGORISED_FLAGS = frozenset({CATEGORY_NOT_IN_CATALOGUE, CATEGORY_NOT_MAPPED})
 
 
 class ShipmentCancelled(msgspec.Struct, frozen=True, kw_only=True, tag="cancelled", tag_field="type"):
@@ -413,6 +421,13 @@ class PackageView(msgspec.Struct, frozen=True, kw_only=True):
     #: (e.g. ``usps`` for a China Post ePacket in the US): the carrier to ask first.
     last_mile_carrier: str = ""
     last_mile_tracking_number: str = ""
+    #: Who confirmed the order: ``erp``, ``amazon``, or ``amazon+erp`` (Amazon's record of
+    #: the package with the category from the seller's ERP; docs/amazon.md).
+    source: str = SOURCE_ERP
+    #: Problems noticed at ingest that do not reject the package: ``malformed_tracking_number``,
+    #: ``carrier_name_not_as_amazon_spells``, and why an Amazon order is "Uncategorised"
+    #: (``category_not_in_catalogue``, ``category_not_mapped``).
+    risk_flags: tuple[str, ...] = ()
 
 
 class PackagePage(msgspec.Struct, frozen=True, kw_only=True):

@@ -85,6 +85,10 @@ class ScorerSettings(ServiceSettings):
     console_page_size: int = Field(default=50, ge=1, le=500)
     #: The notifier's API, for the console's page of notifications sent and the subscription.
     notifier_url: str = "http://127.0.0.1:8002"
+    #: The ingest's public address (``https://ingest.example.com``): the console's overview
+    #: then offers "Connect Amazon" (``GET /v1/amazon/authorize`` with a signed link, docs/amazon.md).
+    #: Empty: no such button.
+    ingest_public_url: str = ""
     notifier_api_key: SecretStr = secret_field(
         default="dev-api-key", description="Bearer token for the notifier's API (one of its VTR_API_KEYS)."
     )
