@@ -62,7 +62,8 @@ class ScorerSettings(ServiceSettings):
     at_risk_breach_probability: float = Field(default=0.3, gt=0, le=0.5)
     #: ``WATCH`` once that probability reaches this.
     watch_breach_probability: float = Field(default=0.1, gt=0, le=0.5)
-    #: Share of pending packages' failures assumed to happen together (widens the forecast band).
+    #: Prior of the share of pending packages' failures that happen together (widens the
+    #: forecast band); each lane's is learnt from its matured packages and shrunk to this.
     forecast_correlation: float = Field(default=0.05, ge=0, le=1)
     #: Seconds between rebuilds of the forecast model from the stored packages (it is also
     #: rebuilt as soon as its input changed enough: docs/forecast.md, "Cold start").
