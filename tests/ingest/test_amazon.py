@@ -414,10 +414,12 @@ async def test_a_revoked_authorisation_asks_the_seller_to_reconnect(make_setting
         revoked_before = _counter("vtr_ingest_amazon_authorisations_revoked_total")
         async with running_worker(settings):
             await read_topic(settings, AMAZON_STATE, keyed(f"revoked:{seller}:na"), expected=1, timeout_seconds=20)
-            (notice,) = [
+            # The connection's own notice first (the audit trail's), then the revocation's.
+            connected, notice = [
                 AMAZON_CODEC.decode(record.value or b"")
-                for record in await read_topic(settings, AMAZON_VTR, keyed(seller), expected=1, timeout_seconds=20)
+                for record in await read_topic(settings, AMAZON_VTR, keyed(seller), expected=2, timeout_seconds=20)
             ]
+        assert isinstance(connected, AmazonConnectionChanged) and connected.state == "connected"
         assert isinstance(notice, AmazonConnectionChanged)
         assert (notice.state, notice.region) == ("reconnect_needed", "na") and "invalid_grant" in notice.reason
         assert _counter("vtr_ingest_amazon_authorisations_revoked_total") >= revoked_before + 1
