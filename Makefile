@@ -47,9 +47,14 @@ tools: install
 # The Debian package also starts a Prometheus service on :9090; the tests run their own.
 prometheus: tools
 
+## Two test processes (pytest-xdist), one file each at a time: the suite waits on brokers,
+## databases and service processes far more than it computes, so two halve its time on the
+## 2-core machines it runs on. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: install tools
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## The fuzz campaign alone (>= 10,000 malformed requests over every endpoint; part of `make test` too).
 ## A fixed seed by default; VTR_FUZZ_SEED=random explores a new campaign, VTR_FUZZ_SEED=<n> replays one.

@@ -143,6 +143,14 @@ class ShipmentConfirmed(msgspec.Struct, frozen=True, kw_only=True, tag="confirme
 
 SOURCE_ERP = "erp"
 SOURCE_AMAZON = "amazon"
+#: Risk flags of an Amazon confirmation whose ASIN the catalogue did not name a category
+#: for (it is in the "Uncategorised" category): the catalogue has nothing for the ASIN in
+#: that marketplace (or the order has no ASIN, or the catalogue did not answer), or its
+#: display group and browse root are not in vtrwatch's category table. A category from
+#: the seller's ERP replaces it (docs/amazon.md, "Categories").
+CATEGORY_NOT_IN_CATALOGUE = "category_not_in_catalogue"
+CATEGORY_NOT_MAPPED = "category_not_mapped"
+UNCATEGORISED_FLAGS = frozenset({CATEGORY_NOT_IN_CATALOGUE, CATEGORY_NOT_MAPPED})
 
 
 class ShipmentCancelled(msgspec.Struct, frozen=True, kw_only=True, tag="cancelled", tag_field="type"):
@@ -276,14 +284,22 @@ class AmazonVtr(msgspec.Struct, frozen=True, kw_only=True, tag="vtr", tag_field=
 
 class AmazonConnectionChanged(msgspec.Struct, frozen=True, kw_only=True, tag="connection", tag_field="type"):
     """A seller's Amazon connection changed state (``vtr.amazon-vtr.v1``, key: seller id):
-    ``reconnect_needed`` when Amazon refused its authorisation (revoked in Seller Central,
-    expired), so the seller is told to connect again."""
+    ``connected`` (the consent callback, or an operator's ``amazon connect``),
+    ``disconnected`` (``amazon disconnect``), or ``reconnect_needed`` when Amazon refused
+    its authorisation (revoked in Seller Central, expired), so the seller is told to
+    connect again. The notifier keeps every notice in the audit trail; none carries a token."""
 
     seller_id: NonEmpty
     region: NonEmpty
     state: NonEmpty
     reason: str
     changed_at: UtcDateTime
+    #: Who made the change: ``amazon`` (the seller's consent in Seller Central, or Amazon
+    #: refusing the authorisation) or ``operator`` (the ingest's ``amazon`` commands).
+    by: str = "amazon"
+    #: ``consent`` or ``operator`` for a connection; empty otherwise.
+    via: str = ""
+    selling_partner_id: str = ""
 
 
 AmazonMessage = AmazonVtr | AmazonConnectionChanged
@@ -405,6 +421,13 @@ class PackageView(msgspec.Struct, frozen=True, kw_only=True):
     #: (e.g. ``usps`` for a China Post ePacket in the US): the carrier to ask first.
     last_mile_carrier: str = ""
     last_mile_tracking_number: str = ""
+    #: Who confirmed the order: ``erp``, ``amazon``, or ``amazon+erp`` (Amazon's record of
+    #: the package with the category from the seller's ERP; docs/amazon.md).
+    source: str = SOURCE_ERP
+    #: Problems noticed at ingest that do not reject the package: ``malformed_tracking_number``,
+    #: ``carrier_name_not_as_amazon_spells``, and why an Amazon order is "Uncategorised"
+    #: (``category_not_in_catalogue``, ``category_not_mapped``).
+    risk_flags: tuple[str, ...] = ()
 
 
 class PackagePage(msgspec.Struct, frozen=True, kw_only=True):

@@ -49,6 +49,19 @@ async def _admin_execute(statement: str) -> None:
         await connection.close()
 
 
+async def _drop_databases(names: list[str]) -> None:
+    """Drop the session's databases side by side: each DROP DATABASE waits for a checkpoint
+    (about a second here), and concurrent drops share one, so a session's hundred databases
+    go in seconds instead of two minutes one after the other."""
+    at_once = asyncio.Semaphore(16)
+
+    async def drop(name: str) -> None:
+        async with at_once:
+            await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    await asyncio.gather(*(drop(name) for name in names))
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """A database of this test session's own on the PostgreSQL server (asyncpg URL)."""
@@ -62,7 +75,7 @@ def postgres_server_url() -> Iterator[str]:
         pytest.skip(message)
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
-    asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_drop_databases([name]))
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +90,7 @@ def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str
         return postgres_server_url.rsplit("/", 1)[0] + "/" + name
 
     yield make
-    for name in created:
-        asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_drop_databases(created))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -29,6 +29,7 @@ _OPTIONAL_SECRETS = {
     "VTR_AFTERSHIP_API_KEY": "aftership-registration",
     "VTR_LWA_CLIENT_SECRET": "amazon",
     "VTR_AMAZON_TOKEN_KEY": "amazon",
+    "VTR_CONSOLE_SECRET": "amazon",
 }
 CommaList = Annotated[list[str], NoDecode]
 
@@ -144,10 +145,21 @@ class IngestSettings(ServiceSettings):
             " the first encrypts, all decrypt (rotation)."
         ),
     )
+    console_secret: SecretStr = secret_field(
+        default="dev-console-secret",
+        description=(
+            "Key of the HMAC that signs console links (the scorer's and notifier's VTR_CONSOLE_SECRET, same value):"
+            " a seller's signed link opens GET /v1/amazon/authorize for that seller."
+        ),
+    )
     #: Seconds between two searchOrders rounds per connected seller (usage plan: 0.0056/s, burst 20).
     amazon_orders_poll_seconds: float = Field(default=900.0, gt=0)
     #: Seconds between two performance reports per connected seller (one right after connecting).
     amazon_report_poll_seconds: float = Field(default=86400.0, gt=0)
+    #: Connected sellers (and regions) the Amazon worker serves at once; each still waits for
+    #: its own usage plans, which Amazon sets per seller and app, so one seller's wait (a
+    #: searchOrders call every 3 minutes once its burst is spent) does not hold up the others.
+    amazon_concurrent_sellers: int = Field(default=8, ge=1, le=256)
 
     # --- The workers' metrics and health endpoint (registrar, Yanwen poller) ---
     #: Port of the workers' small HTTP server: /metrics, /healthz, /readyz (on VTR_HTTP_HOST).

@@ -62,7 +62,8 @@ class ScorerSettings(ServiceSettings):
     at_risk_breach_probability: float = Field(default=0.3, gt=0, le=0.5)
     #: ``WATCH`` once that probability reaches this.
     watch_breach_probability: float = Field(default=0.1, gt=0, le=0.5)
-    #: Share of pending packages' failures assumed to happen together (widens the forecast band).
+    #: Prior of the share of pending packages' failures that happen together (widens the
+    #: forecast band); each lane's is learnt from its matured packages and shrunk to this.
     forecast_correlation: float = Field(default=0.05, ge=0, le=1)
     #: Seconds between rebuilds of the forecast model from the stored packages (it is also
     #: rebuilt as soon as its input changed enough: docs/forecast.md, "Cold start").
@@ -85,6 +86,10 @@ class ScorerSettings(ServiceSettings):
     console_page_size: int = Field(default=50, ge=1, le=500)
     #: The notifier's API, for the console's page of notifications sent and the subscription.
     notifier_url: str = "http://127.0.0.1:8002"
+    #: The ingest's public address (``https://ingest.example.com``): the console's overview
+    #: then offers "Connect Amazon" (``GET /v1/amazon/authorize`` with a signed link, docs/amazon.md).
+    #: Empty: no such button.
+    ingest_public_url: str = ""
     notifier_api_key: SecretStr = secret_field(
         default="dev-api-key", description="Bearer token for the notifier's API (one of its VTR_API_KEYS)."
     )

@@ -598,6 +598,8 @@ def test_ingress_reaches_ingest_with_its_body_limits_and_the_scorer_only_at_the_
             # Read-only GET pages: no request body worth more than a few KiB.
             assert size <= 64 * 1024
     settings = IngestSettings()
+    # Connecting Amazon (GET authorize and callback, docs/amazon.md): no body worth more than a few KiB.
+    assert limits.pop("/v1/amazon") <= 64 * 1024
     assert limits == {"/v1/webhooks": settings.max_body_bytes, "/v1/shipments": settings.max_shipments_body_bytes}
     # The scorer: the console's prefix and nothing else (not its API, metrics, probes or docs).
     assert scorer_paths == [CONSOLE_PREFIX] == ["/console"]

@@ -20,6 +20,8 @@ shapes, and the document is the account health schema's own example, gzipped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import gzip
 import itertools
@@ -115,6 +117,12 @@ class FakeAmazon:
     report_requests: list[dict[str, Any]] = field(default_factory=list)
     #: every request: (operation, query or form, headers)
     calls: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
+    #: With a value, a first-page searchOrders waits up to that many seconds for a second
+    #: search to be in flight (the worker serving sellers side by side); the most seen at once.
+    hold_searches_seconds: float | None = None
+    searches_in_flight: int = 0
+    most_searches_in_flight: int = 0
+    _two_searching: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _report_checks: dict[str, int] = field(default_factory=dict)
 
@@ -181,6 +189,16 @@ def _app(amazon: FakeAmazon) -> web.Application:  # noqa: C901 - one handler per
         if query.get("fulfilledBy") != "MERCHANT" or "lastUpdatedAfter" not in query or "createdAfter" in query:
             return 400, SANDBOX["searchOrders_400"][0]
         page = int(query.get("paginationToken", "page-0").removeprefix("page-"))
+        if amazon.hold_searches_seconds is not None and page == 0:
+            amazon.searches_in_flight += 1
+            amazon.most_searches_in_flight = max(amazon.most_searches_in_flight, amazon.searches_in_flight)
+            if amazon.searches_in_flight >= 2:
+                amazon._two_searching.set()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(amazon._two_searching.wait(), amazon.hold_searches_seconds)
+            finally:
+                amazon.searches_in_flight -= 1
         pages = amazon.order_pages or [[]]
         body: dict[str, Any] = {"orders": pages[page], "lastUpdatedBefore": "2026-12-01T12:00:00Z"}
         if page + 1 < len(pages):

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
@@ -27,6 +28,7 @@ from services.ingest.amazon.state import RECONNECT_NEEDED, read_state, summary
 from services.ingest.amazon.worker import AmazonWorker
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
+from shared.console_links import sign
 from shared.schemas import (
     AMAZON_CODEC,
     SHIPMENT_CODEC,
@@ -173,6 +175,77 @@ async def test_the_consent_state_is_signed_single_use_and_bound_to_its_seller(ma
         assert keys.open(connection.sealed, connection.context) == "Atzr|refresh-first"  # type: ignore[arg-type]
 
 
+async def test_a_seller_connects_from_its_signed_console_link_without_a_key(make_settings: SettingsFactory) -> None:
+    """``GET /v1/amazon/authorize`` takes the seller's signed console link (as the console's
+    overview links it) as well as a key: a link of another seller, an altered or expired
+    one, or one signed with another secret is refused."""
+    secret = "test-console-secret"
+    async with amazon_server() as amazon:
+        settings = amazon_settings(make_settings, amazon, console_secret=secret)
+        seller = f"seller-{unique_number()}"
+        now = int(time.time())
+        valid = sign(secret.encode(), seller, now + 3600)
+        async with running_ingest(settings) as client:
+            linked = await client.get("/v1/amazon/authorize", params={"seller_id": seller, "region": "na", "t": valid})
+            assert linked.status_code == 302, linked.text
+            state = parse_qs(urlsplit(linked.headers["location"]).query)["state"][0]
+            # The state it signed is bound to that seller: the callback connects that seller.
+            amazon.codes["code-link"] = "Atzr|refresh-from-link"
+            back = await client.get(
+                "/v1/amazon/callback",
+                params={"state": state, "selling_partner_id": "SPLINK", "spapi_oauth_code": "code-link"},
+            )
+            assert back.status_code == 200 and "Amazon is connected" in back.text
+
+            other = f"seller-{unique_number()}"
+            refused = {
+                "another seller's link": {"seller_id": other, "t": valid},
+                "expired": {"seller_id": seller, "t": sign(secret.encode(), seller, now - 60)},
+                "expiry moved": {"seller_id": seller, "t": f"{now + 7200}.{valid.partition('.')[2]}"},
+                "another secret": {"seller_id": seller, "t": sign(b"not-the-secret", seller, now + 3600)},
+                "garbage": {"seller_id": seller, "t": "x"},
+            }
+            for case, params in refused.items():
+                answer = await client.get("/v1/amazon/authorize", params=params)
+                assert answer.status_code == 401, (case, answer.text)
+                assert "location" not in answer.headers, case
+        book = await read_state(settings)
+        assert book.status((seller, "na")) == "connected" and (other, "na") not in book.connections
+
+
+@pytest.mark.parametrize("concurrent", [2, 1])
+async def test_the_worker_serves_sellers_side_by_side_up_to_its_bound(
+    make_settings: SettingsFactory, concurrent: int
+) -> None:
+    """Two connected sellers: with room for two rounds, both sellers' searches are at Amazon
+    at once (the fake holds each first search until a second one is in flight, so served one
+    after the other they never would be); with ``VTR_AMAZON_CONCURRENT_SELLERS=1``, one at a time."""
+    async with amazon_server() as amazon:
+        # Long enough that two rounds started together always meet; the bound of 1 waits it out.
+        amazon.hold_searches_seconds = 30.0 if concurrent == 2 else 1.0
+        settings = amazon_settings(make_settings, amazon, amazon_concurrent_sellers=concurrent)
+        sellers = [f"seller-{unique_number()}" for _ in range(2)]
+        async with running_ingest(settings) as client:
+            for seller in sellers:
+                await connect(client, amazon, seller)
+        oldest_round_seen = 0.0
+        async with running_worker(settings):
+            for _ in range(600):
+                oldest_round_seen = max(oldest_round_seen, _counter("vtr_ingest_amazon_oldest_round_seconds"))
+                if amazon.operations().count("searchOrders") >= 2 and amazon.searches_in_flight == 0:
+                    break
+                await asyncio.sleep(0.1)
+            for _ in range(100):  # the loop sees the rounds end within its next turn
+                if _counter("vtr_ingest_amazon_oldest_round_seconds") == 0.0:
+                    break
+                await asyncio.sleep(0.1)
+            assert _counter("vtr_ingest_amazon_oldest_round_seconds") == 0.0
+        assert amazon.operations().count("searchOrders") >= 2
+        assert amazon.most_searches_in_flight == concurrent
+        if concurrent == 1:  # each first search was held a second: the running round's age showed it
+            assert oldest_round_seen >= 0.5
+
+
 def _counter(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
@@ -313,6 +386,9 @@ async def test_a_connected_sellers_orders_become_confirmations_once_with_categor
         assert us.order_value.amount == "12.00" and us.order_value.currency == "USD"
         # 15:30Z on the 18th is the 19th in Tokyo; an ASIN the table does not map is Uncategorised.
         assert (jp.marketplace, jp.promised_delivery_date, jp.category) == ("JP", date(2026, 12, 19), "Uncategorised")
+        # ... and says why on the package, for the seller to see (not only in the log).
+        assert "category_not_mapped" in jp.risk_flags
+        assert not {"category_not_mapped", "category_not_in_catalogue"} & {*uk.risk_flags, *us.risk_flags}
         assert (
             _counter("vtr_ingest_amazon_carrier_name_flags_total", {"reason": "carrier_name_not_as_amazon_spells"})
             >= flagged_before + 1
@@ -347,10 +423,12 @@ async def test_a_revoked_authorisation_asks_the_seller_to_reconnect(make_setting
         revoked_before = _counter("vtr_ingest_amazon_authorisations_revoked_total")
         async with running_worker(settings):
             await read_topic(settings, AMAZON_STATE, keyed(f"revoked:{seller}:na"), expected=1, timeout_seconds=20)
-            (notice,) = [
+            # The connection's own notice first (the audit trail's), then the revocation's.
+            connected, notice = [
                 AMAZON_CODEC.decode(record.value or b"")
-                for record in await read_topic(settings, AMAZON_VTR, keyed(seller), expected=1, timeout_seconds=20)
+                for record in await read_topic(settings, AMAZON_VTR, keyed(seller), expected=2, timeout_seconds=20)
             ]
+        assert isinstance(connected, AmazonConnectionChanged) and connected.state == "connected"
         assert isinstance(notice, AmazonConnectionChanged)
         assert (notice.state, notice.region) == ("reconnect_needed", "na") and "invalid_grant" in notice.reason
         assert _counter("vtr_ingest_amazon_authorisations_revoked_total") >= revoked_before + 1

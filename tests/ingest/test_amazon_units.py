@@ -14,12 +14,12 @@ import pytest
 
 from services.ingest.amazon.client import UsagePlans, jittered
 from services.ingest.amazon.marketplaces import MARKETPLACES
-from services.ingest.amazon.orders import CategoryTable, category_of, promised_date
+from services.ingest.amazon.orders import CategoryTable, category_of, confirmation_of, promised_date, shipped_package
 from services.ingest.amazon.reports import ReportProblem, parse_performance_report
 from services.ingest.amazon.sealing import SealError, TokenKeys, verify_state
 from services.ingest.settings import IngestSettings
 from services.ingest.vendor_calls import RetryPolicy
-from tests.ingest.fake_amazon import SANDBOX
+from tests.ingest.fake_amazon import SANDBOX, mfn_order
 
 OLD = "k2026:" + base64.b64encode(b"o" * 32).decode()
 NEW = "k2027:" + base64.b64encode(b"n" * 32).decode()
@@ -84,12 +84,15 @@ def test_the_sandbox_catalogue_item_maps_through_the_table() -> None:
     assert category_of(item, "ATVPDKIKX0DER", table).category == "Electronics"
     nowhere = category_of(item, "A1VC38T7YXB528", table)
     assert nowhere.category == "Uncategorised" and "no summary" in nowhere.reason
+    assert nowhere.flag == "category_not_in_catalogue"  # the package says why (docs/amazon.md)
     unknown = copy.deepcopy(item)
     unknown["summaries"][0]["websiteDisplayGroup"] = "gift_card_display_on_website"
     unknown["classifications"] = []
     unknown["summaries"][0]["browseClassification"] = {"displayName": "Gift Cards", "classificationId": "1"}
     answer = category_of(unknown, "ATVPDKIKX0DER", table)
     assert answer.category == "Uncategorised" and "gift_card_display_on_website" in answer.reason
+    assert answer.flag == "category_not_mapped"
+    assert category_of(item, "ATVPDKIKX0DER", table).flag == ""
 
 
 def test_the_schemas_own_example_is_read_with_its_inconsistency_said() -> None:
@@ -136,9 +139,12 @@ def test_prod_refuses_the_dev_token_key_once_amazon_is_set_up(monkeypatch: pytes
     with pytest.raises(ValueError) as refused:
         IngestSettings()
     assert "VTR_AMAZON_TOKEN_KEY" in str(refused.value) and "VTR_LWA_CLIENT_SECRET" in str(refused.value)
+    # A dev console secret would let anyone sign a link that starts a seller's connection.
+    assert "VTR_CONSOLE_SECRET" in str(refused.value)
     assert "dev-local" not in str(refused.value)
     monkeypatch.setenv("VTR_LWA_CLIENT_SECRET", "prod-lwa")
     monkeypatch.setenv("VTR_AMAZON_TOKEN_KEY", NEW)
+    monkeypatch.setenv("VTR_CONSOLE_SECRET", "prod-console-secret")
     assert IngestSettings().lwa_client_id
 
 
@@ -184,3 +190,99 @@ def test_the_worker_keeps_only_recent_confirmations_in_memory() -> None:
     assert set(orders.by_order) == {("S1", "recent")}
     orders.prune(date(2026, 11, 21))
     assert orders.by_order == {}
+
+
+def _package(reference: str, status: str, ship_time: str | None, number: str | None) -> dict[str, object]:
+    package: dict[str, object] = {
+        "packageReferenceId": reference,
+        "createdTime": "2026-12-01T08:00:00Z",
+        "packageStatus": {"status": status},
+        "carrier": "Yun Express",
+    }
+    if ship_time is not None:
+        package["shipTime"] = ship_time
+    if number is not None:
+        package["trackingNumber"] = number
+    return package
+
+
+def _order_with(*packages: dict[str, object]) -> dict[str, object]:
+    order = mfn_order(
+        "O-1",
+        marketplace_id="ATVPDKIKX0DER",
+        carrier="Yun Express",
+        tracking_number="YT0000000000000000",
+        ship_time="2026-12-01T09:00:00Z",
+        deliver_by_latest="2026-12-19T07:59:59Z",
+        asin="B0TOY00001",
+    )
+    order["packages"] = list(packages)
+    return order
+
+
+@pytest.mark.parametrize(
+    ("packages", "chosen"),
+    [
+        # The first package has no number yet (still PENDING): the later shipped one is the order's.
+        ([_package("P1", "PENDING", None, None), _package("P2", "SHIPPED", "2026-12-02T09:00:00Z", "YT2")], "P2"),
+        # A number but not handed over yet: not shipped.
+        ([_package("P1", "PENDING", None, "YT1"), _package("P2", "IN_TRANSIT", "2026-12-02T09:00:00Z", "YT2")], "P2"),
+        # The label was cancelled and the order re-shipped under a new package.
+        (
+            [
+                _package("P1", "CANCELLED", "2026-12-01T09:00:00Z", "YT1"),
+                _package("P2", "SHIPPED", "2026-12-03T09:00:00Z", "YT2"),
+            ],
+            "P2",
+        ),
+        # A split order, or a replacement sent after a return: the first parcel stays the order's.
+        (
+            [
+                _package("P2", "DELIVERED", "2026-12-04T09:00:00Z", "YT2"),
+                _package("P1", "UNDELIVERABLE", "2026-12-01T09:00:00Z", "YT1"),
+            ],
+            "P1",
+        ),
+        # Same ship time: the package reference decides, whatever order Amazon lists them in.
+        (
+            [
+                _package("P2", "SHIPPED", "2026-12-01T09:00:00Z", "YT2"),
+                _package("P1", "SHIPPED", "2026-12-01T09:00:00Z", "YT1"),
+            ],
+            "P1",
+        ),
+        ([_package("P1", "PENDING", None, None)], None),
+    ],
+)
+def test_the_orders_package_is_the_first_handed_to_a_carrier_with_a_number(
+    packages: list[dict[str, object]], chosen: str | None
+) -> None:
+    package = shipped_package(_order_with(*packages))
+    assert (package or {}).get("packageReferenceId") == chosen
+    built = confirmation_of(_order_with(*packages), "S1", "Toys", NOW)
+    if chosen is None:
+        assert built is None
+    else:
+        assert built is not None and built[0].tracking_number == f"YT{chosen[1:]}"
+
+
+def test_a_corrected_tracking_number_of_the_orders_package_is_a_new_confirmation() -> None:
+    first = confirmation_of(_order_with(_package("P1", "SHIPPED", "2026-12-01T09:00:00Z", "YT1")), "S1", "Toys", NOW)
+    corrected = confirmation_of(
+        _order_with(_package("P1", "SHIPPED", "2026-12-01T09:00:00Z", "YT9")), "S1", "Toys", NOW
+    )
+    assert first is not None and corrected is not None
+    # Same package, same ship time; another number: the worker publishes it (it differs from
+    # what it published), and the scorer takes Amazon's newest read (tests/scorer/storage/
+    # test_confirmation_sources.py).
+    assert (first[0].tracking_number, corrected[0].tracking_number) == ("YT1", "YT9")
+    assert first[0].confirmed_at == corrected[0].confirmed_at
+
+
+def test_the_ship_from_country_is_amazons_record_of_the_package_else_cn() -> None:
+    shipped = _package("P1", "SHIPPED", "2026-12-01T09:00:00Z", "YT1")
+    from_gb = confirmation_of(_order_with({**shipped, "shipFromAddress": {"countryCode": "GB"}}), "S1", "T", NOW)
+    unsaid = confirmation_of(_order_with(shipped), "S1", "T", NOW)
+    odd = confirmation_of(_order_with({**shipped, "shipFromAddress": {"countryCode": "Great Britain"}}), "S1", "T", NOW)
+    assert from_gb is not None and unsaid is not None and odd is not None
+    assert (from_gb[0].ship_from_country, unsaid[0].ship_from_country, odd[0].ship_from_country) == ("GB", "CN", "CN")

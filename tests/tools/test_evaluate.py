@@ -61,3 +61,23 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
     table = calibration([(p / 10, p >= 5) for p in range(10)] * 5)["table"]
     plot_calibration(table, tmp_path / "calibration.png", "test")
     assert (tmp_path / "calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_reliability_split_by_truth_and_stage() -> None:
+    from tools.evaluate.report import calibration_split
+    from tools.evaluate.run import stage_of
+
+    assert stage_of(None, "awaiting_first_scan") == "unscanned"
+    assert stage_of(None, "carrier_silent") == "silent"
+    assert stage_of(datetime(2026, 6, 1), "stalled_in_transit") == "silent"
+    assert stage_of(datetime(2026, 6, 1), "awaiting_delivery_scan") == "scanned"
+    details = [(0.95, True, "healthy/scanned")] * 4 + [(0.5, False, "breaching/unscanned")] * 2
+    details += [(0.5, True, "breaching/unscanned")]
+    split = calibration_split(details)
+    assert set(split) == {
+        "healthy/scanned", "healthy/all", "all/scanned", "breaching/unscanned", "breaching/all", "all/unscanned"
+    }  # fmt: skip
+    assert split["healthy/scanned"]["all"]["error"] == pytest.approx(0.05)
+    assert split["healthy/scanned"]["middle"] is None
+    breaching = split["breaching/unscanned"]["middle"]
+    assert (breaching["n"], breaching["observed_valid"]) == (3, pytest.approx(1 / 3))

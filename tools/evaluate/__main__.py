@@ -57,6 +57,9 @@ async def main(arguments: argparse.Namespace) -> int:  # noqa: C901 - the comman
     known_at = noon(today) if at_noon else datetime.now(UTC).replace(microsecond=0)
     cases: list[Case] = []
     packages_by_order: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    details_by_order: dict[str, list[tuple[float, bool, str]]] = defaultdict(list)
+    #: (family, seed, order, probability, valid, group) of every pending package, for --packages.
+    package_rows: list[tuple[str, int, str, float, bool, str]] = []
     started = time.monotonic()
     admin_url = None if arguments.sqlite else os.environ.get("VTR_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
     runs: list[tuple[str, int, Scenario, str]] = []
@@ -81,6 +84,8 @@ async def main(arguments: argparse.Namespace) -> int:  # noqa: C901 - the comman
                 outcome = await evaluate_scenario(family, seed, scenario, order, url, known_at, arguments.live)
             cases.extend(outcome.cases)
             packages_by_order[order].extend(outcome.packages)
+            details_by_order[order].extend(outcome.details)
+            package_rows.extend((family, seed, order, *detail) for detail in outcome.details)
             if arguments.live:
                 packages_by_order[live_label(order)].extend(outcome.live_packages)
             console.log(f"{family} seed {seed} {order}: {len(outcome.cases)} seller-categories")
@@ -88,7 +93,7 @@ async def main(arguments: argparse.Namespace) -> int:  # noqa: C901 - the comman
         limit = asyncio.Semaphore(arguments.parallel)
         await asyncio.gather(*(run(*item) for item in runs))
     cases.sort(key=lambda case: (case.order, case.family, case.seed, case.seller_id, case.marketplace, case.category))
-    report = document(cases, packages_by_order)
+    report = document(cases, packages_by_order, details_by_order)
     report["seconds"] = round(time.monotonic() - started, 1)
     report["today"] = today.isoformat()
     orders = [SERVICES_LIVE if arguments.live else "services"] if arguments.through_services else arguments.orders
@@ -103,6 +108,10 @@ async def main(arguments: argparse.Namespace) -> int:  # noqa: C901 - the comman
     arguments.json.parent.mkdir(parents=True, exist_ok=True)
     arguments.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     console.print(f"wrote {arguments.json}")
+    if arguments.packages is not None:
+        arguments.packages.parent.mkdir(parents=True, exist_ok=True)
+        arguments.packages.write_bytes(orjson.dumps(package_rows))
+        console.print(f"wrote {arguments.packages}")
     if arguments.write_docs and arguments.live:
         write_live_docs(report)
         console.print(f"wrote the live figures of {DOCS_PAGE}")
@@ -208,6 +217,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=Path(".vtr/evaluate/latest.json"))
     parser.add_argument("--plot", type=Path, default=None, help="write the calibration plot (PNG) here")
+    parser.add_argument(
+        "--packages",
+        type=Path,
+        default=None,
+        help="write every pending package's (family, seed, order, probability, valid, truth/stage) here (JSON)",
+    )
     parser.add_argument(
         "--write-docs",
         action="store_true",

@@ -90,7 +90,35 @@ def by_family(cases: Sequence[Case]) -> dict[str, dict[str, Any]]:
     return {family: figures(items) for family, items in sorted(grouped.items())}
 
 
-def document(cases: Sequence[Case], packages_by_order: dict[str, list[tuple[float, bool]]]) -> dict[str, Any]:
+#: The middle of the probability scale, where the reliability table missed its target.
+MIDDLE = (0.1, 0.9)
+
+
+def calibration_split(details: Iterable[tuple[float, bool, str]]) -> dict[str, dict[str, Any]]:
+    """Reliability per group (the category's truth x the package's stage, see
+    ``run.stage_of``): over all its packages, over those predicted in :data:`MIDDLE`, and
+    its table by tenth of the probability scale."""
+    grouped: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for probability, valid, group in details:
+        grouped[group].append((probability, valid))
+        grouped[f"{group.split('/')[0]}/all"].append((probability, valid))
+        grouped[f"all/{group.split('/')[1]}"].append((probability, valid))
+    split = {}
+    for group, pairs in sorted(grouped.items()):
+        middle = [pair for pair in pairs if MIDDLE[0] <= pair[0] < MIDDLE[1]]
+        split[group] = {
+            "all": _reliability_row(group, pairs),
+            "middle": _reliability_row(group, middle) if middle else None,
+            "table": calibration(pairs)["table"],
+        }
+    return split
+
+
+def document(
+    cases: Sequence[Case],
+    packages_by_order: dict[str, list[tuple[float, bool]]],
+    details_by_order: dict[str, list[tuple[float, bool, str]]] | None = None,
+) -> dict[str, Any]:
     orders = sorted({case.order for case in cases})
     return {
         "by_order": {
@@ -98,6 +126,7 @@ def document(cases: Sequence[Case], packages_by_order: dict[str, list[tuple[floa
                 "overall": figures([c for c in cases if c.order == order]),
                 "families": by_family([c for c in cases if c.order == order]),
                 "calibration": calibration(packages_by_order.get(order, [])),
+                "calibration_split": calibration_split((details_by_order or {}).get(order, [])),
             }
             for order in orders
         },
@@ -167,6 +196,31 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [_reliability_line(row) for row in rows]
+        lines.append("")
+    split = next(iter(report["by_order"].values())).get("calibration_split")
+    if split:
+        lines += [
+            "Reliability by the category's truth (breaching within 14 days or healthy) and the package's "
+            "stage (first order above), over all its packages and over those predicted 0.1-0.9:",
+            "",
+            "| group | packages | mean predicted | observed valid | error | in 0.1-0.9 | mean predicted "
+            "| observed valid | error |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for group, entry in split.items():
+            row, middle = entry["all"], entry["middle"]
+            line = (
+                f"| {group} | {row['n']} | {row['mean_probability']:.3f} | {row['observed_valid']:.3f} "
+                f"| {row['error']:+.3f} |"
+            )
+            if middle is None:
+                line += " 0 | - | - | - |"
+            else:
+                line += (
+                    f" {middle['n']} | {middle['mean_probability']:.3f} | {middle['observed_valid']:.3f} "
+                    f"| {middle['error']:+.3f} |"
+                )
+            lines.append(line)
         lines.append("")
     return "\n".join(lines)
 

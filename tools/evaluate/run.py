@@ -84,6 +84,22 @@ class Outcome:
     packages: list[tuple[float, bool]] = field(default_factory=list)
     #: The same, read live (``evaluate_scenario(live=True)``).
     live_packages: list[tuple[float, bool]] = field(default_factory=list)
+    #: (probability, valid, group) of the pending packages read after a refresh by hand:
+    #: the group is the truth of the package's category (``healthy`` or ``breaching``
+    #: within 14 days) and its stage (:func:`stage_of`), for the split reliability table.
+    details: list[tuple[float, bool, str]] = field(default_factory=list)
+
+
+#: Pending reasons that say the parcel's carrier or the parcel itself went silent.
+SILENT_REASONS = frozenset({"stalled_in_transit", "carrier_silent"})
+
+
+def stage_of(first_scan_at: datetime | None, reason: str | None) -> str:
+    """``unscanned`` (no first scan yet), ``silent`` (stalled or its carrier silent) or
+    ``scanned`` (awaiting its delivery scan)."""
+    if reason in SILENT_REASONS:
+        return "silent"
+    return "unscanned" if first_scan_at is None else "scanned"
 
 
 def _record(
@@ -315,9 +331,9 @@ async def _read(
             }
         rows = (
             await connection.execute(
-                select(packages.c.order_id, packages.c.probability_micro).where(
-                    packages.c.state == "pending", packages.c.promised_date >= today
-                )
+                select(
+                    packages.c.order_id, packages.c.probability_micro, packages.c.first_scan_at, packages.c.reason
+                ).where(packages.c.state == "pending", packages.c.promised_date >= today)
             )
         ).all()
     for key, lead in sorted(leads.items(), key=lambda item: item[0]):
@@ -349,14 +365,15 @@ async def _read(
         )
     by_order = {package.order_id: package for package in scenario.packages}
     read = outcome.packages if label in ORDERS else outcome.live_packages
-    for order_id, probability_micro in rows:
+    for order_id, probability_micro, first_scan_at, reason in rows:
         package = by_order[order_id]
-        read.append(
-            (
-                probability_micro / 1_000_000,
-                package_valid(scenario, package, package.promised_date + timedelta(days=1)),
-            )
-        )
+        probability = probability_micro / 1_000_000
+        valid = package_valid(scenario, package, package.promised_date + timedelta(days=1))
+        read.append((probability, valid))
+        if label in ORDERS:
+            key = (package.seller_id, package.marketplace, package.category)
+            health = "healthy" if leads.get(key) is None else "breaching"
+            outcome.details.append((probability, valid, f"{health}/{stage_of(first_scan_at, reason)}"))
 
 
 def noon(day: date) -> datetime:

@@ -3,9 +3,10 @@ messages, catalogue items into categories, and the carrier-name check. Pure: no 
 
 An order fulfilled by the merchant with a package that has a tracking number becomes one
 :class:`ShipmentConfirmed` (the scorer keeps one package per seller and order, as for ERP
-confirmations; an order shipped in several packages is confirmed with its first shipped
-package, see docs/amazon.md). A cancelled order becomes a :class:`ShipmentCancelled` for
-the numbers it was confirmed under.
+confirmations: domain.md, "A package is one confirmed order"; an order shipped in several
+packages is confirmed with the first package handed to a carrier, see
+:func:`shipped_package` and docs/amazon.md). A cancelled order becomes a
+:class:`ShipmentCancelled` for the numbers it was confirmed under.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Any
 from services.ingest.amazon.marketplaces import MARKETPLACES, Marketplace
 from services.ingest.shipments import risk_flags
 from shared.carriers import AMAZON_CARRIER_SPELLINGS, amazon_carrier_slug, carrier_slug
-from shared.schemas import SOURCE_AMAZON, Money, ShipmentCancelled, ShipmentConfirmed
+from shared.schemas import (
+    CATEGORY_NOT_IN_CATALOGUE,
+    CATEGORY_NOT_MAPPED,
+    SOURCE_AMAZON,
+    Money,
+    ShipmentCancelled,
+    ShipmentConfirmed,
+)
 from shared.topics import normalise_tracking_number
 
 #: Risk flag of a package whose carrier name Amazon's list spells otherwise (Amazon treats it as "Other").
@@ -96,15 +104,43 @@ def asins_of(order: dict[str, Any]) -> list[str]:
 
 
 def shipped_package(order: dict[str, Any]) -> dict[str, Any] | None:
-    """The first package handed to a carrier with a tracking number (earliest ship time)."""
+    """The order's package: the first one handed to a carrier with a tracking number.
+
+    Only packages whose ``packageStatus.status`` says they left (``SHIPPED``, ``IN_TRANSIT``,
+    ``DELIVERED``, ``UNDELIVERABLE``) with a carrier and a tracking number count: a package
+    still ``PENDING`` (no label yet, or no number), or ``CANCELLED`` (its label cancelled, the
+    order re-shipped under another), is not the order's shipment. Among those, the earliest
+    ship time (then the package reference, for a stable choice): a package added later, a
+    second parcel of a split order or a replacement sent after a return, does not move the
+    order to it; the first parcel is what the order's confirmation named. The choice changes
+    only when that package stops counting (cancelled) or an earlier one gets its number, and
+    then the worker publishes the new confirmation, as it does when Amazon's record of the
+    chosen package changes (a corrected tracking number or carrier): Amazon's newest read of
+    the order wins at the scorer."""
     shipped = [
         package
         for package in order.get("packages") or []
-        if package.get("trackingNumber")
+        if isinstance(package, dict)
+        and package.get("trackingNumber")
         and package.get("carrier")
         and (package.get("packageStatus") or {}).get("status") in _SHIPPED_PACKAGE_STATUSES
     ]
-    return min(shipped, key=lambda p: str(p.get("shipTime") or p.get("createdTime") or ""), default=None)
+    return min(
+        shipped,
+        key=lambda p: (str(p.get("shipTime") or p.get("createdTime") or ""), str(p.get("packageReferenceId") or "")),
+        default=None,
+    )
+
+
+def ship_from_country(package: dict[str, Any]) -> str:
+    """Where the package left from, as Amazon recorded it (``shipFromAddress.countryCode``,
+    the seller's warehouse, not personal data): the partial/full tracking rule applies to
+    packages shipped from China. Without it, CN (the confirmation's default, vtrwatch's
+    sellers ship from China)."""
+    code = (package.get("shipFromAddress") or {}).get("countryCode")
+    if isinstance(code, str) and len(code) == 2 and code.isalpha():
+        return code.upper()
+    return "CN"
 
 
 def is_cancelled(order: dict[str, Any]) -> bool:
@@ -142,9 +178,12 @@ def check_carrier_name(name: str) -> CarrierCheck:
 
 
 def confirmation_of(
-    order: dict[str, Any], seller_id: str, category: str, received_at: datetime
+    order: dict[str, Any], seller_id: str, category: str, received_at: datetime, category_flag: str = ""
 ) -> tuple[ShipmentConfirmed, CarrierCheck] | None:
-    """The order's confirmation, or None while it has no shipped package with tracking."""
+    """The order's confirmation, or None while it has no shipped package with tracking.
+
+    ``category_flag``: why the category is the "Uncategorised" bucket (:attr:`CategoryAnswer.flag`),
+    carried as a risk flag so that the seller sees it on the package."""
     package = shipped_package(order)
     if package is None:
         return None
@@ -169,7 +208,8 @@ def confirmation_of(
         promised_delivery_date=promised_date(order, marketplace),
         received_at=received_at,
         service=str(service)[:200] if service else None,
-        risk_flags=(*check.flags, *risk_flags(check.slug, number)),
+        ship_from_country=ship_from_country(package),
+        risk_flags=(*check.flags, *risk_flags(check.slug, number), *((category_flag,) if category_flag else ())),
         source=SOURCE_AMAZON,
     )
     return message, check
@@ -212,8 +252,13 @@ class CategoryTable:
 @dataclass(frozen=True)
 class CategoryAnswer:
     category: str
-    #: Empty when mapped; else why the ASIN is in the Uncategorised bucket.
+    #: Empty when mapped; else why the ASIN is in the Uncategorised bucket (for the log).
     reason: str = ""
+    #: Empty when mapped; else the package's risk flag that tells the seller why:
+    #: ``category_not_mapped`` (the catalogue names a group the table does not map: a row
+    #: to add) or ``category_not_in_catalogue`` (nothing to map: no ASIN, no catalogue
+    #: entry for the marketplace, or the catalogue did not answer).
+    flag: str = ""
 
 
 def _root_name(classification: dict[str, Any]) -> str:
@@ -246,8 +291,13 @@ def category_of(item: dict[str, Any], marketplace_id: str, table: CategoryTable)
         if root.casefold() in table.browse_roots:
             return CategoryAnswer(table.browse_roots[root.casefold()])
     if summary is None and not roots:
-        return CategoryAnswer(table.uncategorised, "catalogue has no summary or classification for this marketplace")
+        return CategoryAnswer(
+            table.uncategorised,
+            "catalogue has no summary or classification for this marketplace",
+            CATEGORY_NOT_IN_CATALOGUE,
+        )
     return CategoryAnswer(
         table.uncategorised,
         f"display group {group!r} and browse root {roots[0] if roots else None!r} are not in the category table",
+        CATEGORY_NOT_MAPPED,
     )

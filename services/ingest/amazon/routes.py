@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.ingest.amazon.client import AmazonError, AuthorisationRevoked, LoginWithAmazon
 from services.ingest.amazon.marketplaces import Region
+from services.ingest.amazon.notices import AMAZON, connection_changed
 from services.ingest.amazon.sealing import STATE_LIFETIME_SECONDS, SealError, TokenKeys, verify_state
 from services.ingest.amazon.state import Connection, read_state, state_record
 from services.ingest.api.edge import json_response
@@ -42,14 +43,12 @@ SellerId = Annotated[str, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z
 Param = Annotated[str, Query(min_length=1, max_length=2000)]
 
 
-def not_connectable(seller_id: str) -> str:
-    return f"no seller {seller_id} to connect"
-
-
-def seller_access(gate: KeyGate) -> Any:
+def seller_access(gate: KeyGate, console_secret: bytes) -> Any:
     """Who may start a seller's connection: a key with ``shipments:write`` (the connection
-    writes the seller's orders in), a seller key for its own seller only (docs/security.md)."""
-    return gate.require(KeyScope.SHIPMENTS_WRITE, not_connectable)
+    writes the seller's orders in), a seller key for its own seller only (docs/security.md);
+    or the seller's signed console link (``?t=``, or the console's cookie), so that a seller
+    without an ERP key connects from its console's overview. A link opens its own seller only."""
+    return gate.key_or_console_link(KeyScope.SHIPMENTS_WRITE, console_secret)
 
 
 class UsedStates:
@@ -107,8 +106,11 @@ def amazon_router(settings: IngestSettings, publisher: Publisher, gate: KeyGate)
         "/authorize",
         status_code=302,
         summary="Send a seller to Seller Central to authorise vtrwatch (302 to the consent page)",
-        dependencies=[Depends(seller_access(gate))],
-        responses={401: {"description": "Missing or invalid bearer token."}, 503: {"description": "Not set up."}},
+        dependencies=[Depends(seller_access(gate, settings.console_secret.get_secret_value().encode()))],
+        responses={
+            401: {"description": "Missing or invalid bearer token, and no valid signed console link."},
+            503: {"description": "Not set up."},
+        },
     )
     async def authorize(seller_id: SellerId, region: Region = "na") -> Response:
         if not settings.spapi_application_id or not settings.lwa_client_id:
@@ -187,7 +189,12 @@ def amazon_router(settings: IngestSettings, publisher: Publisher, gate: KeyGate)
             state_nonce=consent.nonce,
         )
         try:
-            await publisher.publish([state_record(connection)])
+            await publisher.publish(
+                [
+                    state_record(connection),
+                    connection_changed(connection, AMAZON, "the seller consented in Seller Central"),
+                ]
+            )
         except BrokerUnavailable:
             used.release(consent.nonce)
             return _page("vtrwatch could not save the connection", ["Try the same link again in a minute."], 503)

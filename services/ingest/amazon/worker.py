@@ -3,7 +3,9 @@ Amazon's own VTR out, for every connected seller and region, until SIGTERM.
 
 The worker follows two topics from their beginning: the state topic (connections,
 cursors, revocations: state.py) and ``vtr.shipments.v1`` (to know what the sellers' ERPs
-and the worker itself already confirmed). Each connected seller and region then gets:
+and the worker itself already confirmed). Each connected seller and region then gets, up
+to ``VTR_AMAZON_CONCURRENT_SELLERS`` of them side by side (each waiting only for its own
+usage plans, which Amazon sets per seller and app):
 
 - an orders round every ``VTR_AMAZON_ORDERS_POLL_SECONDS``: ``searchOrders`` with
   ``fulfilledBy=MERCHANT`` and ``lastUpdatedAfter`` = the stored cursor (first time: 30
@@ -21,9 +23,11 @@ Counting once: the scorer keeps one package per seller and order id, whoever con
 it, so an order confirmed by the ERP and read from Amazon is one package. Who wins a
 disagreement: Amazon's record for what Amazon scores (carrier name, tracking number, ship
 time, promised date, marketplace: the worker's confirmation carries them), the seller's
-ERP for the category (the worker copies the ERP's category onto its confirmation). Each
-field that differs is counted (``vtr_ingest_amazon_erp_disagreements_total{field}``) and
-logged with the seller and order. An unchanged order read again is not published again.
+ERP for the category; the scorer applies that rule whatever order the two confirmations
+arrive in (``combine`` in services/scorer/domain/packages.py). The worker copies an ERP
+category it already knows onto its confirmation, which saves a catalogue call. Each field
+that differs is counted (``vtr_ingest_amazon_erp_disagreements_total{field}``) and logged
+with the seller and order. An unchanged order read again is not published again.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from services.ingest.metrics import (
     AMAZON_CONFIRMATIONS,
     AMAZON_CONNECTIONS,
     AMAZON_ERP_DISAGREEMENTS,
+    AMAZON_OLDEST_ROUND,
     AMAZON_REPORTS,
     AMAZON_REVOKED,
     AMAZON_UNCATEGORISED,
@@ -86,6 +91,7 @@ from services.ingest.worker_health import WORKER_LOOP
 from shared.kafka import make_consumer
 from shared.schemas import (
     AMAZON_CODEC,
+    CATEGORY_NOT_IN_CATALOGUE,
     RECONNECT_NEEDED,
     SHIPMENT_CODEC,
     SOURCE_AMAZON,
@@ -164,6 +170,10 @@ def _same(a: ShipmentConfirmed, b: ShipmentConfirmed | None) -> bool:
     return b is not None and msgspec.structs.replace(a, received_at=b.received_at) == b
 
 
+#: The rounds running side by side: (seller, region) -> (its round key, the task serving it).
+Rounds = dict[tuple[str, str], tuple[tuple[str, str, str], asyncio.Task[None]]]
+
+
 class AmazonWorker:
     def __init__(
         self,
@@ -193,6 +203,8 @@ class AmazonWorker:
         self.orders = Orders()
         #: (seller, region, token nonce) -> monotonic time of the next round
         self._next_round: dict[tuple[str, str, str], float] = {}
+        #: (seller, region) -> when its running round started (monotonic seconds).
+        self._round_started: dict[tuple[str, str], float] = {}
 
     # -- one seller ------------------------------------------------------------------
 
@@ -338,8 +350,8 @@ class AmazonWorker:
             self.orders.by_order.setdefault((seller, cancellation.order_id or ""), known).cancelled = True
             AMAZON_CONFIRMATIONS.labels("cancelled", "published").inc()
             return Record(SHIPMENTS, cancellation.tracking_number.encode(), SHIPMENT_CODEC.encode(cancellation))
-        category = known.erp.category if known.erp is not None else await self._category(api, order)
-        built = confirmation_of(order, seller, category, received_at)
+        category = CategoryAnswer(known.erp.category) if known.erp is not None else await self._category(api, order)
+        built = confirmation_of(order, seller, category.category, received_at, category.flag)
         if built is None:
             return None
         message, check = built
@@ -374,19 +386,21 @@ class AmazonWorker:
                 extra={"seller_id": erp.seller_id, "order_id": erp.order_id, "fields": ",".join(differing)},
             )
 
-    async def _category(self, api: SellingPartnerApi, order: dict[str, Any]) -> str:
+    async def _category(self, api: SellingPartnerApi, order: dict[str, Any]) -> CategoryAnswer:
         marketplace = marketplace_of(order)
         asins = asins_of(order)
         if not asins:
             AMAZON_UNCATEGORISED.labels("no_asin").inc()
-            return self._categories.uncategorised
+            return CategoryAnswer(self._categories.uncategorised, "order has no ASIN", CATEGORY_NOT_IN_CATALOGUE)
         key = (asins[0], marketplace.marketplace_id)
         cached = self._catalog.get(key)
         if cached is None or time.monotonic() - cached[0] > CATALOG_TTL_SECONDS:
             try:
                 item = await api.get_catalog_item(*key)
             except AmazonError as error:
-                answer = CategoryAnswer(self._categories.uncategorised, f"catalogue did not answer: {error}")
+                answer = CategoryAnswer(
+                    self._categories.uncategorised, f"catalogue did not answer: {error}", CATEGORY_NOT_IN_CATALOGUE
+                )
             else:
                 answer = category_of(item, marketplace.marketplace_id, self._categories)
             cached = (time.monotonic(), answer)
@@ -397,7 +411,7 @@ class AmazonWorker:
                     "ASIN uncategorised",
                     extra={"asin": key[0], "marketplace": marketplace.code, "problem": answer.reason},
                 )
-        return cached[1].category
+        return cached[1]
 
     async def report_round(self, api: SellingPartnerApi, connection: Connection, progress: Progress) -> Progress:
         started = self._now()
@@ -449,6 +463,9 @@ class AmazonWorker:
         consumer = make_consumer(self._settings, AMAZON_STATE, SHIPMENTS, group_id=None)
         await consumer.start()
         next_prune = time.monotonic() + 3600
+        #: (seller, region) -> (its round key, the task serving it): rounds run side by side
+        #: while this loop keeps following both topics.
+        rounds: Rounds = {}
         try:
             while not stop.is_set():
                 WORKER_LOOP.tick()
@@ -465,29 +482,53 @@ class AmazonWorker:
                 if time.monotonic() >= next_prune:
                     self.orders.prune(self._oldest())
                     next_prune = time.monotonic() + 3600
-                for connection in self.book.active():
-                    key = (connection.seller_id, connection.region)
-                    # A new or renewed connection (another token) is served at once.
-                    round_key = (*key, connection.token_nonce or "")
-                    if time.monotonic() < self._next_round.get(round_key, 0.0):
-                        continue
-                    if stop.is_set():
-                        break
-                    # A round may wait minutes for its usage plan (searchOrders: one call per
-                    # 3 minutes once the burst is spent): SIGTERM must not wait for it.
-                    serving = asyncio.create_task(self.serve(connection))
-                    stopping = asyncio.create_task(stop.wait())
-                    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    stopping.cancel()
-                    if not serving.done():
-                        serving.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await serving
-                        break
-                    serving.result()
-                    self._next_round[round_key] = time.monotonic() + self._settings.amazon_orders_poll_seconds
+                self._finish_rounds(rounds)
+                self._start_due_rounds(rounds)
+                self._show_oldest_round(rounds)
         finally:
+            # A round may wait minutes for its usage plan (searchOrders: one call per 3
+            # minutes once the burst is spent): SIGTERM does not wait for it; the cursor only
+            # moves after a complete round, so the next start reads the same orders again.
+            for _, task in rounds.values():
+                task.cancel()
+            for _, task in rounds.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await consumer.stop()
+
+    def _show_oldest_round(self, rounds: Rounds) -> None:
+        """The loop ticks the heartbeat while rounds run side by side, so a stuck round (an
+        answer that never comes within the client's timeouts, a usage-plan wait gone wrong)
+        does not fail the probes: its age is a metric, and `VtrAmazonRoundStuck` alerts on it."""
+        now = time.monotonic()
+        for key in list(self._round_started):
+            if key not in rounds:
+                del self._round_started[key]
+        started = [self._round_started.setdefault(key, now) for key in rounds]
+        AMAZON_OLDEST_ROUND.set(now - min(started) if started else 0.0)
+
+    def _start_due_rounds(self, rounds: Rounds) -> None:
+        """Start a round for each connection that is due and not being served, up to
+        ``VTR_AMAZON_CONCURRENT_SELLERS`` rounds at once (a seller and region is never
+        served twice at once). A new or renewed connection (another token) is due at once."""
+        for connection in self.book.active():
+            if len(rounds) >= self._settings.amazon_concurrent_sellers:
+                return
+            key = (connection.seller_id, connection.region)
+            round_key = (*key, connection.token_nonce or "")
+            if key in rounds or time.monotonic() < self._next_round.get(round_key, 0.0):
+                continue
+            rounds[key] = (round_key, asyncio.create_task(self.serve(connection)))
+
+    def _finish_rounds(self, rounds: Rounds) -> None:
+        """Take the finished rounds out, schedule each connection's next one; a round that
+        failed unexpectedly fails the worker, as when rounds ran one after the other."""
+        for key, (round_key, task) in list(rounds.items()):
+            if not task.done():
+                continue
+            del rounds[key]
+            task.result()
+            self._next_round[round_key] = time.monotonic() + self._settings.amazon_orders_poll_seconds
 
 
 def _iso(moment: datetime) -> str:

@@ -5,7 +5,7 @@ exports: ``exports.py``."""
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -29,8 +29,8 @@ from services.scorer.console.render import (
 from services.scorer.runtime.service import ScorerService
 from services.scorer.storage import console as queries
 from services.scorer.storage.amazon import seller_comparisons
-from shared.console_links import CONSOLE_PREFIX
-from shared.schemas import Level, PackageView, Reason
+from shared.console_links import CONSOLE_PREFIX, TOKEN_PARAMETER, sign
+from shared.schemas import UNCATEGORISED_FLAGS, Level, PackageView, Reason
 from shared.wording import action_for, carrier_text, reason_label
 
 router = APIRouter(prefix=CONSOLE_PREFIX, tags=["console"], include_in_schema=False)
@@ -65,12 +65,38 @@ async def overview_page(
             **_common(service, seller_id, language, access),
             "rows": rows,
             "amazon": amazon,
+            "connect_amazon": connect_amazon_links(service, seller_id),
             "category_url": lambda row: (
                 f"{seller_path(seller_id)}/category?"
                 + urlencode({"marketplace": row.marketplace, "category": row.category})
             ),
         },
     )
+
+
+#: How long the console's "Connect Amazon" links open the ingest's authorize route.
+CONNECT_LINK_LIFETIME = timedelta(hours=1)
+#: Amazon's regions, as the connect route names them (docs/amazon.md).
+AMAZON_REGIONS = ("na", "eu", "fe")
+
+
+def connect_amazon_links(service: ScorerService, seller_id: str) -> list[tuple[str, str]]:
+    """(region, URL) of the ingest's ``/v1/amazon/authorize`` for this seller per region,
+    each carrying a fresh signed console link (an hour), so that a seller without an ERP key
+    connects from here; none when ``VTR_INGEST_PUBLIC_URL`` is not set."""
+    base = service.settings.ingest_public_url.rstrip("/")
+    if not base:
+        return []
+    secret = service.settings.console_secret.get_secret_value().encode()
+    token = sign(secret, seller_id, int((datetime.now(UTC) + CONNECT_LINK_LIFETIME).timestamp()))
+    return [
+        (
+            region,
+            f"{base}/v1/amazon/authorize?"
+            + urlencode({"seller_id": seller_id, "region": region, TOKEN_PARAMETER: token}),
+        )
+        for region in AMAZON_REGIONS
+    ]
 
 
 @router.get("/{seller_id}/notifications", response_class=HTMLResponse)
@@ -219,4 +245,7 @@ def _package_row(view: PackageView, language: Language, now: datetime) -> dict[s
         "scans": view.physical_scans,
         "probability": view.probability_valid,
         "action": action_for(view, language, now) if view.reason else "",
+        "source": view.source,
+        "source_label": STRINGS[language].get(f"source_{view.source}", view.source),
+        "category_notes": [STRINGS[language][flag] for flag in view.risk_flags if flag in UNCATEGORISED_FLAGS],
     }

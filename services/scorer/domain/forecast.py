@@ -84,6 +84,10 @@ def headroom(valid: int, total: int, floor: Fraction = DEFAULT_FLOOR) -> int:
 Z90 = 1.2815515655446004
 #: Default share of the pending packages' failures assumed to happen together (parcels of
 #: one lane fail together when a carrier stops): widens the band beyond independent coins.
+#: The variance it adds is ``correlation · F²`` (F the expected failures): the squared
+#: coefficient of variation of the failure rate. The scorer learns it per lane from matured
+#: cohorts (``domain/model/correlation.py``); this value (``VTR_FORECAST_CORRELATION``) is
+#: the prior it is shrunk towards, and all a deployment without matured packages has.
 DEFAULT_CORRELATION = 0.05
 
 
@@ -203,7 +207,8 @@ def score(
     probability of becoming valid in time. Each day's valid count is a sum of independent
     coins (mean Σp, variance Σp(1-p)) plus a correlated part whose standard deviation is
     ``sqrt(correlation)`` times the expected failures: together they give the band and the
-    probability of being below the floor.
+    probability of being below the floor. ``correlation`` is the category's learnt value
+    (its pending packages' lanes, ``LaneCorrelations.of_category``) when the caller has one.
     """
     current = window(as_of, lag_days)
     valid = invalid = 0

@@ -1,5 +1,6 @@
 """The package record (one row of ``packages`` in memory) and what is decided from it alone:
-its deadline, whether more scans can change it, which confirmation of an order is newest."""
+its deadline, whether more scans can change it, and how the confirmations of an order
+(the seller's ERP's and Amazon's) make one package."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from services.scorer.domain.policy import (
 from shared.schemas import (
     DELIVERY_SCAN_STATUSES,
     PHYSICAL_SCAN_STATUSES,
+    SOURCE_AMAZON,
+    SOURCE_ERP,
+    UNCATEGORISED_FLAGS,
     PackageState,
     ShipmentConfirmed,
     TrackingEvent,
@@ -73,6 +77,13 @@ class PackageRow:
     #: When the clock job next recomputes this package (pending packages only).
     review_at: datetime | None = None
     version: int = 0
+    #: Who confirmed it: ``erp``, ``amazon``, or ``amazon+erp`` (Amazon's record with the
+    #: ERP's fields, :data:`ERP_FIELDS`); see :func:`combine`.
+    source: str = SOURCE_ERP
+    #: The ERP confirmation's times when the row is ``amazon+erp`` (its own are Amazon's):
+    #: what a later ERP confirmation is compared with.
+    erp_confirmed_at: datetime | None = None
+    erp_received_at: datetime | None = None
     id: int | None = None
 
     @property
@@ -146,6 +157,7 @@ def package_from_confirmation(message: ShipmentConfirmed) -> PackageRow:
         confirmed_at=naive_utc(message.confirmed_at),
         received_at=naive_utc(message.received_at),
         promised_date=message.promised_delivery_date,
+        source=SOURCE_AMAZON if message.source == SOURCE_AMAZON else SOURCE_ERP,
     )
 
 
@@ -201,17 +213,80 @@ def settled(package: PackageRow, new_scans: Sequence[TrackingEvent] = ()) -> boo
     return True
 
 
-def newer(package: PackageRow, than: PackageRow) -> bool:
-    return (package.confirmed_at, package.received_at) > (than.confirmed_at, than.received_at)
+#: A package confirmed by both: Amazon's record, with the seller's ERP's :data:`ERP_FIELDS`.
+SOURCE_BOTH = "amazon+erp"
+#: What the seller's ERP decides when Amazon also confirmed the order: the seller's own
+#: category, and Buy Shipping, which Amazon's order does not record. Everything else
+#: (tracking number, carrier name and slug, service, ship time, promised date, marketplace,
+#: order value, ship-from country, the risk flags of that number and name) is Amazon's:
+#: it is what Amazon scores (docs/amazon.md, "Which source wins").
+ERP_FIELDS = ("category", "buy_shipping")
+
+_Key = tuple[datetime, datetime]
 
 
-def newest_confirmations(rows: Iterable[PackageRow]) -> dict[tuple[str, str], PackageRow]:
-    """The newest confirmation of each order in a batch (as unevaluated package rows; their
-    times are naive UTC, so they order as the messages' aware times do)."""
-    latest: dict[tuple[str, str], PackageRow] = {}
+def _amazon_key(row: PackageRow) -> _Key | None:
+    """Amazon's confirmations are reads of Amazon's current record of the order: the newest
+    read wins (receipt time first), even when it names a package shipped earlier than the
+    one before (the order's first package got its number late) or the same package."""
+    return None if row.source == SOURCE_ERP else (row.received_at, row.confirmed_at)
+
+
+def _erp_key(row: PackageRow) -> _Key | None:
+    if row.source == SOURCE_ERP:
+        return (row.confirmed_at, row.received_at)
+    if row.source == SOURCE_BOTH and row.erp_confirmed_at is not None and row.erp_received_at is not None:
+        return (row.erp_confirmed_at, row.erp_received_at)
+    return None
+
+
+def _newest(
+    stored: PackageRow | None, stored_key: _Key | None, fresh: PackageRow, fresh_key: _Key | None
+) -> PackageRow | None:
+    """Whichever of the two holds the newer confirmation of one source (ties: the stored one)."""
+    if fresh_key is not None and (stored_key is None or fresh_key > stored_key):
+        return fresh
+    return stored if stored_key is not None else None
+
+
+def combine(stored: PackageRow | None, fresh: PackageRow) -> PackageRow | None:
+    """The package that ``stored`` and ``fresh`` (rows of one order's confirmations) make
+    together; None when ``fresh`` adds nothing newer to ``stored``. ``stored`` is left as
+    it was; ``fresh`` (a batch's own row) is returned as it is when it alone is the package.
+
+    A row holds the newest Amazon confirmation and the newest ERP confirmation seen (either
+    may be missing): per source the newer one wins (an ERP's by confirmation time, then
+    receipt time, as before Amazon; Amazon's by the time the worker read it, then ship time),
+    and the package is Amazon's record with the ERP's :data:`ERP_FIELDS` when both exist.
+    That makes the result a function of the *set* of confirmations: any arrival order, any
+    redelivery, gives the same package. The evaluation fields are left to the evaluator.
+    """
+    if stored is None:
+        return fresh
+    amazon = _newest(stored, _amazon_key(stored), fresh, _amazon_key(fresh))
+    erp = _newest(stored, _erp_key(stored), fresh, _erp_key(fresh))
+    if amazon is not fresh and erp is not fresh:
+        return None
+    if amazon is None or erp is None:
+        return fresh  # one source only, and fresh is its newest confirmation
+    package = amazon.clone()
+    for name in ERP_FIELDS:
+        setattr(package, name, getattr(erp, name))
+    package.erp_confirmed_at, package.erp_received_at = _erp_key(erp) or (None, None)
+    package.source = SOURCE_BOTH
+    # The catalogue's "uncategorised" flags no longer apply: the category is the seller's.
+    flags = [flag for flag in package.risk_flags.split(",") if flag and flag not in UNCATEGORISED_FLAGS]
+    package.risk_flags = ",".join(flags)
+    return package
+
+
+def combined_confirmations(rows: Iterable[PackageRow]) -> dict[tuple[str, str], PackageRow]:
+    """The package each order's confirmations in a batch make (:func:`combine`), as
+    unevaluated rows; their times are naive UTC, so they order as the messages' aware times do."""
+    combined: dict[tuple[str, str], PackageRow] = {}
     for row in rows:
         key = (row.seller_id, row.order_id)
-        current = latest.get(key)
-        if current is None or newer(row, current):
-            latest[key] = row
-    return latest
+        merged = combine(combined.get(key), row)
+        if merged is not None:
+            combined[key] = merged
+    return combined

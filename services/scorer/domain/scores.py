@@ -122,10 +122,18 @@ class ScoreRules:
     thresholds: LevelThresholds
 
     def category_score(
-        self, marketplace: str, category: str, counts: ScopeCounts, as_of: date, model: ModelNote | None = None
+        self,
+        marketplace: str,
+        category: str,
+        counts: ScopeCounts,
+        as_of: date,
+        model: ModelNote | None = None,
+        correlation: float | None = None,
     ) -> CategoryScore:
         """The score and its level; while ``model`` says the category's lanes are not learnt,
-        the level is capped (domain/levels.py ``capped_level``)."""
+        the level is capped (domain/levels.py ``capped_level``). ``correlation`` is the
+        category's learnt correlation of failures (``ModelState.correlations``); without it,
+        the setting's."""
         result = score(
             counts.days,
             as_of,
@@ -133,7 +141,7 @@ class ScoreRules:
             floor=self.floor,
             reasons=counts.reasons,
             pending_reasons=counts.pending_reasons,
-            correlation=self.correlation,
+            correlation=self.correlation if correlation is None else correlation,
         )
         level = level_of(result, self.thresholds)
         if model is not None:

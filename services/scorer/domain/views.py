@@ -74,6 +74,8 @@ def package_view(
         full_tracking_threshold=threshold,
         last_mile_carrier=last_mile.carrier,
         last_mile_tracking_number=last_mile.tracking_number,
+        source=row.source,
+        risk_flags=tuple(flag for flag in row.risk_flags.split(",") if flag),
     )
 
 

@@ -11,7 +11,7 @@ from fractions import Fraction
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer.domain.evaluator import Evaluator
-from services.scorer.domain.freshness import coverage
+from services.scorer.domain.freshness import LaneId, coverage
 from services.scorer.domain.packages import PackageRow
 from services.scorer.domain.policy import summarise_scans
 from services.scorer.domain.scores import CategoryScore, ScopeCounts, ScoreRules
@@ -62,21 +62,28 @@ class Scoring:
                 scope,
             )
         await self._attach_carrier_health(connection, seller_id, as_of, found)
-        notes = await self._model_notes(connection, seller_id, as_of, found)
+        lanes = await pending_lanes(connection, seller_id, as_of) if found else {}
+        notes = self._model_notes(lanes, found)
+        correlations = self.evaluator.model.state.correlations
         return [
-            self.rules.category_score(marketplace, category, counts, as_of, notes.get((marketplace, category)))
+            self.rules.category_score(
+                marketplace,
+                category,
+                counts,
+                as_of,
+                notes.get((marketplace, category)),
+                # Its pending packages' lanes' learnt correlation (the setting is the prior).
+                correlations.of_category(seller_id, lanes.get((marketplace, category), ()), self.rules.correlation),
+            )
             for (marketplace, category), counts in sorted(found.items())
         ]
 
-    async def _model_notes(
-        self, connection: AsyncConnection, seller_id: str, as_of: date, found: dict[tuple[str, str], ScopeCounts]
+    def _model_notes(
+        self, lanes: dict[tuple[str, str], list[tuple[LaneId, int]]], found: dict[tuple[str, str], ScopeCounts]
     ) -> dict[tuple[str, str], ModelNote]:
         """Per category: the model that priced its pending packages and whether it had
-        learnt every lane they are on (one query per seller)."""
-        if not found:
-            return {}
+        learnt every lane they are on (``lanes``: one query per seller)."""
         build = self.evaluator.build
-        lanes = await pending_lanes(connection, seller_id, as_of)
         notes = {}
         for scope in found:
             seen = coverage(build, lanes.get(scope, ()), self.freshness)

@@ -23,6 +23,7 @@ from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.state import ModelState
 from services.scorer.domain.packages import MICRO, service_key
 from services.scorer.domain.projection import LAG_DAYS, RecentPackage, project
+from services.scorer.storage.cohorts import learn_lane_correlations
 from services.scorer.storage.dialect import JSON_ENCODER, chunks, dialect_insert, execute_rows, insert_rows
 from services.scorer.storage.model_columns import (
     ModelInput,
@@ -91,6 +92,7 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
     settings = evaluator.policy.forecast
     build = await read_model_build(connection, now - timedelta(days=settings.history_days), now)
     state = await build_model_state(connection, settings, now)
+    state.correlations = await learn_lane_correlations(connection, settings, now.date())
     model = await asyncio.to_thread(Model, state, settings)
     c = packages.c
     lanes_result = await connection.execute(

@@ -7,8 +7,10 @@ deltas, the learning-statistics deltas and the outbox marks. Counters are sorted
 concurrent transactions lock rows in the same order.
 
 The state is a function of the *set* of messages seen, not of their order: scans are
-stored by event id, the newest confirmation of an order wins, and a cancellation applies
-to confirmations not newer than itself. Redelivered or reordered records change nothing."""
+stored by event id, an order's confirmations make one package by the source rule (per
+source the newest wins; Amazon's record with the ERP's category, domain/packages.py
+``combine``), and a cancellation applies to confirmations not newer than itself.
+Redelivered or reordered records change nothing."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer import metrics
 from services.scorer.domain.evaluator import Deltas, EvaluatedPackages, Evaluator
-from services.scorer.domain.packages import Cancellation, PackageRow, newer, newest_confirmations, settled
+from services.scorer.domain.packages import Cancellation, PackageRow, combine, combined_confirmations, settled
 from services.scorer.domain.policy import (
     Scan,
 )
@@ -101,7 +103,7 @@ async def plan_records(
 
     A scan or cancellation is new when its key is not stored (as the insert's ``ON
     CONFLICT DO NOTHING`` decides); a package is re-evaluated when it gets a new scan or
-    cancellation (unless settled) or a newer confirmation, with its stored scans and
+    cancellation (unless settled) or a confirmation that changes it, with its stored scans and
     cancellations plus the batch's new ones. ``pause`` is awaited between slices of the
     evaluation (a plan made ahead yields to the batch being written meanwhile).
     """
@@ -117,7 +119,7 @@ async def plan_records(
     ]
     scanned = {row["tracking_number"] for row in scan_rows}
     cancelled = {row["tracking_number"] for row in cancellation_rows}
-    latest = newest_confirmations(batch.confirmation_rows)
+    latest = combined_confirmations(batch.confirmation_rows)
     existing = await load_packages(connection, scanned | cancelled, latest)
     events_by_number: dict[str, list[TrackingEvent]] = defaultdict(list)
     for event in batch.events:
@@ -133,10 +135,11 @@ async def plan_records(
         )
     }
     applied_confirmations = 0
-    for key, fresh in latest.items():
+    for key, confirmed in latest.items():
         before = existing.get(key)
-        if before is not None and not newer(fresh, before):
-            continue
+        fresh = combine(before, confirmed)
+        if fresh is None:
+            continue  # nothing newer than what is stored (a redelivery, an older confirmation)
         applied_confirmations += 1
         if before is not None:
             # Keep the evaluation fields; they are recomputed below and compared with the old ones.

@@ -68,6 +68,11 @@ packages = Table(
     Column("review_at", DateTime, nullable=True),
     #: Optimistic concurrency: every write checks and bumps it (consumer vs clock job).
     Column("version", BigInteger, nullable=False),
+    #: Who confirmed the order: ``erp``, ``amazon`` or ``amazon+erp`` (Amazon's record with
+    #: the ERP's category; the ERP confirmation's own times beside it). Migration 0009.
+    Column("source", String(16), nullable=False, server_default="erp"),
+    Column("erp_confirmed_at", DateTime, nullable=True),
+    Column("erp_received_at", DateTime, nullable=True),
     UniqueConstraint("seller_id", "order_id", name="uq_packages_seller_order"),
     Index("ix_packages_tracking_number", "tracking_number"),
     Index("ix_packages_seller_promised", "seller_id", "promised_date"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from services.scorer.domain.forecast import DayCounts, failure_tail, headroom, score
 from services.scorer.domain.levels import LevelThresholds, level_of
+from services.scorer.domain.scores import ScopeCounts, ScoreRules
 from services.scorer.domain.window import counted_range, window
 from shared.schemas import Level
 
@@ -242,3 +244,18 @@ def test_correlated_failures_widen_the_tail() -> None:
     independent = failure_tail(2.0, 1.9, 6)
     correlated = failure_tail(2.0, 1.9 + 0.05 * 2.0**2 * 10, 6)  # more spread than a Poisson
     assert 0.0 < independent < correlated < 1.0
+
+
+def test_a_category_is_scored_with_its_learnt_correlation_or_the_setting() -> None:
+    # 30 days at 97% (one failure a day of 33), then 14 days of 33 pending packages each
+    # expected to fail 1.2 of them: close enough to the floor for the band to matter.
+    days = {days_before(k): DayCounts(valid=32, invalid=1) for k in range(1, 31)}
+    days |= {D + timedelta(days=k): DayCounts(pending=33, expected_valid=31.8, variance=1.16) for k in range(14)}
+    rules = ScoreRules(lag_days=0, floor=Fraction(95, 100), correlation=0.05, thresholds=LevelThresholds())
+    counts = ScopeCounts(days, {})
+    setting = rules.category_score("US", "toys", counts, D).score.breach_probability
+    assert setting == rules.category_score("US", "toys", counts, D, correlation=None).score.breach_probability
+    independent = rules.category_score("US", "toys", counts, D, correlation=0.0).score.breach_probability
+    correlated = rules.category_score("US", "toys", counts, D, correlation=0.5).score.breach_probability
+    assert setting is not None and independent is not None and correlated is not None
+    assert independent < setting < correlated

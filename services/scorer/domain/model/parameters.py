@@ -93,3 +93,11 @@ class ModelSettings:
     #: A parcel whose promise leaves less time after its first scan than the lane's fastest
     #: this share of deliveries took is timed from its first scan, not on its promise.
     fast_share: float = 0.1
+    #: The correlation of failures within a lane (domain/model/correlation.py) is learnt
+    #: from the cohorts promised in this many days before the last matured one ...
+    correlation_history_days: int = 28
+    #: ... and each level is shrunk towards its parent (the top one towards
+    #: ``VTR_FORECAST_CORRELATION``) with this many pseudo-cohorts (days).
+    correlation_pseudo_cohorts: float = 14.0
+    #: ... and never below ``VTR_FORECAST_CORRELATION`` (the learnt value only widens the band).
+    correlation_prior_is_floor: bool = True

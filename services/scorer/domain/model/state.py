@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from services.scorer.domain.model.carrier_health import CarrierHealth
+from services.scorer.domain.model.correlation import LaneCorrelations
 from services.scorer.domain.model.curves import Histogram
 from services.scorer.domain.model.lanes import LaneKey, Milestone
 from services.scorer.domain.model.observations import InFlight, Observation
@@ -26,6 +27,9 @@ class ModelState:
     baseline_after_hours: float = 96.0
     #: The recent cohort of scanned parcels per seller's lane (rebuilt at each refresh, not stored).
     in_flight: list[InFlight] = field(default_factory=list)
+    #: The correlation of failures per lane, from the matured cohorts (rebuilt at each
+    #: refresh, not stored: :func:`services.scorer.storage.cohorts.learn_lane_correlations`).
+    correlations: LaneCorrelations = field(default_factory=LaneCorrelations)
 
     def add(self, observation: Observation) -> None:
         key = (observation.lane, observation.milestone)
