@@ -63,9 +63,18 @@ class Failures:
         (isolated, bad records parked), else False with its partitions rewound, to be
         fetched again after the retry delay. Raises ``Fenced`` if a partition was taken."""
         context = self._context
-        log.error("batch failed and was rolled back; retrying", exc_info=error, extra={"group": context.group_id})
+        transient = is_transient(error)
+        if transient:
+            # Expected now and then (the database restarting, a race with the clock job that
+            # the retry settles): a line an SRE can read, not a traceback at ERROR.
+            log.warning(
+                "batch rolled back on a transient failure; retrying",
+                extra={"group": context.group_id, "problem": f"{type(error).__name__}: {error}"[:300]},
+            )
+        else:
+            log.error("batch failed and was rolled back; retrying", exc_info=error, extra={"group": context.group_id})
         # Counted across calls: after a rewind the next fetch may come back empty.
-        self._failed_batches = 0 if is_transient(error) else self._failed_batches + 1
+        self._failed_batches = 0 if transient else self._failed_batches + 1
         if self._failed_batches >= BATCH_ATTEMPTS:
             # A record that can never be applied must not stop its partition, nor the
             # others: one partition, then one record at a time, parking what still fails.
