@@ -253,7 +253,8 @@ class Model:
                 )
                 expected, lost = 1.0 - prior_alive, 1.0 - prior_alive * factor
                 shown = 1.0 if parcel.stage is None else self.silence_survival(parcel.lane, parcel.stage, silent)
-                member = CohortParcel(weight, False, prior_alive, shown)
+                passed = parcel.stage is not None and parcel.stage is not Milestone.GAP_TRANSIT
+                member = CohortParcel(weight, False, prior_alive, shown, passed)
             for level in levels(parcel.lane)[1:]:
                 totals = sums[level]
                 totals[0] += 1.0
@@ -298,13 +299,10 @@ class Model:
             return 0.0
         others = sorted(share for name, share in peers.get((carrier, origin), {}).items() if name != seller)
         shared = others[len(others) // 2] if len(others) >= self.settings.peer_min_sellers else 0.0
-        parcels = cohorts[level]
-        if shared > 0.0:
-            parcels = [replace(parcel, prior_alive=parcel.prior_alive * (1.0 - shared)) for parcel in parcels]
+        parcels = [replace(parcel, prior_alive=parcel.prior_alive * (1.0 - shared)) for parcel in cohorts[level]]
         raw = credible_share(parcels, self.settings.recent_z)
-        total = sum(parcel.weight for parcel in parcels)
         # Never less than one parcel: one stalled parcel of two is no trend.
-        return raw if raw * total >= total / len(parcels) else 0.0
+        return raw if raw * len(parcels) >= 1.0 else 0.0
 
     def curve(self, lane: LaneKey, milestone: Milestone) -> Curve:
         """The most specific curve known for ``lane`` (a new seller gets the lane's, and so on)."""

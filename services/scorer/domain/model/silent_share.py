@@ -27,17 +27,25 @@ class CohortParcel:
     delivered: bool
     prior_alive: float
     shown: float
+    #: It left the transit stage (it was scanned at its destination): it came through a
+    #: stage in which it could have been lost, which is as much evidence against a loss
+    #: as its current silence may be for one.
+    passed: bool = False
 
 
 def _log_likelihood(parcels: Sequence[CohortParcel], share: float) -> float:
     """Weighted log-likelihood of the cohort when ``share`` of it is lost beyond its history.
-    A delivered parcel was not lost (``1 - share``); a waiting one is either alive and
-    silent this long, or lost (always silent)."""
+    A delivered parcel was not lost (``1 - share``), nor was one scanned at its destination
+    lost in transit (``1 - share`` again); a waiting one is either alive and silent this
+    long, or lost (always silent). Without that second term, every parcel's ordinary
+    silence would count a little for a loss (a lost parcel is silent whatever the time):
+    a young cohort on a long lane, none of it delivered yet, read as half lost."""
     total = 0.0
     kept = max(1e-12, 1.0 - share)
     for parcel in parcels:
-        if parcel.delivered:
+        if parcel.delivered or parcel.passed:
             total += parcel.weight * math.log(kept)
+        if parcel.delivered:
             continue
         alive = parcel.prior_alive * kept
         total += parcel.weight * math.log(max(1e-300, alive * parcel.shown + 1.0 - alive))
@@ -54,8 +62,9 @@ def _slope(parcels: Sequence[CohortParcel], share: float) -> float:
     kept = max(1e-12, 1.0 - share)
     total = 0.0
     for parcel in parcels:
-        if parcel.delivered:
+        if parcel.delivered or parcel.passed:
             total -= parcel.weight / kept
+        if parcel.delivered:
             continue
         alive = parcel.prior_alive * kept
         observed = max(1e-300, alive * parcel.shown + 1.0 - alive)
@@ -85,8 +94,7 @@ def credible_share(parcels: Sequence[CohortParcel], z: float) -> float:
     """The lost share beyond the history that the cohort shows beyond chance: the lowest
     share still within ``z`` standard deviations of the likeliest one (the lower end of its
     likelihood interval: ``2 (l(best) - l(share)) = z^2``), 0 when no loss beyond the
-    history is itself within it. One stalled parcel of two is no trend: it never credits
-    less than it takes, and small cohorts rarely clear the interval."""
+    history is itself within it: small cohorts rarely clear it."""
     best = likeliest_share(parcels)
     if best <= 0.0:
         return 0.0
