@@ -284,14 +284,22 @@ class AmazonVtr(msgspec.Struct, frozen=True, kw_only=True, tag="vtr", tag_field=
 
 class AmazonConnectionChanged(msgspec.Struct, frozen=True, kw_only=True, tag="connection", tag_field="type"):
     """A seller's Amazon connection changed state (``vtr.amazon-vtr.v1``, key: seller id):
-    ``reconnect_needed`` when Amazon refused its authorisation (revoked in Seller Central,
-    expired), so the seller is told to connect again."""
+    ``connected`` (the consent callback, or an operator's ``amazon connect``),
+    ``disconnected`` (``amazon disconnect``), or ``reconnect_needed`` when Amazon refused
+    its authorisation (revoked in Seller Central, expired), so the seller is told to
+    connect again. The notifier keeps every notice in the audit trail; none carries a token."""
 
     seller_id: NonEmpty
     region: NonEmpty
     state: NonEmpty
     reason: str
     changed_at: UtcDateTime
+    #: Who made the change: ``amazon`` (the seller's consent in Seller Central, or Amazon
+    #: refusing the authorisation) or ``operator`` (the ingest's ``amazon`` commands).
+    by: str = "amazon"
+    #: ``consent`` or ``operator`` for a connection; empty otherwise.
+    via: str = ""
+    selling_partner_id: str = ""
 
 
 AmazonMessage = AmazonVtr | AmazonConnectionChanged

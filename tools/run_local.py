@@ -30,10 +30,22 @@ def available_services() -> list[tuple[str, int, bool]]:
     return [entry for entry in SERVICES if (ROOT / "services" / entry[0] / "__main__.py").exists()]
 
 
+def local_environment(**overrides: str) -> dict[str, str]:
+    """The environment of every process ``make run`` starts: a person's local stack reads
+    log lines, not JSON, unless asked otherwise (the services alone pick JSON in containers
+    and pipes, and always with VTR_ENV=prod)."""
+    env = {**os.environ, **overrides}
+    if env.get("VTR_ENV", "dev") != "prod":
+        env.setdefault("VTR_LOG_FORMAT", "text")
+    return env
+
+
 def migrate(services: list[tuple[str, int, bool]]) -> None:
     for name, _port, has_database in services:
         if has_database:
-            subprocess.run([sys.executable, "-m", f"services.{name}", "migrate"], check=True, cwd=ROOT)
+            subprocess.run(
+                [sys.executable, "-m", f"services.{name}", "migrate"], check=True, cwd=ROOT, env=local_environment()
+            )
 
 
 def key_lines(bootstrap: str, kafka_port: int, scorer_port: int = 8001) -> list[str]:
@@ -64,11 +76,7 @@ def main() -> None:  # noqa: C901 - start-up steps in order (broker, migrations,
         return
 
     broker = TansuBroker(args.kafka_port, log_path=ROOT / ".vtr" / "tansu.log").start()
-    env = {**os.environ, "VTR_KAFKA_BOOTSTRAP": broker.bootstrap}
-    # `make run` is a person's local stack: readable log lines unless asked otherwise (the
-    # services alone pick JSON in containers and pipes, and always with VTR_ENV=prod).
-    if env.get("VTR_ENV", "dev") != "prod":
-        env.setdefault("VTR_LOG_FORMAT", "text")
+    env = local_environment(VTR_KAFKA_BOOTSTRAP=broker.bootstrap)
     processes: list[subprocess.Popen[bytes]] = []
     # VTR_<SERVICE>_PORT moves a service; waiting and printing use the port it really gets.
     ports = {name: int(os.environ.get(f"VTR_{name.upper()}_PORT", str(port))) for name, port, _ in services}

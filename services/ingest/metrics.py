@@ -78,6 +78,11 @@ AMAZON_ERP_DISAGREEMENTS = Counter(
 AMAZON_UNCATEGORISED = Counter(
     "vtr_ingest_amazon_uncategorised", "Amazon orders put in the Uncategorised bucket, by reason.", ["reason"]
 )
+AMAZON_OLDEST_ROUND = Gauge(
+    "vtr_ingest_amazon_oldest_round_seconds",
+    "Age of the oldest round (a seller and region's orders and report) still running; 0 when none runs. "
+    "A round waits on Amazon's usage plans, so minutes are normal; hours are a stuck round.",
+)
 AMAZON_REPORTS = Counter(
     "vtr_ingest_amazon_reports", "Seller performance reports, by how they ended (DONE, FATAL, ...).", ["outcome"]
 )

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier import db, metrics
 from services.notifier.alerts import Clock
+from services.notifier.audit import record_amazon_connections
 from services.notifier.db import as_utc, dialect_insert, outbox
 from services.notifier.processing import CHANNEL_EMAIL, Subscription, load_subscriptions
 from shared.console_links import ConsoleLinks
@@ -160,7 +161,7 @@ def _dedupe(*parts: str) -> str:
 
 
 def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[AmazonVtr], list[AmazonConnectionChanged]]:
-    """Amazon's figures and the connections that need the seller, from a batch (records that
+    """Amazon's figures and the connections' notices, from a batch (records that
     break the contract counted and skipped, seller ids longer than stored skipped)."""
     figures: list[AmazonVtr] = []
     notices: list[AmazonConnectionChanged] = []
@@ -174,7 +175,7 @@ def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[Amaz
             continue
         if isinstance(message, AmazonVtr):
             figures.append(message)
-        elif message.state == RECONNECT_NEEDED:
+        else:
             notices.append(message)
     return figures, notices
 
@@ -211,7 +212,8 @@ class AmazonStatusProcessor:
 
     async def apply_batch(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         figures, notices = _decoded(records)
-        await self._reconnect_messages(connection, notices)
+        await record_amazon_connections(connection, notices)
+        await self._reconnect_messages(connection, [notice for notice in notices if notice.state == RECONNECT_NEEDED])
         if not figures:
             return
         keys = sorted({(figure.seller_id, figure.marketplace) for figure in figures})

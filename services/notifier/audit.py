@@ -5,12 +5,17 @@ changes are written in the same transaction as the change itself), and because e
 service follows the credentials topic anyway: the key events are derived from the
 topic's records, idempotently (a deterministic ``event_id`` per key and action), so a
 notifier that was down when a key was issued writes the event when it reads the topic
-again at start-up. Other services' events (Amazon connections) go through
-:func:`record_event` in the notifier or, from another service, through an API of its own.
+again at start-up. The ingest's Amazon connections arrive the same way: each change
+(connected through the consent callback or by an operator, disconnected, authorisation
+refused by Amazon) is an ``AmazonConnectionChanged`` notice on ``vtr.amazon-vtr.v1``,
+which the notifier already reads for its reconnect messages; its audit row is written in
+that consumer's transaction, with an ``event_id`` derived from the notice (a notice read
+again writes nothing twice).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -25,11 +30,15 @@ from services.notifier.db import as_utc, audit_events, dialect_insert
 from shared.credentials.access import KeyGate
 from shared.credentials.scopes import Principal, Scope
 from shared.credentials.tokens import CredentialRecord
+from shared.schemas import AmazonConnectionChanged
 
 KEY_ISSUED = "key.issued"
 KEY_REVOKED = "key.revoked"
 SUBSCRIPTION_UPDATED = "subscription.updated"
 SUBSCRIPTION_DELETED = "subscription.deleted"
+#: Followed by the notice's state: ``amazon.connected``, ``amazon.disconnected``,
+#: ``amazon.reconnect_needed``.
+AMAZON_PREFIX = "amazon."
 
 
 class AuditEventOut(BaseModel):
@@ -87,6 +96,27 @@ async def record_event(
         "changes": orjson.dumps(changes, default=str).decode(),
     }
     await connection.execute(dialect_insert(connection, audit_events).values(**row).on_conflict_do_nothing())
+
+
+async def record_amazon_connections(connection: AsyncConnection, notices: list[AmazonConnectionChanged]) -> None:
+    """One audit row per Amazon connection notice, inside the consumer's transaction."""
+    for notice in notices:
+        identity = "\x1f".join((notice.seller_id, notice.region, notice.state, notice.changed_at.isoformat()))
+        await record_event(
+            connection,
+            event_id=f"{AMAZON_PREFIX}{hashlib.sha256(identity.encode()).hexdigest()[:64]}",
+            at=notice.changed_at,
+            seller_id=notice.seller_id,
+            key_id=notice.by[:64] or "amazon",
+            action=(AMAZON_PREFIX + notice.state)[:48],
+            changes={
+                "region": notice.region,
+                "state": notice.state,
+                "selling_partner_id": notice.selling_partner_id or None,
+                "via": notice.via or None,
+                "reason": notice.reason[:500],
+            },
+        )
 
 
 def credential_recorder(engine: AsyncEngine) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, TextIO
@@ -34,6 +33,7 @@ from shared.credentials.tokens import (
     CredentialRecord,
     new_key_id,
     new_token,
+    operator_name,
     token_digest,
 )
 from shared.kafka import ensure_topics, make_consumer, make_producer
@@ -54,13 +54,6 @@ class CliSettings(ServiceSettings):
 
 class CliError(Exception):
     pass
-
-
-def operator() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def new_record(
@@ -94,7 +87,7 @@ def new_record(
         seller_id=seller_id if kind is KeyKind.SELLER else None,
         label=label,
         expires_at=moment + timedelta(days=expires_days) if expires_days is not None else None,
-        issued_by=operator(),
+        issued_by=operator_name(),
     )
     return record, token
 
@@ -155,7 +148,7 @@ async def revoke(settings: ServiceSettings, key_id: str, now: datetime | None = 
         raise CliError(f"no key {key_id}")
     if record.revoked_at is not None:
         return record
-    revoked = msgspec.structs.replace(record, revoked_at=now or datetime.now(UTC), revoked_by=operator())
+    revoked = msgspec.structs.replace(record, revoked_at=now or datetime.now(UTC), revoked_by=operator_name())
     await write(settings, revoked)
     return revoked
 

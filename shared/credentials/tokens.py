@@ -11,6 +11,7 @@ every request, and a leaked hash cannot be turned back into a token.
 from __future__ import annotations
 
 import base64
+import getpass
 import hashlib
 import hmac
 import re
@@ -25,6 +26,14 @@ KEY_ID_LENGTH = 12
 #: A whole token (also what the tests and docs use to scan dumps for leaks).
 TOKEN_PATTERN = re.compile(r"vtr_sk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 _KEY_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+def operator_name() -> str:
+    """The operating-system user running an operator command (the audit trail's "by")."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def new_key_id() -> str:

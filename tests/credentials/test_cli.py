@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 
 import pytest
+from aiokafka import AIOKafkaClient
 
+from services.ingest.settings import IngestSettings
+from shared.credentials import __main__ as cli_module
 from shared.credentials.access import Credentials, Refusal
 from shared.credentials.scopes import KeyKind, Principal, Scope
+from shared.kafka import client_config
 from shared.settings import ServiceSettings
 from tests.credentials.conftest import Cli
 
@@ -81,3 +86,58 @@ async def test_a_follower_sees_an_issued_key_and_its_revocation_within_seconds(
         assert issued.field("key_id") in (await asyncio.to_thread(cli, "list", "--revoked")).out
     finally:
         await credentials.stop()
+
+
+PRODUCTION_KAFKA = {
+    # A port nothing listens on: the clients are built, then fail to connect.
+    "VTR_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+    "VTR_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "VTR_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "VTR_KAFKA_SASL_USERNAME": "vtrwatch-admin",
+    "VTR_KAFKA_SASL_PASSWORD": "the-admin-principals-password",
+}
+
+
+@pytest.mark.parametrize("command", [("issue", "--staff"), ("list",)])
+def test_the_cli_connects_with_the_services_sasl_and_tls_settings(
+    command: tuple[str, ...], credential_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local broker (Tansu 0.6 with in-memory storage) cannot hold SASL users, so this
+    inspects the real aiokafka clients the CLI builds from a production cluster's settings
+    (the services' own variables) and the error it reports when that cluster is away."""
+    for name, value in PRODUCTION_KAFKA.items():
+        monkeypatch.setenv(name, value)
+    built: list[AIOKafkaClient] = []
+    make_producer, make_consumer = cli_module.make_producer, cli_module.make_consumer
+
+    def recorded_producer(settings: ServiceSettings, **overrides: object) -> object:
+        producer = make_producer(settings, **overrides)
+        built.append(producer.client)
+        return producer
+
+    def recorded_consumer(settings: ServiceSettings, *topics: str, group_id: str | None) -> object:
+        consumer = make_consumer(settings, *topics, group_id=group_id)
+        built.append(consumer._client)
+        return consumer
+
+    async def topics_exist(_settings: ServiceSettings, _specs: object) -> dict[str, int]:
+        return {}  # the admin client's own config is client_config's too (compared below)
+
+    monkeypatch.setattr(cli_module, "make_producer", recorded_producer)
+    monkeypatch.setattr(cli_module, "make_consumer", recorded_consumer)
+    monkeypatch.setattr(cli_module, "ensure_topics", topics_exist)
+    out, err = io.StringIO(), io.StringIO()
+    assert cli_module.main(list(command), out, err) == 2
+    assert "Kafka unreachable at 127.0.0.1:9" in err.getvalue()
+    assert PRODUCTION_KAFKA["VTR_KAFKA_SASL_PASSWORD"] not in err.getvalue() + out.getvalue()
+    assert built, "the CLI built no Kafka client"
+    for client in built:
+        assert client._security_protocol == "SASL_SSL" and client._ssl_context is not None
+        assert client._sasl_mechanism == "SCRAM-SHA-512"
+        assert client._sasl_plain_username == "vtrwatch-admin"
+        assert client._sasl_plain_password == PRODUCTION_KAFKA["VTR_KAFKA_SASL_PASSWORD"]
+    # One settings class and one config function for the CLI and the services.
+    cli_config, service_config = client_config(cli_module.CliSettings()), client_config(IngestSettings())
+    for option in ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_plain_username"):
+        assert cli_config[option] == service_config[option]
+    assert cli_config["sasl_plain_password"] == service_config["sasl_plain_password"]

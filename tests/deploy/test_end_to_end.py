@@ -66,6 +66,7 @@ FAILURE_ONLY = {
     "alert VtrConsumerRecordsParked": "promtool: a record parked (tests/shared/consumer/test_failures.py)",
     "alert VtrPushSourceOutage": "promtool: every carrier behind one push source silent while others scan",
     "alert VtrAmazonVtrDiffers": "promtool: Amazon's VTR and vtrwatch's differ by more than a point for a day",
+    "alert VtrAmazonRoundStuck": "promtool: one seller's Amazon round running for six hours",
 }
 #: Grafana's built-in variables, as Grafana would expand them for a short time range.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$__interval": "15s"}

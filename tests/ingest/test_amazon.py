@@ -228,13 +228,22 @@ async def test_the_worker_serves_sellers_side_by_side_up_to_its_bound(
         async with running_ingest(settings) as client:
             for seller in sellers:
                 await connect(client, amazon, seller)
+        oldest_round_seen = 0.0
         async with running_worker(settings):
             for _ in range(600):
+                oldest_round_seen = max(oldest_round_seen, _counter("vtr_ingest_amazon_oldest_round_seconds"))
                 if amazon.operations().count("searchOrders") >= 2 and amazon.searches_in_flight == 0:
                     break
                 await asyncio.sleep(0.1)
+            for _ in range(100):  # the loop sees the rounds end within its next turn
+                if _counter("vtr_ingest_amazon_oldest_round_seconds") == 0.0:
+                    break
+                await asyncio.sleep(0.1)
+            assert _counter("vtr_ingest_amazon_oldest_round_seconds") == 0.0
         assert amazon.operations().count("searchOrders") >= 2
         assert amazon.most_searches_in_flight == concurrent
+        if concurrent == 1:  # each first search was held a second: the running round's age showed it
+            assert oldest_round_seen >= 0.5
 
 
 def _counter(name: str, labels: dict[str, str] | None = None) -> float:
@@ -414,10 +423,12 @@ async def test_a_revoked_authorisation_asks_the_seller_to_reconnect(make_setting
         revoked_before = _counter("vtr_ingest_amazon_authorisations_revoked_total")
         async with running_worker(settings):
             await read_topic(settings, AMAZON_STATE, keyed(f"revoked:{seller}:na"), expected=1, timeout_seconds=20)
-            (notice,) = [
+            # The connection's own notice first (the audit trail's), then the revocation's.
+            connected, notice = [
                 AMAZON_CODEC.decode(record.value or b"")
-                for record in await read_topic(settings, AMAZON_VTR, keyed(seller), expected=1, timeout_seconds=20)
+                for record in await read_topic(settings, AMAZON_VTR, keyed(seller), expected=2, timeout_seconds=20)
             ]
+        assert isinstance(connected, AmazonConnectionChanged) and connected.state == "connected"
         assert isinstance(notice, AmazonConnectionChanged)
         assert (notice.state, notice.region) == ("reconnect_needed", "na") and "invalid_grant" in notice.reason
         assert _counter("vtr_ingest_amazon_authorisations_revoked_total") >= revoked_before + 1

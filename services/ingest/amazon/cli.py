@@ -25,11 +25,13 @@ import orjson
 
 from services.ingest.amazon.client import AmazonError, AuthorisationRevoked, LoginWithAmazon
 from services.ingest.amazon.marketplaces import REGIONS
+from services.ingest.amazon.notices import OPERATOR, connection_changed
 from services.ingest.amazon.sealing import SealedToken, TokenKeys
 from services.ingest.amazon.state import Connection, read_state, state_record, summary
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
 from services.ingest.vendor_calls import Retryable
+from shared.credentials.tokens import operator_name
 from shared.observability import configure_logging
 
 
@@ -68,7 +70,8 @@ async def _publish(settings: IngestSettings, connection: Connection) -> None:
     publisher = Publisher(settings)
     await publisher.start()
     try:
-        await publisher.publish([state_record(connection)])
+        reason = f"amazon {'connect' if connection.sealed else 'disconnect'} run by {operator_name()}"
+        await publisher.publish([state_record(connection), connection_changed(connection, OPERATOR, reason)])
     finally:
         await publisher.stop()
 

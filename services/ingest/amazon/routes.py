@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.ingest.amazon.client import AmazonError, AuthorisationRevoked, LoginWithAmazon
 from services.ingest.amazon.marketplaces import Region
+from services.ingest.amazon.notices import AMAZON, connection_changed
 from services.ingest.amazon.sealing import STATE_LIFETIME_SECONDS, SealError, TokenKeys, verify_state
 from services.ingest.amazon.state import Connection, read_state, state_record
 from services.ingest.api.edge import json_response
@@ -188,7 +189,12 @@ def amazon_router(settings: IngestSettings, publisher: Publisher, gate: KeyGate)
             state_nonce=consent.nonce,
         )
         try:
-            await publisher.publish([state_record(connection)])
+            await publisher.publish(
+                [
+                    state_record(connection),
+                    connection_changed(connection, AMAZON, "the seller consented in Seller Central"),
+                ]
+            )
         except BrokerUnavailable:
             used.release(consent.nonce)
             return _page("vtrwatch could not save the connection", ["Try the same link again in a minute."], 503)

@@ -79,6 +79,7 @@ from services.ingest.metrics import (
     AMAZON_CONFIRMATIONS,
     AMAZON_CONNECTIONS,
     AMAZON_ERP_DISAGREEMENTS,
+    AMAZON_OLDEST_ROUND,
     AMAZON_REPORTS,
     AMAZON_REVOKED,
     AMAZON_UNCATEGORISED,
@@ -169,6 +170,10 @@ def _same(a: ShipmentConfirmed, b: ShipmentConfirmed | None) -> bool:
     return b is not None and msgspec.structs.replace(a, received_at=b.received_at) == b
 
 
+#: The rounds running side by side: (seller, region) -> (its round key, the task serving it).
+Rounds = dict[tuple[str, str], tuple[tuple[str, str, str], asyncio.Task[None]]]
+
+
 class AmazonWorker:
     def __init__(
         self,
@@ -198,6 +203,8 @@ class AmazonWorker:
         self.orders = Orders()
         #: (seller, region, token nonce) -> monotonic time of the next round
         self._next_round: dict[tuple[str, str, str], float] = {}
+        #: (seller, region) -> when its running round started (monotonic seconds).
+        self._round_started: dict[tuple[str, str], float] = {}
 
     # -- one seller ------------------------------------------------------------------
 
@@ -458,7 +465,7 @@ class AmazonWorker:
         next_prune = time.monotonic() + 3600
         #: (seller, region) -> (its round key, the task serving it): rounds run side by side
         #: while this loop keeps following both topics.
-        rounds: dict[tuple[str, str], tuple[tuple[str, str, str], asyncio.Task[None]]] = {}
+        rounds: Rounds = {}
         try:
             while not stop.is_set():
                 WORKER_LOOP.tick()
@@ -477,6 +484,7 @@ class AmazonWorker:
                     next_prune = time.monotonic() + 3600
                 self._finish_rounds(rounds)
                 self._start_due_rounds(rounds)
+                self._show_oldest_round(rounds)
         finally:
             # A round may wait minutes for its usage plan (searchOrders: one call per 3
             # minutes once the burst is spent): SIGTERM does not wait for it; the cursor only
@@ -488,7 +496,18 @@ class AmazonWorker:
                     await task
             await consumer.stop()
 
-    def _start_due_rounds(self, rounds: dict[tuple[str, str], tuple[tuple[str, str, str], asyncio.Task[None]]]) -> None:
+    def _show_oldest_round(self, rounds: Rounds) -> None:
+        """The loop ticks the heartbeat while rounds run side by side, so a stuck round (an
+        answer that never comes within the client's timeouts, a usage-plan wait gone wrong)
+        does not fail the probes: its age is a metric, and `VtrAmazonRoundStuck` alerts on it."""
+        now = time.monotonic()
+        for key in list(self._round_started):
+            if key not in rounds:
+                del self._round_started[key]
+        started = [self._round_started.setdefault(key, now) for key in rounds]
+        AMAZON_OLDEST_ROUND.set(now - min(started) if started else 0.0)
+
+    def _start_due_rounds(self, rounds: Rounds) -> None:
         """Start a round for each connection that is due and not being served, up to
         ``VTR_AMAZON_CONCURRENT_SELLERS`` rounds at once (a seller and region is never
         served twice at once). A new or renewed connection (another token) is due at once."""
@@ -501,7 +520,7 @@ class AmazonWorker:
                 continue
             rounds[key] = (round_key, asyncio.create_task(self.serve(connection)))
 
-    def _finish_rounds(self, rounds: dict[tuple[str, str], tuple[tuple[str, str, str], asyncio.Task[None]]]) -> None:
+    def _finish_rounds(self, rounds: Rounds) -> None:
         """Take the finished rounds out, schedule each connection's next one; a round that
         failed unexpectedly fails the worker, as when rounds ran one after the other."""
         for key, (round_key, task) in list(rounds.items()):
