@@ -95,8 +95,8 @@ class ModelSettings:
     #: ``recent_z`` standard errors.
     silence_share_mixture: bool = True
     #: ... the share credited being the low end of its likelihood interval at this many
-    #: standard deviations (docs/forecast.md section 6: 2 and 1.5 measured).
-    silence_mixture_z: float = 1.5
+    #: standard deviations (docs/forecast.md section 6: 2, 1.5, 1 and 0.5 measured).
+    silence_mixture_z: float = 1.0
     #: A level chooses its own delivery clock from this many (recency-weighted) deliveries on.
     clock_min_deliveries: float = 20.0
     #: A parcel whose promise leaves less time after its first scan than the lane's fastest
