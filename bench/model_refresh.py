@@ -1,14 +1,17 @@
-"""The clock job's cost against the number of stored packages: one model refresh (a full
-pass over the learning period today) and one review of every pending package.
+"""The clock job's cost against the number of stored packages: the model refresh (the
+first one of a scorer reads the whole learning period; the next ones what was written
+since) and one review of every pending package.
 
     python -m bench.model_refresh --stored 100000 1000000
 
 For each size, a scratch PostgreSQL database is filled (COPY) with synthetic packages
-confirmed over the model's 56-day learning period (8 lanes, 200 sellers; 90% delivered,
+confirmed over the model's 56-day learning period (8 lanes, 200 sellers; 97% delivered,
 the youngest pending) and the physical scans of the last 28 days' packages, then
-``refresh_model`` and ``review_due`` run as the clock job runs them. Prints one line per
-size and figure; the machine's other load is not controlled, so run it alternated
-against a baseline when comparing changes.
+``refresh_model`` runs as the clock job runs it: twice in a row, then 5 minutes later
+after ``--changes`` writes (new packages, and a new scan on as many stored parcels),
+then ``review_due`` over every pending package. Prints one line per size and figure; the
+machine's other load is not controlled, so run it alternated against a baseline when
+comparing changes.
 """
 
 from __future__ import annotations
@@ -112,7 +115,35 @@ async def fill(url: str, stored: int, now: datetime) -> int:
         await connection.close()
 
 
-async def measure(stored: int) -> None:
+async def change(url: str, stored: int, changes: int, now: datetime) -> None:
+    """What 5 minutes of a busy scorer write: ``changes`` new packages (confirmed in the
+    last hour, not scanned yet) and a new in-transit scan for as many stored parcels."""
+    connection = await asyncpg.connect(url)
+    try:
+        rng = random.Random(2)
+        fresh = []
+        for index, (package, _) in enumerate(rows(changes, now, seed=2)):
+            confirmed = now - timedelta(minutes=rng.uniform(1, 60))
+            promised = (confirmed + timedelta(days=12)).date()
+            fresh.append((*package[:1], f"N{index}", *package[2:4], f"NEW{index:09d}", *package[5:13], confirmed,
+                          confirmed, promised, "pending", "awaiting_first_scan", *package[18:20], None, None, None,
+                          None, 1))  # fmt: skip
+        await connection.copy_records_to_table("packages", records=fresh, columns=PACKAGE_COLUMNS)
+        numbers = [f"BN{index:012d}CN" for index in random.Random(3).sample(range(stored), min(stored, changes))]
+        moment = now - timedelta(minutes=1)
+        scans = [(uuid.uuid4().hex, number, "IN_TRANSIT", moment, moment, "17track") for number in numbers]
+        await connection.copy_records_to_table("scans", records=scans, columns=SCAN_COLUMNS)
+        await connection.execute(
+            "UPDATE packages SET last_scan_at = $2, version = version + 1 WHERE tracking_number = ANY($1::text[])"
+            " AND first_scan_at IS NOT NULL AND delivery_scan_at IS NULL",
+            numbers,
+            moment,
+        )
+    finally:
+        await connection.close()
+
+
+async def measure(stored: int, changes: int) -> None:
     name = f"vtrwatch_bench_model_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(POSTGRES_ADMIN)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -132,12 +163,16 @@ async def measure(stored: int) -> None:
         )
         settings = ScorerSettings(database_url=url, api_keys="bench")  # type: ignore[arg-type]
         evaluator = Evaluator(load_policy(settings.policy_file))
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
+            if attempt == 3:
+                now += timedelta(minutes=5)
+                await change(plain, stored, changes, now)
             started = time.perf_counter()
             async with engine.begin() as connection:
                 await refresh_model(connection, evaluator, now)
             refresh = time.perf_counter() - started
-            print(f"{stored:>10,} stored: model refresh #{attempt} {refresh:.2f} s "
+            after = f" after {changes:,} new packages and {changes:,} new scans" if attempt == 3 else ""
+            print(f"{stored:>10,} stored: model refresh #{attempt}{after} {refresh:.2f} s "
                   f"({evaluator.build.packages:,} packages in the learning period)", flush=True)  # fmt: skip
         started = time.perf_counter()
         reviewed = 0
@@ -158,9 +193,10 @@ async def measure(stored: int) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.model_refresh", description=__doc__)
     parser.add_argument("--stored", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--changes", type=int, default=1_000, help="writes between the 2nd and 3rd refresh")
     arguments = parser.parse_args()
     for stored in arguments.stored:
-        await measure(stored)
+        await measure(stored, arguments.changes)
 
 
 if __name__ == "__main__":

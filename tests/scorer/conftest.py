@@ -123,8 +123,10 @@ def policy() -> Policy:
     return load_policy()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def evaluator(policy: Policy) -> Evaluator:
+    """A new one per test: refreshing the model replaces the evaluator's model, and a test
+    that priced packages with a model another test built would depend on the order of tests."""
     return Evaluator(policy)
 
 

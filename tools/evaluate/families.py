@@ -471,6 +471,33 @@ def backfill_failing(seed: int, hour: float = 12.0) -> ScenarioConfig:
     return _promise_family("backfill_failing", seed, 6, 4, backfill=True)
 
 
+def two_regions(seed: int, hour: float = 12.0) -> ScenarioConfig:
+    """Controls: a seller's orders in one marketplace go to two regions far apart on one
+    service (a mainland and its remote islands, a capital and the provinces): a share of
+    5-50% to a near region promised in 5-9 days, the rest 8-13 days later, and each parcel's
+    transit follows its own promise. One lane, bimodal promise lags and transit times, 1-4%
+    random failures (half the sellers at 97-98%): nothing breaches."""
+    rng = random.Random(f"two_regions:{seed}")
+    near = rng.randint(5, 7)
+    far = near + rng.randint(8, 11)
+    lanes = (("US", "china-post/epacket"), ("AU", "sfc/priority"), ("SA", "yunexpress/line"), ("JP", "yanwen/line"))
+    promise = PromiseTransit(
+        lag_days=(far, far + 2),
+        early_days=(0.5, rng.uniform(2.0, 3.5)),
+        services=tuple(service for _, service in lanes),
+        second_region=(rng.uniform(0.05, 0.5), (near, near + 2)),
+    )
+    sellers = []
+    for i in range(8):
+        marketplace, service = lanes[i % len(lanes)]
+        # Half of them near the floor (97-98%, many full-tracking orders), where a parcel of
+        # the near region priced on the far region's transit (or the other way) would show.
+        values, rates = (FULL_HEAVY, NEAR_FLOOR) if i % 2 else (ValueMix(), HEALTHY)
+        lane = Lane(marketplace, "Home & Kitchen", rng.uniform(5, 15), ((service, 1.0),), values, failures=rates)
+        sellers.append(Seller(f"REGION{i}", (lane,), role="control"))
+    return ScenarioConfig(sellers=tuple(sellers), promise_transit=promise)
+
+
 #: Each family: (seed, hour of today the evaluation runs at, UTC) -> scenario.
 FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "carrier_stop": carrier_stop,
@@ -496,4 +523,5 @@ FAMILIES: dict[str, Callable[[int, float], ScenarioConfig]] = {
     "promise_failing": promise_failing,
     "backfill": backfill,
     "backfill_failing": backfill_failing,
+    "two_regions": two_regions,
 }

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
+import msgspec
 from aiokafka import ConsumerRecord
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -71,6 +72,9 @@ class Case:
     counts_match: bool
     total: int
     vtr: float | None = None
+    #: The score's ``model`` block as read (``lanes_learnt``, ``today_level``, ...): whether
+    #: the cap of docs/forecast.md section 7 applied, and what the notifier may escalate to.
+    model: dict[str, object] | None = None
 
     @property
     def warned(self) -> bool:
@@ -342,6 +346,7 @@ async def _read(
         if category_score is None:
             continue
         s = category_score.score  # type: ignore[attr-defined]
+        note = category_score.model  # type: ignore[attr-defined]
         matches = (truth is not None and (s.total, s.valid) == (truth.total, truth.valid)) or (
             truth is None and s.total == 0
         )
@@ -361,6 +366,7 @@ async def _read(
                 counts_match=bool(matches),
                 total=s.total,
                 vtr=s.vtr,
+                model=None if note is None else msgspec.to_builtins(note),
             )
         )
     by_order = {package.order_id: package for package in scenario.packages}

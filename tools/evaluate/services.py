@@ -109,6 +109,7 @@ async def evaluate_through_services(
                                 and (category["total"], category["valid"]) == (truth.total, truth.valid),
                                 total=int(category["total"]),
                                 vtr=category["vtr"],
+                                model=category.get("model"),
                             )
                         )
                     for package in await _pending(client, seller.seller_id):

@@ -130,9 +130,20 @@ class PromiseTransit:
     pickup_days: tuple[float, float] = (0.12, 1.7)
     #: The services whose parcels follow their promise (empty: every service).
     services: tuple[str, ...] = ()
+    #: A second destination region (its share of the orders, its promise lag): orders to two
+    #: regions of one marketplace, far apart, on one service (None: one region).
+    second_region: tuple[float, tuple[int, int]] | None = None
 
     def applies_to(self, service_key: str) -> bool:
         return not self.services or service_key in self.services
+
+    def draw_lag(self, rng: random.Random) -> int:
+        """A parcel's promise lag (days), from its region's range."""
+        lags = self.lag_days
+        # Drawn only with a second region, so the other scenarios keep their random streams.
+        if self.second_region is not None and rng.random() < self.second_region[0]:
+            lags = self.second_region[1]
+        return rng.randint(*lags)
 
 
 @dataclass(frozen=True)
@@ -403,8 +414,7 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
                         promise_model = config.promise_transit
                         if promise_model is not None and not promise_model.applies_to(service_key):
                             promise_model = None
-                        lags = promise_model.lag_days if promise_model is not None else service.promise_days
-                        promised = day + timedelta(days=rng.randint(*lags))
+                        promised = day + timedelta(days=_promise_lag(rng, promise_model, service))
                         stop = stops.get((seller.seller_id, service_key))
                         stopped = stop is not None and offset >= stop.from_day
                         if stopped and stop is not None and stop.share < 1.0:
@@ -449,6 +459,11 @@ def generate(config: ScenarioConfig, seed: int, today: date) -> Scenario:
     if config.backfill_days is not None:
         packages, parcels = _backfilled(packages, parcels, today, config.backfill_days)
     return Scenario(seed=seed, today=today, config=config, packages=tuple(packages), parcels=parcels)
+
+
+def _promise_lag(rng: random.Random, model: PromiseTransit | None, service: CarrierService) -> int:
+    """Days from the confirmation to the promised date: the promise model's, else the service's."""
+    return model.draw_lag(rng) if model is not None else rng.randint(*service.promise_days)
 
 
 def _promise_of(

@@ -5,7 +5,7 @@ which carriers each push source brings (domain/sources.py)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -87,19 +87,13 @@ async def pending_lanes(
 
 def health_with_source_outages(
     health: Mapping[CarrierOrigin, CarrierHealth],
-    carrier_of_number: Mapping[str, CarrierOrigin],
-    scan_sources: Iterable[tuple[str, str]],
+    counts: Mapping[CarrierOrigin, Counter[str]],
     settings: ModelSettings,
     rules: SourceRules = SOURCE_RULES,
 ) -> dict[CarrierOrigin, CarrierHealth]:
     """Carrier health read per push source: the carriers behind a source in an outage are
-    not silent. ``scan_sources`` are (tracking number, source) of recent physical scans;
+    not silent. ``counts`` are the recent physical scans per carrier x origin and source;
     exports ``vtr_scorer_source_outage`` and ``vtr_scorer_source_carriers``."""
-    counts: dict[CarrierOrigin, Counter[str]] = defaultdict(Counter)
-    for tracking_number, source in scan_sources:
-        carrier = carrier_of_number.get(tracking_number)
-        if carrier is not None:
-            counts[carrier][source] += 1
     behind = carriers_behind(counts, rules)
     outages = source_outages(health, behind, settings, rules)
     out = {outage.source for outage in outages}
@@ -107,7 +101,3 @@ def health_with_source_outages(
         metrics.SOURCE_CARRIERS.labels(source).set(len(behind.get(source, ())))
         metrics.SOURCE_OUTAGE.labels(source).set(int(source in out))
     return mark_source_outages(health, outages)
-
-
-def carriers_of_numbers(package_rows: Sequence[Any]) -> dict[str, CarrierOrigin]:
-    return {row.tracking_number: (row.carrier, row.ship_from_country) for row in package_rows}

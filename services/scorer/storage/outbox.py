@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,7 +63,12 @@ async def outbox_batch(connection: AsyncConnection, limit: int) -> list[tuple[st
 
 
 async def outbox_remove(connection: AsyncConnection, published: Sequence[tuple[str, str, str, int]]) -> None:
-    """Delete published marks unless they changed meanwhile (then they are published again)."""
+    """Delete published marks unless they changed meanwhile (then they are published again).
+
+    On PostgreSQL a mark locked by a transaction that is marking it again (a batch, a review,
+    a model refresh) is skipped, not waited for: that transaction bumps its version, so the
+    mark is to be published again anyway, and waiting for it while holding the other marks
+    deadlocked with writers that lock them in key order (seen through the services)."""
     if not published:
         return
     if connection.dialect.name == "postgresql":
@@ -79,7 +85,14 @@ async def outbox_remove(connection: AsyncConnection, published: Sequence[tuple[s
             .table_valued(*(column(name, outbox.c[name].type) for name in names))
             .render_derived(name="published", with_types=True)
         )
-        await connection.execute(delete(outbox).where(*(outbox.c[name] == source.c[name] for name in names)))
+        current = outbox.alias("current_mark")
+        unlocked = (
+            select(*(current.c[name] for name in names[:3]))
+            .where(*(current.c[name] == source.c[name] for name in names))
+            .with_for_update(of=current, skip_locked=True)
+        )
+        keys = tuple_(*(outbox.c[name] for name in names[:3]))
+        await connection.execute(delete(outbox).where(keys.in_(unlocked)))
         return
     for chunk in chunks(list(published), 500):
         await connection.execute(

@@ -35,7 +35,7 @@ from services.scorer.domain.model.lanes import (
     parent_level,
     promise_clock,
 )
-from services.scorer.domain.model.observations import InFlight, halving, hours_of
+from services.scorer.domain.model.observations import InFlight, halving, hours_of, in_silence_cohort
 from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.silent_share import CohortParcel, credible_share, peer_silent_shares
 from services.scorer.domain.model.state import ModelState
@@ -240,7 +240,7 @@ class Model:
         sums: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0] * 6)
         cohorts: dict[tuple[str, ...], list[CohortParcel]] = defaultdict(list)
         for parcel in in_flight:
-            if not settings.silence_cohort_from_hours <= parcel.age_hours <= settings.silence_cohort_to_hours:
+            if not in_silence_cohort(parcel.age_hours, settings):
                 continue
             weight = halving(parcel.age_hours, settings.silence_cohort_half_life_days)
             if parcel.delivered:

@@ -153,5 +153,11 @@ class InFlight:
     until_hours: float | None = None
 
 
+def in_silence_cohort(age_hours: Any, settings: ModelSettings) -> Any:
+    """Whether a parcel first scanned ``age_hours`` ago is of the cohort that shows whether
+    its lane's parcels are going silent (a float, or an array of them)."""
+    return (settings.silence_cohort_from_hours <= age_hours) & (age_hours <= settings.silence_cohort_to_hours)
+
+
 def hours_of(delta: Any) -> float:
     return float(delta.total_seconds()) / 3600.0
