@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ from services.scorer.domain.model.lanes import (
 )
 from services.scorer.domain.model.observations import InFlight, halving, hours_of, in_silence_cohort
 from services.scorer.domain.model.parameters import ModelSettings
+from services.scorer.domain.model.silent_share import CohortParcel, credible_share, peer_silent_shares
 from services.scorer.domain.model.state import ModelState
 from shared.schemas import Reason
 
@@ -236,21 +238,23 @@ class Model:
         the lane's longest usual silence."""
         settings = self.settings
         sums: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0] * 6)
+        cohorts: dict[tuple[str, ...], list[CohortParcel]] = defaultdict(list)
         for parcel in in_flight:
             if not in_silence_cohort(parcel.age_hours, settings):
                 continue
             weight = halving(parcel.age_hours, settings.silence_cohort_half_life_days)
             if parcel.delivered:
                 lost = expected = 0.0
+                member = CohortParcel(weight, True, 1.0, 0.0)
             else:
+                silent = self.parcel_silence(parcel.lane, parcel.silent_hours)
                 prior_alive, factor = self.lost_given_silence(
-                    parcel.lane,
-                    parcel.age_hours,
-                    parcel.stage,
-                    self.parcel_silence(parcel.lane, parcel.silent_hours),
-                    until_hours=parcel.until_hours,
+                    parcel.lane, parcel.age_hours, parcel.stage, silent, until_hours=parcel.until_hours
                 )
                 expected, lost = 1.0 - prior_alive, 1.0 - prior_alive * factor
+                shown = 1.0 if parcel.stage is None else self.silence_survival(parcel.lane, parcel.stage, silent)
+                passed = parcel.stage is not None and parcel.stage is not Milestone.GAP_TRANSIT
+                member = CohortParcel(weight, False, prior_alive, shown, passed)
             for level in levels(parcel.lane)[1:]:
                 totals = sums[level]
                 totals[0] += 1.0
@@ -259,6 +263,8 @@ class Model:
                 totals[3] += weight * (lost - expected)
                 totals[4] += weight * expected
                 totals[5] += weight * weight * expected * (1.0 - expected)
+                cohorts[level].append(member)
+        peers = peer_silent_shares(cohorts, settings.peer_min_parcels) if settings.silence_share_mixture else {}
         shares: dict[tuple[str, ...], float] = {}
         for level, (count, total, squares, excess, expected, variance) in sorted(
             sums.items(), key=lambda item: len(item[0])
@@ -270,9 +276,33 @@ class Model:
             # one parcel: one stalled parcel of two is no trend.
             credited = credited_excess(excess, math.sqrt(variance), total / count, settings)
             raw = max(0.0, min(1.0, credited / total / (1.0 - usual))) if usual < 1.0 else 0.0
+            if settings.silence_share_mixture and level[0] == "seller":
+                raw = max(raw, self._seller_silent_share(level, cohorts, peers))
             effective = total * total / squares
             shares[level] = (effective * raw + settings.recent_weight * parent) / (effective + settings.recent_weight)
         return shares
+
+    def _seller_silent_share(
+        self,
+        level: tuple[str, ...],
+        cohorts: Mapping[tuple[str, ...], list[CohortParcel]],
+        peers: Mapping[tuple[str, str], dict[str, float]],
+    ) -> float:
+        """A seller's lane's going-silent share (:func:`credible_share`), beyond what the
+        carrier's other sellers from the same origin show: silence that the median other
+        seller shares is a congested hub or a slow customs, which delays everyone's parcels
+        and loses none; a seller whose parcels alone go silent is losing them."""
+        _, seller, carrier, service, origin, marketplace = level
+        if self.delivery_clock((seller, carrier, service, origin, marketplace)) is not Milestone.DELIVERY:
+            # Where transit follows the promise, so do the silences, which are pooled over
+            # every promise: a far promise's parcel looks silent for longer than it is.
+            return 0.0
+        others = sorted(share for name, share in peers.get((carrier, origin), {}).items() if name != seller)
+        shared = others[len(others) // 2] if len(others) >= self.settings.peer_min_sellers else 0.0
+        parcels = [replace(parcel, prior_alive=parcel.prior_alive * (1.0 - shared)) for parcel in cohorts[level]]
+        raw = credible_share(parcels, self.settings.silence_mixture_z)
+        # Never less than one parcel: one stalled parcel of two is no trend.
+        return raw if raw * len(parcels) >= 1.0 else 0.0
 
     def curve(self, lane: LaneKey, milestone: Milestone) -> Curve:
         """The most specific curve known for ``lane`` (a new seller gets the lane's, and so on)."""

@@ -88,6 +88,15 @@ class ModelSettings:
     silence_cohort_to_hours: float = 10 * 24.0
     #: ... the newest weighing most: a parcel's weight halves every this many days of age.
     silence_cohort_half_life_days: float = 5.0
+    #: The going-silent share as the likeliest lost share of a mixture (each parcel on its
+    #: way or lost), at the low end of its likelihood interval (``recent_z``): a parcel whose
+    #: silence cannot show anything yet weighs nothing, instead of diluting the share
+    #: (services/scorer/domain/model/silent_share.py). Off: the summed excess beyond
+    #: ``recent_z`` standard errors.
+    silence_share_mixture: bool = True
+    #: ... the share credited being the low end of its likelihood interval at this many
+    #: standard deviations (docs/forecast.md section 6: 2, 1.5, 1 and 0.5 measured).
+    silence_mixture_z: float = 1.0
     #: A level chooses its own delivery clock from this many (recency-weighted) deliveries on.
     clock_min_deliveries: float = 20.0
     #: A parcel whose promise leaves less time after its first scan than the lane's fastest

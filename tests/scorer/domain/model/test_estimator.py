@@ -4,6 +4,7 @@ hierarchical shrinkage, reasons, carrier health, and order-free state."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -405,6 +406,30 @@ def test_a_sellers_parcels_going_silent_lower_that_sellers_young_parcels_only() 
     unscanned, _ = estimate(model, LANE, hours_ago=4, days_left=12, full=True)
     unscanned_healthy, _ = estimate(healthy, LANE, hours_ago=4, days_left=12, full=True)
     assert unscanned < unscanned_healthy - 0.15
+
+
+def test_the_mixture_credits_a_sellers_stall_beyond_its_peers_and_not_a_shared_one() -> None:
+    """The going-silent share of a seller's lane as a mixture (silence_share_mixture): the
+    parcels whose silence cannot tell yet weigh nothing instead of diluting the share, so it
+    credits more than the summed excess; silence the carrier's other sellers share is a
+    delay for everyone (a congested hub), not this seller's loss: then only the summed
+    excess speaks."""
+    rng = random.Random(14)
+    history = scanned_parcels(LANE, days=40, per_day=6, lost_share=0.005, rng=rng)
+    history = [parcel for parcel in history if parcel[1] < NOW - timedelta(days=7)]
+    stalling = scanned_parcels(LANE, days=7, per_day=6, lost_share=0.6, rng=rng)
+    peers: list[LaneKey] = [(f"seller-{i}", *LANE[1:]) for i in range(3, 7)]  # type: ignore[misc]
+    healthy = [p for lane in peers for p in scanned_parcels(lane, days=40, per_day=6, lost_share=0.005, rng=rng)]
+    state = state_with_scans(history + stalling + healthy)
+    mixture, summed = Model(state, SETTINGS), Model(state, replace(SETTINGS, silence_share_mixture=False))
+    assert mixture.going_silent(LANE) > summed.going_silent(LANE) + 0.005
+    assert mixture.going_silent(peers[0]) < 0.01
+    # Every seller of the carrier shows the same silences: no one's loss beyond the others'.
+    everyone = [p for lane in peers for p in scanned_parcels(lane, days=7, per_day=6, lost_share=0.6, rng=rng)]
+    shared = state_with_scans(history + stalling + healthy + everyone)
+    with_peers = Model(shared, SETTINGS)
+    without = Model(shared, replace(SETTINGS, silence_share_mixture=False))
+    assert with_peers.going_silent(LANE) == pytest.approx(without.going_silent(LANE))
 
 
 def test_a_parcels_silence_only_counts_while_its_carrier_is_heard_from() -> None:

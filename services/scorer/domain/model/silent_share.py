@@ -1,0 +1,129 @@
+"""The share of a recent cohort of scanned parcels that went silent for good, as a mixture:
+each parcel is either on its way (its silence as long as the lane's gaps allow) or lost
+(silent for ever), and the lost share is the one that makes the cohort's silences likeliest.
+
+Pure arithmetic on what each parcel says (:class:`CohortParcel`); the model
+(``Model._silent_shares``) builds the parcels and shrinks the shares from general to specific."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+#: Steps of the bisections: the share is a probability, 40 halvings settle it far below
+#: what it is used for.
+BISECTION_STEPS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class CohortParcel:
+    """One parcel of the cohort: its recency weight; whether it got its delivery scan;
+    the prior chance it is on its way (the lane's history, before its silence); and the
+    chance that a parcel on its way is silent as long as it is (the stage's gap curve)."""
+
+    weight: float
+    delivered: bool
+    prior_alive: float
+    shown: float
+    #: It left the transit stage (it was scanned at its destination): it came through a
+    #: stage in which it could have been lost, which is as much evidence against a loss
+    #: as its current silence may be for one.
+    passed: bool = False
+
+
+def _log_likelihood(parcels: Sequence[CohortParcel], share: float) -> float:
+    """Weighted log-likelihood of the cohort when ``share`` of it is lost beyond its history.
+    A delivered parcel was not lost (``1 - share``), nor was one scanned at its destination
+    lost in transit (``1 - share`` again); a waiting one is either alive and silent this
+    long, or lost (always silent). Without that second term, every parcel's ordinary
+    silence would count a little for a loss (a lost parcel is silent whatever the time):
+    a young cohort on a long lane, none of it delivered yet, read as half lost."""
+    total = 0.0
+    kept = max(1e-12, 1.0 - share)
+    for parcel in parcels:
+        if parcel.delivered or parcel.passed:
+            total += parcel.weight * math.log(kept)
+        if parcel.delivered:
+            continue
+        alive = parcel.prior_alive * kept
+        total += parcel.weight * math.log(max(1e-300, alive * parcel.shown + 1.0 - alive))
+    return total
+
+
+def _baseline(parcels: Sequence[CohortParcel]) -> float:
+    """Log-likelihood with no loss beyond the history (``share`` 0)."""
+    return _log_likelihood(parcels, 0.0)
+
+
+def _slope(parcels: Sequence[CohortParcel], share: float) -> float:
+    """Derivative of :func:`_log_likelihood` in ``share``."""
+    kept = max(1e-12, 1.0 - share)
+    total = 0.0
+    for parcel in parcels:
+        if parcel.delivered or parcel.passed:
+            total -= parcel.weight / kept
+        if parcel.delivered:
+            continue
+        alive = parcel.prior_alive * kept
+        observed = max(1e-300, alive * parcel.shown + 1.0 - alive)
+        total += parcel.weight * parcel.prior_alive * (1.0 - parcel.shown) / observed
+    return total
+
+
+def likeliest_share(parcels: Sequence[CohortParcel]) -> float:
+    """The lost share beyond the history that makes the cohort likeliest. The
+    log-likelihood is a sum of logs of functions linear in the share, so concave: its
+    maximum is where its slope crosses 0 (bisection), or 0 when it falls from the start."""
+    if _slope(parcels, 0.0) <= 0.0:
+        return 0.0
+    low, high = 0.0, 1.0 - 1e-9
+    if _slope(parcels, high) >= 0.0:
+        return high
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2.0
+        if _slope(parcels, middle) > 0.0:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
+
+
+def credible_share(parcels: Sequence[CohortParcel], z: float) -> float:
+    """The lost share beyond the history that the cohort shows beyond chance: the lowest
+    share still within ``z`` standard deviations of the likeliest one (the lower end of its
+    likelihood interval: ``2 (l(best) - l(share)) = z^2``), 0 when no loss beyond the
+    history is itself within it: small cohorts rarely clear it."""
+    best = likeliest_share(parcels)
+    if best <= 0.0:
+        return 0.0
+    top = _log_likelihood(parcels, best)
+    if 2.0 * (top - _baseline(parcels)) <= z * z:
+        return 0.0
+    low, high = 0.0, best
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2.0
+        if 2.0 * (top - _log_likelihood(parcels, middle)) > z * z:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def peer_silent_shares(
+    cohorts: Mapping[tuple[str, ...], Sequence[CohortParcel]], min_parcels: float
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Per carrier and origin, each seller's likeliest going-silent share over its cohort
+    there (its lanes pooled), for the sellers with at least ``min_parcels`` parcels in it:
+    what a seller's own share is compared with (``Model._seller_silent_share``)."""
+    pooled: dict[tuple[str, str, str], list[CohortParcel]] = defaultdict(list)
+    for level, parcels in cohorts.items():
+        if level[0] == "seller":
+            _, seller, carrier, _, origin, _ = level
+            pooled[(carrier, origin, seller)].extend(parcels)
+    found: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for (carrier, origin, seller), parcels in pooled.items():
+        if len(parcels) >= min_parcels:
+            found[(carrier, origin)][seller] = likeliest_share(parcels)
+    return dict(found)

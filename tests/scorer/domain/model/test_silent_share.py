@@ -1,0 +1,90 @@
+"""The going-silent share as a mixture (services/scorer/domain/model/silent_share.py): each
+waiting parcel on its way or lost, the likeliest lost share and the low end of its interval."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.scorer.domain.model.silent_share import (
+    CohortParcel,
+    _log_likelihood,
+    credible_share,
+    likeliest_share,
+    peer_silent_shares,
+)
+
+parcels = st.lists(
+    st.builds(
+        CohortParcel,
+        weight=st.floats(min_value=0.05, max_value=1.0),
+        delivered=st.booleans(),
+        prior_alive=st.floats(min_value=0.5, max_value=0.99),
+        shown=st.floats(min_value=0.0, max_value=1.0),
+        passed=st.booleans(),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def cohort(delivered: int, lost: int, on_time: int) -> list[CohortParcel]:
+    """Delivered parcels, parcels silent far beyond their stage, parcels scanned lately."""
+    return (
+        [CohortParcel(1.0, True, 0.99, 0.0)] * delivered
+        + [CohortParcel(1.0, False, 0.99, 0.001)] * lost
+        + [CohortParcel(1.0, False, 0.99, 1.0)] * on_time
+    )
+
+
+@given(parcels)
+def test_the_likeliest_share_is_the_top_of_the_likelihood(found: list[CohortParcel]) -> None:
+    best = likeliest_share(found)
+    assert 0.0 <= best <= 1.0
+    top = _log_likelihood(found, best)
+    for share in (i / 50 for i in range(50)):
+        assert _log_likelihood(found, share) <= top + 1e-6
+
+
+@given(parcels, st.floats(min_value=0.5, max_value=3.0))
+def test_the_credible_share_is_never_above_the_likeliest(found: list[CohortParcel], z: float) -> None:
+    assert 0.0 <= credible_share(found, z) <= likeliest_share(found) + 1e-9
+
+
+def test_a_cohort_whose_silences_are_ordinary_shows_no_loss() -> None:
+    assert credible_share(cohort(delivered=20, lost=0, on_time=20), 2.0) == 0.0
+    # One parcel silent too long among many says little.
+    assert credible_share(cohort(delivered=20, lost=1, on_time=20), 2.0) == 0.0
+
+
+def test_parcels_that_cannot_show_anything_yet_do_not_dilute_the_share() -> None:
+    # Half of the parcels whose silence can tell are lost, whatever the number of parcels
+    # scanned lately (which would be silent as long either way).
+    few = likeliest_share(cohort(delivered=10, lost=10, on_time=0))
+    many = likeliest_share(cohort(delivered=10, lost=10, on_time=40))
+    assert math.isclose(few, many, abs_tol=1e-6)
+    assert 0.45 < few < 0.55
+    credible = credible_share(cohort(delivered=10, lost=10, on_time=40), 2.0)
+    assert 0.2 < credible < few
+
+
+def test_a_parcel_past_the_transit_stage_is_evidence_against_a_loss() -> None:
+    silent = [CohortParcel(1.0, False, 0.99, 0.3)] * 20
+    passed = [CohortParcel(1.0, False, 0.99, 0.3, passed=True)] * 20
+    assert likeliest_share(passed) < likeliest_share(silent)
+
+
+def test_peers_are_each_seller_pooled_over_its_lanes_and_need_enough_parcels() -> None:
+    lost = cohort(delivered=5, lost=5, on_time=0)
+    cohorts = {
+        ("seller", "a", "yanwen", "line", "CN", "SG"): lost,
+        ("seller", "a", "yanwen", "line", "CN", "JP"): lost,
+        ("seller", "b", "yanwen", "line", "CN", "SG"): cohort(delivered=2, lost=0, on_time=0),
+        ("lane", "yanwen", "line", "CN", "SG"): lost,
+    }
+    found = peer_silent_shares(cohorts, 5.0)
+    assert set(found) == {("yanwen", "CN")}
+    assert set(found[("yanwen", "CN")]) == {"a"}
+    assert math.isclose(found[("yanwen", "CN")]["a"], likeliest_share(lost + lost), abs_tol=1e-6)
