@@ -117,16 +117,17 @@ class ClockJob:
             self._export_carrier_health()
         reviewed = await self._run_step(review_due, today)
         expired = await self._run_step(expire_pending, today)
+        # Counted as soon as committed (a reader that sees the package expired sees the count).
+        metrics.REVIEWED_PACKAGES.inc(reviewed)
+        metrics.EXPIRED_PACKAGES.inc(expired)
         if refreshing:
             async with self.engine.begin() as connection:
                 await refresh_projections(connection, self.evaluator.policy.forecast, today, self.now())
-        metrics.REVIEWED_PACKAGES.inc(reviewed)
         async with self.engine.begin() as connection:
             slid = await mark_window_slide(connection, today, self.settings.window_lag_days, FORECAST_DAYS)
             if slid:
                 oldest_needed = window(today, self.settings.window_lag_days).first
                 await prune_counters(connection, oldest_needed - timedelta(days=self.settings.counters_retention_days))
-        metrics.EXPIRED_PACKAGES.inc(expired)
         metrics.CLOCK_RUNS.labels("ok").inc()
         if expired or reviewed or slid:
             self._on_change()
