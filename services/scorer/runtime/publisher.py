@@ -102,12 +102,10 @@ class Publisher:
             snapshots: list[ScoreSnapshot] = []
             # Read before the scores, so each answer is cached under versions no newer than its numbers.
             tokens = await tokens_by_seller(connection, list(scopes_by_seller)) if self.reads.caching else {}
-            built_at = self.reads.model_built_at()
             for seller_id, scopes in scopes_by_seller.items():
                 found = await self.scoring.scores(connection, seller_id, today)
                 if seller_id in tokens:
-                    answer = encode_answer(seller_id, today, found)
-                    self.reads.put(seller_id, today, tokens[seller_id], answer, built_at)
+                    self.reads.put(seller_id, today, tokens[seller_id], encode_answer(seller_id, today, found))
                 scores = {(c.marketplace, c.category): c for c in found}
                 for scope in sorted(scopes):
                     current = scores.get(scope) or self.scoring.rules.empty_score(*scope, as_of=today)

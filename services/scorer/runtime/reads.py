@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 
 import asyncpg
 import msgspec
@@ -54,8 +54,8 @@ class ScoreReads:
         self._max_sellers = max_sellers
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        #: seller -> (day, token, model build, encoded answer), least recently used first.
-        self._cache: OrderedDict[str, tuple[date, Token, datetime | None, bytes]] = OrderedDict()
+        #: seller -> (day, token, encoded answer), least recently used first.
+        self._cache: OrderedDict[str, tuple[date, Token, bytes]] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self._from_cache = metrics.READ_ANSWERS.labels("cache")
@@ -82,27 +82,19 @@ class ScoreReads:
 
     # -- the cache -------------------------------------------------------------------
 
-    def model_built_at(self) -> datetime | None:
-        """The model build an answer's ``model`` block (and its cap) came from: a rebuild
-        that moved no number still changes what the answer says about the model."""
-        return self._scoring.evaluator.build.built_at
-
     def _get(self, seller_id: str, day: date, token: Token) -> bytes | None:
         entry = self._cache.get(seller_id)
-        if entry is None or entry[0] != day or entry[1] != token or entry[2] != self.model_built_at():
+        if entry is None or entry[0] != day or entry[1] != token:
             return None
         self._cache.move_to_end(seller_id)
-        return entry[3]
+        return entry[2]
 
-    def put(
-        self, seller_id: str, day: date, token: Token | None, body: bytes, built_at: datetime | None = None
-    ) -> None:
+    def put(self, seller_id: str, day: date, token: Token | None, body: bytes) -> None:
         """Cache ``body`` as the answer for ``seller_id`` on ``day``, computed from numbers
-        read *after* ``token`` (None: the seller has no versions yet; nothing is cached) with
-        the model build ``built_at`` (read before the numbers, like the token)."""
+        read *after* ``token`` (None: the seller has no versions yet; nothing is cached)."""
         if token is None or token[0] == 0 or self._max_sellers <= 0:
             return
-        self._cache[seller_id] = (day, token, built_at, body)
+        self._cache[seller_id] = (day, token, body)
         self._cache.move_to_end(seller_id)
         while len(self._cache) > self._max_sellers:
             self._cache.popitem(last=False)
@@ -140,7 +132,6 @@ class ScoreReads:
 
     async def answer(self, seller_id: str, day: date) -> bytes | None:
         """The encoded answer for ``seller_id`` on ``day``; None for an unknown seller."""
-        built_at = self.model_built_at()
         token = await self.token(seller_id) if day == self.today() else None
         if token is not None:
             cached = self._get(seller_id, day, token)
@@ -157,7 +148,7 @@ class ScoreReads:
                 return None
             categories = await self._scoring.scores(connection, seller_id, day)
         body = encode_answer(seller_id, day, categories)
-        self.put(seller_id, day, token, body, built_at)
+        self.put(seller_id, day, token, body)
         return body
 
 

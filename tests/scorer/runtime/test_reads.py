@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scorer.app import ScorerApp, create_app
 from services.scorer.domain.evaluator import Evaluator
 from services.scorer.settings import ScorerSettings
-from services.scorer.storage.model_state import refresh_model
 from services.scorer.storage.outbox import mark_changed, outbox_batch, outbox_remove
 from services.scorer.storage.plan import apply_records
 from services.scorer.storage.schema import score_versions
@@ -155,22 +154,3 @@ async def test_the_publisher_fills_the_cache(app: ScorerApp, kafka_broker: Tansu
     async with client_of(app) as client:
         assert toys(await client.get(SELLER, headers=AUTH)) == (10, 9, 1)
     assert (reads.hits, reads.misses) == (1, 0)
-
-
-async def test_a_model_rebuild_is_a_new_answer_even_when_no_number_moved(app: ScorerApp) -> None:
-    """The ``model`` block (and the WATCH cap it drives) comes from the build: a rebuild that
-    marks nothing for review bumps no version, yet the cached answer must not keep the old one."""
-    service = app.state.service
-    reads = service.reads
-    async with client_of(app) as client:
-        before = await client.get(SELLER, headers=AUTH)
-        assert (await client.get(SELLER, headers=AUTH)).content == before.content
-        assert (reads.hits, reads.misses) == (1, 1)
-        async with service.engine.begin() as connection:
-            await refresh_model(connection, service.evaluator, NOW.replace(tzinfo=None) + timedelta(minutes=5))
-        after = await client.get(SELLER, headers=AUTH)
-        assert reads.misses == 2
-        toy_model = next(c for c in after.json()["categories"] if c["category"] == "toys")["model"]
-        assert toy_model["built_at"] is not None
-        assert toy_model != next(c for c in before.json()["categories"] if c["category"] == "toys")["model"]
-        assert toys(after) == toys(before)
