@@ -142,13 +142,32 @@ def metric_sum(metrics_text: str, name: str) -> float:
 def wait_for_outbox(scorer_url: str, started: float, timeout_seconds: float = 240.0) -> float | None:
     """Seconds from ``started`` until every changed seller-category's snapshot is published."""
     deadline = time.monotonic() + timeout_seconds
-    with httpx.Client(base_url=scorer_url, timeout=10) as client:
+    with httpx.Client(base_url=scorer_url, timeout=30) as client:
         while time.monotonic() < deadline:
             if metric_sum(client.get("/metrics").text, "vtr_scorer_outbox_backlog") == 0:
                 return time.perf_counter() - started
             time.sleep(0.25)
     print("  (the scorer's outbox did not drain in time; later figures share the CPU with it)", flush=True)
     return None
+
+
+def wait_for_rebuild_wave(scorer_url: str, timeout_seconds: float = 90.0) -> float | None:
+    """Seconds until the model rebuilt after the backlog (the cold-start triggers,
+    docs/forecast.md section 7) has been applied: its reviews written and the snapshots they
+    changed published. Reads are measured after it, in the steady state a seller meets."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout_seconds
+    name = "vtr_scorer_model_refreshes_total{"
+    with httpx.Client(base_url=scorer_url, timeout=30) as client:
+        before = metric_sum(client.get("/metrics").text, name)
+        while time.monotonic() < deadline:
+            if metric_sum(client.get("/metrics").text, name) > before:
+                break
+            time.sleep(0.25)
+        else:
+            return None
+    time.sleep(2.0)  # the clock job's reviews after the rebuild mark the outbox as they go
+    return None if wait_for_outbox(scorer_url, started) is None else time.perf_counter() - started
 
 
 def scorer_records(metrics_text: str) -> float:
@@ -295,6 +314,9 @@ def bench_scorer(report: Report, workdir: Path, sellers: int, seconds: float) ->
             drained = wait_for_outbox(scorer.url, started=last[0])
             if drained is not None:
                 report.line("scorer snapshots published/s (outbox drain)", sellers * 4 / drained, "snapshots/s")
+            rebuilt = wait_for_rebuild_wave(scorer.url)
+            if rebuilt is not None:
+                report.line("scorer model rebuild after the backlog, applied and published", rebuilt, "s")
 
             get_spec = {
                 "kind": "get-vtr", "count": 400_000, "seconds": seconds, "warmup": 2.0,

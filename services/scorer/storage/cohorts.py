@@ -4,6 +4,7 @@ counting deadline has passed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import date, timedelta
 
@@ -59,4 +60,7 @@ async def learn_lane_correlations(
     last = today - timedelta(days=MATURED_AFTER_DAYS)
     first = last - timedelta(days=settings.correlation_history_days - 1)
     cohorts = await read_matured_cohorts(connection, first, last)
-    return learn_correlations(cohorts, settings.correlation_pseudo_cohorts, settings.correlation_prior_is_floor)
+    # Pure arithmetic over every seller lane's cohorts: off the event loop, as the model build.
+    return await asyncio.to_thread(
+        learn_correlations, cohorts, settings.correlation_pseudo_cohorts, settings.correlation_prior_is_floor
+    )

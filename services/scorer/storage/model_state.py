@@ -102,7 +102,11 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
     )
     lanes = {(s, carrier or "", service_key(service), o, m) for s, carrier, service, o, m in lanes_result}
     previous = evaluator.model if evaluator.model.state.computed_at is not None else None
-    changed = model.changed_lanes(previous, lanes)
+    # In a worker thread, as the build: comparing every seller's lanes computes their curves
+    # and going-silent shares (seconds with tens of thousands of sellers), during which the
+    # event loop keeps consuming and answering reads. The models' lazy caches only ever gain
+    # finished values, so the loop's own evaluations can share them.
+    changed = await asyncio.to_thread(model.changed_lanes, previous, lanes)
     marked = 0
     pairs = sorted({(lane[0], lane[1]) for lane in changed})
     for chunk in chunks(pairs, 500):
