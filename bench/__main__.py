@@ -151,21 +151,27 @@ def wait_for_outbox(scorer_url: str, started: float, timeout_seconds: float = 24
     return None
 
 
+def rebuilds_from_data(metrics_text: str) -> float:
+    """Model rebuilds other than the empty one at start-up (``reason="first"``)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text.splitlines()
+        if line.startswith("vtr_scorer_model_refreshes_total{") and 'reason="first"' not in line
+    )
+
+
 def wait_for_rebuild_wave(scorer_url: str, timeout_seconds: float = 90.0) -> float | None:
     """Seconds until the model rebuilt after the backlog (the cold-start triggers,
     docs/forecast.md section 7) has been applied: its reviews written and the snapshots they
     changed published. Reads are measured after it, in the steady state a seller meets."""
     started = time.perf_counter()
     deadline = time.monotonic() + timeout_seconds
-    name = "vtr_scorer_model_refreshes_total{"
     with httpx.Client(base_url=scorer_url, timeout=30) as client:
-        before = metric_sum(client.get("/metrics").text, name)
-        while time.monotonic() < deadline:
-            if metric_sum(client.get("/metrics").text, name) > before:
-                break
+        # The rebuild may have come while the outbox drained: any rebuild from data will do.
+        while not rebuilds_from_data(client.get("/metrics").text):
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(0.25)
-        else:
-            return None
     time.sleep(2.0)  # the clock job's reviews after the rebuild mark the outbox as they go
     return None if wait_for_outbox(scorer_url, started) is None else time.perf_counter() - started
 

@@ -170,8 +170,9 @@ def _same(a: ShipmentConfirmed, b: ShipmentConfirmed | None) -> bool:
     return b is not None and msgspec.structs.replace(a, received_at=b.received_at) == b
 
 
-#: The rounds running side by side: (seller, region) -> (its round key, the task serving it).
-Rounds = dict[tuple[str, str], tuple[tuple[str, str, str], asyncio.Task[None]]]
+#: The rounds running side by side: (seller, region) -> (its round key, the task serving it,
+#: when it started in monotonic seconds).
+Rounds = dict[tuple[str, str], tuple[tuple[str, str, str], asyncio.Task[None], float]]
 
 
 class AmazonWorker:
@@ -203,8 +204,6 @@ class AmazonWorker:
         self.orders = Orders()
         #: (seller, region, token nonce) -> monotonic time of the next round
         self._next_round: dict[tuple[str, str, str], float] = {}
-        #: (seller, region) -> when its running round started (monotonic seconds).
-        self._round_started: dict[tuple[str, str], float] = {}
 
     # -- one seller ------------------------------------------------------------------
 
@@ -463,8 +462,7 @@ class AmazonWorker:
         consumer = make_consumer(self._settings, AMAZON_STATE, SHIPMENTS, group_id=None)
         await consumer.start()
         next_prune = time.monotonic() + 3600
-        #: (seller, region) -> (its round key, the task serving it): rounds run side by side
-        #: while this loop keeps following both topics.
+        #: Rounds run side by side while this loop keeps following both topics.
         rounds: Rounds = {}
         try:
             while not stop.is_set():
@@ -489,9 +487,9 @@ class AmazonWorker:
             # A round may wait minutes for its usage plan (searchOrders: one call per 3
             # minutes once the burst is spent): SIGTERM does not wait for it; the cursor only
             # moves after a complete round, so the next start reads the same orders again.
-            for _, task in rounds.values():
+            for _, task, _ in rounds.values():
                 task.cancel()
-            for _, task in rounds.values():
+            for _, task, _ in rounds.values():
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await consumer.stop()
@@ -500,12 +498,8 @@ class AmazonWorker:
         """The loop ticks the heartbeat while rounds run side by side, so a stuck round (an
         answer that never comes within the client's timeouts, a usage-plan wait gone wrong)
         does not fail the probes: its age is a metric, and `VtrAmazonRoundStuck` alerts on it."""
-        now = time.monotonic()
-        for key in list(self._round_started):
-            if key not in rounds:
-                del self._round_started[key]
-        started = [self._round_started.setdefault(key, now) for key in rounds]
-        AMAZON_OLDEST_ROUND.set(now - min(started) if started else 0.0)
+        oldest = min((started for _, _, started in rounds.values()), default=None)
+        AMAZON_OLDEST_ROUND.set(0.0 if oldest is None else time.monotonic() - oldest)
 
     def _start_due_rounds(self, rounds: Rounds) -> None:
         """Start a round for each connection that is due and not being served, up to
@@ -518,12 +512,12 @@ class AmazonWorker:
             round_key = (*key, connection.token_nonce or "")
             if key in rounds or time.monotonic() < self._next_round.get(round_key, 0.0):
                 continue
-            rounds[key] = (round_key, asyncio.create_task(self.serve(connection)))
+            rounds[key] = (round_key, asyncio.create_task(self.serve(connection)), time.monotonic())
 
     def _finish_rounds(self, rounds: Rounds) -> None:
         """Take the finished rounds out, schedule each connection's next one; a round that
         failed unexpectedly fails the worker, as when rounds ran one after the other."""
-        for key, (round_key, task) in list(rounds.items()):
+        for key, (round_key, task, _) in list(rounds.items()):
             if not task.done():
                 continue
             del rounds[key]
