@@ -7,6 +7,7 @@ import asyncio
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
+import numpy as np
 from sqlalchemy import (
     delete,
     func,
@@ -17,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer.domain.evaluator import Evaluator
-from services.scorer.domain.model.batch import carrier_health_of, state_of_columns
+from services.scorer.domain.model.batch import Settled, SettledSums, carrier_health_of, state_of_columns
 from services.scorer.domain.model.estimator import Model
 from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.state import ModelState
@@ -26,11 +27,14 @@ from services.scorer.domain.projection import LAG_DAYS, RecentPackage, project
 from services.scorer.storage.cohorts import learn_lane_correlations
 from services.scorer.storage.dialect import JSON_ENCODER, chunks, dialect_insert, execute_rows, insert_rows
 from services.scorer.storage.model_columns import (
+    SETTLED_FIELDS,
     ModelInput,
     StoredRows,
+    kept_rows,
     micros,
     model_input_of,
     read_stored_rows,
+    take_back_settled,
 )
 from services.scorer.storage.model_inputs import health_with_source_outages, read_model_build
 from services.scorer.storage.outbox import mark_changed
@@ -50,22 +54,70 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
     arithmetic runs in a worker thread, so the event loop keeps consuming meanwhile."""
     since = now - timedelta(days=settings.history_days)
     silence_since = now - timedelta(days=settings.silence_history_days)
-    rows = await read_stored_rows(connection, since, silence_since)
-    columns, state = await asyncio.to_thread(model_state_of_rows, rows, now, settings)
+    with kept_rows(connection) as keep:
+        rows = await read_stored_rows(connection, since, silence_since, now, settings)
+        columns, state = await asyncio.to_thread(model_state_of_rows, rows, now, settings)
+        keep()
     state.health = health_with_source_outages(state.health, columns.source_counts, settings)
     return state
 
 
 def model_state_of_rows(rows: StoredRows, now: datetime, settings: ModelSettings) -> tuple[ModelInput, ModelState]:
     """:func:`build_model_state`'s arithmetic on what it read: every package's observations
-    and silences at once (services/scorer/domain/model/batch.py) and the carrier health."""
+    and silences at once (services/scorer/domain/model/batch.py) and the carrier health.
+
+    Rows kept between refreshes keep the sums of their settled observations with them
+    (batch.Settled): only the packages and silences still moving are computed again."""
     since = now - timedelta(days=settings.history_days)
-    columns = model_input_of(rows, since, now - timedelta(days=settings.silence_history_days), now)
+    silence_since = now - timedelta(days=settings.silence_history_days)
     now_us = micros(now)
-    state = state_of_columns(columns.packages, columns.scans, columns.silence_learners, now_us, settings)
+    settled = None
+    if rows.kept_between_refreshes:
+        if rows.sums is None or now_us < rows.settled_until_us:
+            # Settled observations stay as they are from the moment they settled on only.
+            forget_settled(rows, now_us)
+        # Silences learnt by packages that left the silences' period since.
+        c = rows.columns
+        take_back_settled(rows, c["confirmed"] < micros(silence_since), now_us, settings, silences_only=True)
+    columns = model_input_of(rows, since, silence_since, now)
+    if rows.kept_between_refreshes:
+        settled = settled_of(rows, columns)
+        if settled is None:  # inconsistent: everything computed again, settled anew
+            forget_settled(rows, now_us)
+            settled = settled_of(rows, columns)
+    state = state_of_columns(columns.packages, columns.scans, columns.silence_learners, now_us, settings, settled)
+    if settled is not None:
+        at = columns.learning_rows
+        for name, flags in (("settled", settled.packages), ("settled_waiting", settled.waiting),
+                            ("silences_settled", settled.silences)):  # fmt: skip
+            rows.columns[name][at] = flags
+        rows.settled_until_us = now_us
     state.computed_at = now
     state.health = carrier_health_of(columns.packages, now_us, settings)
     return columns, state
+
+
+def forget_settled(rows: StoredRows, now_us: int) -> None:
+    """Start the settled sums anew (nothing settled)."""
+    rows.sums = SettledSums.empty(now_us)
+    for name in SETTLED_FIELDS:
+        rows.columns[name] = np.zeros(len(rows.columns["id"]), dtype=bool)
+
+
+def settled_of(rows: StoredRows, columns: ModelInput) -> Settled | None:
+    """The kept flags of the learning packages, or None when a row outside them is flagged
+    (its observations would be in the sums without being a learning package's any more)."""
+    assert rows.sums is not None
+    c = rows.columns
+    learning = np.zeros(len(c["id"]), dtype=bool)
+    learning[columns.learning_rows] = True
+    learner = np.zeros(len(c["id"]), dtype=bool)
+    learner[columns.learning_rows[columns.silence_learners]] = True
+    if (c["settled"] & ~learning).any() or (c["silences_settled"] & ~learner).any():
+        return None
+    at = columns.learning_rows
+    return Settled(rows.sums, c["settled"][at], c["settled_waiting"][at], c["silences_settled"][at],
+                   columns.silences_may_settle)  # fmt: skip
 
 
 async def save_model_state(connection: AsyncConnection, state: ModelState) -> None:
