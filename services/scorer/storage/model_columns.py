@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import and_, case, func, literal, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scorer.domain.freshness import LaneId
 from services.scorer.domain.model.batch import MISSING, PackageColumns, ScanColumns, SettledSums
 from services.scorer.domain.model.lanes import LaneKey
 from services.scorer.domain.model.parameters import ModelSettings
@@ -30,6 +31,7 @@ from services.scorer.domain.packages import counted_deadline, service_key
 from services.scorer.domain.policy import STRUCTURAL_REASONS
 from services.scorer.domain.sources import CarrierOrigin
 from services.scorer.storage.dialect import driver_connection, uses_copy
+from services.scorer.storage.model_inputs import lane_id
 from services.scorer.storage.schema import packages, scans
 from shared.schemas import PHYSICAL_SCAN_STATUSES, PackageState
 
@@ -146,6 +148,9 @@ class ModelInput:
     #: Per learning package, whether its silences may settle: its tracking number is no other
     #: package's of the period and has no scan timed after now.
     silences_may_settle: np.ndarray = field(default_factory=lambda: _empty(bool))
+    #: The packages of the learning period per lane, not cancelled and with a carrier (what
+    #: the model was built from: domain/freshness.py's ``ModelBuild``).
+    lane_counts: dict[LaneId, int] = field(default_factory=dict)
 
 
 def _lowest_per_number(number: np.ndarray, ids: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,8 +271,13 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
     shared[1:] |= same
     shared[:-1] |= same
     unsettled = shared | member(number, s["number"][s["moment"] > now_us])
+    lane_counts: Counter[LaneId] = Counter()
+    per_lane = np.bincount(c["lane"][kept], minlength=len(rows.lanes)) if len(rows.lanes) else _empty()
+    for index in np.flatnonzero(per_lane).tolist():
+        _, carrier, service, origin, marketplace = rows.lanes[index]
+        lane_counts[lane_id(carrier, service, origin, marketplace)] += int(per_lane[index])
     return ModelInput(package_columns, scan_columns, silence_rows[learns], dict(source_counts),
-                      np.flatnonzero(learns), ~unsettled[learns])  # fmt: skip
+                      np.flatnonzero(learns), ~unsettled[learns], dict(lane_counts))  # fmt: skip
 
 
 def _lane_tables(

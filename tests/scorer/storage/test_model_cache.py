@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scorer.domain.evaluator import Evaluator
 from services.scorer.domain.model.state import ModelState
 from services.scorer.storage import model_columns
-from services.scorer.storage.model_state import build_model_state
+from services.scorer.storage.model_inputs import read_model_build
+from services.scorer.storage.model_state import _build_model_state
 from services.scorer.storage.plan import apply_records
 from shared.schemas import CanonicalStatus, ShipmentCancelled, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, cancellation, event, record, shipment
@@ -68,8 +69,13 @@ def writes(rng: random.Random, moment: datetime, orders: list[str]) -> list[Mess
 async def state(engine: AsyncEngine, evaluator: Evaluator, now: datetime, *, fresh: bool) -> ModelState:
     if fresh:
         model_columns._CACHES.clear()
+    settings = evaluator.policy.forecast
     async with engine.begin() as connection:
-        return await build_model_state(connection, evaluator.policy.forecast, now)
+        columns, found = await _build_model_state(connection, settings, now)
+        # The packages per lane the model was built from, as the database counts them.
+        counted = await read_model_build(connection, now - timedelta(days=settings.history_days), now)
+    assert columns.lane_counts == counted.lane_packages
+    return found
 
 
 async def test_the_kept_rows_give_the_state_a_fresh_read_gives(
