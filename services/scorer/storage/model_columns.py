@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,11 @@ _FLAG_FIELDS = ("learns", "kept", *SETTLED_FIELDS)
 SCAN_FIELDS = ("number", "status", "source", "moment")
 
 
+def _promised_of(deadline_us: int) -> date:
+    """The promised date of a counted deadline (``counted_deadline``: two days after it, at midnight)."""
+    return (_EPOCH + deadline_us * _MICROSECOND).date() - timedelta(days=2)
+
+
 def micros(moment: datetime | None) -> int:
     return int(MISSING) if moment is None else (moment - _EPOCH) // _MICROSECOND
 
@@ -75,6 +80,9 @@ class StoredRows:
     kept_between_refreshes: bool = False
     #: The latest moment the sums were brought to (time runs forward for them).
     settled_until_us: int = int(MISSING)
+    #: The promised days the packages rewritten by the last read had before (None: not a read
+    #: of the changes, the days are unknown).
+    rewritten_days: set[date] | None = None
     #: id of ``lanes``, ``statuses`` or ``sources`` -> {item: its position}.
     _positions: dict[int, dict[Any, int]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -151,6 +159,8 @@ class ModelInput:
     #: The packages of the learning period per lane, not cancelled and with a carrier (what
     #: the model was built from: domain/freshness.py's ``ModelBuild``).
     lane_counts: dict[LaneId, int] = field(default_factory=dict)
+    #: The promised days the packages rewritten since the last read had (StoredRows.rewritten_days).
+    rewritten_days: set[date] | None = None
 
 
 def _lowest_per_number(number: np.ndarray, ids: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +287,7 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
         _, carrier, service, origin, marketplace = rows.lanes[index]
         lane_counts[lane_id(carrier, service, origin, marketplace)] += int(per_lane[index])
     return ModelInput(package_columns, scan_columns, silence_rows[learns], dict(source_counts),
-                      np.flatnonzero(learns), ~unsettled[learns], dict(lane_counts))  # fmt: skip
+                      np.flatnonzero(learns), ~unsettled[learns], dict(lane_counts), rows.rewritten_days)  # fmt: skip
 
 
 def _lane_tables(
@@ -475,6 +485,7 @@ async def _read_changes(driver: Any, cache: ModelCache, since: datetime, now_us:
     take_back_settled(rows, leaving | rewritten, now_us, settings)
     # A package of a tracking number that got a scan or another package: its silences change.
     take_back_settled(rows, member(c["number"], hashes), now_us, settings, silences_only=True)
+    rows.rewritten_days = {_promised_of(deadline) for deadline in set(c["deadline"][rewritten].tolist())}
     rows.keep_packages(~(leaving | rewritten))
     await asyncio.to_thread(_add_lane_rows, rows, changed)
     if numbers:

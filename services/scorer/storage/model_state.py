@@ -156,7 +156,7 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
     newest = (await connection.execute(select(func.coalesce(func.max(packages.c.id), 0)))).scalar_one()
     columns, state = await _build_model_state(connection, settings, now)
     build = ModelBuild(now, sum(columns.lane_counts.values()), int(newest), columns.lane_counts)
-    state.correlations = await learn_lane_correlations(connection, settings, now.date())
+    state.correlations = await learn_lane_correlations(connection, settings, now.date(), columns.rewritten_days)
     model = await asyncio.to_thread(Model, state, settings)
     c = packages.c
     lanes_result = await connection.execute(
