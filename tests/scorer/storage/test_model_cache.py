@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.domain.evaluator import Evaluator
 from services.scorer.domain.model.state import ModelState
-from services.scorer.storage import model_columns
+from services.scorer.storage import cohorts, model_columns
 from services.scorer.storage.model_inputs import read_model_build
 from services.scorer.storage.model_state import _build_model_state
 from services.scorer.storage.plan import apply_records
@@ -74,6 +74,13 @@ async def state(engine: AsyncEngine, evaluator: Evaluator, now: datetime, *, fre
         columns, found = await _build_model_state(connection, settings, now)
         # The packages per lane the model was built from, as the database counts them.
         counted = await read_model_build(connection, now - timedelta(days=settings.history_days), now)
+        # The matured cohorts kept per day, as one aggregate over the period gives them.
+        last = now.date() - timedelta(days=cohorts.MATURED_AFTER_DAYS)
+        first = last - timedelta(days=settings.correlation_history_days - 1)
+        if fresh:
+            cohorts._KEPT.clear()
+        kept = await cohorts._matured_cohorts(connection, first, last, columns.rewritten_days)
+        assert kept == await cohorts.read_matured_cohorts(connection, first, last)
     assert columns.lane_counts == counted.lane_packages
     return found
 
