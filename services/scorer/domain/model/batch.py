@@ -106,10 +106,8 @@ def state_of_columns(
         settled.sums.resize(len(packages.lanes), len(gap_lanes), now_us, settings)
         live = settled.settle_packages(packages, now_us, settings)
         live_learners = learners & ~settled.silences
-    _add_package_observations(
-        accumulator, _subset(packages, live), scanned[live], now_us, settings, package_weight(packages, live, now_us,
-                                                                                              settings),
-    )  # fmt: skip
+    weight = package_weight(packages, live, now_us, settings)
+    _add_package_observations(accumulator, _subset(packages, live), scanned[live], now_us, settings, weight)
     _add_recent_cohorts(accumulator, packages, scanned, now_us, state.recent_hours)
     cohort = learners & in_silence_cohort(_hours_since_first(packages, now_us), settings)
     ordered = _ordered(scans, live_learners | cohort, now_us)
@@ -266,10 +264,10 @@ class _Accumulator:
     def include(self, other: _Accumulator, scale: float) -> None:
         """Add ``other``'s sums times ``scale`` (its counts as they are)."""
         for (milestone, name), values in other.columns.items():
-            self.column(milestone, name)[:] += values * scale
+            self.column(milestone, name)[: len(values)] += values * scale
         for milestone, counts in other.observed.items():
-            self._observe(milestone, np.zeros(0, dtype=np.int64), 1)
-            self.observed[milestone] += counts
+            mine = self.observed.setdefault(milestone, np.zeros(self._rows(milestone), dtype=np.int64))
+            mine[: len(counts)] += counts
 
     def histograms(
         self, lanes: Sequence[LaneKey], gap_lanes: Sequence[LaneKey]
