@@ -300,7 +300,7 @@ class Model:
         others = sorted(share for name, share in peers.get((carrier, origin), {}).items() if name != seller)
         shared = others[len(others) // 2] if len(others) >= self.settings.peer_min_sellers else 0.0
         parcels = [replace(parcel, prior_alive=parcel.prior_alive * (1.0 - shared)) for parcel in cohorts[level]]
-        raw = credible_share(parcels, self.settings.silence_mixture_z)
+        raw = credible_share(parcels, self.settings.silence_mixture_z, self.settings.change_estimate)
         # Never less than one parcel: one stalled parcel of two is no trend.
         return raw if raw * len(parcels) >= 1.0 else 0.0
 

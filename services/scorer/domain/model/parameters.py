@@ -63,6 +63,13 @@ class ModelSettings:
     #: credited by the posterior probability of a change instead of beyond ``recent_z``
     #: standard deviations (:func:`services.scorer.domain.model.change.credited_excess`).
     change_prior: float = 0.0
+    #: How much of a change that cleared its guard is credited: ``lower_bound`` (the excess
+    #: beyond the guard, i.e. the low end of its interval) or ``garrote`` (the non-negative
+    #: garrote: the whole excess less guard^2 / excess, 0 at the guard as before, nearly all
+    #: of it once the evidence is strong: :func:`services.scorer.domain.model.change.shrunk_change`).
+    #: The guard decides whether a lane changed; the garrote stops it from also biasing how
+    #: much, which made the categories failing now optimistic (docs/forecast.md section 6).
+    change_estimate: str = "garrote"
     peer_min_sellers: int = 3
     peer_min_parcels: float = 5.0
     #: Orders not confirmed yet are projected from this many days of recent volume ...

@@ -90,17 +90,25 @@ def likeliest_share(parcels: Sequence[CohortParcel]) -> float:
     return (low + high) / 2.0
 
 
-def credible_share(parcels: Sequence[CohortParcel], z: float) -> float:
-    """The lost share beyond the history that the cohort shows beyond chance: the lowest
-    share still within ``z`` standard deviations of the likeliest one (the lower end of its
-    likelihood interval: ``2 (l(best) - l(share)) = z^2``), 0 when no loss beyond the
-    history is itself within it: small cohorts rarely clear it."""
+def credible_share(parcels: Sequence[CohortParcel], z: float, estimate: str = "lower_bound") -> float:
+    """The lost share beyond the history that the cohort shows beyond chance, 0 when no loss
+    beyond the history is itself within ``z`` standard deviations of the likeliest share
+    (``2 (l(best) - l(0)) <= z^2``): small cohorts rarely clear it. Beyond, ``estimate``
+    says how much of the likeliest share counts (:func:`services.scorer.domain.model.change.shrunk_change`):
+    ``lower_bound`` the lowest share still within ``z`` standard deviations of it (the lower
+    end of its likelihood interval: ``2 (l(best) - l(share)) = z^2``); ``garrote`` the
+    likeliest share times ``1 - z^2 / Z^2``, ``Z^2 = 2 (l(best) - l(0))`` being the evidence
+    against no loss (the garrote on the share's scale: with a quadratic likelihood, the
+    guard is ``z`` standard errors, ``best z / Z``)."""
     best = likeliest_share(parcels)
     if best <= 0.0:
         return 0.0
     top = _log_likelihood(parcels, best)
-    if 2.0 * (top - _baseline(parcels)) <= z * z:
+    evidence = 2.0 * (top - _baseline(parcels))
+    if evidence <= z * z:
         return 0.0
+    if estimate == "garrote":
+        return best * (1.0 - z * z / evidence)
     low, high = 0.0, best
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2.0

@@ -88,3 +88,24 @@ def test_peers_are_each_seller_pooled_over_its_lanes_and_need_enough_parcels() -
     assert set(found) == {("yanwen", "CN")}
     assert set(found[("yanwen", "CN")]) == {"a"}
     assert math.isclose(found[("yanwen", "CN")]["a"], likeliest_share(lost + lost), abs_tol=1e-6)
+
+
+@given(parcels, st.floats(min_value=0.5, max_value=3.0))
+def test_the_garrote_clears_the_same_guard_and_credits_between_the_low_end_and_the_likeliest(
+    found: list[CohortParcel], z: float
+) -> None:
+    low, garrote = credible_share(found, z), credible_share(found, z, "garrote")
+    # The same decision whether the cohort shows a loss at all ...
+    assert (low > 0.0) == (garrote > 0.0) or max(low, garrote) < 1e-6
+    # ... and, when it does, never less than the low end of its interval (up to the
+    # likelihood's departure from a parabola, small) nor more than the likeliest share.
+    assert garrote <= likeliest_share(found) + 1e-9
+
+
+def test_the_garrote_credits_most_of_a_clear_loss() -> None:
+    clear = cohort(delivered=10, lost=10, on_time=40)
+    best = likeliest_share(clear)
+    assert credible_share(clear, 1.0) < credible_share(clear, 1.0, "garrote") < best
+    assert credible_share(clear, 1.0, "garrote") > 0.9 * best
+    # An ordinary cohort shows nothing either way.
+    assert credible_share(cohort(delivered=20, lost=0, on_time=20), 1.0, "garrote") == 0.0
