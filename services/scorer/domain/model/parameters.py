@@ -104,6 +104,10 @@ class ModelSettings:
     #: ... the share credited being the low end of its likelihood interval at this many
     #: standard deviations (docs/forecast.md section 6: 2, 1.5, 1 and 0.5 measured).
     silence_mixture_z: float = 1.0
+    #: ... as two shares, lost in transit and lost after it (at the destination, out for
+    #: delivery), a parcel scanned at its destination counting as come through transit only
+    #: (silent_share.by_stage); off: one share, such a parcel counting against any loss.
+    silence_loss_stages: bool = True
     #: A level chooses its own delivery clock from this many (recency-weighted) deliveries on.
     clock_min_deliveries: float = 20.0
     #: A parcel whose promise leaves less time after its first scan than the lane's fastest

@@ -87,7 +87,7 @@ def test_peers_are_each_seller_pooled_over_its_lanes_and_need_enough_parcels() -
     found = peer_silent_shares(cohorts, 5.0)
     assert set(found) == {("yanwen", "CN")}
     assert set(found[("yanwen", "CN")]) == {"a"}
-    assert math.isclose(found[("yanwen", "CN")]["a"], likeliest_share(lost + lost), abs_tol=1e-6)
+    assert math.isclose(found[("yanwen", "CN")]["a"][0], likeliest_share(lost + lost), abs_tol=1e-6)
 
 
 @given(parcels, st.floats(min_value=0.5, max_value=3.0))
