@@ -137,8 +137,9 @@ def by_stage(parcels: Sequence[CohortParcel]) -> tuple[list[CohortParcel], list[
     after: list[CohortParcel] = []
     for parcel in parcels:
         if parcel.delivered:
-            transit.append(parcel)
-            after.append(parcel)
+            delivered = replace(parcel, passed=False) if parcel.passed else parcel
+            transit.append(delivered)
+            after.append(delivered)
         elif parcel.passed:
             transit.append(replace(_CAME_THROUGH, weight=parcel.weight))
             after.append(replace(parcel, passed=False))

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from services.scorer.domain.model.silent_share import (
     CohortParcel,
     _log_likelihood,
+    by_stage,
+    combined,
     credible_share,
     likeliest_share,
     peer_silent_shares,
@@ -109,3 +111,28 @@ def test_the_garrote_credits_most_of_a_clear_loss() -> None:
     assert credible_share(clear, 1.0, "garrote") > 0.9 * best
     # An ordinary cohort shows nothing either way.
     assert credible_share(cohort(delivered=20, lost=0, on_time=20), 1.0, "garrote") == 0.0
+
+
+@given(parcels)
+def test_each_parcel_speaks_where_it_can_be_lost(found: list[CohortParcel]) -> None:
+    transit, after = by_stage(found)
+    # Every parcel is read for a loss in transit; only those that came through it (or were
+    # delivered) for a loss after it; no parcel is read as past transit in either view.
+    assert len(transit) == len(found)
+    assert len(after) == sum(parcel.delivered or parcel.passed for parcel in found)
+    assert not any(parcel.passed for parcel in transit + after)
+    assert math.isclose(sum(p.weight for p in transit), sum(p.weight for p in found))
+    assert 0.0 <= combined(likeliest_share(transit), likeliest_share(after)) <= 1.0
+
+
+def test_a_last_mile_that_stopped_scanning_deliveries_reads_as_its_size() -> None:
+    # 10 delivered, 10 out for delivery and silent far beyond that stage, 20 still in
+    # transit and scanned lately: half the parcels that reached the last mile are lost there.
+    silent_at_last_mile = [CohortParcel(1.0, False, 0.99, 0.0, passed=True)] * 10
+    in_transit = [CohortParcel(1.0, False, 0.99, 1.0)] * 20
+    cohort_ = [CohortParcel(1.0, True, 1.0, 0.0)] * 10 + silent_at_last_mile + in_transit
+    transit, after = by_stage(cohort_)
+    assert likeliest_share(transit) < 0.01
+    assert 0.45 < likeliest_share(after) < 0.55
+    # Read as one share, each silent parcel counted once for a loss and once against it.
+    assert likeliest_share(cohort_) < 0.4
