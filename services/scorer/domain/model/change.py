@@ -44,7 +44,7 @@ def credited_excess(excess: float, spread: float, floor: float, settings: ModelS
     if excess <= floor:
         return 0.0
     if settings.change_prior <= 0.0:
-        return shrunk_change(excess, max(settings.recent_z * spread, floor), settings.change_estimate)
+        return shrunk_change(excess, max(settings.recent_z * spread, floor), settings.excess_estimate)
     if spread <= 0.0:
         return excess
     z = min(excess / spread, 12.0)

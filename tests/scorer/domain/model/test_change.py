@@ -1,6 +1,6 @@
 """The recent cohorts' noise guard (services/scorer/domain/model/change.py): the two
-standard deviations of old with the excess beyond them (``lower_bound``) or the garrote's
-estimate (the default), and the Bayesian change point that moves before them."""
+standard deviations of old with the excess beyond them (``lower_bound``, the default for the
+summed excess) or the garrote's estimate, and the Bayesian change point that moves before them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from services.scorer.domain.model.change import credited_excess, shrunk_change
 from services.scorer.domain.model.parameters import ModelSettings
 
-GARROTE = ModelSettings()
-GUARD = replace(GARROTE, change_estimate="lower_bound")
+GUARD = ModelSettings()
+GARROTE = replace(GUARD, excess_estimate="garrote")
 BAYES = replace(GUARD, change_prior=0.05)
 
 excesses = st.floats(min_value=-50.0, max_value=200.0, allow_nan=False)
@@ -73,7 +73,7 @@ def test_the_garrote_tends_to_the_whole_estimate_where_the_guard_stays_biased() 
 
 def test_an_unknown_estimate_is_refused() -> None:
     try:
-        credited_excess(5.0, 1.0, 0.0, replace(GARROTE, change_estimate="median"))
+        credited_excess(5.0, 1.0, 0.0, replace(GARROTE, excess_estimate="median"))
     except ValueError:
         return
     raise AssertionError("an unknown change estimate was accepted")
