@@ -331,7 +331,9 @@ def test_the_mixture_on_columns_is_the_per_parcel_one(found: list[CohortParcel],
     ref_transit, ref_after = ref_by_stage(found)
     assert list(transit) == ref_transit
     assert list(after) == ref_after
-    cohorts = {("seller", f"s{index % 3}", "yanwen", "line", "CN", "SG"): found for index in range(3)}
+    cohorts: dict[tuple[str, ...], Sequence[CohortParcel]] = {
+        ("seller", f"s{index}", "yanwen", "line", "CN", "SG"): found for index in range(3)
+    }
     for staged in (False, True):
         new, old = peer_silent_shares(cohorts, 1.0, staged), ref_peer_silent_shares(cohorts, 1.0, staged)
         assert new.keys() == old.keys()
