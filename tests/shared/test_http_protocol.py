@@ -1,6 +1,6 @@
-"""uvicorn's httptools protocol with one write per loop turn (shared/http_protocol.py): the
-writes are joined, nothing is lost or reordered, and HTTP behaves as before (keep-alive,
-streamed bodies, ``connection: close``)."""
+"""uvicorn's httptools protocol with one write per response (shared/http_protocol.py): the
+head goes out with the body, nothing is lost, deferred or reordered, and HTTP behaves as
+before (keep-alive, streamed bodies, ``connection: close``)."""
 
 from __future__ import annotations
 
@@ -11,63 +11,45 @@ from typing import Any
 
 import uvicorn
 
-from shared.http_protocol import OneWriteHttpToolsProtocol, TurnWrites
+from shared.http_protocol import HeadWithBody, OneWriteHttpToolsProtocol
 from tools.localstack import free_port, wait_for_port
 
 
 class FakeTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
-        self.closing = False
         self.closed_after: int | None = None
 
     def write(self, data: bytes) -> None:
-        assert not self.closing, "written after close"
+        assert self.closed_after is None, "written after close"
         self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
 
     def close(self) -> None:
         self.closed_after = len(self.writes)
-        self.closing = True
 
     def get_extra_info(self, name: str) -> str:
         return f"info:{name}"
 
 
-async def test_writes_of_one_turn_go_out_as_one() -> None:
+def test_the_head_goes_out_with_the_first_body_bytes() -> None:
     transport = FakeTransport()
-    writes = TurnWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
-    writes.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    writes.write(b"{}")
-    assert transport.writes == []  # not yet: the turn is not over
-    await asyncio.sleep(0)
-    assert transport.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
-    writes.write(b"next")
-    await asyncio.sleep(0)
-    assert transport.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}", b"next"]
-    assert writes.get_extra_info("peername") == "info:peername"  # everything else is the transport's
+    response = HeadWithBody(transport)  # type: ignore[arg-type]
+    response.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert transport.writes == []  # held until the body comes
+    response.write(b"{}")
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]  # at once, not deferred
+    response.write(b"more")  # a streamed body's later chunks go out as they come
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}", b"more"]
+    assert response.get_extra_info("peername") == "info:peername"  # everything else is the transport's
 
 
-async def test_close_sends_what_is_pending_first() -> None:
+def test_close_sends_a_head_still_held() -> None:
     transport = FakeTransport()
-    writes = TurnWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
-    writes.write(b"a")
-    writes.write(b"b")
-    writes.close()
-    assert transport.writes == [b"ab"] and transport.closed_after == 1
-    await asyncio.sleep(0)  # the scheduled flush finds nothing left
-    assert transport.writes == [b"ab"]
-
-
-async def test_writes_to_a_closing_transport_are_dropped() -> None:
-    transport = FakeTransport()
-    writes = TurnWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
-    writes.write(b"lost")
-    transport.closing = True  # the peer went away before the turn ended
-    await asyncio.sleep(0)
-    assert transport.writes == []
+    response = HeadWithBody(transport)  # type: ignore[arg-type]
+    response.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    response.close()  # e.g. the application failed after starting its answer
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"]
+    assert transport.closed_after == 1
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
