@@ -1,17 +1,19 @@
-"""The clock job's cost against the number of stored packages: the model refresh (the
-first one of a scorer reads the whole learning period; the next ones what was written
-since) and one review of every pending package.
+"""The clock job's cost against the number of stored packages and against what changed:
+the model refresh (the first one of a scorer reads the whole learning period; the next
+ones what was written since) and the review of the pending packages that are due.
 
-    python -m bench.model_refresh --stored 100000 1000000
+    python -m bench.model_refresh --stored 100000 1000000 --changes 1000 10000 100000
 
 For each size, a scratch PostgreSQL database is filled (COPY) with synthetic packages
 confirmed over the model's 56-day learning period (8 lanes, 200 sellers; 97% delivered,
-the youngest pending) and the physical scans of the last 28 days' packages, then
-``refresh_model`` runs as the clock job runs it: twice in a row, then 5 minutes later
-after ``--changes`` writes (new packages, and a new scan on as many stored parcels),
-then ``review_due`` over every pending package. Prints one line per size and figure; the
-machine's other load is not controlled, so run it alternated against a baseline when
-comparing changes.
+the youngest pending, every pending package due for review) and the physical scans of the
+last 28 days' packages, then, as the clock job runs them: ``refresh_model`` (#1, reads
+everything), ``review_due`` over every pending package, a refresh that reads back what
+the review wrote (#2), one after nothing was written (#3, the steady state), and for each
+of ``--changes``, 5 minutes later, N writes (N new packages, and a new scan on N stored
+parcels), a refresh and the review of what is due then (the new packages and those of the
+lanes whose model moved). Prints one line per size and figure; the machine's other load is
+not controlled, so run it alternated against a baseline when comparing changes.
 """
 
 from __future__ import annotations
@@ -115,21 +117,22 @@ async def fill(url: str, stored: int, now: datetime) -> int:
         await connection.close()
 
 
-async def change(url: str, stored: int, changes: int, now: datetime) -> None:
-    """What 5 minutes of a busy scorer write: ``changes`` new packages (confirmed in the
-    last hour, not scanned yet) and a new in-transit scan for as many stored parcels."""
+async def change(url: str, stored: int, changes: int, now: datetime, round_: int = 0) -> None:
+    """What a busy scorer writes between two refreshes: ``changes`` new packages (confirmed
+    in the last hour, not scanned yet) and a new in-transit scan for as many stored parcels."""
     connection = await asyncpg.connect(url)
     try:
-        rng = random.Random(2)
+        rng = random.Random(2 + round_)
         fresh = []
-        for index, (package, _) in enumerate(rows(changes, now, seed=2)):
+        for index, (package, _) in enumerate(rows(changes, now, seed=2 + round_)):
             confirmed = now - timedelta(minutes=rng.uniform(1, 60))
             promised = (confirmed + timedelta(days=12)).date()
-            fresh.append((*package[:1], f"N{index}", *package[2:4], f"NEW{index:09d}", *package[5:13], confirmed,
-                          confirmed, promised, "pending", "awaiting_first_scan", *package[18:20], None, None, None,
-                          None, 1))  # fmt: skip
+            fresh.append((*package[:1], f"N{round_}-{index}", *package[2:4], f"NEW{round_}-{index:09d}",
+                          *package[5:13], confirmed, confirmed, promised, "pending", "awaiting_first_scan",
+                          *package[18:20], None, None, None, None, 1))  # fmt: skip
         await connection.copy_records_to_table("packages", records=fresh, columns=PACKAGE_COLUMNS)
-        numbers = [f"BN{index:012d}CN" for index in random.Random(3).sample(range(stored), min(stored, changes))]
+        picked = random.Random(100 + round_).sample(range(stored), min(stored, changes))
+        numbers = [f"BN{index:012d}CN" for index in picked]
         moment = now - timedelta(minutes=1)
         scans = [(uuid.uuid4().hex, number, "IN_TRANSIT", moment, moment, "17track") for number in numbers]
         await connection.copy_records_to_table("scans", records=scans, columns=SCAN_COLUMNS)
@@ -143,7 +146,7 @@ async def change(url: str, stored: int, changes: int, now: datetime) -> None:
         await connection.close()
 
 
-async def measure(stored: int, changes: int) -> None:
+async def measure(stored: int, changes: list[int]) -> None:
     name = f"vtrwatch_bench_model_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(POSTGRES_ADMIN)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -163,26 +166,36 @@ async def measure(stored: int, changes: int) -> None:
         )
         settings = ScorerSettings(database_url=url, api_keys="bench")  # type: ignore[arg-type]
         evaluator = Evaluator(load_policy(settings.policy_file))
-        for attempt in (1, 2, 3):
-            if attempt == 3:
-                now += timedelta(minutes=5)
-                await change(plain, stored, changes, now)
+
+        async def refresh(label: str) -> None:
             started = time.perf_counter()
             async with engine.begin() as connection:
-                await refresh_model(connection, evaluator, now)
-            refresh = time.perf_counter() - started
-            after = f" after {changes:,} new packages and {changes:,} new scans" if attempt == 3 else ""
-            print(f"{stored:>10,} stored: model refresh #{attempt}{after} {refresh:.2f} s "
-                  f"({evaluator.build.packages:,} packages in the learning period)", flush=True)  # fmt: skip
-        started = time.perf_counter()
-        reviewed = 0
-        while True:
-            async with engine.begin() as connection:
-                written = await review_due(connection, evaluator, today, 2000, now)
-            reviewed += written
-            if written < 2000:
-                break
-        print(f"{stored:>10,} stored: review of {reviewed:,} pending {time.perf_counter() - started:.2f} s", flush=True)
+                marked = await refresh_model(connection, evaluator, now)
+            print(f"{stored:>10,} stored: model refresh {label} {time.perf_counter() - started:.2f} s "
+                  f"({evaluator.build.packages:,} packages in the learning period, {marked:,} pending made due)",
+                  flush=True)  # fmt: skip
+
+        async def review(label: str) -> None:
+            started = time.perf_counter()
+            reviewed = 0
+            while True:
+                async with engine.begin() as connection:
+                    written = await review_due(connection, evaluator, today, 2000, now)
+                reviewed += written
+                if written < 2000:
+                    break
+            print(f"{stored:>10,} stored: review {label}: {reviewed:,} packages {time.perf_counter() - started:.2f} s",
+                  flush=True)  # fmt: skip
+
+        await refresh("#1 (reads everything)")
+        await review(f"of every pending ({pending:,})")
+        await refresh("#2 (reads back what the review wrote)")
+        await refresh("#3 (nothing written)")
+        for round_, count in enumerate(changes, start=1):
+            now += timedelta(minutes=5)
+            await change(plain, stored, count, now, round_)
+            await refresh(f"after {count:,} new packages and {count:,} new scans")
+            await review(f"after {count:,} + {count:,} writes")
     finally:
         await engine.dispose()
         admin = await asyncpg.connect(POSTGRES_ADMIN)
@@ -193,7 +206,13 @@ async def measure(stored: int, changes: int) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.model_refresh", description=__doc__)
     parser.add_argument("--stored", type=int, nargs="+", default=[100_000])
-    parser.add_argument("--changes", type=int, default=1_000, help="writes between the 2nd and 3rd refresh")
+    parser.add_argument(
+        "--changes",
+        type=int,
+        nargs="+",
+        default=[1_000, 10_000],
+        help="writes before each further refresh (new packages, and new scans on stored parcels)",
+    )
     arguments = parser.parse_args()
     for stored in arguments.stored:
         await measure(stored, arguments.changes)

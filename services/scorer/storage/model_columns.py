@@ -13,29 +13,44 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, case, func, literal, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scorer.domain.model.batch import MISSING, PackageColumns, ScanColumns
+from services.scorer.domain.freshness import LaneId
+from services.scorer.domain.model.batch import MISSING, PackageColumns, ScanColumns, SettledSums
 from services.scorer.domain.model.lanes import LaneKey
+from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.packages import counted_deadline, service_key
 from services.scorer.domain.policy import STRUCTURAL_REASONS
 from services.scorer.domain.sources import CarrierOrigin
 from services.scorer.storage.dialect import driver_connection, uses_copy
+from services.scorer.storage.model_inputs import lane_id
 from services.scorer.storage.schema import packages, scans
 from shared.schemas import PHYSICAL_SCAN_STATUSES, PackageState
 
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 RawLane = tuple[str, str | None, str | None, str, str]
-PACKAGE_FIELDS = ("id", "number", "lane", "confirmed", "first", "delivery", "last", "deadline", "learns", "kept")
+#: What a refresh keeps of each package beside its columns: whether its observations are in
+#: the settled sums (:class:`~services.scorer.domain.model.batch.Settled`), with which
+#: ``selected_waiting``, and whether its silences are.
+SETTLED_FIELDS = ("settled", "settled_waiting", "silences_settled")
+PACKAGE_FIELDS = ("id", "number", "lane", "confirmed", "first", "delivery", "last", "deadline", "learns", "kept",
+                  *SETTLED_FIELDS)  # fmt: skip
+_FLAG_FIELDS = ("learns", "kept", *SETTLED_FIELDS)
 SCAN_FIELDS = ("number", "status", "source", "moment")
+
+
+def _promised_of(deadline_us: int) -> date:
+    """The promised date of a counted deadline (``counted_deadline``: two days after it, at midnight)."""
+    return (_EPOCH + deadline_us * _MICROSECOND).date() - timedelta(days=2)
 
 
 def micros(moment: datetime | None) -> int:
@@ -58,12 +73,22 @@ class StoredRows:
     sources: list[str] = field(default_factory=list)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     scans: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The settled sums of the rows flagged ``settled``/``silences_settled`` (kept rows on
+    #: PostgreSQL only; None: every refresh computes everything).
+    sums: SettledSums | None = None
+    #: Whether these rows are kept between refreshes (then ``sums`` are kept with them).
+    kept_between_refreshes: bool = False
+    #: The latest moment the sums were brought to (time runs forward for them).
+    settled_until_us: int = int(MISSING)
+    #: The promised days the packages rewritten by the last read had before (None: not a read
+    #: of the changes, the days are unknown).
+    rewritten_days: set[date] | None = None
     #: id of ``lanes``, ``statuses`` or ``sources`` -> {item: its position}.
     _positions: dict[int, dict[Any, int]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in PACKAGE_FIELDS:
-            self.columns.setdefault(name, _empty(bool if name in ("learns", "kept") else np.int64))
+            self.columns.setdefault(name, _empty(bool if name in _FLAG_FIELDS else np.int64))
         for name in SCAN_FIELDS:
             self.scans.setdefault(name, _empty())
 
@@ -88,8 +113,10 @@ class StoredRows:
         for lane, values in lanes:
             parts["lane"].append(np.full(len(values["id"]), self.index(self.lanes, lane), dtype=np.int64))
             for name in PACKAGE_FIELDS:
-                if name != "lane":
-                    dtype = bool if name in ("learns", "kept") else np.int64
+                if name in SETTLED_FIELDS:  # new rows: nothing of them is settled yet
+                    parts[name].append(np.zeros(len(values["id"]), dtype=bool))
+                elif name != "lane":
+                    dtype = bool if name in _FLAG_FIELDS else np.int64
                     parts[name].append(np.asarray(values[name], dtype=dtype))
         for name in PACKAGE_FIELDS:
             self.columns[name] = np.concatenate(parts[name])
@@ -124,6 +151,16 @@ class ModelInput:
     silence_learners: np.ndarray
     #: Recent physical scans per carrier x origin and push source (domain/sources.py).
     source_counts: dict[CarrierOrigin, Counter[str]]
+    #: The row (of :class:`StoredRows`) of each learning package.
+    learning_rows: np.ndarray = field(default_factory=_empty)
+    #: Per learning package, whether its silences may settle: its tracking number is no other
+    #: package's of the period and has no scan timed after now.
+    silences_may_settle: np.ndarray = field(default_factory=lambda: _empty(bool))
+    #: The packages of the learning period per lane, not cancelled and with a carrier (what
+    #: the model was built from: domain/freshness.py's ``ModelBuild``).
+    lane_counts: dict[LaneId, int] = field(default_factory=dict)
+    #: The promised days the packages rewritten since the last read had (StoredRows.rewritten_days).
+    rewritten_days: set[date] | None = None
 
 
 def _lowest_per_number(number: np.ndarray, ids: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,14 +220,7 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
     window = c["confirmed"] >= since_us
     kept = window & c["kept"]
     learns = kept & c["learns"]
-    lane_keys: list[LaneKey] = []
-    carriers: dict[tuple[str, str], int] = {}
-    sellers: dict[str, int] = {}
-    lane_carrier, lane_seller = [], []
-    for seller, carrier, service, origin, marketplace in rows.lanes:
-        lane_keys.append((seller, carrier or "", service_key(service), origin, marketplace))
-        lane_carrier.append(carriers.setdefault((carrier or "", origin), len(carriers)))
-        lane_seller.append(sellers.setdefault(seller, len(sellers)))
+    lane_keys, carriers, sellers, lane_carrier, lane_seller = _lane_tables(rows)
     carrier_of = np.asarray(lane_carrier, dtype=np.int64)[c["lane"]] if lane_keys else _empty()
     seller_of = np.asarray(lane_seller, dtype=np.int64)[c["lane"]] if lane_keys else _empty()
     first, delivery, deadline = c["first"], c["delivery"], c["deadline"]
@@ -245,7 +275,72 @@ def model_input_of(rows: StoredRows, since: datetime, silence_since: datetime, n
         status=scan_status[with_learner],
         statuses=list(rows.statuses),
     )
-    return ModelInput(package_columns, scan_columns, silence_rows[learns], dict(source_counts))
+    # Silences settle only where nothing but a write can change them (batch.Settled).
+    shared = np.zeros(len(number), dtype=bool)
+    same = number[1:] == number[:-1]
+    shared[1:] |= same
+    shared[:-1] |= same
+    unsettled = shared | member(number, s["number"][s["moment"] > now_us])
+    lane_counts: Counter[LaneId] = Counter()
+    per_lane = np.bincount(c["lane"][kept], minlength=len(rows.lanes)) if len(rows.lanes) else _empty()
+    for index in np.flatnonzero(per_lane).tolist():
+        _, carrier, service, origin, marketplace = rows.lanes[index]
+        lane_counts[lane_id(carrier, service, origin, marketplace)] += int(per_lane[index])
+    return ModelInput(package_columns, scan_columns, silence_rows[learns], dict(source_counts),
+                      np.flatnonzero(learns), ~unsettled[learns], dict(lane_counts), rows.rewritten_days)  # fmt: skip
+
+
+def _lane_tables(
+    rows: StoredRows,
+) -> tuple[list[LaneKey], dict[tuple[str, str], int], dict[str, int], list[int], list[int]]:
+    """Each stored lane's key, carrier x origin and seller (numbered in order: lanes are only
+    ever appended, so a lane keeps its number while the rows are kept)."""
+    lane_keys: list[LaneKey] = []
+    carriers: dict[tuple[str, str], int] = {}
+    sellers: dict[str, int] = {}
+    lane_carrier, lane_seller = [], []
+    for seller, carrier, service, origin, marketplace in rows.lanes:
+        lane_keys.append((seller, carrier or "", service_key(service), origin, marketplace))
+        lane_carrier.append(carriers.setdefault((carrier or "", origin), len(carriers)))
+        lane_seller.append(sellers.setdefault(seller, len(sellers)))
+    return lane_keys, carriers, sellers, lane_carrier, lane_seller
+
+
+def take_back_settled(rows: StoredRows, chosen: np.ndarray, now_us: int, settings: ModelSettings,
+                      silences_only: bool = False) -> None:  # fmt: skip
+    """Take the settled observations of the ``chosen`` rows out of the settled sums (their
+    silences only, with ``silences_only``) before they change or leave: computed from the
+    rows and scans as they were when added."""
+    sums, c = rows.sums, rows.columns
+    if sums is None:
+        return
+    packages_back = np.zeros(len(chosen), dtype=bool) if silences_only else chosen & c["settled"]
+    silences_back = chosen & c["silences_settled"]
+    if not packages_back.any() and not silences_back.any():
+        return
+    lane_keys = _lane_tables(rows)[0]
+
+    def columns_of(picked: np.ndarray) -> PackageColumns:
+        return PackageColumns(
+            lane=c["lane"][picked], confirmed=c["confirmed"][picked], first=c["first"][picked],
+            delivery=c["delivery"][picked], last=c["last"][picked], deadline=c["deadline"][picked],
+            selected_waiting=c["settled_waiting"][picked], carrier=np.zeros(int(picked.sum()), dtype=np.int64),
+            lanes=lane_keys, carriers=[],
+        )  # fmt: skip
+
+    if packages_back.any():
+        sums.add_packages(columns_of(packages_back), now_us, settings, sign=-1)
+        c["settled"] = c["settled"] & ~packages_back
+    if silences_back.any():
+        learners = columns_of(silences_back)
+        numbers = c["number"][silences_back]
+        order = np.argsort(numbers, kind="stable")
+        s = rows.scans
+        scan_package = _lookup(numbers[order], order, s["number"])
+        mine = scan_package >= 0
+        scans_back = ScanColumns(scan_package[mine], s["moment"][mine], s["status"][mine], list(rows.statuses))
+        sums.take_back_silences(learners, scans_back, now_us, settings)
+        c["silences_settled"] = c["silences_settled"] & ~silences_back
 
 
 _STRUCTURAL = sorted(reason.value for reason in STRUCTURAL_REASONS)
@@ -305,6 +400,8 @@ class ModelCache:
 
 #: Per database engine (a scorer has one; the evaluation one per scenario).
 _CACHES: weakref.WeakKeyDictionary[Any, ModelCache] = weakref.WeakKeyDictionary()
+#: Read and not kept yet (:func:`kept_rows`).
+_READ: weakref.WeakKeyDictionary[Any, ModelCache] = weakref.WeakKeyDictionary()
 
 
 _LANE_ROW_FIELDS = ("id", "number", "confirmed", "first", "delivery", "last", "deadline", "learns", "kept")
@@ -318,9 +415,11 @@ def _add_lane_rows(rows: StoredRows, records: Sequence[Any]) -> None:
     )
 
 
-async def read_stored_rows(connection: AsyncConnection, since: datetime, silence_since: datetime) -> StoredRows:
+async def read_stored_rows(
+    connection: AsyncConnection, since: datetime, silence_since: datetime, now: datetime, settings: ModelSettings
+) -> StoredRows:
     """The rows :func:`model_input_of` needs: on PostgreSQL what changed since this scorer's
-    last read, merged into what it kept; elsewhere everything."""
+    last read, merged into what it kept (kept again by :func:`kept_rows`); elsewhere everything."""
     if not uses_copy(connection):
         return await _read_generic(connection, since, silence_since)
     driver = await driver_connection(connection)
@@ -337,31 +436,61 @@ async def read_stored_rows(connection: AsyncConnection, since: datetime, silence
         for status, source, numbers, moments in await driver.fetch(_RECENT_SCANS, silence_since, _PHYSICAL):
             rows.add_scans(status, source, numbers, moments)
     else:
-        rows = await _read_changes(driver, cache, since)
+        rows = await _read_changes(driver, cache, since, micros(now), settings)
         expected = await driver.fetchval(_WINDOW_COUNT, since)
         if int(expected) != len(rows.columns["id"]):  # a package left the period by a write: read it all
-            return await read_stored_rows(connection, since, silence_since)
-    _CACHES[key] = ModelCache(rows, since, marker, incremental)
+            return await read_stored_rows(connection, since, silence_since, now, settings)
+    rows.kept_between_refreshes = True
+    _READ[key] = ModelCache(rows, since, marker, incremental)
     return rows
 
 
-async def _read_changes(driver: Any, cache: ModelCache, since: datetime) -> StoredRows:
+@contextmanager
+def kept_rows(connection: AsyncConnection) -> Iterator[Callable[[], None]]:
+    """Around a read and the arithmetic on its rows: calling what it yields keeps the rows
+    for the next refresh; an error before (the rows and their settled sums may be half
+    brought up to date) leaves nothing kept, and the next refresh reads everything."""
+    key = connection.engine.sync_engine
+
+    def keep() -> None:
+        cache = _READ.pop(key, None)
+        if cache is not None:
+            _CACHES[key] = cache
+
+    try:
+        yield keep
+    finally:
+        _READ.pop(key, None)
+
+
+async def _read_changes(driver: Any, cache: ModelCache, since: datetime, now_us: int,
+                        settings: ModelSettings) -> StoredRows:  # fmt: skip
     """The cached rows, less those that left the period, with the rows written since the
-    last read, and every scan of the tracking numbers that got a scan or a package since."""
+    last read, and every scan of the tracking numbers that got a scan or a package since.
+    What the rows that change or leave had put in the settled sums is taken back first,
+    from the rows and scans as they were."""
     rows = cache.rows
-    rows.keep_packages(rows.columns["confirmed"] >= micros(since))
     changed = await driver.fetch(_CHANGED_PACKAGES, since, _STRUCTURAL, cache.marker)
     changed_ids = np.asarray([id_ for record in changed for id_ in record[5]], dtype=np.int64)
-    if len(changed_ids):
-        rows.keep_packages(~member(rows.columns["id"], changed_ids))
     numbers = {number for record in changed for number in record[14]}
-    await asyncio.to_thread(_add_lane_rows, rows, changed)
     numbers.update(row[0] for row in await driver.fetch(_CHANGED_SCAN_NUMBERS, cache.marker, _PHYSICAL))
+    hashes = _empty()
+    if numbers:
+        found = await driver.fetchval("SELECT array_agg(hashtextextended(n, 0)) FROM unnest($1::text[]) n",
+                                      sorted(numbers))  # fmt: skip
+        hashes = np.asarray(found, dtype=np.int64)
+    c = rows.columns
+    leaving = c["confirmed"] < micros(since)
+    rewritten = member(c["id"], changed_ids) if len(changed_ids) else np.zeros(len(leaving), dtype=bool)
+    take_back_settled(rows, leaving | rewritten, now_us, settings)
+    # A package of a tracking number that got a scan or another package: its silences change.
+    take_back_settled(rows, member(c["number"], hashes), now_us, settings, silences_only=True)
+    rows.rewritten_days = {_promised_of(deadline) for deadline in set(c["deadline"][rewritten].tolist())}
+    rows.keep_packages(~(leaving | rewritten))
+    await asyncio.to_thread(_add_lane_rows, rows, changed)
     if numbers:
         refetched = await driver.fetch(_SCANS_OF_NUMBERS, sorted(numbers), _PHYSICAL)
-        hashes = await driver.fetchval("SELECT array_agg(hashtextextended(n, 0)) FROM unnest($1::text[]) n",
-                                       sorted(numbers))  # fmt: skip
-        rows.keep_scans(~member(rows.scans["number"], np.asarray(hashes, dtype=np.int64)))
+        rows.keep_scans(~member(rows.scans["number"], hashes))
         for status, source, scan_numbers, moments in refetched:
             rows.add_scans(status, source, scan_numbers, moments)
     # Scans of tracking numbers no package of the period has any more.

@@ -7,6 +7,7 @@ import asyncio
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
+import numpy as np
 from sqlalchemy import (
     delete,
     func,
@@ -17,8 +18,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scorer.domain.evaluator import Evaluator
-from services.scorer.domain.model.batch import carrier_health_of, state_of_columns
+from services.scorer.domain.freshness import ModelBuild
+from services.scorer.domain.model.batch import Settled, SettledSums, carrier_health_of, state_of_columns
 from services.scorer.domain.model.estimator import Model
+from services.scorer.domain.model.lanes import LaneKey
 from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.state import ModelState
 from services.scorer.domain.packages import MICRO, service_key
@@ -26,13 +29,16 @@ from services.scorer.domain.projection import LAG_DAYS, RecentPackage, project
 from services.scorer.storage.cohorts import learn_lane_correlations
 from services.scorer.storage.dialect import JSON_ENCODER, chunks, dialect_insert, execute_rows, insert_rows
 from services.scorer.storage.model_columns import (
+    SETTLED_FIELDS,
     ModelInput,
     StoredRows,
+    kept_rows,
     micros,
     model_input_of,
     read_stored_rows,
+    take_back_settled,
 )
-from services.scorer.storage.model_inputs import health_with_source_outages, read_model_build
+from services.scorer.storage.model_inputs import health_with_source_outages
 from services.scorer.storage.outbox import mark_changed
 from services.scorer.storage.schema import (
     model_state,
@@ -48,24 +54,78 @@ async def build_model_state(connection: AsyncConnection, settings: ModelSettings
     """The model's state from the packages confirmed in the learning period (milestone times,
     the silences between their scans, the carrier health), as of ``now`` (naive UTC). The
     arithmetic runs in a worker thread, so the event loop keeps consuming meanwhile."""
+    return (await _build_model_state(connection, settings, now))[1]
+
+
+async def _build_model_state(
+    connection: AsyncConnection, settings: ModelSettings, now: datetime
+) -> tuple[ModelInput, ModelState]:
     since = now - timedelta(days=settings.history_days)
     silence_since = now - timedelta(days=settings.silence_history_days)
-    rows = await read_stored_rows(connection, since, silence_since)
-    columns, state = await asyncio.to_thread(model_state_of_rows, rows, now, settings)
+    with kept_rows(connection) as keep:
+        rows = await read_stored_rows(connection, since, silence_since, now, settings)
+        columns, state = await asyncio.to_thread(model_state_of_rows, rows, now, settings)
+        keep()
     state.health = health_with_source_outages(state.health, columns.source_counts, settings)
-    return state
+    return columns, state
 
 
 def model_state_of_rows(rows: StoredRows, now: datetime, settings: ModelSettings) -> tuple[ModelInput, ModelState]:
     """:func:`build_model_state`'s arithmetic on what it read: every package's observations
-    and silences at once (services/scorer/domain/model/batch.py) and the carrier health."""
+    and silences at once (services/scorer/domain/model/batch.py) and the carrier health.
+
+    Rows kept between refreshes keep the sums of their settled observations with them
+    (batch.Settled): only the packages and silences still moving are computed again."""
     since = now - timedelta(days=settings.history_days)
-    columns = model_input_of(rows, since, now - timedelta(days=settings.silence_history_days), now)
+    silence_since = now - timedelta(days=settings.silence_history_days)
     now_us = micros(now)
-    state = state_of_columns(columns.packages, columns.scans, columns.silence_learners, now_us, settings)
+    settled = None
+    if rows.kept_between_refreshes:
+        if rows.sums is None or now_us < rows.settled_until_us:
+            # Settled observations stay as they are from the moment they settled on only.
+            forget_settled(rows, now_us)
+        # Silences learnt by packages that left the silences' period since.
+        c = rows.columns
+        take_back_settled(rows, c["confirmed"] < micros(silence_since), now_us, settings, silences_only=True)
+    columns = model_input_of(rows, since, silence_since, now)
+    if rows.kept_between_refreshes:
+        settled = settled_of(rows, columns)
+        if settled is None:  # inconsistent: everything computed again, settled anew
+            forget_settled(rows, now_us)
+            settled = settled_of(rows, columns)
+    state = state_of_columns(columns.packages, columns.scans, columns.silence_learners, now_us, settings, settled)
+    if settled is not None:
+        at = columns.learning_rows
+        for name, flags in (("settled", settled.packages), ("settled_waiting", settled.waiting),
+                            ("silences_settled", settled.silences)):  # fmt: skip
+            rows.columns[name][at] = flags
+        rows.settled_until_us = now_us
     state.computed_at = now
     state.health = carrier_health_of(columns.packages, now_us, settings)
     return columns, state
+
+
+def forget_settled(rows: StoredRows, now_us: int) -> None:
+    """Start the settled sums anew (nothing settled)."""
+    rows.sums = SettledSums.empty(now_us)
+    for name in SETTLED_FIELDS:
+        rows.columns[name] = np.zeros(len(rows.columns["id"]), dtype=bool)
+
+
+def settled_of(rows: StoredRows, columns: ModelInput) -> Settled | None:
+    """The kept flags of the learning packages, or None when a row outside them is flagged
+    (its observations would be in the sums without being a learning package's any more)."""
+    assert rows.sums is not None
+    c = rows.columns
+    learning = np.zeros(len(c["id"]), dtype=bool)
+    learning[columns.learning_rows] = True
+    learner = np.zeros(len(c["id"]), dtype=bool)
+    learner[columns.learning_rows[columns.silence_learners]] = True
+    if (c["settled"] & ~learning).any() or (c["silences_settled"] & ~learner).any():
+        return None
+    at = columns.learning_rows
+    return Settled(rows.sums, c["settled"][at], c["settled_waiting"][at], c["silences_settled"][at],
+                   columns.silences_may_settle)  # fmt: skip
 
 
 async def save_model_state(connection: AsyncConnection, state: ModelState) -> None:
@@ -90,9 +150,13 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
     backfill and a scans-first one end with the same probabilities once this has run.
     """
     settings = evaluator.policy.forecast
-    build = await read_model_build(connection, now - timedelta(days=settings.history_days), now)
-    state = await build_model_state(connection, settings, now)
-    state.correlations = await learn_lane_correlations(connection, settings, now.date())
+    # Read before the rows: a package added in between counts as new next time (one refresh
+    # too many at worst, never one too few). The packages per lane come from the rows read
+    # (no aggregate over the period in the database).
+    newest = (await connection.execute(select(func.coalesce(func.max(packages.c.id), 0)))).scalar_one()
+    columns, state = await _build_model_state(connection, settings, now)
+    build = ModelBuild(now, sum(columns.lane_counts.values()), int(newest), columns.lane_counts)
+    state.correlations = await learn_lane_correlations(connection, settings, now.date(), columns.rewritten_days)
     model = await asyncio.to_thread(Model, state, settings)
     c = packages.c
     lanes_result = await connection.execute(
@@ -100,24 +164,34 @@ async def refresh_model(connection: AsyncConnection, evaluator: Evaluator, now: 
         .where(c.state == PackageState.PENDING.value)
         .distinct()
     )
-    lanes = {(s, carrier or "", service_key(service), o, m) for s, carrier, service, o, m in lanes_result}
+    # The stored spellings of each lane (services spelt differently are one lane: service_key).
+    spellings: dict[LaneKey, list[tuple[str, str, str, str, str]]] = defaultdict(list)
+    for seller, carrier, service, origin, marketplace in lanes_result:
+        key = (seller, carrier or "", service_key(service), origin, marketplace)
+        spellings[key].append((seller, carrier or "", service or "", origin, marketplace))
     previous = evaluator.model if evaluator.model.state.computed_at is not None else None
     # In a worker thread, as the build: comparing every seller's lanes computes their curves
     # and going-silent shares (seconds with tens of thousands of sellers), during which the
     # event loop keeps consuming and answering reads. The models' lazy caches only ever gain
     # finished values, so the loop's own evaluations can share them.
-    changed = await asyncio.to_thread(model.changed_lanes, previous, lanes)
+    changed = await asyncio.to_thread(model.changed_lanes, previous, set(spellings))
     marked = 0
-    pairs = sorted({(lane[0], lane[1]) for lane in changed})
-    for chunk in chunks(pairs, 500):
+    # Only the pending packages of the lanes that moved are due at once (their carrier's other
+    # lanes keep their review time): the review after a refresh grows with what moved.
+    moved = sorted(spelling for lane in changed for spelling in spellings[lane])
+    for chunk in chunks(moved, 500):
         result = await connection.execute(
             update(packages)
             .where(
                 c.state == PackageState.PENDING.value,
-                tuple_(c.seller_id, func.coalesce(c.carrier, "")).in_(chunk),
+                c.review_at.is_not(None),  # already due: nothing to write
+                tuple_(
+                    c.seller_id, func.coalesce(c.carrier, ""), func.coalesce(c.service, ""), c.ship_from_country,
+                    c.marketplace,
+                ).in_(chunk),
             )
             .values(review_at=None)
-        )
+        )  # fmt: skip
         marked += result.rowcount or 0
     await save_model_state(connection, state)
     evaluator.model = model

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.domain.evaluator import Evaluator
 from services.scorer.domain.forecast import DayCounts
+from services.scorer.domain.model.estimator import Model
 from services.scorer.domain.model.lanes import Milestone
 from services.scorer.domain.model.state import ModelState
 from services.scorer.domain.packages import naive_utc, package_from_confirmation
@@ -264,6 +265,39 @@ async def test_a_refreshed_model_makes_the_affected_lanes_due_for_review(
     assert {lane for lane, _ in stored.histograms} == {("", "yanwen", "yanwen line", "CN", "US")}
     assert sum(stored.histograms[(("", "yanwen", "yanwen line", "CN", "US"), Milestone.FIRST_SCAN)].events) > 0
     assert set(stored.health) == {("yanwen", "CN")}
+
+
+async def test_a_refresh_makes_due_the_pending_packages_of_the_lanes_that_moved_only(
+    scorer_engine: AsyncEngine, evaluator: Evaluator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review after a refresh grows with what moved: of one seller's packages with one
+    carrier, only those of the lane whose model moved (whatever the spelling of its
+    service) are made due; another marketplace's lane keeps its review time."""
+    await apply(scorer_engine, evaluator, [
+        shipment("o-a", tracking_number="UG000000001YP", promised=TODAY + timedelta(days=8), confirmed_at=NOW,
+                 **YANWEN),
+        shipment("o-a2", tracking_number="UG000000002YP", promised=TODAY + timedelta(days=8), confirmed_at=NOW,
+                 **{**YANWEN, "service": "YANWEN LINE"}),
+        shipment("o-b", tracking_number="UG000000003YP", promised=TODAY + timedelta(days=8), confirmed_at=NOW,
+                 marketplace="DE", **YANWEN),
+    ])  # fmt: skip
+    noon = datetime.combine(TODAY, datetime.min.time()) + timedelta(hours=12)
+    async with scorer_engine.begin() as connection:
+        await refresh_model(connection, evaluator, noon)
+        await review_due(connection, evaluator, TODAY, 100, noon)
+    moved = ("seller-1", "yanwen", "yanwen line", "CN", "US")
+
+    def changed_lanes(self: Model, previous: Model | None, lanes: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+        assert moved in lanes and len(lanes) == 2
+        return {moved}
+
+    monkeypatch.setattr(Model, "changed_lanes", changed_lanes)
+    async with scorer_engine.begin() as connection:
+        marked = await refresh_model(connection, evaluator, noon + timedelta(minutes=5))
+        rows = await connection.execute(select(packages.c.order_id, packages.c.review_at.is_(None)))
+        due = {order: bool(is_due) for order, is_due in rows}
+    assert marked == 2
+    assert due == {"o-a": True, "o-a2": True, "o-b": False}
 
 
 async def test_a_parcel_silent_far_longer_than_its_lane_allows_is_stalled_through_the_database(

@@ -9,12 +9,14 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scorer.domain.evaluator import Evaluator
 from services.scorer.domain.model.state import ModelState
-from services.scorer.storage import model_columns
-from services.scorer.storage.model_state import build_model_state
+from services.scorer.storage import cohorts, model_columns, model_state
+from services.scorer.storage.model_inputs import read_model_build
+from services.scorer.storage.model_state import _build_model_state
 from services.scorer.storage.plan import apply_records
 from shared.schemas import CanonicalStatus, ShipmentCancelled, ShipmentConfirmed, TrackingEvent
 from tests.scorer.conftest import NOW, cancellation, event, record, shipment
@@ -68,8 +70,20 @@ def writes(rng: random.Random, moment: datetime, orders: list[str]) -> list[Mess
 async def state(engine: AsyncEngine, evaluator: Evaluator, now: datetime, *, fresh: bool) -> ModelState:
     if fresh:
         model_columns._CACHES.clear()
+    settings = evaluator.policy.forecast
     async with engine.begin() as connection:
-        return await build_model_state(connection, evaluator.policy.forecast, now)
+        columns, found = await _build_model_state(connection, settings, now)
+        # The packages per lane the model was built from, as the database counts them.
+        counted = await read_model_build(connection, now - timedelta(days=settings.history_days), now)
+        # The matured cohorts kept per day, as one aggregate over the period gives them.
+        last = now.date() - timedelta(days=cohorts.MATURED_AFTER_DAYS)
+        first = last - timedelta(days=settings.correlation_history_days - 1)
+        if fresh:
+            cohorts._KEPT.clear()
+        kept = await cohorts._matured_cohorts(connection, first, last, columns.rewritten_days)
+        assert kept == await cohorts.read_matured_cohorts(connection, first, last)
+    assert columns.lane_counts == counted.lane_packages
+    return found
 
 
 async def test_the_kept_rows_give_the_state_a_fresh_read_gives(
@@ -98,3 +112,30 @@ async def test_the_kept_rows_give_the_state_a_fresh_read_gives(
             assert model_columns._CACHES[scorer_engine.sync_engine].incremental
         assert_same_state(await state(scorer_engine, evaluator, later, fresh=True), kept)
         moment = later
+
+
+async def test_a_refresh_that_fails_half_way_keeps_nothing(
+    scorer_engine: AsyncEngine, evaluator: Evaluator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept rows and their settled sums are brought up to date in place: a refresh whose
+    arithmetic fails leaves nothing kept, and the next one reads and computes everything."""
+    rng = random.Random(7)
+    orders: list[str] = []
+    moment = NOW.replace(tzinfo=None)
+    async with scorer_engine.begin() as connection:
+        await apply_records(connection, evaluator, [record(m) for m in writes(rng, moment, orders)], moment.date())
+    await state(scorer_engine, evaluator, moment, fresh=True)
+    moment += timedelta(hours=30)
+    async with scorer_engine.begin() as connection:
+        await apply_records(connection, evaluator, [record(m) for m in writes(rng, moment, orders)], moment.date())
+
+    def failing(*arguments: object, **keywords: object) -> None:
+        raise RuntimeError("half-way")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(model_state, "state_of_columns", failing)
+        with pytest.raises(RuntimeError):
+            await state(scorer_engine, evaluator, moment, fresh=False)
+    assert scorer_engine.sync_engine not in model_columns._CACHES
+    kept = await state(scorer_engine, evaluator, moment, fresh=False)
+    assert_same_state(await state(scorer_engine, evaluator, moment, fresh=True), kept)

@@ -79,69 +79,175 @@ def hours(delta_us: Ints) -> Floats:
 
 
 def state_of_columns(
-    packages: PackageColumns, scans: ScanColumns, silence_learners: Flags, now_us: int, settings: ModelSettings
+    packages: PackageColumns,
+    scans: ScanColumns,
+    silence_learners: Flags,
+    now_us: int,
+    settings: ModelSettings,
+    settled: Settled | None = None,
 ) -> ModelState:
     """The state :meth:`ModelState.add` builds from each package's observations and silences,
     and its recent cohort of scanned parcels (only the parcels of the silence cohort's ages:
     :meth:`~services.scorer.domain.model.estimator.Model._silent_shares` reads no other).
-    ``silence_learners`` marks the packages whose scans teach silences."""
+    ``silence_learners`` marks the packages whose scans teach silences.
+
+    With ``settled`` (the sums a scorer keeps between refreshes, :class:`Settled`), the
+    packages and silences whose observations can no longer change but for their recency
+    weight are added to its sums once, and only the others are computed again: the result
+    is the same within float rounding, and its cost grows with what is still moving."""
     state = ModelState(recent_hours=settings.recent_hours)
-    accumulator = _Accumulator(len(packages.lanes), len(_GAPS))
-    scanned = (packages.first != MISSING) & (packages.first <= now_us)
-    _add_package_observations(accumulator, packages, scanned, now_us, settings, state)
     gap_lane_of, gap_lanes = _gap_lanes(packages.lanes)
+    accumulator = _Accumulator(len(packages.lanes), len(gap_lanes))
+    scanned = (packages.first != MISSING) & (packages.first <= now_us)
     learners = silence_learners & scanned
-    ordered = _ordered(scans, learners, now_us)
-    _add_silences(accumulator, packages, scans.statuses, ordered, gap_lane_of, now_us, settings)
+    live = np.ones(len(packages.confirmed), dtype=bool)
+    live_learners = learners
+    if settled is not None:
+        settled.sums.resize(len(packages.lanes), len(gap_lanes), now_us, settings)
+        live = settled.settle_packages(packages, now_us, settings)
+        live_learners = learners & ~settled.silences
+    weight = package_weight(packages, live, now_us, settings)
+    _add_package_observations(accumulator, _subset(packages, live), scanned[live], now_us, settings, weight)
+    _add_recent_cohorts(accumulator, packages, scanned, now_us, state.recent_hours)
+    cohort = learners & in_silence_cohort(_hours_since_first(packages, now_us), settings)
+    ordered = _ordered(scans, live_learners | cohort, now_us)
+    if settled is not None:
+        live_learners = settled.settle_silences(packages, scans.statuses, ordered, live_learners, gap_lane_of,
+                                                now_us, settings)  # fmt: skip
+        accumulator.include(settled.sums.accumulator, settled.sums.scale(now_us, settings))
+    _add_silences(accumulator, packages, scans.statuses, _of_packages(ordered, live_learners), gap_lane_of, now_us,
+                  settings)  # fmt: skip
     state.histograms = accumulator.histograms(packages.lanes, gap_lanes)
-    state.in_flight = _in_flight(packages, scans.statuses, ordered, learners, now_us, settings)
+    state.in_flight = _in_flight(packages, scans.statuses, _of_packages(ordered, cohort), cohort, now_us, settings)
     return state
 
 
+#: Milestones timed per seller's lane (the silences are timed per lane across sellers).
+_PACKAGE_MILESTONES = (Milestone.FIRST_SCAN, Milestone.DELIVERY, Milestone.DELIVERY_BY_PROMISE)
+#: Columns one boundary wider than the buckets (the recent cohorts).
+_BOUNDARY_COLUMNS = ("crossed", "waiting")
+#: ``ModelState.baseline_after_hours``: packages older than this make the first scan's baseline.
+_BASELINE_AFTER_HOURS = ModelState().baseline_after_hours
+#: Beyond the grid's last boundary an observation no longer changes as it ages.
+_GRID_END = BOUNDS[-1]
+
+
+def halving_weight(age_hours: Floats, settings: ModelSettings) -> Floats:
+    """``observations.recency_weight`` of each age (negative ages allowed: a weight relative
+    to a moment before the observation, :class:`SettledSums`)."""
+    weight: Floats = np.power(0.5, age_hours / 24.0 / settings.half_life_days)
+    return weight
+
+
+def package_weight(packages: PackageColumns, chosen: Flags, now_us: int, settings: ModelSettings) -> Floats:
+    return halving_weight(np.maximum(0.0, hours(now_us - packages.confirmed[chosen])), settings)
+
+
+def _hours_since_first(packages: PackageColumns, now_us: int) -> Floats:
+    return hours(now_us - np.where(packages.first == MISSING, now_us, packages.first))
+
+
+def _subset(packages: PackageColumns, chosen: Flags, selected_waiting: Flags | None = None) -> PackageColumns:
+    """The packages ``chosen`` (the same lanes and carriers)."""
+    return PackageColumns(
+        lane=packages.lane[chosen],
+        confirmed=packages.confirmed[chosen],
+        first=packages.first[chosen],
+        delivery=packages.delivery[chosen],
+        last=packages.last[chosen],
+        deadline=packages.deadline[chosen],
+        selected_waiting=packages.selected_waiting[chosen] if selected_waiting is None else selected_waiting,
+        carrier=packages.carrier[chosen],
+        lanes=packages.lanes,
+        carriers=packages.carriers,
+    )
+
+
+def _of_packages(ordered: tuple[Ints, Ints, Ints], chosen: Flags) -> tuple[Ints, Ints, Ints]:
+    """The scans of :func:`_ordered` of the ``chosen`` packages only (still in order)."""
+    package, moment, status = ordered
+    mine = chosen[package]
+    return package[mine], moment[mine], status[mine]
+
+
 class _Accumulator:
-    """Dense per-lane histograms of each milestone while the columns are added."""
+    """Dense per-lane histograms of each milestone while the columns are added (the
+    package milestones per seller's lane, the silences per lane across sellers), and how
+    many observations each lane has (a lane has a histogram once it has one)."""
 
-    def __init__(self, lanes: int, gaps: int) -> None:
-        self.milestones: dict[Milestone, int] = {
-            Milestone.FIRST_SCAN: lanes,
-            Milestone.DELIVERY: lanes,
-            Milestone.DELIVERY_BY_PROMISE: lanes,
-        }
+    def __init__(self, lanes: int, gap_lanes: int) -> None:
+        self.lanes = lanes
+        self.gap_lanes = gap_lanes
         self.columns: dict[tuple[Milestone, str], Floats] = {}
-        #: Per milestone, the lane indexes with at least one observation, in the order they first came.
-        self.seen: dict[Milestone, list[Ints]] = {}
+        self.observed: dict[Milestone, Ints] = {}
 
-    def column(self, milestone: Milestone, name: str, size: int) -> Floats:
+    def _rows(self, milestone: Milestone) -> int:
+        return self.lanes if milestone in _PACKAGE_MILESTONES else self.gap_lanes
+
+    def column(self, milestone: Milestone, name: str) -> Floats:
         found = self.columns.get((milestone, name))
         if found is None:
-            found = self.columns[(milestone, name)] = np.zeros(size, dtype=np.float64)
+            width = BUCKETS + 1 if name in _BOUNDARY_COLUMNS else BUCKETS
+            found = self.columns[(milestone, name)] = np.zeros(self._rows(milestone) * width, dtype=np.float64)
         return found
+
+    def resize(self, lanes: int, gap_lanes: int) -> None:
+        """Room for lanes added since (lanes are only ever appended)."""
+        lanes, gap_lanes = max(lanes, self.lanes), max(gap_lanes, self.gap_lanes)
+        if (lanes, gap_lanes) == (self.lanes, self.gap_lanes):
+            return
+        self.lanes, self.gap_lanes = lanes, gap_lanes
+        for (milestone, name), values in self.columns.items():
+            width = BUCKETS + 1 if name in _BOUNDARY_COLUMNS else BUCKETS
+            grown = np.zeros(self._rows(milestone) * width, dtype=np.float64)
+            grown[: len(values)] = values
+            self.columns[(milestone, name)] = grown
+        for milestone, counts in self.observed.items():
+            grown_counts = np.zeros(self._rows(milestone), dtype=np.int64)
+            grown_counts[: len(counts)] = counts
+            self.observed[milestone] = grown_counts
+
+    def _observe(self, milestone: Milestone, lane: Ints, sign: int) -> None:
+        rows = self._rows(milestone)
+        counts = self.observed.get(milestone)
+        if counts is None:
+            counts = self.observed[milestone] = np.zeros(rows, dtype=np.int64)
+        counts += sign * np.bincount(lane, minlength=rows)
+        if sign < 0:
+            # A lane whose observations were all taken back holds nothing, exactly (not
+            # what is left of adding and subtracting the same floats).
+            empty = counts == 0
+            for (of, name), values in self.columns.items():
+                if of is milestone:
+                    width = BUCKETS + 1 if name in _BOUNDARY_COLUMNS else BUCKETS
+                    values.reshape(-1, width)[empty] = 0.0
 
     def add(
         self,
         milestone: Milestone,
-        rows: int,
         lane: Ints,
         entry_hours: Floats,
         elapsed_hours: Floats,
         reached: Flags,
         weight: Floats,
         targets: Sequence[tuple[str, Flags | None]] = (("", None),),
+        sign: int = 1,
     ) -> None:
         """:meth:`Histogram.add` for each observation: into the plain columns, and into the
-        ``base``/``fold`` ones where their mask says so."""
-        self.seen.setdefault(milestone, []).append(lane)
+        ``base``/``fold`` ones where their mask says so (``sign`` -1: taken back)."""
+        rows = self._rows(milestone)
         elapsed = np.maximum(0.0, elapsed_hours)
         entry = np.minimum(elapsed, np.maximum(0.0, entry_hours))
         for prefix, mask in targets:
             chosen = slice(None) if mask is None else mask
             events, exposure = _spans(
-                lane[chosen], entry[chosen], elapsed[chosen], reached[chosen], weight[chosen], rows
+                lane[chosen], entry[chosen], elapsed[chosen], reached[chosen], sign * weight[chosen], rows
             )
-            self.column(milestone, prefix + "events", rows * BUCKETS)[:] += events
-            self.column(milestone, prefix + "exposure", rows * BUCKETS)[:] += exposure
+            self.column(milestone, prefix + "events")[:] += events
+            self.column(milestone, prefix + "exposure")[:] += exposure
+        self._observe(milestone, lane, sign)
 
-    def add_recent(self, rows: int, lane: Ints, elapsed_hours: Floats, reached: Flags, age_hours: Floats,
+    def add_recent(self, lane: Ints, elapsed_hours: Floats, reached: Flags, age_hours: Floats,
                    recent_hours: float) -> None:  # fmt: skip
         """:meth:`Histogram.add_recent` for each first-scan observation."""
         low = np.searchsorted(_BOUNDS, age_hours - recent_hours, side="left")
@@ -151,9 +257,17 @@ class _Accumulator:
         boundary = low[owner] + (np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count))
         waits = ~reached[owner] | (elapsed_hours[owner] > _BOUNDS[boundary])
         cells = lane[owner] * (BUCKETS + 1) + boundary
-        size = rows * (BUCKETS + 1)
-        self.column(Milestone.FIRST_SCAN, "crossed", size)[:] += np.bincount(cells, minlength=size)
-        self.column(Milestone.FIRST_SCAN, "waiting", size)[:] += np.bincount(cells[waits], minlength=size)
+        size = self.lanes * (BUCKETS + 1)
+        self.column(Milestone.FIRST_SCAN, "crossed")[:] += np.bincount(cells, minlength=size)
+        self.column(Milestone.FIRST_SCAN, "waiting")[:] += np.bincount(cells[waits], minlength=size)
+
+    def include(self, other: _Accumulator, scale: float) -> None:
+        """Add ``other``'s sums times ``scale`` (its counts as they are)."""
+        for (milestone, name), values in other.columns.items():
+            self.column(milestone, name)[: len(values)] += values * scale
+        for milestone, counts in other.observed.items():
+            mine = self.observed.setdefault(milestone, np.zeros(self._rows(milestone), dtype=np.int64))
+            mine[: len(counts)] += counts
 
     def histograms(
         self, lanes: Sequence[LaneKey], gap_lanes: Sequence[LaneKey]
@@ -161,23 +275,168 @@ class _Accumulator:
         found: dict[tuple[LaneKey, Milestone], Histogram] = {}
         names = ("events", "exposure", "crossed", "waiting", "base_events", "base_exposure", "fold_events",
                  "fold_exposure")  # fmt: skip
-        for milestone, seen in self.seen.items():
-            keys = lanes if milestone in self.milestones else gap_lanes
-            width = {"crossed": BUCKETS + 1, "waiting": BUCKETS + 1}
+        for milestone, counts in self.observed.items():
+            keys = lanes if milestone in _PACKAGE_MILESTONES else gap_lanes
             arrays = {
-                name: self.columns[(milestone, name)].reshape(-1, width.get(name, BUCKETS))
+                name: self.columns[(milestone, name)].reshape(-1, BUCKETS + 1 if name in _BOUNDARY_COLUMNS else BUCKETS)
                 for name in names
                 if (milestone, name) in self.columns
             }
-            order = np.concatenate(seen)
-            _, first = np.unique(order, return_index=True)
-            for index in order[np.sort(first)].tolist():
+            for index in np.flatnonzero(counts > 0).tolist():
                 columns = [
-                    arrays[name][index].tolist() if name in arrays else [0.0] * width.get(name, BUCKETS)
+                    arrays[name][index].tolist()
+                    if name in arrays
+                    else [0.0] * (BUCKETS + 1 if name in _BOUNDARY_COLUMNS else BUCKETS)
                     for name in names
                 ]
-                found[(keys[index], milestone)] = Histogram(*columns)
+                histogram = Histogram(*columns)
+                # Two stored spellings of one service are one lane (service_key): one histogram.
+                previous = found.get((keys[index], milestone))
+                if previous is not None:
+                    previous.merge(histogram)
+                else:
+                    found[(keys[index], milestone)] = histogram
         return found
+
+
+@dataclass
+class SettledSums:
+    """The histograms' sums of the observations that no longer change but for their recency
+    weight, weighted relative to ``origin_us`` instead of now: the weight halves with age,
+    so at any later moment each of them is its weight at ``origin_us`` times one factor
+    (:meth:`scale`), and the sums are scaled at once instead of added again."""
+
+    origin_us: int
+    accumulator: _Accumulator
+
+    @classmethod
+    def empty(cls, origin_us: int) -> SettledSums:
+        return cls(origin_us, _Accumulator(0, 0))
+
+    def scale(self, now_us: int, settings: ModelSettings) -> float:
+        return float(halving_weight(hours(np.array([now_us - self.origin_us], dtype=np.int64)), settings)[0])
+
+    def resize(self, lanes: int, gap_lanes: int, now_us: int, settings: ModelSettings) -> None:
+        self.accumulator.resize(lanes, gap_lanes)
+        # Weights relative to an origin far in the past grow as 2^(days / half-life): moved
+        # to now once in a while, before they lose the small ones' precision.
+        if now_us - self.origin_us > _REBASE_AFTER_US:
+            factor = self.scale(now_us, settings)
+            for values in self.accumulator.columns.values():
+                values *= factor
+            self.origin_us = now_us
+
+    def add_packages(self, packages: PackageColumns, now_us: int, settings: ModelSettings, sign: int = 1) -> None:
+        """The observations of ``packages`` (settled ones: see :func:`settles`), or taken back."""
+        self.accumulator.resize(max(self.accumulator.lanes, len(packages.lanes)), self.accumulator.gap_lanes)
+        scanned = (packages.first != MISSING) & (packages.first <= now_us)
+        weight = halving_weight(hours(self.origin_us - packages.confirmed), settings)
+        _add_package_observations(self.accumulator, packages, scanned, now_us, settings, weight, sign)
+
+    def add_silences(
+        self,
+        packages: PackageColumns,
+        statuses: Sequence[str],
+        ordered: tuple[Ints, Ints, Ints],
+        gap_lane_of: Ints,
+        now_us: int,
+        settings: ModelSettings,
+        sign: int = 1,
+    ) -> None:
+        """The silences of the parcels of ``ordered`` (stopped ones: see :class:`Settled`), or taken back."""
+        self.accumulator.resize(max(self.accumulator.lanes, len(packages.lanes)),
+                                max(self.accumulator.gap_lanes, int(gap_lane_of.max(initial=-1)) + 1))  # fmt: skip
+        _add_silences(self.accumulator, packages, statuses, ordered, gap_lane_of, now_us, settings,
+                      weight_origin_us=self.origin_us, sign=sign)  # fmt: skip
+
+    def take_back_silences(self, packages: PackageColumns, scans: ScanColumns, now_us: int,
+                           settings: ModelSettings) -> None:  # fmt: skip
+        """Take back the silences of ``packages`` (settled learners), ``scans`` being their scans."""
+        gap_lane_of, _ = _gap_lanes(packages.lanes)
+        ordered = _ordered(scans, np.ones(len(packages.confirmed), dtype=bool), now_us)
+        self.add_silences(packages, scans.statuses, ordered, gap_lane_of, now_us, settings, sign=-1)
+
+
+#: 28 days: weights relative to an origin that old reach 2^4 (half-life 7 days).
+_REBASE_AFTER_US = 28 * 24 * 3600 * 1_000_000
+
+
+@dataclass
+class Settled:
+    """What a scorer keeps between refreshes beside its rows: the sums of the settled
+    observations and, per learning package (in :class:`PackageColumns` order, updated in
+    place), whether its observations are in them, with which ``selected_waiting``, whether
+    its silences are, and whether its silences may settle (its tracking number is its own
+    and has no scan timed in the future: nothing but a write can change them)."""
+
+    sums: SettledSums
+    packages: Flags
+    waiting: Flags
+    silences: Flags
+    stable: Flags
+
+    def settle_packages(self, packages: PackageColumns, now_us: int, settings: ModelSettings) -> Flags:
+        """Take back the settled packages whose ``selected_waiting`` changed (a seller's first
+        complete day moved), add the ones settled since; returns the others (computed anew)."""
+        moved = self.packages & (self.waiting != packages.selected_waiting)
+        if moved.any():
+            self.sums.add_packages(_subset(packages, moved, self.waiting[moved]), now_us, settings, sign=-1)
+            self.packages &= ~moved
+        newly = ~self.packages & settles(packages, now_us)
+        if newly.any():
+            self.sums.add_packages(_subset(packages, newly), now_us, settings)
+            self.packages |= newly
+            self.waiting[newly] = packages.selected_waiting[newly]
+        live: Flags = ~self.packages
+        return live
+
+    def settle_silences(
+        self,
+        packages: PackageColumns,
+        statuses: Sequence[str],
+        ordered: tuple[Ints, Ints, Ints],
+        candidates: Flags,
+        gap_lane_of: Ints,
+        now_us: int,
+        settings: ModelSettings,
+    ) -> Flags:
+        """Add the silences of the ``candidates`` whose silences all ended (a scan of no
+        stage came: a delivery scan ends them all) and may settle; returns the others."""
+        package, _, status = _of_packages(ordered, candidates)
+        stage_of = np.array([_stage_index(name) for name in statuses], dtype=np.int64)
+        stopped = np.zeros(len(candidates), dtype=bool)
+        if len(status):
+            stopped[package[stage_of[status] < 0]] = True
+        newly = candidates & stopped & self.stable
+        if newly.any():
+            self.sums.add_silences(packages, statuses, _of_packages(ordered, newly), gap_lane_of, now_us, settings)
+            self.silences |= newly
+        live: Flags = candidates & ~newly
+        return live
+
+
+def settles(packages: PackageColumns, now_us: int) -> Flags:
+    """The packages whose observations (:func:`_add_package_observations`) stay what they
+    are now whatever the time but for their recency weight: in the baseline, no scan timed
+    in the future, and each milestone reached or waited for past the grid's last boundary
+    (the first scan's recent cohorts are not among them: :func:`_add_recent_cohorts`)."""
+    age = hours(now_us - packages.confirmed)
+    has_first, has_delivery = packages.first != MISSING, packages.delivery != MISSING
+    future = (has_first & (packages.first > now_us)) | (has_delivery & (packages.delivery > now_us))
+    scanned = has_first & ~future
+    delivered = has_delivery & ~future
+    in_transit = hours(now_us - packages.first) >= _GRID_END
+    past_promise = promise_offset_hours(packages.deadline, now_us) >= _GRID_END
+    first_fixed = scanned | (age >= _GRID_END)
+    delivery_fixed = ~scanned | delivered | (in_transit & past_promise)
+    fixed: Flags = (age >= _BASELINE_AFTER_HOURS) & ~future & first_fixed & delivery_fixed
+    return fixed
+
+
+def promise_offset_hours(deadline: Ints, end_us: Ints | int) -> Floats:
+    """Where ``end_us`` is on the promise clock (before clamping at 0)."""
+    offset: Floats = _PROMISE_OFFSET - hours(deadline - end_us)
+    return offset
 
 
 def _spans(
@@ -222,24 +481,19 @@ def _add_package_observations(
     scanned: Flags,
     now_us: int,
     settings: ModelSettings,
-    state: ModelState,
+    weight: Floats,
+    sign: int = 1,
 ) -> None:
-    """Each package's first scan, delivery and promise-clock observations (``observations_of``)."""
-    rows = len(packages.lanes)
+    """Each package's first scan, delivery and promise-clock observations (``observations_of``),
+    weighing ``weight`` (its recency weight, or its weight at another moment: :class:`SettledSums`)."""
     age = hours(now_us - packages.confirmed)
-    weight = np.power(0.5, np.maximum(0.0, age) / 24.0 / settings.half_life_days)
     waiting = packages.selected_waiting
     # First scan: reached after picked_up hours, or still waiting after ``age``.
     picked_up = np.where(scanned, hours(packages.first - packages.confirmed), age)
     entry = np.where(waiting, picked_up, 0.0)
-    baseline = age >= state.baseline_after_hours
+    baseline = age >= _BASELINE_AFTER_HOURS
     accumulator.add(
-        Milestone.FIRST_SCAN, rows, packages.lane, entry, picked_up, scanned, weight,
-        (("", None), ("base_", baseline)),
-    )  # fmt: skip
-    recent = entry <= 0.0
-    accumulator.add_recent(
-        rows, packages.lane[recent], picked_up[recent], scanned[recent], age[recent], state.recent_hours
+        Milestone.FIRST_SCAN, packages.lane, entry, picked_up, scanned, weight, (("", None), ("base_", baseline)), sign
     )
     # Delivery, on the clock from the first scan and on the promise's.
     lane, weight = packages.lane[scanned], weight[scanned]
@@ -250,12 +504,25 @@ def _add_package_observations(
     transit = hours(end - first)
     fold = (np.floor_divide(packages.confirmed[scanned], 1_000_000) % 2) == 1
     targets = (("", None), ("fold_", fold))
-    accumulator.add(Milestone.DELIVERY, rows, lane, np.where(waiting, transit, 0.0), transit, reached, weight, targets)
+    accumulator.add(Milestone.DELIVERY, lane, np.where(waiting, transit, 0.0), transit, reached, weight, targets, sign)
     entered = np.maximum(0.0, _PROMISE_OFFSET - hours(deadline - first))
-    ended = np.maximum(0.0, _PROMISE_OFFSET - hours(deadline - end))
+    ended = np.maximum(0.0, promise_offset_hours(deadline, end))
     accumulator.add(
-        Milestone.DELIVERY_BY_PROMISE, rows, lane, np.where(waiting, ended, entered), ended, reached, weight, targets
+        Milestone.DELIVERY_BY_PROMISE, lane, np.where(waiting, ended, entered), ended, reached, weight, targets, sign
     )
+
+
+def _add_recent_cohorts(
+    accumulator: _Accumulator, packages: PackageColumns, scanned: Flags, now_us: int, recent_hours: float
+) -> None:
+    """The first scan's recent cohorts (``Histogram.add_recent``) of the packages not
+    selected for waiting: only those young enough to have passed a boundary of the grid in
+    the last ``recent_hours`` count (unweighted), so only they are looked at."""
+    age = hours(now_us - packages.confirmed)
+    picked_up = np.where(scanned, hours(packages.first - packages.confirmed), age)
+    recent = ~packages.selected_waiting | (picked_up <= 0.0)
+    chosen = recent & (age - recent_hours <= _GRID_END)
+    accumulator.add_recent(packages.lane[chosen], picked_up[chosen], scanned[chosen], age[chosen], recent_hours)
 
 
 def _gap_lanes(lanes: Sequence[LaneKey]) -> tuple[Ints, list[LaneKey]]:
@@ -292,10 +559,12 @@ def _add_silences(
     gap_lane_of: Ints,
     now_us: int,
     settings: ModelSettings,
+    weight_origin_us: int | None = None,
+    sign: int = 1,
 ) -> None:
     """``silence_observations`` for every learner (``ordered``: their scans, see
     :func:`_ordered`): from each scan of a stage to the next, the last one still running,
-    none after a scan of no stage."""
+    none after a scan of no stage. Weighed as of ``weight_origin_us`` when given (:class:`SettledSums`)."""
     package, moment, status = ordered
     stage_of = np.array([_stage_index(name) for name in statuses], dtype=np.int64)
     stage = stage_of[status] if len(status) else np.zeros(0, dtype=np.int64)
@@ -310,16 +579,18 @@ def _add_silences(
     following[:-1] = ~starts[1:]
     following[-1:] = False
     age = hours(now_us - moment)
-    weight = np.power(0.5, np.maximum(0.0, age) / 24.0 / settings.half_life_days)
+    if weight_origin_us is None:
+        weight = halving_weight(np.maximum(0.0, age), settings)
+    else:
+        weight = halving_weight(hours(weight_origin_us - moment), settings)
     next_moment = np.concatenate((moment[1:], [0]))
     elapsed = np.where(following, hours(next_moment - moment), age)
     lane = gap_lane_of[packages.lane[package]]
-    gap_lanes = int(gap_lane_of.max()) + 1 if len(gap_lane_of) else 0
     for index, milestone in enumerate(_GAPS):
         chosen = counted & (stage == index)
         accumulator.add(
-            milestone, gap_lanes, lane[chosen], np.zeros(int(chosen.sum())), elapsed[chosen], following[chosen],
-            weight[chosen],
+            milestone, lane[chosen], np.zeros(int(chosen.sum())), elapsed[chosen], following[chosen], weight[chosen],
+            sign=sign,
         )  # fmt: skip
 
 

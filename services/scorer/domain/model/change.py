@@ -44,12 +44,33 @@ def credited_excess(excess: float, spread: float, floor: float, settings: ModelS
     if excess <= floor:
         return 0.0
     if settings.change_prior <= 0.0:
-        return max(0.0, excess - max(settings.recent_z * spread, floor))
+        return shrunk_change(excess, max(settings.recent_z * spread, floor), settings.excess_estimate)
     if spread <= 0.0:
         return excess
     z = min(excess / spread, 12.0)
     evidence = settings.change_prior * math.exp(z * z / 2.0)
     return excess * min(1.0, evidence / (evidence + 1.0 - settings.change_prior))
+
+
+#: The estimates of a change that cleared its guard (``ModelSettings.change_estimate``).
+CHANGE_ESTIMATES = ("lower_bound", "garrote")
+
+
+def shrunk_change(estimate: float, guard: float, kind: str) -> float:
+    """The part of ``estimate`` (an excess, or a share) credited when chance alone could
+    explain up to ``guard`` of it: 0 up to the guard either way, then ``lower_bound`` the
+    part beyond the guard (soft thresholding: with a guard of two standard deviations, a
+    change of three is credited a third of itself, one of ten four fifths), or ``garrote``
+    the non-negative garrote ``estimate - guard^2 / estimate`` (five ninths and 96%: it
+    tends to the whole estimate as the evidence grows, where soft thresholding stays biased
+    by the guard). Both are continuous at the guard, so a lane that barely clears it moves little."""
+    if estimate <= guard or estimate <= 0.0:
+        return 0.0
+    if kind == "garrote":
+        return estimate - guard * guard / estimate
+    if kind == "lower_bound":
+        return estimate - guard
+    raise ValueError(f"unknown change estimate {kind!r} (one of {CHANGE_ESTIMATES})")
 
 
 class FirstScanChange:

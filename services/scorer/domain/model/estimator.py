@@ -37,7 +37,13 @@ from services.scorer.domain.model.lanes import (
 )
 from services.scorer.domain.model.observations import InFlight, halving, hours_of, in_silence_cohort
 from services.scorer.domain.model.parameters import ModelSettings
-from services.scorer.domain.model.silent_share import CohortParcel, credible_share, peer_silent_shares
+from services.scorer.domain.model.silent_share import (
+    CohortParcel,
+    by_stage,
+    combined,
+    credible_share,
+    peer_silent_shares,
+)
 from services.scorer.domain.model.state import ModelState
 from shared.schemas import Reason
 
@@ -264,7 +270,11 @@ class Model:
                 totals[4] += weight * expected
                 totals[5] += weight * weight * expected * (1.0 - expected)
                 cohorts[level].append(member)
-        peers = peer_silent_shares(cohorts, settings.peer_min_parcels) if settings.silence_share_mixture else {}
+        peers = (
+            peer_silent_shares(cohorts, settings.peer_min_parcels, settings.silence_loss_stages)
+            if settings.silence_share_mixture
+            else {}
+        )
         shares: dict[tuple[str, ...], float] = {}
         for level, (count, total, squares, excess, expected, variance) in sorted(
             sums.items(), key=lambda item: len(item[0])
@@ -286,23 +296,39 @@ class Model:
         self,
         level: tuple[str, ...],
         cohorts: Mapping[tuple[str, ...], list[CohortParcel]],
-        peers: Mapping[tuple[str, str], dict[str, float]],
+        peers: Mapping[tuple[str, str], dict[str, tuple[float, float]]],
     ) -> float:
         """A seller's lane's going-silent share (:func:`credible_share`), beyond what the
         carrier's other sellers from the same origin show: silence that the median other
         seller shares is a congested hub or a slow customs, which delays everyone's parcels
-        and loses none; a seller whose parcels alone go silent is losing them."""
+        and loses none; a seller whose parcels alone go silent is losing them. With
+        ``silence_loss_stages``, lost in transit and lost after it are two shares, each
+        against the median peer's of its kind (:func:`by_stage`)."""
         _, seller, carrier, service, origin, marketplace = level
         if self.delivery_clock((seller, carrier, service, origin, marketplace)) is not Milestone.DELIVERY:
             # Where transit follows the promise, so do the silences, which are pooled over
             # every promise: a far promise's parcel looks silent for longer than it is.
             return 0.0
-        others = sorted(share for name, share in peers.get((carrier, origin), {}).items() if name != seller)
-        shared = others[len(others) // 2] if len(others) >= self.settings.peer_min_sellers else 0.0
-        parcels = [replace(parcel, prior_alive=parcel.prior_alive * (1.0 - shared)) for parcel in cohorts[level]]
-        raw = credible_share(parcels, self.settings.silence_mixture_z)
+        settings = self.settings
+        others = [shares for name, shares in peers.get((carrier, origin), {}).items() if name != seller]
+
+        def median_peer(index: int) -> float:
+            if len(others) < settings.peer_min_sellers:
+                return 0.0
+            return sorted(shares[index] for shares in others)[len(others) // 2]
+
+        def beyond_peers(parcels: list[CohortParcel], shared: float) -> float:
+            guarded = [replace(parcel, prior_alive=parcel.prior_alive * (1.0 - shared)) for parcel in parcels]
+            return credible_share(guarded, settings.silence_mixture_z, settings.change_estimate)
+
+        cohort = cohorts[level]
+        if settings.silence_loss_stages:
+            transit, after = by_stage(cohort)
+            raw = combined(beyond_peers(transit, median_peer(0)), beyond_peers(after, median_peer(1)))
+        else:
+            raw = beyond_peers(cohort, median_peer(0))
         # Never less than one parcel: one stalled parcel of two is no trend.
-        return raw if raw * len(parcels) >= 1.0 else 0.0
+        return raw if raw * len(cohort) >= 1.0 else 0.0
 
     def curve(self, lane: LaneKey, milestone: Milestone) -> Curve:
         """The most specific curve known for ``lane`` (a new seller gets the lane's, and so on)."""

@@ -63,6 +63,18 @@ class ModelSettings:
     #: credited by the posterior probability of a change instead of beyond ``recent_z``
     #: standard deviations (:func:`services.scorer.domain.model.change.credited_excess`).
     change_prior: float = 0.0
+    #: How much of the going-silent mixture's lost share that cleared its guard
+    #: (``silence_mixture_z``) is credited: ``lower_bound`` (the low end of its likelihood
+    #: interval) or ``garrote`` (the non-negative garrote: 0 at the guard as before, nearly
+    #: all of it once the evidence is strong: :func:`services.scorer.domain.model.change.shrunk_change`).
+    #: The guard decides whether a lane changed; the garrote stops it from also biasing how
+    #: much, which made the categories failing now optimistic (docs/forecast.md section 6).
+    change_estimate: str = "garrote"
+    #: ... the same for the recent cohorts' summed excess beyond ``recent_z`` standard
+    #: deviations (the first scan's dead share, the going-silent excess of every level):
+    #: ``lower_bound``, the excess beyond the guard (the garrote there warned one more healthy
+    #: category on seeds 1-2 of ``make evaluate``; docs/forecast.md section 6).
+    excess_estimate: str = "lower_bound"
     peer_min_sellers: int = 3
     peer_min_parcels: float = 5.0
     #: Orders not confirmed yet are projected from this many days of recent volume ...
@@ -97,6 +109,10 @@ class ModelSettings:
     #: ... the share credited being the low end of its likelihood interval at this many
     #: standard deviations (docs/forecast.md section 6: 2, 1.5, 1 and 0.5 measured).
     silence_mixture_z: float = 1.0
+    #: ... as two shares, lost in transit and lost after it (at the destination, out for
+    #: delivery), a parcel scanned at its destination counting as come through transit only
+    #: (silent_share.by_stage); off: one share, such a parcel counting against any loss.
+    silence_loss_stages: bool = True
     #: A level chooses its own delivery clock from this many (recency-weighted) deliveries on.
     clock_min_deliveries: float = 20.0
     #: A parcel whose promise leaves less time after its first scan than the lane's fastest

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: Steps of the bisections: the share is a probability, 40 halvings settle it far below
 #: what it is used for.
@@ -90,17 +90,25 @@ def likeliest_share(parcels: Sequence[CohortParcel]) -> float:
     return (low + high) / 2.0
 
 
-def credible_share(parcels: Sequence[CohortParcel], z: float) -> float:
-    """The lost share beyond the history that the cohort shows beyond chance: the lowest
-    share still within ``z`` standard deviations of the likeliest one (the lower end of its
-    likelihood interval: ``2 (l(best) - l(share)) = z^2``), 0 when no loss beyond the
-    history is itself within it: small cohorts rarely clear it."""
+def credible_share(parcels: Sequence[CohortParcel], z: float, estimate: str = "lower_bound") -> float:
+    """The lost share beyond the history that the cohort shows beyond chance, 0 when no loss
+    beyond the history is itself within ``z`` standard deviations of the likeliest share
+    (``2 (l(best) - l(0)) <= z^2``): small cohorts rarely clear it. Beyond, ``estimate``
+    says how much of the likeliest share counts (:func:`services.scorer.domain.model.change.shrunk_change`):
+    ``lower_bound`` the lowest share still within ``z`` standard deviations of it (the lower
+    end of its likelihood interval: ``2 (l(best) - l(share)) = z^2``); ``garrote`` the
+    likeliest share times ``1 - z^2 / Z^2``, ``Z^2 = 2 (l(best) - l(0))`` being the evidence
+    against no loss (the garrote on the share's scale: with a quadratic likelihood, the
+    guard is ``z`` standard errors, ``best z / Z``)."""
     best = likeliest_share(parcels)
     if best <= 0.0:
         return 0.0
     top = _log_likelihood(parcels, best)
-    if 2.0 * (top - _baseline(parcels)) <= z * z:
+    evidence = 2.0 * (top - _baseline(parcels))
+    if evidence <= z * z:
         return 0.0
+    if estimate == "garrote":
+        return best * (1.0 - z * z / evidence)
     low, high = 0.0, best
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2.0
@@ -111,19 +119,59 @@ def credible_share(parcels: Sequence[CohortParcel], z: float) -> float:
     return high
 
 
+#: A parcel that came through a stage: it counts like a delivered one there.
+_CAME_THROUGH = CohortParcel(1.0, True, 1.0, 0.0)
+
+
+def by_stage(parcels: Sequence[CohortParcel]) -> tuple[list[CohortParcel], list[CohortParcel]]:
+    """The cohort read twice, once for each place a parcel can be lost: in transit, and
+    after it (at its destination or out for delivery: a last mile that stopped scanning
+    deliveries). A parcel scanned at its destination came through the transit stage (it
+    counts there as a delivered one does) and, silent since, speaks for a loss after it;
+    a parcel still in transit says nothing yet about what comes after. Each share is then
+    a mixture of the same form (:func:`likeliest_share`), and a parcel is lost with
+    ``1 - (1 - transit)(1 - after)``. Read as one share with the parcels past transit as
+    evidence against it (``passed``), a last mile that stopped read as at most half its
+    size: each of its silent parcels counted once for a loss and once against it."""
+    transit: list[CohortParcel] = []
+    after: list[CohortParcel] = []
+    for parcel in parcels:
+        if parcel.delivered:
+            delivered = replace(parcel, passed=False) if parcel.passed else parcel
+            transit.append(delivered)
+            after.append(delivered)
+        elif parcel.passed:
+            transit.append(replace(_CAME_THROUGH, weight=parcel.weight))
+            after.append(replace(parcel, passed=False))
+        else:
+            transit.append(parcel)
+    return transit, after
+
+
+def combined(transit: float, after: float) -> float:
+    """The share lost in either place (:func:`by_stage`)."""
+    return 1.0 - (1.0 - transit) * (1.0 - after)
+
+
 def peer_silent_shares(
-    cohorts: Mapping[tuple[str, ...], Sequence[CohortParcel]], min_parcels: float
-) -> dict[tuple[str, str], dict[str, float]]:
+    cohorts: Mapping[tuple[str, ...], Sequence[CohortParcel]], min_parcels: float, staged: bool = False
+) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
     """Per carrier and origin, each seller's likeliest going-silent share over its cohort
     there (its lanes pooled), for the sellers with at least ``min_parcels`` parcels in it:
-    what a seller's own share is compared with (``Model._seller_silent_share``)."""
+    what a seller's own share is compared with (``Model._seller_silent_share``). Each as
+    (lost in transit, lost after it) when ``staged`` (:func:`by_stage`), else (the one
+    share, 0)."""
     pooled: dict[tuple[str, str, str], list[CohortParcel]] = defaultdict(list)
     for level, parcels in cohorts.items():
         if level[0] == "seller":
             _, seller, carrier, _, origin, _ = level
             pooled[(carrier, origin, seller)].extend(parcels)
-    found: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    found: dict[tuple[str, str], dict[str, tuple[float, float]]] = defaultdict(dict)
     for (carrier, origin, seller), parcels in pooled.items():
         if len(parcels) >= min_parcels:
-            found[(carrier, origin)][seller] = likeliest_share(parcels)
+            if staged:
+                transit, after = by_stage(parcels)
+                found[(carrier, origin)][seller] = (likeliest_share(transit), likeliest_share(after))
+            else:
+                found[(carrier, origin)][seller] = (likeliest_share(parcels), 0.0)
     return dict(found)

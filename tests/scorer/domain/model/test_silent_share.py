@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from services.scorer.domain.model.silent_share import (
     CohortParcel,
     _log_likelihood,
+    by_stage,
+    combined,
     credible_share,
     likeliest_share,
     peer_silent_shares,
@@ -87,4 +89,50 @@ def test_peers_are_each_seller_pooled_over_its_lanes_and_need_enough_parcels() -
     found = peer_silent_shares(cohorts, 5.0)
     assert set(found) == {("yanwen", "CN")}
     assert set(found[("yanwen", "CN")]) == {"a"}
-    assert math.isclose(found[("yanwen", "CN")]["a"], likeliest_share(lost + lost), abs_tol=1e-6)
+    assert math.isclose(found[("yanwen", "CN")]["a"][0], likeliest_share(lost + lost), abs_tol=1e-6)
+
+
+@given(parcels, st.floats(min_value=0.5, max_value=3.0))
+def test_the_garrote_clears_the_same_guard_and_credits_between_the_low_end_and_the_likeliest(
+    found: list[CohortParcel], z: float
+) -> None:
+    low, garrote = credible_share(found, z), credible_share(found, z, "garrote")
+    # The same decision whether the cohort shows a loss at all ...
+    assert (low > 0.0) == (garrote > 0.0) or max(low, garrote) < 1e-6
+    # ... and, when it does, never less than the low end of its interval (up to the
+    # likelihood's departure from a parabola, small) nor more than the likeliest share.
+    assert garrote <= likeliest_share(found) + 1e-9
+
+
+def test_the_garrote_credits_most_of_a_clear_loss() -> None:
+    clear = cohort(delivered=10, lost=10, on_time=40)
+    best = likeliest_share(clear)
+    assert credible_share(clear, 1.0) < credible_share(clear, 1.0, "garrote") < best
+    assert credible_share(clear, 1.0, "garrote") > 0.9 * best
+    # An ordinary cohort shows nothing either way.
+    assert credible_share(cohort(delivered=20, lost=0, on_time=20), 1.0, "garrote") == 0.0
+
+
+@given(parcels)
+def test_each_parcel_speaks_where_it_can_be_lost(found: list[CohortParcel]) -> None:
+    transit, after = by_stage(found)
+    # Every parcel is read for a loss in transit; only those that came through it (or were
+    # delivered) for a loss after it; no parcel is read as past transit in either view.
+    assert len(transit) == len(found)
+    assert len(after) == sum(parcel.delivered or parcel.passed for parcel in found)
+    assert not any(parcel.passed for parcel in transit + after)
+    assert math.isclose(sum(p.weight for p in transit), sum(p.weight for p in found))
+    assert 0.0 <= combined(likeliest_share(transit), likeliest_share(after)) <= 1.0
+
+
+def test_a_last_mile_that_stopped_scanning_deliveries_reads_as_its_size() -> None:
+    # 10 delivered, 10 out for delivery and silent far beyond that stage, 20 still in
+    # transit and scanned lately: half the parcels that reached the last mile are lost there.
+    silent_at_last_mile = [CohortParcel(1.0, False, 0.99, 0.0, passed=True)] * 10
+    in_transit = [CohortParcel(1.0, False, 0.99, 1.0)] * 20
+    cohort_ = [CohortParcel(1.0, True, 1.0, 0.0)] * 10 + silent_at_last_mile + in_transit
+    transit, after = by_stage(cohort_)
+    assert likeliest_share(transit) < 0.01
+    assert 0.45 < likeliest_share(after) < 0.55
+    # Read as one share, each silent parcel counted once for a loss and once against it.
+    assert likeliest_share(cohort_) < 0.4
