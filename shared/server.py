@@ -8,6 +8,7 @@ service's database migrations and exits.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -27,13 +28,13 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+def serve(app: FastAPI, settings: ServiceSettings, http: type[asyncio.Protocol] | str = "httptools") -> None:
     config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
         loop="uvloop",
-        http="httptools",
+        http=http,
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -49,9 +50,11 @@ def service_main(
     migrations_dir: Path | None = None,
     argv: list[str] | None = None,
     consumer_offsets: Callable[[Any], ConsumerOffsets] | None = None,
+    http: type[asyncio.Protocol] | str = "httptools",
 ) -> None:
     """``consumer_offsets``: where the service stores its consumer offsets, which enables
-    the ``offsets show|reset`` command (see :mod:`shared.consumer.offsets_command`)."""
+    the ``offsets show|reset`` command (see :mod:`shared.consumer.offsets_command`).
+    ``http``: uvicorn's HTTP protocol (e.g. :class:`shared.http_protocol.OneWriteHttpToolsProtocol`)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser()
     choices = ["serve", "migrate", *(["offsets"] if consumer_offsets is not None else [])]
@@ -78,4 +81,4 @@ def service_main(
         upgrade_database(migrations_dir, settings.database_url)
         log.info("database migrated", extra={"service": settings.service_name})
         return
-    serve(app_factory(settings), settings)
+    serve(app_factory(settings), settings, http)

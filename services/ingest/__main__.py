@@ -10,6 +10,7 @@ import sys
 
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from shared.http_protocol import OneWriteHttpToolsProtocol
 from shared.server import service_main
 
 if __name__ == "__main__":
@@ -29,4 +30,4 @@ if __name__ == "__main__":
         from services.ingest.amazon.cli import main as amazon
 
         sys.exit(amazon(sys.argv[2:]))
-    service_main(IngestSettings, create_app)  # type: ignore[arg-type]
+    service_main(IngestSettings, create_app, http=OneWriteHttpToolsProtocol)  # type: ignore[arg-type]
