@@ -9,6 +9,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from services.scorer.domain.model.lanes import PROMISE_OFFSET
 from services.scorer.domain.model.parameters import ModelSettings
 
@@ -18,6 +21,8 @@ from services.scorer.domain.model.parameters import ModelSettings
 BOUNDS: tuple[float, ...] = (*(3.0 * b for b in range(17)), *(48.0 + 12.0 * b for b in range(1, 57)))
 BUCKETS = len(BOUNDS) - 1
 WIDTHS: tuple[float, ...] = tuple(BOUNDS[b + 1] - BOUNDS[b] for b in range(BUCKETS))
+_BOUNDS = np.array(BOUNDS)
+_WIDTHS = np.array(WIDTHS)
 #: Points of the survival curve compared to decide whether a lane's model changed.
 CHANGE_PROBES = (2, 4, 8, 12, 16, 20, 24, 30, 40, 50, 60, BUCKETS)
 
@@ -210,6 +215,19 @@ class Curve:
             return 0.0
         fraction = (hours - BOUNDS[bucket]) / WIDTHS[bucket]
         return start * (end / start) ** fraction if end > 0 else start * (1.0 - fraction)
+
+    def at_many(self, hours: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """:meth:`at` for many hours at once."""
+        hours = np.maximum(0.0, hours)
+        survival = np.asarray(self.survival)
+        bucket = np.searchsorted(_BOUNDS, hours, side="right") - 1
+        inside = np.minimum(bucket, BUCKETS - 1)
+        start, end = survival[inside], survival[inside + 1]
+        fraction = (hours - _BOUNDS[inside]) / _WIDTHS[inside]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            geometric = start * (end / start) ** fraction
+        within = np.where(end > 0, geometric, start * (1.0 - fraction))
+        return np.where(bucket >= BUCKETS, survival[BUCKETS], np.where(start <= 0.0, 0.0, within))
 
     def reach_by(self, elapsed_hours: float, deadline_hours: float) -> float:
         """P(milestone before ``deadline_hours`` | not reached after ``elapsed_hours``)."""

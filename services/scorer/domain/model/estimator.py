@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from services.scorer.domain.model.carrier_health import CarrierHealth
 from services.scorer.domain.model.change import FirstScanChange, credited_excess
@@ -25,6 +26,7 @@ from services.scorer.domain.model.curves import (
 )
 from services.scorer.domain.model.lanes import (
     DEFAULT_CLOCK,
+    GAP_MILESTONES,
     PROMISE_OFFSET,
     SILENCE_MASKS,
     STAGE_OF_SCAN,
@@ -35,10 +37,11 @@ from services.scorer.domain.model.lanes import (
     parent_level,
     promise_clock,
 )
-from services.scorer.domain.model.observations import InFlight, halving, hours_of, in_silence_cohort
+from services.scorer.domain.model.observations import InFlight, hours_of, in_silence_cohort
 from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.silent_share import (
-    CohortParcel,
+    Cohort,
+    Floats,
     by_stage,
     combined,
     credible_share,
@@ -243,33 +246,31 @@ class Model:
         too recently to be silent long yet are not seen: the estimate lags a new stall by
         the lane's longest usual silence."""
         settings = self.settings
-        sums: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0] * 6)
-        cohorts: dict[tuple[str, ...], list[CohortParcel]] = defaultdict(list)
+        by_lane: dict[LaneKey, list[InFlight]] = defaultdict(list)
         for parcel in in_flight:
-            if not in_silence_cohort(parcel.age_hours, settings):
-                continue
-            weight = halving(parcel.age_hours, settings.silence_cohort_half_life_days)
-            if parcel.delivered:
-                lost = expected = 0.0
-                member = CohortParcel(weight, True, 1.0, 0.0)
-            else:
-                silent = self.parcel_silence(parcel.lane, parcel.silent_hours)
-                prior_alive, factor = self.lost_given_silence(
-                    parcel.lane, parcel.age_hours, parcel.stage, silent, until_hours=parcel.until_hours
-                )
-                expected, lost = 1.0 - prior_alive, 1.0 - prior_alive * factor
-                shown = 1.0 if parcel.stage is None else self.silence_survival(parcel.lane, parcel.stage, silent)
-                passed = parcel.stage is not None and parcel.stage is not Milestone.GAP_TRANSIT
-                member = CohortParcel(weight, False, prior_alive, shown, passed)
-            for level in levels(parcel.lane)[1:]:
+            if in_silence_cohort(parcel.age_hours, settings):
+                by_lane[parcel.lane].append(parcel)
+        sums: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0] * 6)
+        parts: dict[tuple[str, ...], list[Cohort]] = defaultdict(list)
+        # Lane by lane, each lane's parcels at once: the same arithmetic as
+        # lost_given_silence and silence_survival, on columns.
+        for lane, parcels in by_lane.items():
+            member, lost, unsilenced = self._lane_cohort(lane, parcels)
+            weight = member.weight
+            lane_sums = (
+                float(len(parcels)),
+                float(np.sum(weight)),
+                float(np.sum(weight * weight)),
+                float(np.sum(weight * (lost - unsilenced))),
+                float(np.sum(weight * unsilenced)),
+                float(np.sum(weight * weight * unsilenced * (1.0 - unsilenced))),
+            )
+            for level in levels(lane)[1:]:
                 totals = sums[level]
-                totals[0] += 1.0
-                totals[1] += weight
-                totals[2] += weight * weight
-                totals[3] += weight * (lost - expected)
-                totals[4] += weight * expected
-                totals[5] += weight * weight * expected * (1.0 - expected)
-                cohorts[level].append(member)
+                for index, value in enumerate(lane_sums):
+                    totals[index] += value
+                parts[level].append(member)
+        cohorts = {level: Cohort.joined(pieces) for level, pieces in parts.items()}
         peers = (
             peer_silent_shares(cohorts, settings.peer_min_parcels, settings.silence_loss_stages)
             if settings.silence_share_mixture
@@ -292,10 +293,86 @@ class Model:
             shares[level] = (effective * raw + settings.recent_weight * parent) / (effective + settings.recent_weight)
         return shares
 
+    def _lane_cohort(self, lane: LaneKey, parcels: list[InFlight]) -> tuple[Cohort, Floats, Floats]:
+        """One lane's parcels of the cohort (see :meth:`_silent_shares`), each with its
+        probability of being lost given its record, and the same without its silence: what
+        :meth:`lost_given_silence` and :meth:`silence_survival` give, one parcel at a time,
+        for the whole lane at once."""
+        settings = self.settings
+        age = np.array([parcel.age_hours for parcel in parcels], dtype=np.float64)
+        delivered = np.array([parcel.delivered for parcel in parcels], dtype=np.bool_)
+        until = np.array(
+            [math.nan if parcel.until_hours is None else parcel.until_hours for parcel in parcels], dtype=np.float64
+        )
+        stage_names: list[Milestone | None] = [None, *sorted(GAP_MILESTONES)]
+        stage_index = {stage: index for index, stage in enumerate(stage_names)}
+        stages = np.array([stage_index[parcel.stage] for parcel in parcels], dtype=np.int64)
+        health = self.health(lane[1], lane[3])
+        silent = np.maximum(
+            0.0,
+            np.array([parcel.silent_hours for parcel in parcels], dtype=np.float64)
+            - (health.silent_hours if health is not None else 0.0),
+        )
+        delivery = self.curve(lane, Milestone.DELIVERY)
+        never = delivery.survival[BUCKETS]
+        waiting = self._waiting_many(lane, age, until)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ever = np.where(waiting > 1e-12, np.maximum(0.0, waiting - never) / waiting, 0.0)
+        prior_alive = np.minimum(1.0 - settings.silence_min_dead, np.maximum(0.0, ever))
+        shown = np.ones(len(parcels))
+        passed = np.zeros(len(parcels), dtype=np.bool_)
+        for index, stage in enumerate(stage_names):
+            in_stage = stages == index
+            if stage is None or not np.any(in_stage):
+                continue
+            shown[in_stage] = self._silence_survival_many(lane, stage, silent[in_stage])
+            passed[in_stage] = stage is not Milestone.GAP_TRANSIT
+        posterior = prior_alive * shown + (1.0 - prior_alive)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(posterior > 0, shown / posterior, 0.0)
+        silenced = stages != stage_index[None]
+        expected = np.where(delivered, 0.0, 1.0 - prior_alive)
+        lost = np.where(delivered, 0.0, np.where(silenced, 1.0 - prior_alive * factor, expected))
+        # The recency weight of :func:`halving`, on a column.
+        weight = np.power(0.5, np.maximum(0.0, age) / 24.0 / settings.silence_cohort_half_life_days)
+        member = Cohort(
+            weight,
+            delivered,
+            np.where(delivered, 1.0, prior_alive),
+            np.where(delivered, 0.0, shown),
+            passed & ~delivered,
+        )
+        return member, lost, expected
+
+    def _waiting_many(self, lane: LaneKey, elapsed: Floats, until: Floats) -> Floats:
+        """:meth:`_waiting` for many parcels of one lane (``until`` NaN where unknown): on the
+        lane's delivery clock, as :meth:`delivery_position` counts it."""
+        waiting = self.curve(lane, Milestone.DELIVERY).at_many(elapsed)
+        if self.delivery_clock(lane) is Milestone.DELIVERY:
+            return waiting
+        on_promise = ~np.isnan(until) & ~(until < self.fastest_hours(lane))
+        if not np.any(on_promise):
+            return waiting
+        curve = self.curve(lane, Milestone.DELIVERY_BY_PROMISE)
+        promised = until[on_promise]
+        start = curve.at_many(np.maximum(0.0, PROMISE_OFFSET - promised))
+        now = curve.at_many(np.maximum(0.0, PROMISE_OFFSET - (promised - elapsed[on_promise])))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            waiting[on_promise] = np.where(start <= 1e-12, 0.0, now / start)
+        return waiting
+
+    def _silence_survival_many(self, lane: LaneKey, stage: Milestone, silent_hours: Floats) -> Floats:
+        """:meth:`silence_survival` for many silences in one lane and stage."""
+        curve = self.curve(lane, stage)
+        never = curve.survival[BUCKETS]
+        if never >= 1.0 - 1e-6:
+            return np.ones(len(silent_hours))
+        return np.maximum(0.0, np.minimum(1.0, (curve.at_many(silent_hours) - never) / (1.0 - never)))
+
     def _seller_silent_share(
         self,
         level: tuple[str, ...],
-        cohorts: Mapping[tuple[str, ...], list[CohortParcel]],
+        cohorts: Mapping[tuple[str, ...], Cohort],
         peers: Mapping[tuple[str, str], dict[str, tuple[float, float]]],
     ) -> float:
         """A seller's lane's going-silent share (:func:`credible_share`), beyond what the
@@ -317,9 +394,8 @@ class Model:
                 return 0.0
             return sorted(shares[index] for shares in others)[len(others) // 2]
 
-        def beyond_peers(parcels: list[CohortParcel], shared: float) -> float:
-            guarded = [replace(parcel, prior_alive=parcel.prior_alive * (1.0 - shared)) for parcel in parcels]
-            return credible_share(guarded, settings.silence_mixture_z, settings.change_estimate)
+        def beyond_peers(parcels: Cohort, shared: float) -> float:
+            return credible_share(parcels.guarded(shared), settings.silence_mixture_z, settings.change_estimate)
 
         cohort = cohorts[level]
         if settings.silence_loss_stages:

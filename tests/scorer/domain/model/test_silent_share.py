@@ -120,7 +120,7 @@ def test_each_parcel_speaks_where_it_can_be_lost(found: list[CohortParcel]) -> N
     # delivered) for a loss after it; no parcel is read as past transit in either view.
     assert len(transit) == len(found)
     assert len(after) == sum(parcel.delivered or parcel.passed for parcel in found)
-    assert not any(parcel.passed for parcel in transit + after)
+    assert not any(parcel.passed for parcel in [*transit, *after])
     assert math.isclose(sum(p.weight for p in transit), sum(p.weight for p in found))
     assert 0.0 <= combined(likeliest_share(transit), likeliest_share(after)) <= 1.0
 
