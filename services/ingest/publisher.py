@@ -263,9 +263,6 @@ class Publisher:
             self._open.clear()
             raise BrokerUnavailable(type(error).__name__) from error
         elapsed = time.perf_counter() - started
-        if len(records) == 1:
-            self._latency[records[0].topic].observe(elapsed)
-            return
         for topic in {record.topic for record in records}:
             self._latency[topic].observe(elapsed)
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from services.scorer.domain.model.carrier_health import CarrierHealth
 from services.scorer.domain.model.curves import BOUNDS, BUCKETS, Histogram
 from services.scorer.domain.model.lanes import STAGE_OF_SCAN, LaneKey, Milestone, promise_clock
-from services.scorer.domain.model.observations import InFlight, in_silence_cohort
+from services.scorer.domain.model.observations import InFlight, halving_many, in_silence_cohort
 from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.state import ModelState
 from shared.schemas import DELIVERY_SCAN_STATUSES
@@ -135,8 +135,7 @@ _GRID_END = BOUNDS[-1]
 def halving_weight(age_hours: Floats, settings: ModelSettings) -> Floats:
     """``observations.recency_weight`` of each age (negative ages allowed: a weight relative
     to a moment before the observation, :class:`SettledSums`)."""
-    weight: Floats = np.power(0.5, age_hours / 24.0 / settings.half_life_days)
-    return weight
+    return halving_many(age_hours, settings.half_life_days)
 
 
 def package_weight(packages: PackageColumns, chosen: Flags, now_us: int, settings: ModelSettings) -> Floats:

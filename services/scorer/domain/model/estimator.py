@@ -37,7 +37,7 @@ from services.scorer.domain.model.lanes import (
     parent_level,
     promise_clock,
 )
-from services.scorer.domain.model.observations import InFlight, hours_of, in_silence_cohort
+from services.scorer.domain.model.observations import InFlight, halving_many, hours_of, in_silence_cohort
 from services.scorer.domain.model.parameters import ModelSettings
 from services.scorer.domain.model.silent_share import (
     Cohort,
@@ -333,8 +333,7 @@ class Model:
         silenced = stages != stage_index[None]
         expected = np.where(delivered, 0.0, 1.0 - prior_alive)
         lost = np.where(delivered, 0.0, np.where(silenced, 1.0 - prior_alive * factor, expected))
-        # The recency weight of :func:`halving`, on a column.
-        weight = np.power(0.5, np.maximum(0.0, age) / 24.0 / settings.silence_cohort_half_life_days)
+        weight = halving_many(np.maximum(0.0, age), settings.silence_cohort_half_life_days)
         member = Cohort(
             weight,
             delivered,

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from services.scorer.domain.model.lanes import STAGE_OF_SCAN, LaneKey, Milestone, promise_clock
 from services.scorer.domain.model.parameters import ModelSettings
 
@@ -33,6 +36,14 @@ class Observation:
 def halving(age_hours: float, half_life_days: float) -> float:
     """Weight of something ``age_hours`` old when weights halve every ``half_life_days``."""
     return math.pow(0.5, max(0.0, age_hours) / 24.0 / half_life_days)
+
+
+def halving_many(age_hours: npt.NDArray[np.float64], half_life_days: float) -> npt.NDArray[np.float64]:
+    """:func:`halving` of each age, on a column. Negative ages are not clipped (a weight
+    relative to a moment before the observation: ``batch.SettledSums``); clip them first
+    where :func:`halving` would."""
+    weight: npt.NDArray[np.float64] = np.power(0.5, age_hours / 24.0 / half_life_days)
+    return weight
 
 
 def recency_weight(age_hours: float, settings: ModelSettings) -> float:
